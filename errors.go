@@ -1,0 +1,195 @@
+package rthub
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Callers test them with [errors.Is]; the wire code a client sees
+// for each is given by [ErrorCode].
+var (
+	// ErrHubClosed is returned by calls made after [Hub.Shutdown] or [Hub.Close].
+	ErrHubClosed = errors.New("rthub: hub closed")
+
+	// ErrForbidden means the role policy, or the Authorize hook, refused a join or emit.
+	ErrForbidden = errors.New("rthub: forbidden")
+	// ErrBadRoom means a room name is empty, too long or has illegal characters.
+	ErrBadRoom = errors.New("rthub: bad room name")
+	// ErrTooManyRooms means a join would exceed Options.MaxRoomsPerConn.
+	ErrTooManyRooms = errors.New("rthub: too many rooms")
+	// ErrUnknownEvent means a client emitted an event the hub has no handler for.
+	ErrUnknownEvent = errors.New("rthub: unknown event")
+	// ErrBadPayload means an event's data did not decode into the event's type.
+	ErrBadPayload = errors.New("rthub: bad payload")
+	// ErrBadRequest means a client command was not a well-formed JSON object.
+	ErrBadRequest = errors.New("rthub: bad request")
+	// ErrUnknownOp means a client command named an operation the protocol lacks.
+	ErrUnknownOp = errors.New("rthub: unknown op")
+	// ErrRateLimited means a client sent commands faster than its limit allows.
+	ErrRateLimited = errors.New("rthub: rate limited")
+	// ErrSlowConsumer means a connection's outbound queue overflowed and it was closed.
+	ErrSlowConsumer = errors.New("rthub: slow consumer")
+	// ErrMessageTooBig means an inbound message exceeded Options.MaxMessageSize.
+	ErrMessageTooBig = errors.New("rthub: message too big")
+	// ErrNotFound means a connection or user named in a server-side call is not
+	// connected to this hub.
+	ErrNotFound = errors.New("rthub: not found")
+	// ErrInternal stands for any failure whose details must not reach a client.
+	ErrInternal = errors.New("rthub: internal error")
+
+	// ErrTokenMissing means the request carried no token in any accepted place.
+	ErrTokenMissing = errors.New("rthub: token missing")
+	// ErrTokenMalformed means the token is not a well-formed JWT.
+	ErrTokenMalformed = errors.New("rthub: token malformed")
+	// ErrTokenExpired means the token's exp claim is in the past.
+	ErrTokenExpired = errors.New("rthub: token expired")
+	// ErrTokenNotValidYet means the token's nbf (or iat) claim is in the future.
+	ErrTokenNotValidYet = errors.New("rthub: token not valid yet")
+	// ErrTokenSignature means the token's signature does not verify.
+	ErrTokenSignature = errors.New("rthub: token signature invalid")
+	// ErrTokenAlgorithm means the token's alg is none or not accepted for its key.
+	ErrTokenAlgorithm = errors.New("rthub: token algorithm not accepted")
+	// ErrTokenUnknownKey means the token's kid names no configured key.
+	ErrTokenUnknownKey = errors.New("rthub: token key unknown")
+	// ErrTokenClaims means a claim check failed: issuer, audience, subject, roles.
+	ErrTokenClaims = errors.New("rthub: token claims invalid")
+)
+
+// errorCodes maps each sentinel to its wire code (docs/protocol.md §1 and §2.3).
+var errorCodes = []struct {
+	err  error
+	code string
+}{
+	{ErrHubClosed, "shutting_down"},
+	{ErrForbidden, "forbidden"},
+	{ErrBadRoom, "bad_room"},
+	{ErrTooManyRooms, "too_many_rooms"},
+	{ErrUnknownEvent, "unknown_event"},
+	{ErrBadPayload, "bad_payload"},
+	{ErrBadRequest, "bad_request"},
+	{ErrUnknownOp, "unknown_op"},
+	{ErrRateLimited, "rate_limited"},
+	{ErrSlowConsumer, "slow_consumer"},
+	{ErrMessageTooBig, "message_too_big"},
+	{ErrNotFound, "not_found"},
+	{ErrTokenMissing, "token_missing"},
+	{ErrTokenMalformed, "token_malformed"},
+	{ErrTokenExpired, "token_expired"},
+	{ErrTokenNotValidYet, "token_not_valid_yet"},
+	{ErrTokenSignature, "token_signature_invalid"},
+	{ErrTokenAlgorithm, "token_algorithm"},
+	{ErrTokenUnknownKey, "token_unknown_key"},
+	{ErrTokenClaims, "token_claims"},
+	{ErrInternal, "internal"},
+}
+
+// ErrorCode returns the protocol's machine-readable code for err ("forbidden",
+// "token_expired", ...), or "internal" for an error that wraps no rthub sentinel.
+// A *[ReplyError] reports its own code.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var re *ReplyError
+	if errors.As(err, &re) {
+		return re.Code
+	}
+	for _, ec := range errorCodes {
+		if errors.Is(err, ec.err) {
+			return ec.code
+		}
+	}
+	return "internal"
+}
+
+// sentinelForCode is the inverse of [ErrorCode]; nil for an unknown code.
+func sentinelForCode(code string) error {
+	for _, ec := range errorCodes {
+		if ec.code == code {
+			return ec.err
+		}
+	}
+	return nil
+}
+
+// ReplyError is an error as a client receives it in a reply: a code from the
+// protocol and a short message. Handlers may return one to choose the code a client
+// sees; [errors.Is] matches it against the sentinel of the same code, so a client
+// can test errors.Is(err, rthub.ErrForbidden).
+type ReplyError struct {
+	Code    string `json:"code"`
+	Message string `json:"message,omitempty"`
+}
+
+// Error implements error.
+func (e *ReplyError) Error() string {
+	if e.Message == "" {
+		return "rthub: " + e.Code
+	}
+	return fmt.Sprintf("rthub: %s: %s", e.Code, e.Message)
+}
+
+// Is reports whether target is the sentinel for e's code.
+func (e *ReplyError) Is(target error) bool {
+	s := sentinelForCode(e.Code)
+	return s != nil && s == target
+}
+
+// CloseCode is a WebSocket close status code. The ranges are part of the protocol:
+// see [CloseCode.Reconnect].
+type CloseCode uint16
+
+// Close codes sent by the hub (docs/protocol.md §3).
+const (
+	CloseNormal          CloseCode = 1000 // normal closure; do not reconnect
+	CloseGoingAway       CloseCode = 1001 // hub draining; reconnect
+	CloseProtocolError   CloseCode = 1002 // broken framing; do not reconnect
+	CloseUnsupportedData CloseCode = 1003 // binary message; do not reconnect
+	CloseAbnormal        CloseCode = 1006 // connection dropped (never sent on the wire); reconnect
+	CloseInvalidPayload  CloseCode = 1007 // invalid UTF-8; do not reconnect
+	ClosePolicyViolation CloseCode = 1008 // hostile client; do not reconnect
+	CloseMessageTooBig   CloseCode = 1009 // inbound message too big; do not reconnect
+	CloseInternalError   CloseCode = 1011 // server failure; reconnect
+
+	CloseSlowConsumer  CloseCode = 4000 // outbound queue overflowed; reconnect
+	ClosePingTimeout   CloseCode = 4001 // client silent too long; reconnect
+	CloseTokenExpired  CloseCode = 4002 // token expired without refresh; reconnect with a new token
+	CloseServerRestart CloseCode = 4003 // node restart without drain; reconnect
+
+	CloseUnauthorized CloseCode = 4100 // identity refused mid-connection; do not reconnect
+	CloseDisconnected CloseCode = 4101 // the server disconnected this user; do not reconnect
+)
+
+// Reconnect reports whether a client that saw this close code should reconnect:
+// true for 1001, 1006, 1011, 1012, 1013, 1014 and the 4000–4099 range; false for
+// everything else, including 1000 and the 4100–4199 range.
+func (c CloseCode) Reconnect() bool {
+	switch c {
+	case CloseGoingAway, CloseAbnormal, CloseInternalError, 1012, 1013, 1014:
+		return true
+	}
+	return c >= 4000 && c <= 4099
+}
+
+// CloseError is the error a connection ends with: the close code and reason that
+// were sent to (or received from) the peer. Use [CloseStatus] to read the code
+// from any error.
+type CloseError struct {
+	Code   CloseCode
+	Reason string
+}
+
+// Error implements error.
+func (e CloseError) Error() string {
+	return fmt.Sprintf("rthub: connection closed: %d %s", e.Code, e.Reason)
+}
+
+// CloseStatus returns the close code carried by err (a [CloseError] anywhere in its
+// chain), or -1 if there is none.
+func CloseStatus(err error) int {
+	var ce CloseError
+	if errors.As(err, &ce) {
+		return int(ce.Code)
+	}
+	return -1
+}
