@@ -1,0 +1,153 @@
+package rthub
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// handleMessage executes one client command and replies. It runs on the
+// connection's read loop, so one client's commands are handled in order.
+// Nothing a client sends can make it panic or close other connections; errors
+// become replies (docs/protocol.md §2.3), and the connection stays open.
+func (h *Hub) handleMessage(c *conn, msg []byte) {
+	cmd, err := decodeCommand(msg)
+	if err != nil {
+		c.reply(cmd.ID, nil, err)
+		return
+	}
+	switch cmd.Op {
+	case cmdJoin:
+		c.reply(cmd.ID, roomData{Room: cmd.Room}, h.clientJoin(c, cmd.Room))
+	case cmdLeave:
+		if err := ValidRoom(cmd.Room); err != nil {
+			c.reply(cmd.ID, nil, err)
+			return
+		}
+		h.leave(c, cmd.Room)
+		c.reply(cmd.ID, roomData{Room: cmd.Room}, nil)
+	case cmdEmit:
+		c.reply(cmd.ID, nil, h.clientEmit(c, cmd))
+	case cmdRefresh:
+		h.refresh(c, cmd)
+	case cmdPing:
+		c.reply(cmd.ID, nil, nil)
+	}
+}
+
+type roomData struct {
+	Room string `json:"room"`
+}
+
+type refreshData struct {
+	Expires int64 `json:"expires"`
+}
+
+// reply answers command id (no reply for id 0).
+func (c *conn) reply(id uint64, data any, err error) {
+	if id == 0 {
+		return
+	}
+	m := replyMsg{Type: "reply", ID: id}
+	if err != nil {
+		m.Error = replyErrorFor(err)
+	} else {
+		m.OK = true
+		m.Data = data
+	}
+	c.sendJSON(m)
+}
+
+func (h *Hub) clientJoin(c *conn, room string) error {
+	if err := ValidRoom(room); err != nil {
+		return err
+	}
+	id := c.ident.Load()
+	if err := h.policy.authorize(h.ctx, id, ActionJoin, room, ""); err != nil {
+		h.log.LogAttrs(h.ctx, slog.LevelInfo, "rthub: join refused", slog.String("conn", c.id),
+			slog.String("user", id.Subject), slog.String("room", room))
+		return err
+	}
+	return h.join(c, room, false)
+}
+
+func (h *Hub) clientEmit(c *conn, cmd command) error {
+	if err := ValidRoom(cmd.Room); err != nil {
+		return err
+	}
+	hd, ok := h.handlers[cmd.Event]
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownEvent, truncate(cmd.Event, 64))
+	}
+	if !c.inRoom(cmd.Room) {
+		return fmt.Errorf("%w: not a member of room %q", ErrForbidden, cmd.Room)
+	}
+	id := c.ident.Load()
+	if err := h.policy.authorize(h.ctx, id, ActionEmit, cmd.Room, cmd.Event); err != nil {
+		return err
+	}
+	var herr error
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				h.log.Error("rthub: handler panicked", slog.String("event", cmd.Event), slog.Any("panic", p))
+				herr = ErrInternal
+			}
+		}()
+		herr = hd.handle(h.ctx, h, c.info(), cmd.Room, cmd.Data)
+	}()
+	if herr != nil && ErrorCode(herr) == "internal" && !errors.Is(herr, ErrInternal) {
+		h.log.Warn("rthub: handler failed", slog.String("event", cmd.Event), slog.Any("err", herr))
+	}
+	return herr
+}
+
+// refresh replaces the connection's identity with a new token's, for the same
+// subject, and re-evaluates its rooms at once: rooms the new identity may not
+// join are left (a "left" message each), new auto-join rooms are joined.
+func (h *Hub) refresh(c *conn, cmd command) {
+	old := c.ident.Load()
+	id, err := h.auth.verify(cmd.Token, time.Now())
+	if err != nil {
+		c.reply(cmd.ID, nil, err)
+		return
+	}
+	if id.Subject != old.Subject {
+		h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: refresh for another subject", slog.String("conn", c.id),
+			slog.String("user", old.Subject))
+		c.reply(cmd.ID, nil, fmt.Errorf("%w: token is for another subject", ErrTokenClaims))
+		c.closeWith(CloseUnauthorized, "token subject changed")
+		return
+	}
+	c.ident.Store(id)
+	h.scheduleExpiry(c, id)
+	if id.ExpiresAt.IsZero() {
+		c.expGen.Add(1) // no expiry any more: cancel the old timers
+	}
+
+	c.mu.Lock()
+	var check []string
+	for _, rr := range c.rooms {
+		if !rr.server {
+			check = append(check, rr.name)
+		}
+	}
+	c.mu.Unlock()
+	for _, rm := range check {
+		if h.policy.authorize(h.ctx, id, ActionJoin, rm, "") != nil {
+			if h.leave(c, rm) {
+				c.sendJSON(roomMsg{Type: "left", Room: rm, Reason: "forbidden"})
+			}
+		}
+	}
+	for _, rm := range h.policy.autoJoin(id) {
+		if c.inRoom(rm) || h.policy.authorize(h.ctx, id, ActionJoin, rm, "") != nil {
+			continue
+		}
+		if h.join(c, rm, false) == nil {
+			c.sendJSON(roomMsg{Type: "joined", Room: rm})
+		}
+	}
+	c.reply(cmd.ID, refreshData{Expires: unixOrZero(id.ExpiresAt)}, nil)
+}

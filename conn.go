@@ -1,0 +1,441 @@
+package rthub
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gobwas/ws"
+)
+
+// ConnInfo describes a connection to hooks and handlers. It is a snapshot:
+// Identity is replaced (not modified) when the client refreshes its token.
+type ConnInfo struct {
+	// ID identifies the connection on this hub (see [Hub.JoinConn]).
+	ID string
+	// Identity is who the connection authenticated as.
+	Identity *Identity
+	// RemoteAddr is the peer's address as net/http saw it.
+	RemoteAddr string
+}
+
+// roomRef is one room a connection is in. server marks rooms joined through the
+// server-side API: a token refresh does not re-evaluate them against the policy.
+type roomRef struct {
+	name   string
+	server bool
+}
+
+// conn is one WebSocket connection.
+//
+// Goroutines: the read loop (one per connection, started after the handshake
+// on a fresh goroutine so the handshake's larger stack is not kept) owns the
+// read side and, at its end, tears the connection down. Writes happen on the
+// hub's flush workers, at most one at a time per connection (c.writing).
+// Both are counted in the hub's WaitGroup.
+type conn struct {
+	hub        *Hub
+	nc         net.Conn
+	rd         io.Reader // nc, or bytes buffered during the handshake followed by nc
+	id         string
+	remoteAddr string
+	deflate    bool
+
+	ident   atomic.Pointer[Identity]
+	expGen  atomic.Uint64 // bumped on refresh; stale expiry timers compare it
+	lastIn  atomic.Int64  // unix nanoseconds of the last frame read
+	hdr     [14]byte      // frame header scratch; read loop only
+	readErr error         // why the read loop ended; read loop only
+
+	mu      sync.Mutex
+	queue   *batch // frames waiting for the writer; nil when empty
+	queued  int    // bytes in queue
+	writing bool   // a flush worker owns the write side
+	closing bool   // no more data frames; a close frame is queued or sent
+	closed  bool   // teardown done
+	close   []byte // pending close frame
+	code    CloseCode
+	rooms   []roomRef
+}
+
+// batch is a reusable list of frames for one vectored write.
+type batch struct {
+	bufs net.Buffers
+	keep net.Buffers // bufs before WriteTo consumed it, to clear references
+}
+
+var batchPool = sync.Pool{New: func() any { return &batch{bufs: make(net.Buffers, 0, 16)} }}
+
+// info returns the connection's current ConnInfo.
+func (c *conn) info() ConnInfo {
+	return ConnInfo{ID: c.id, Identity: c.ident.Load(), RemoteAddr: c.remoteAddr}
+}
+
+// send queues one data frame. It never blocks: a full queue closes the
+// connection as a slow consumer. It reports whether the frame was queued.
+func (c *conn) send(frame []byte) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	if c.queue != nil && (len(c.queue.bufs) >= c.hub.opts.SendQueueMessages || c.queued+len(frame) > c.hub.opts.SendQueueBytes) {
+		c.dropQueueLocked()
+		c.startCloseLocked(CloseSlowConsumer, "slow consumer")
+		c.hub.stats.slowConsumers.Add(1)
+		start := c.kickLocked()
+		c.mu.Unlock()
+		// Unblock a writer stuck on a peer that does not read.
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.hub.opts.CloseTimeout))
+		if start {
+			c.hub.schedule(c)
+		}
+		return false
+	}
+	if c.queue == nil {
+		c.queue = batchPool.Get().(*batch)
+	}
+	c.queue.bufs = append(c.queue.bufs, frame)
+	c.queued += len(frame)
+	start := c.kickLocked()
+	c.mu.Unlock()
+	if start {
+		c.hub.schedule(c)
+	}
+	return true
+}
+
+// sendControl queues a control frame (pong); it is not subject to the queue
+// limits but is dropped once the connection is closing.
+func (c *conn) sendControl(frame []byte) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	if c.queue == nil {
+		c.queue = batchPool.Get().(*batch)
+	}
+	c.queue.bufs = append(c.queue.bufs, frame)
+	c.queued += len(frame)
+	start := c.kickLocked()
+	c.mu.Unlock()
+	if start {
+		c.hub.schedule(c)
+	}
+}
+
+// kickLocked marks the write side busy and reports whether the caller must
+// schedule a flush.
+func (c *conn) kickLocked() bool {
+	if c.writing || c.closed {
+		return false
+	}
+	c.writing = true
+	return true
+}
+
+func (c *conn) dropQueueLocked() {
+	if c.queue != nil {
+		releaseBatch(c.queue)
+		c.queue = nil
+		c.queued = 0
+	}
+}
+
+func releaseBatch(b *batch) {
+	clear(b.bufs[:cap(b.bufs)])
+	b.bufs = b.bufs[:0]
+	if cap(b.bufs) > 1024 {
+		return // don't pool outsized batches
+	}
+	batchPool.Put(b)
+}
+
+// startCloseLocked begins the closing handshake: no more data frames, a close
+// frame goes out after what is queued.
+func (c *conn) startCloseLocked(code CloseCode, reason string) {
+	if c.closing {
+		return
+	}
+	c.closing = true
+	c.code = code
+	c.close = closeFrame(code, reason)
+}
+
+// closeWith starts a server-initiated close. The read loop finishes the
+// handshake (it waits up to Options.CloseTimeout for the client's close frame)
+// and tears down.
+func (c *conn) closeWith(code CloseCode, reason string) {
+	c.mu.Lock()
+	c.startCloseLocked(code, reason)
+	start := c.kickLocked()
+	c.mu.Unlock()
+	if start {
+		c.hub.schedule(c)
+	}
+}
+
+// flush writes everything queued, in as few syscalls as possible, until the
+// queue is empty. It runs on a hub flush worker; c.writing guarantees a single
+// flusher per connection, so frames keep their order.
+func (c *conn) flush() {
+	for {
+		c.mu.Lock()
+		b := c.queue
+		c.queue = nil
+		c.queued = 0
+		var cf []byte
+		if b == nil && c.close != nil {
+			cf, c.close = c.close, nil
+		}
+		if b == nil && cf == nil {
+			c.writing = false
+			c.mu.Unlock()
+			return
+		}
+		closing := c.closing
+		c.mu.Unlock()
+
+		timeout := c.hub.opts.WriteTimeout
+		if closing {
+			timeout = c.hub.opts.CloseTimeout
+		}
+		_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+		var err error
+		if b != nil {
+			n := len(b.bufs)
+			b.keep = b.bufs
+			var written int64
+			written, err = b.bufs.WriteTo(c.nc)
+			b.bufs = b.keep
+			b.keep = nil
+			releaseBatch(b)
+			c.hub.stats.framesSent.Add(uint64(n))
+			c.hub.stats.bytesSent.Add(uint64(written))
+		} else {
+			_, err = c.nc.Write(cf)
+			// The close frame is out: give the client CloseTimeout to answer,
+			// then the read loop gives up and tears down.
+			_ = c.nc.SetReadDeadline(time.Now().Add(c.hub.opts.CloseTimeout))
+		}
+		if err != nil {
+			c.mu.Lock()
+			c.closing = true
+			c.close = nil
+			c.dropQueueLocked()
+			c.writing = false
+			c.mu.Unlock()
+			// Unblock the read loop; it tears down.
+			_ = c.nc.Close()
+			return
+		}
+	}
+}
+
+// errPeerClosed ends the read loop when the client sent a close frame.
+type peerClosed struct{ code CloseCode }
+
+func (p peerClosed) Error() string { return "rthub: closed by peer" }
+
+// readLoop reads and handles client messages until the connection ends, then
+// tears it down. It is the connection's owning goroutine.
+func (c *conn) readLoop() {
+	defer c.teardown()
+	for {
+		msg, err := c.readMessage()
+		if err != nil {
+			c.readErr = err
+			c.closeForReadError(err)
+			c.awaitClose()
+			return
+		}
+		c.hub.handleMessage(c, msg)
+	}
+}
+
+// closeForReadError answers a read failure with the close code the protocol
+// gives it (nothing is sent when the network itself failed).
+func (c *conn) closeForReadError(err error) {
+	var pe *protocolError
+	var pc peerClosed
+	switch {
+	case errors.As(err, &pc):
+		// Echo the peer's close (RFC 6455 §5.5.1) unless we started the close.
+		code := pc.code
+		if code == 0 || code == 1005 {
+			code = CloseNormal
+		}
+		c.closeWith(code, "")
+	case errors.As(err, &pe):
+		c.hub.stats.protocolErrors.Add(1)
+		c.closeWith(pe.code, pe.msg)
+	case errors.Is(err, ErrMessageTooBig):
+		c.hub.stats.protocolErrors.Add(1)
+		c.closeWith(CloseMessageTooBig, "message too big")
+	case errors.Is(err, ErrBadRequest):
+		c.hub.stats.protocolErrors.Add(1)
+		c.closeWith(CloseInvalidPayload, "bad compressed data")
+	default:
+		// Network error, timeout, or a server-side close that reset the conn:
+		// nothing more can be sent.
+		c.mu.Lock()
+		if !c.closing {
+			c.closing = true
+			c.code = CloseAbnormal
+		}
+		c.close = nil
+		c.dropQueueLocked()
+		c.mu.Unlock()
+	}
+}
+
+// awaitClose waits, bounded by CloseTimeout, for the close frame to be written
+// and for the client to close its side, so the client reads our close frame
+// instead of a reset.
+func (c *conn) awaitClose() {
+	deadline := time.Now().Add(c.hub.opts.CloseTimeout)
+	_ = c.nc.SetReadDeadline(deadline)
+	var buf [512]byte
+	for {
+		// Discard whatever the client still sends until it closes.
+		if _, err := c.nc.Read(buf[:]); err != nil {
+			return
+		}
+	}
+}
+
+// teardown removes the connection from the hub and closes the socket. It runs
+// once, at the end of the read loop.
+func (c *conn) teardown() {
+	c.mu.Lock()
+	c.closing = true
+	c.closed = true
+	c.close = nil
+	c.dropQueueLocked()
+	rooms := c.rooms
+	c.rooms = nil
+	code := c.code
+	c.mu.Unlock()
+	_ = c.nc.Close()
+	c.hub.unregister(c, rooms)
+	if code == 0 {
+		code = CloseAbnormal
+	}
+	c.hub.disconnected(c, CloseError{Code: code}, c.readErr)
+}
+
+// readMessage reads one complete data message, answering control frames on
+// the way. It enforces the protocol: masking, RSV bits, opcodes, fragmentation,
+// the size limit (after inflating too) and UTF-8.
+func (c *conn) readMessage() ([]byte, error) {
+	limit := c.hub.opts.MaxMessageSize
+	var (
+		msg        []byte
+		inMessage  bool
+		compressed bool
+	)
+	for {
+		h, err := readFrameHeader(c.rd, c.hdr[:])
+		if err != nil {
+			return nil, err
+		}
+		c.lastIn.Store(time.Now().UnixNano())
+		if h.rsv&^bitRsv1 != 0 || (h.rsv&bitRsv1 != 0 && (!c.deflate || h.op != opText && h.op != opBinary)) {
+			return nil, errProtocol("unexpected RSV bits")
+		}
+		if h.op >= opClose {
+			payload := make([]byte, h.length)
+			if _, err := io.ReadFull(c.rd, payload); err != nil {
+				return nil, err
+			}
+			unmask(payload, h.mask)
+			switch h.op {
+			case opPing:
+				c.sendControl(appendFrame(make([]byte, 0, 2+len(payload)), opPong, false, payload))
+			case opPong:
+			case opClose:
+				code, err := parseClosePayload(payload)
+				if err != nil {
+					return nil, err
+				}
+				return nil, peerClosed{code: code}
+			}
+			continue
+		}
+		switch {
+		case h.op == opContinuation && !inMessage:
+			return nil, errProtocol("continuation frame without a message")
+		case h.op != opContinuation && inMessage:
+			return nil, errProtocol("new message inside a fragmented message")
+		case h.op == opBinary:
+			return nil, &protocolError{code: CloseUnsupportedData, msg: "binary messages are not supported"}
+		}
+		if h.op == opText {
+			inMessage = true
+			compressed = h.rsv&bitRsv1 != 0
+		}
+		if int64(len(msg))+h.length > limit {
+			return nil, ErrMessageTooBig
+		}
+		start := len(msg)
+		msg = append(msg, make([]byte, h.length)...)
+		if _, err := io.ReadFull(c.rd, msg[start:]); err != nil {
+			return nil, err
+		}
+		unmask(msg[start:], h.mask)
+		if !h.fin {
+			continue
+		}
+		if compressed {
+			if msg, err = inflate(msg, limit); err != nil {
+				return nil, err
+			}
+		}
+		if !utf8.Valid(msg) {
+			return nil, &protocolError{code: CloseInvalidPayload, msg: "text message is not valid UTF-8"}
+		}
+		c.hub.stats.messagesIn.Add(1)
+		return msg, nil
+	}
+}
+
+// parseClosePayload validates a client close frame's body (RFC 6455 §5.5.1,
+// §7.4): empty, or a valid code and a UTF-8 reason.
+func parseClosePayload(p []byte) (CloseCode, error) {
+	if len(p) == 0 {
+		return 1005, nil
+	}
+	if len(p) == 1 {
+		return 0, errProtocol("close frame with a 1-byte body")
+	}
+	code, reason := ws.ParseCloseFrameDataUnsafe(p)
+	if !validCloseCode(uint16(code)) {
+		return 0, errProtocol("invalid close code %d", code)
+	}
+	if !utf8.ValidString(reason) {
+		return 0, &protocolError{code: CloseInvalidPayload, msg: "close reason is not valid UTF-8"}
+	}
+	return CloseCode(code), nil
+}
+
+// validCloseCode reports whether a peer may send code (RFC 6455 §7.4).
+func validCloseCode(code uint16) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1011, code >= 3000 && code <= 4999:
+		return true
+	case code == 1012 || code == 1013 || code == 1014:
+		return true
+	}
+	return false
+}
+
+// isTimeout reports whether err is a deadline expiry.
+func isTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded)
+}

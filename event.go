@@ -1,0 +1,157 @@
+package rthub
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sort"
+	"sync"
+)
+
+// Event is a named event whose payload has type T. Declare each event once, at
+// package level, and use it on both sides: the server publishes a T, clients
+// decode a T, and client emits reach a handler as a T.
+//
+//	var SensorData = rthub.NewEvent[Reading]("sensor:data")
+//	SensorData.Publish(ctx, hub, "device:7", Reading{...})
+type Event[T any] struct {
+	name string
+}
+
+// events is the process-wide registry of declared events, for documentation
+// generators and duplicate detection.
+var events struct {
+	sync.Mutex
+	byName map[string]reflect.Type
+}
+
+// NewEvent declares an event. The name follows the room-name syntax (letters,
+// digits, "_-.:@/", segments separated by ':'), e.g. "sensor:data".
+// Declaring an invalid name, or the same name twice, panics: both are
+// programming errors found at start-up, as http.ServeMux panics on a
+// conflicting pattern.
+func NewEvent[T any](name string) Event[T] {
+	if err := validEventName(name); err != nil {
+		panic(fmt.Sprintf("rthub: NewEvent(%q): %v", name, err))
+	}
+	events.Lock()
+	defer events.Unlock()
+	if events.byName == nil {
+		events.byName = make(map[string]reflect.Type)
+	}
+	if t, dup := events.byName[name]; dup {
+		panic(fmt.Sprintf("rthub: NewEvent(%q): event already declared with type %v", name, t))
+	}
+	events.byName[name] = reflect.TypeFor[T]()
+	return Event[T]{name: name}
+}
+
+// EventInfo describes a declared event.
+type EventInfo struct {
+	Name string
+	Type reflect.Type
+}
+
+// Events lists every event declared with [NewEvent] in this process, sorted by
+// name: the source for generated event references.
+func Events() []EventInfo {
+	events.Lock()
+	defer events.Unlock()
+	out := make([]EventInfo, 0, len(events.byName))
+	for n, t := range events.byName {
+		out = append(out, EventInfo{Name: n, Type: t})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func validEventName(name string) error {
+	if err := ValidRoom(name); err != nil {
+		return fmt.Errorf("rthub: invalid event name %q", truncate(name, 64))
+	}
+	return nil
+}
+
+// Name returns the event's name as it appears on the wire.
+func (e Event[T]) Name() string { return e.name }
+
+// Publish sends v to every connection in room on h. It is type-checked: only
+// a T can be published as this event. See [Hub.Publish] for the semantics.
+func (e Event[T]) Publish(ctx context.Context, h *Hub, room string, v T, opts ...PublishOption) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	return h.publish(ctx, room, e.name, data, opts...)
+}
+
+// Decode parses an event's data as a T, for clients.
+func (e Event[T]) Decode(data []byte) (T, error) {
+	var v T
+	if err := json.Unmarshal(data, &v); err != nil {
+		return v, fmt.Errorf("%w: %s: %v", ErrBadPayload, e.name, err)
+	}
+	return v, nil
+}
+
+// Incoming is an event a client emitted, decoded.
+type Incoming[T any] struct {
+	// Conn is the emitting connection.
+	Conn ConnInfo
+	// Room is the room the client emitted to; the hub already checked that the
+	// connection is a member and that its role may emit this event there.
+	Room string
+	// Data is the decoded payload.
+	Data T
+	// Raw is the payload as the client sent it (valid JSON).
+	Raw json.RawMessage
+
+	hub *Hub
+}
+
+// Hub returns the hub the event arrived on, to publish from a handler.
+func (in Incoming[T]) Hub() *Hub { return in.hub }
+
+// Handler handles client emits of one event; make one with [Event.Handle] or
+// [Event.Relay] and pass it in Options.Handlers.
+type Handler interface {
+	eventName() string
+	handle(ctx context.Context, h *Hub, c ConnInfo, room string, raw json.RawMessage) error
+}
+
+type handlerFunc[T any] struct {
+	name string
+	fn   func(ctx context.Context, in Incoming[T]) error
+}
+
+func (hf handlerFunc[T]) eventName() string { return hf.name }
+
+func (hf handlerFunc[T]) handle(ctx context.Context, h *Hub, c ConnInfo, room string, raw json.RawMessage) error {
+	var v T
+	if len(raw) == 0 {
+		raw = json.RawMessage("null")
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("%w: data does not decode as %s", ErrBadPayload, hf.name)
+	}
+	return hf.fn(ctx, Incoming[T]{Conn: c, Room: room, Data: v, Raw: raw, hub: h})
+}
+
+// Handle returns a Handler that decodes client emits of e into a T and calls fn
+// on the connection's goroutine (so one client's emits are handled in order;
+// fn must not block for long). fn's error goes back to the client as the
+// reply's error: a sentinel of this package or a *[ReplyError] chooses the
+// code; any other error is reported as "internal" without details. A payload
+// that does not decode is answered with bad_payload and fn is not called.
+func (e Event[T]) Handle(fn func(ctx context.Context, in Incoming[T]) error) Handler {
+	return handlerFunc[T]{name: e.name, fn: fn}
+}
+
+// Relay returns a Handler that checks a client's emit decodes into a T and
+// publishes it, as sent, to the room, leaving out the sender.
+func (e Event[T]) Relay() Handler {
+	return e.Handle(func(ctx context.Context, in Incoming[T]) error {
+		return in.hub.publish(ctx, in.Room, e.name, in.Raw, WithExcept(in.Conn.ID))
+	})
+}

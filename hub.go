@@ -1,0 +1,1008 @@
+package rthub
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// Options configures a [Hub]. Zero fields take the documented defaults; [New]
+// copies the Options and never writes to the caller's value.
+type Options struct {
+	// Auth configures token verification. At least one key is required.
+	Auth AuthOptions
+	// Policy says which roles may join and emit to which rooms. The zero Policy
+	// lets clients join nothing; the server-side API ([Hub.JoinConn],
+	// [Hub.JoinUser]) is not subject to it.
+	Policy Policy
+	// Handlers receive events emitted by clients, one per event name (see
+	// [Event.Handle] and [Event.Relay]). An emit of any other event is answered
+	// with the error code unknown_event.
+	Handlers []Handler
+	// Compression configures permessage-deflate; by default it is negotiated
+	// when the client offers it.
+	Compression CompressionOptions
+
+	// MaxMessageSize bounds an inbound message, in bytes, after reassembly and
+	// decompression. Larger messages close the connection with 1009. Default 64 KiB.
+	MaxMessageSize int64
+	// MaxRoomsPerConn bounds the rooms one connection may be in; a join past it
+	// is answered with too_many_rooms. Default 100.
+	MaxRoomsPerConn int
+	// SendQueueMessages and SendQueueBytes bound each connection's outbound
+	// queue. A client whose queue overflows does not read fast enough: it is
+	// closed with 4000 (slow consumer) and the publisher never waits for it.
+	// Defaults 1024 messages and 4 MiB.
+	SendQueueMessages int
+	SendQueueBytes    int
+	// WriteTimeout bounds one write to a connection's socket. Default 10 s.
+	WriteTimeout time.Duration
+	// PingInterval is how often the hub pings every connection. Default 25 s.
+	PingInterval time.Duration
+	// PongTimeout closes (4001) a connection from which nothing was read for
+	// this long. Default 2 × PingInterval.
+	PongTimeout time.Duration
+	// HandshakeTimeout bounds writing the upgrade response. Reading the request
+	// headers is bounded by your http.Server's ReadHeaderTimeout: set it (10 s is
+	// reasonable), or slow clients can hold connections open. Default 10 s.
+	HandshakeTimeout time.Duration
+	// CloseTimeout is how long the hub waits for a client to answer a close
+	// frame before dropping the TCP connection. Default 3 s.
+	CloseTimeout time.Duration
+	// DrainWindow spreads the closes of [Hub.Shutdown] over this long, so that
+	// clients do not all reconnect in the same second. Default 5 s; the window
+	// shrinks to fit Shutdown's context deadline.
+	DrainWindow time.Duration
+
+	// OnConnect, if set, is called after a connection is established and its
+	// auto-join rooms joined. It runs on the connection's goroutine before any
+	// command is read: it must not block for long.
+	OnConnect func(ctx context.Context, c ConnInfo)
+	// OnDisconnect, if set, is called once when a connection ends, with the
+	// close code it ended with (a [CloseError]). Same constraints as OnConnect.
+	OnDisconnect func(c ConnInfo, err error)
+	// Logger receives the hub's logs; nil discards them. Tokens are never logged.
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() error {
+	var errs []error
+	def := func(d *time.Duration, v time.Duration, name string) {
+		if *d == 0 {
+			*d = v
+		} else if *d < 0 {
+			errs = append(errs, fmt.Errorf("rthub: %s is negative", name))
+		}
+	}
+	defInt := func(p *int, v int, name string) {
+		if *p == 0 {
+			*p = v
+		} else if *p < 0 {
+			errs = append(errs, fmt.Errorf("rthub: %s is negative", name))
+		}
+	}
+	if o.MaxMessageSize == 0 {
+		o.MaxMessageSize = 64 << 10
+	} else if o.MaxMessageSize < 0 {
+		errs = append(errs, errors.New("rthub: MaxMessageSize is negative"))
+	}
+	defInt(&o.MaxRoomsPerConn, 100, "MaxRoomsPerConn")
+	defInt(&o.SendQueueMessages, 1024, "SendQueueMessages")
+	defInt(&o.SendQueueBytes, 4<<20, "SendQueueBytes")
+	def(&o.WriteTimeout, 10*time.Second, "WriteTimeout")
+	def(&o.PingInterval, 25*time.Second, "PingInterval")
+	def(&o.PongTimeout, 2*o.PingInterval, "PongTimeout")
+	def(&o.HandshakeTimeout, 10*time.Second, "HandshakeTimeout")
+	def(&o.CloseTimeout, 3*time.Second, "CloseTimeout")
+	def(&o.DrainWindow, 5*time.Second, "DrainWindow")
+	if o.PongTimeout > 0 && o.PingInterval > 0 && o.PongTimeout <= o.PingInterval {
+		errs = append(errs, fmt.Errorf("rthub: PongTimeout (%v) must be longer than PingInterval (%v)", o.PongTimeout, o.PingInterval))
+	}
+	if err := o.Compression.setDefaults(); err != nil {
+		errs = append(errs, err)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return errors.Join(errs...)
+}
+
+// Hub serves WebSocket connections, keeps their rooms and delivers published
+// events. Create one with [New]; serve it as an [http.Handler]; stop it with
+// [Hub.Shutdown] or [Hub.Close]. All methods are safe for concurrent use.
+type Hub struct {
+	opts     Options
+	auth     *authenticator
+	policy   *policy
+	handlers map[string]Handler
+	comp     *compressor
+	log      *slog.Logger
+	nodeID   string
+	connSeq  atomic.Uint64
+
+	ctx    context.Context // cancelled by Close; hooks receive it
+	cancel context.CancelFunc
+
+	mu    sync.RWMutex
+	conns map[string]*conn
+	users map[string]map[*conn]struct{}
+	rooms map[string]*room
+
+	closing   atomic.Bool   // no new connections
+	stop      chan struct{} // closed once to stop background goroutines
+	stopOnce  sync.Once
+	flushCh   chan *conn
+	clock     *deadlines
+	wg        sync.WaitGroup // connections' read loops and overflow flushers
+	bg        sync.WaitGroup // pinger, clock, flush workers
+	closeOnce sync.Once
+
+	stats hubStats
+}
+
+// room is the set of local members of one room. mu also orders publishes to
+// the room: an event is queued to every member before the next one is.
+type room struct {
+	mu      sync.Mutex
+	members map[*conn]struct{}
+}
+
+// New validates opts and returns a running Hub. Every problem in opts is
+// reported in the returned error (joined with [errors.Join]).
+func New(opts Options) (*Hub, error) {
+	var errs []error
+	if err := opts.setDefaults(); err != nil {
+		errs = append(errs, err)
+	}
+	auth, err := newAuthenticator(opts.Auth)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	pol, err := compilePolicy(opts.Policy)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	handlers := make(map[string]Handler, len(opts.Handlers))
+	for _, hd := range opts.Handlers {
+		if hd == nil {
+			errs = append(errs, errors.New("rthub: nil Handler"))
+			continue
+		}
+		name := hd.eventName()
+		if _, dup := handlers[name]; dup {
+			errs = append(errs, fmt.Errorf("rthub: two handlers for event %q", name))
+		}
+		handlers[name] = hd
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	var idb [6]byte
+	_, _ = rand.Read(idb[:])
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Hub{
+		opts:     opts,
+		auth:     auth,
+		policy:   pol,
+		handlers: handlers,
+		comp:     newCompressor(opts.Compression.Level),
+		log:      opts.Logger,
+		nodeID:   hex.EncodeToString(idb[:]),
+		ctx:      ctx,
+		cancel:   cancel,
+		conns:    make(map[string]*conn),
+		users:    make(map[string]map[*conn]struct{}),
+		rooms:    make(map[string]*room),
+		stop:     make(chan struct{}),
+		flushCh:  make(chan *conn, 1<<16),
+		clock:    newDeadlines(),
+	}
+	workers := max(8, 4*runtime.GOMAXPROCS(0))
+	for range workers {
+		h.bg.Go(h.flushWorker)
+	}
+	h.bg.Go(func() { h.clock.run(h.stop) })
+	h.bg.Go(h.pinger)
+	return h, nil
+}
+
+// schedule hands a connection with queued frames to a flush worker. It never
+// blocks: when every worker is busy and the hand-off queue is full, the flush
+// runs on a goroutine of its own.
+func (h *Hub) schedule(c *conn) {
+	select {
+	case h.flushCh <- c:
+	default:
+		h.wg.Go(c.flush)
+	}
+}
+
+// flushWorker writes queued frames of scheduled connections. Several workers
+// spread the writes of a broadcast over all cores.
+func (h *Hub) flushWorker() {
+	for {
+		select {
+		case c := <-h.flushCh:
+			c.flush()
+		case <-h.stop:
+			// Drain what is left so no connection stays marked as writing.
+			for {
+				select {
+				case c := <-h.flushCh:
+					c.flush()
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// pinger pings every connection each PingInterval and closes the ones that
+// have been silent for PongTimeout: one goroutine and one ticker for the hub,
+// no timer per connection.
+func (h *Hub) pinger() {
+	t := time.NewTicker(h.opts.PingInterval)
+	defer t.Stop()
+	var batch []*conn
+	for {
+		select {
+		case <-h.stop:
+			return
+		case now := <-t.C:
+			batch = h.snapshotConns(batch[:0])
+			limit := now.Add(-h.opts.PongTimeout).UnixNano()
+			for _, c := range batch {
+				if c.lastIn.Load() < limit {
+					h.stats.pingTimeouts.Add(1)
+					c.closeWith(ClosePingTimeout, "ping timeout")
+					continue
+				}
+				c.sendControl(pingFrame)
+			}
+			clear(batch)
+		}
+	}
+}
+
+func (h *Hub) snapshotConns(dst []*conn) []*conn {
+	h.mu.RLock()
+	for _, c := range h.conns {
+		dst = append(dst, c)
+	}
+	h.mu.RUnlock()
+	return dst
+}
+
+// ServeHTTP authenticates the request and upgrades it to a WebSocket
+// connection. Refusals happen before the upgrade, as HTTP errors with a JSON
+// body carrying a code (docs/protocol.md §1): 401 for token problems, 400 for
+// a bad handshake, 503 while shutting down.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.closing.Load() {
+		w.Header().Set("Retry-After", "1")
+		writeHTTPError(w, http.StatusServiceUnavailable, ErrHubClosed)
+		h.stats.refused.Add(1)
+		return
+	}
+	if r.Method != http.MethodGet || !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
+		writeHTTPError(w, http.StatusBadRequest, errBadHandshake)
+		h.stats.refused.Add(1)
+		return
+	}
+	if !offersV1(r.Header) {
+		writeHTTPError(w, http.StatusBadRequest, errUnsupportedProtocol)
+		h.stats.refused.Add(1)
+		return
+	}
+	tok, err := h.auth.tokenFromRequest(r)
+	var id *Identity
+	if err == nil {
+		id, err = h.auth.verify(tok, time.Now())
+	}
+	if err != nil {
+		h.stats.unauthorized.Add(1)
+		h.log.LogAttrs(r.Context(), slog.LevelInfo, "rthub: handshake refused",
+			slog.String("code", ErrorCode(err)), slog.String("remote", r.RemoteAddr))
+		writeHTTPError(w, http.StatusUnauthorized, err)
+		return
+	}
+
+	neg := &negotiator{}
+	up := ws.HTTPUpgrader{
+		Timeout: h.opts.HandshakeTimeout,
+		Protocol: func(p string) bool {
+			return p == Subprotocol
+		},
+	}
+	if h.opts.Compression.Mode == CompressionAuto {
+		up.Negotiate = neg.negotiate
+	}
+	nc, rw, _, err := up.Upgrade(r, w)
+	if err != nil {
+		if nc != nil {
+			_ = nc.Close()
+		}
+		h.stats.refused.Add(1)
+		return
+	}
+	_ = nc.SetDeadline(time.Time{})
+	c := &conn{
+		hub:        h,
+		nc:         nc,
+		rd:         nc,
+		id:         h.nodeID + "-" + fmt.Sprint(h.connSeq.Add(1)),
+		remoteAddr: r.RemoteAddr,
+		deflate:    neg.accepted(),
+	}
+	// Keep bytes the client sent right after its request (pipelined frames)
+	// but not net/http's 4 KiB reader.
+	if n := rw.Reader.Buffered(); n > 0 {
+		pre := make([]byte, n)
+		_, _ = io.ReadFull(rw.Reader, pre)
+		c.rd = io.MultiReader(bytes.NewReader(pre), nc)
+	}
+	c.ident.Store(id)
+	c.lastIn.Store(time.Now().UnixNano())
+	if !h.register(c) {
+		_, _ = nc.Write(closeFrame(CloseGoingAway, "server shutting down"))
+		_ = nc.Close()
+		return
+	}
+	// A fresh goroutine for the connection's life: the handshake grew this
+	// one's stack, and net/http's per-request state is released when we return.
+	h.wg.Go(func() { h.serveConn(c) })
+}
+
+// serveConn runs a new connection: welcome, auto-join, expiry timers, then the
+// read loop.
+func (h *Hub) serveConn(c *conn) {
+	id := c.ident.Load()
+	auto := h.policy.autoJoin(id)
+	joined := auto[:0:0]
+	for _, rm := range auto {
+		if h.policy.authorize(h.ctx, id, ActionJoin, rm, "") == nil {
+			joined = append(joined, rm)
+		}
+	}
+	w := welcomeMsg{Type: "welcome", Version: ProtocolVersion, Conn: c.id, User: id.Subject,
+		Roles: nonNil(id.Roles), Rooms: nonNil(joined), Expires: unixOrZero(id.ExpiresAt), Ping: int64(h.opts.PingInterval / time.Second)}
+	c.sendJSON(w)
+	for _, rm := range joined {
+		_ = h.join(c, rm, false)
+	}
+	h.scheduleExpiry(c, id)
+	if h.opts.OnConnect != nil {
+		h.callHook(c, func() { h.opts.OnConnect(h.ctx, c.info()) })
+	}
+	c.readLoop()
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func unixOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.Unix()
+}
+
+// callHook runs a user callback, turning a panic into a close with 1011.
+func (h *Hub) callHook(c *conn, fn func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.log.Error("rthub: hook panicked", slog.String("conn", c.id), slog.Any("panic", p))
+			c.closeWith(CloseInternalError, "internal error")
+		}
+	}()
+	fn()
+}
+
+// scheduleExpiry arranges the expiring warning and the close at exp for the
+// identity the connection holds now; a later refresh makes them stale.
+func (h *Hub) scheduleExpiry(c *conn, id *Identity) {
+	if id.ExpiresAt.IsZero() {
+		return
+	}
+	gen := c.expGen.Add(1)
+	exp := id.ExpiresAt
+	warnAt := exp.Add(-h.auth.expiryWarning())
+	h.clock.add(warnAt, func() {
+		if c.expGen.Load() == gen {
+			c.sendJSON(expiringMsg{Type: "expiring", Expires: exp.Unix()})
+		}
+	})
+	h.clock.add(exp, func() {
+		if c.expGen.Load() == gen {
+			h.stats.tokenExpired.Add(1)
+			c.closeWith(CloseTokenExpired, "token expired")
+		}
+	})
+}
+
+// sendJSON queues one control message of the protocol.
+func (c *conn) sendJSON(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.hub.log.Error("rthub: encoding message", slog.Any("err", err))
+		return
+	}
+	c.send(textFrame(b))
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for part := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(part), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// offersV1 reports whether the client's subprotocols allow version 1: it
+// offers rthub.v1, or offers no rthub.vN at all (plain tools like wscat).
+func offersV1(hd http.Header) bool {
+	other := false
+	for _, v := range hd.Values("Sec-WebSocket-Protocol") {
+		for part := range strings.SplitSeq(v, ",") {
+			p := strings.TrimSpace(part)
+			if p == Subprotocol {
+				return true
+			}
+			if strings.HasPrefix(p, "rthub.v") {
+				other = true
+			}
+		}
+	}
+	return !other
+}
+
+var (
+	errBadHandshake        = errors.New("rthub: not a WebSocket handshake")
+	errUnsupportedProtocol = errors.New("rthub: unsupported protocol version")
+)
+
+// register adds c to the hub; false once the hub is closing.
+func (h *Hub) register(c *conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing.Load() {
+		return false
+	}
+	h.conns[c.id] = c
+	sub := c.ident.Load().Subject
+	set := h.users[sub]
+	if set == nil {
+		set = make(map[*conn]struct{}, 1)
+		h.users[sub] = set
+	}
+	set[c] = struct{}{}
+	h.stats.accepted.Add(1)
+	return true
+}
+
+// unregister removes c and its room memberships.
+func (h *Hub) unregister(c *conn, rooms []roomRef) {
+	h.mu.Lock()
+	delete(h.conns, c.id)
+	sub := c.ident.Load().Subject
+	if set := h.users[sub]; set != nil {
+		delete(set, c)
+		if len(set) == 0 {
+			delete(h.users, sub)
+		}
+	}
+	for _, rr := range rooms {
+		h.removeMemberLocked(rr.name, c)
+	}
+	h.mu.Unlock()
+}
+
+func (h *Hub) disconnected(c *conn, ce CloseError, readErr error) {
+	if h.opts.OnDisconnect != nil {
+		func() {
+			defer func() { _ = recover() }()
+			h.opts.OnDisconnect(c.info(), ce)
+		}()
+	}
+	h.log.LogAttrs(h.ctx, slog.LevelDebug, "rthub: disconnected", slog.String("conn", c.id),
+		slog.String("user", c.ident.Load().Subject), slog.Int("code", int(ce.Code)))
+}
+
+// removeMemberLocked drops c from room name; h.mu must be held.
+func (h *Hub) removeMemberLocked(name string, c *conn) {
+	rm := h.rooms[name]
+	if rm == nil {
+		return
+	}
+	rm.mu.Lock()
+	delete(rm.members, c)
+	empty := len(rm.members) == 0
+	rm.mu.Unlock()
+	if empty {
+		delete(h.rooms, name)
+	}
+}
+
+// join puts c in room name. server marks a server-side join.
+func (h *Hub) join(c *conn, name string, server bool) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrNotFound
+	}
+	for i, rr := range c.rooms {
+		if rr.name == name {
+			if server {
+				c.rooms[i].server = true
+			}
+			c.mu.Unlock()
+			return nil
+		}
+	}
+	if len(c.rooms) >= h.opts.MaxRoomsPerConn {
+		c.mu.Unlock()
+		return fmt.Errorf("%w: limit is %d", ErrTooManyRooms, h.opts.MaxRoomsPerConn)
+	}
+	c.rooms = append(c.rooms, roomRef{name: name, server: server})
+	c.mu.Unlock()
+
+	h.mu.Lock()
+	rm := h.rooms[name]
+	if rm == nil {
+		rm = &room{members: make(map[*conn]struct{})}
+		h.rooms[name] = rm
+	}
+	rm.mu.Lock()
+	rm.members[c] = struct{}{}
+	rm.mu.Unlock()
+	h.mu.Unlock()
+
+	// The connection may have been torn down while we added it: undo.
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		h.mu.Lock()
+		h.removeMemberLocked(name, c)
+		h.mu.Unlock()
+	}
+	return nil
+}
+
+// leave takes c out of room name; it reports whether c was in it.
+func (h *Hub) leave(c *conn, name string) bool {
+	c.mu.Lock()
+	found := false
+	for i, rr := range c.rooms {
+		if rr.name == name {
+			c.rooms = append(c.rooms[:i], c.rooms[i+1:]...)
+			found = true
+			break
+		}
+	}
+	c.mu.Unlock()
+	if !found {
+		return false
+	}
+	h.mu.Lock()
+	h.removeMemberLocked(name, c)
+	h.mu.Unlock()
+	return true
+}
+
+// inRoom reports whether c is a member of room name.
+func (c *conn) inRoom(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, rr := range c.rooms {
+		if rr.name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// PublishOption adjusts one publish.
+type PublishOption func(*publishConfig)
+
+type publishConfig struct {
+	except string
+}
+
+// WithExcept leaves out the connection with this ID (typically the sender of
+// a relayed event).
+func WithExcept(connID string) PublishOption {
+	return func(p *publishConfig) { p.except = connID }
+}
+
+// Publish sends event with data to every connection in room. data is encoded
+// with encoding/json, except a json.RawMessage, which must be valid JSON and
+// is sent as is. The event is encoded (and compressed) once, whatever the
+// number of recipients; it returns once the event is queued to every member,
+// never waiting for a slow client. Errors: [ErrHubClosed], [ErrBadRoom],
+// [ErrBadPayload], or ctx's error.
+func (h *Hub) Publish(ctx context.Context, room, event string, data any, opts ...PublishOption) error {
+	var raw []byte
+	switch d := data.(type) {
+	case json.RawMessage:
+		if !json.Valid(d) {
+			return fmt.Errorf("%w: data is not valid JSON", ErrBadPayload)
+		}
+		raw = d
+	default:
+		b, err := json.Marshal(data)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrBadPayload, err)
+		}
+		raw = b
+	}
+	return h.publish(ctx, room, event, raw, opts...)
+}
+
+// publish delivers valid JSON data to the local members of room.
+func (h *Hub) publish(ctx context.Context, room, event string, data []byte, opts ...PublishOption) error {
+	if h.closing.Load() {
+		return ErrHubClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := ValidRoom(room); err != nil {
+		return err
+	}
+	if err := validEventName(event); err != nil {
+		return err
+	}
+	var cfg publishConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	h.stats.published.Add(1)
+	h.mu.RLock()
+	rm := h.rooms[room]
+	h.mu.RUnlock()
+	if rm == nil {
+		return nil
+	}
+	payload := appendEvent(make([]byte, 0, 64+len(event)+len(room)+len(data)), event, room, data)
+	p := preparedMessage{payload: payload, comp: h.comp, threshold: h.opts.Compression.Threshold}
+	var n uint64
+	rm.mu.Lock()
+	for c := range rm.members {
+		if cfg.except != "" && c.id == cfg.except {
+			continue
+		}
+		if c.send(p.frame(c.deflate)) {
+			n++
+		}
+	}
+	rm.mu.Unlock()
+	h.stats.delivered.Add(n)
+	return nil
+}
+
+// preparedMessage holds one encoded message and builds each wire form of it at
+// most once: the plain frame, and the compressed frame for connections that
+// negotiated permessage-deflate.
+type preparedMessage struct {
+	payload   []byte
+	comp      *compressor
+	threshold int
+	plain     []byte
+	deflated  []byte
+	triedDefl bool
+}
+
+func (p *preparedMessage) frame(deflate bool) []byte {
+	if deflate && len(p.payload) >= p.threshold {
+		if !p.triedDefl {
+			p.triedDefl = true
+			body, err := p.comp.compress(make([]byte, 0, len(p.payload)/2+16), p.payload)
+			if err == nil && len(body) < len(p.payload) {
+				p.deflated = appendFrame(make([]byte, 0, frameHeaderLen(len(body))+len(body)), opText, true, body)
+			}
+		}
+		if p.deflated != nil {
+			return p.deflated
+		}
+	}
+	if p.plain == nil {
+		p.plain = textFrame(p.payload)
+	}
+	return p.plain
+}
+
+// JoinConn puts the connection with this ID into room, bypassing the policy,
+// and tells the client with a "joined" message. A token refresh does not
+// re-evaluate rooms joined this way. Errors: [ErrNotFound], [ErrBadRoom],
+// [ErrTooManyRooms].
+func (h *Hub) JoinConn(ctx context.Context, connID, room string) error {
+	if err := ValidRoom(room); err != nil {
+		return err
+	}
+	c := h.connByID(connID)
+	if c == nil {
+		return fmt.Errorf("%w: connection %q", ErrNotFound, connID)
+	}
+	if err := h.join(c, room, true); err != nil {
+		return err
+	}
+	c.sendJSON(roomMsg{Type: "joined", Room: room})
+	return ctx.Err()
+}
+
+// LeaveConn takes the connection with this ID out of room and tells the client
+// with a "left" message. Errors: [ErrNotFound], [ErrBadRoom].
+func (h *Hub) LeaveConn(ctx context.Context, connID, room string) error {
+	if err := ValidRoom(room); err != nil {
+		return err
+	}
+	c := h.connByID(connID)
+	if c == nil {
+		return fmt.Errorf("%w: connection %q", ErrNotFound, connID)
+	}
+	if h.leave(c, room) {
+		c.sendJSON(roomMsg{Type: "left", Room: room, Reason: "server"})
+	}
+	return ctx.Err()
+}
+
+// JoinUser puts every connection of the user with this subject into room, as
+// [Hub.JoinConn] does. Errors: [ErrNotFound] if the user has no connection on
+// this hub, [ErrBadRoom], or the first [ErrTooManyRooms].
+func (h *Hub) JoinUser(ctx context.Context, subject, room string) error {
+	if err := ValidRoom(room); err != nil {
+		return err
+	}
+	conns := h.userConns(subject)
+	if len(conns) == 0 {
+		return fmt.Errorf("%w: user %q", ErrNotFound, subject)
+	}
+	var first error
+	for _, c := range conns {
+		if err := h.join(c, room, true); err != nil {
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		c.sendJSON(roomMsg{Type: "joined", Room: room})
+	}
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+// LeaveUser takes every connection of the user out of room. Errors:
+// [ErrNotFound], [ErrBadRoom].
+func (h *Hub) LeaveUser(ctx context.Context, subject, room string) error {
+	if err := ValidRoom(room); err != nil {
+		return err
+	}
+	conns := h.userConns(subject)
+	if len(conns) == 0 {
+		return fmt.Errorf("%w: user %q", ErrNotFound, subject)
+	}
+	for _, c := range conns {
+		if h.leave(c, room) {
+			c.sendJSON(roomMsg{Type: "left", Room: room, Reason: "server"})
+		}
+	}
+	return ctx.Err()
+}
+
+// DisconnectUser closes every connection of the user with close code 4101
+// (disconnected: the client does not reconnect). It returns how many
+// connections it closed; [ErrNotFound] if none.
+func (h *Hub) DisconnectUser(ctx context.Context, subject, reason string) (int, error) {
+	conns := h.userConns(subject)
+	if len(conns) == 0 {
+		return 0, fmt.Errorf("%w: user %q", ErrNotFound, subject)
+	}
+	if reason == "" {
+		reason = "disconnected by server"
+	}
+	for _, c := range conns {
+		c.closeWith(CloseDisconnected, reason)
+	}
+	return len(conns), ctx.Err()
+}
+
+func (h *Hub) connByID(id string) *conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.conns[id]
+}
+
+func (h *Hub) userConns(subject string) []*conn {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	set := h.users[subject]
+	out := make([]*conn, 0, len(set))
+	for c := range set {
+		out = append(out, c)
+	}
+	return out
+}
+
+// Rooms returns the names of the rooms with at least one local member, sorted.
+func (h *Hub) Rooms() []string {
+	h.mu.RLock()
+	out := make([]string, 0, len(h.rooms))
+	for name := range h.rooms {
+		out = append(out, name)
+	}
+	h.mu.RUnlock()
+	sort.Strings(out)
+	return out
+}
+
+// Shutdown drains the hub, the way [http.Server.Shutdown] drains a server:
+// new upgrades are refused with 503 at once; every connection is closed with
+// 1001 (going away: reconnect), the closes spread over Options.DrainWindow (or
+// less, to fit ctx's deadline) so clients come back gradually; then it waits
+// for every goroutine of the hub. If ctx ends first, the remaining connections
+// are dropped and ctx's error returned. Shutdown is idempotent; a hub cannot be
+// reused afterwards.
+//
+// net/http neither closes nor waits for hijacked connections: call
+// hub.Shutdown before srv.Shutdown, or register it with
+// srv.RegisterOnShutdown.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing.Store(true)
+	h.mu.Unlock()
+	conns := h.snapshotConns(nil)
+	window := h.opts.DrainWindow
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl) / 2; left < window {
+			window = max(left, 0)
+		}
+	}
+	start := time.Now()
+	t := time.NewTimer(0)
+	defer t.Stop()
+	<-t.C
+	var err error
+	for i, c := range conns {
+		if n := len(conns); n > 1 && window > 0 {
+			at := start.Add(window * time.Duration(i) / time.Duration(n))
+			if d := time.Until(at); d > 0 {
+				t.Reset(d)
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					err = ctx.Err()
+				}
+			}
+		}
+		if err != nil {
+			break
+		}
+		c.closeWith(CloseGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() {
+		h.wg.Wait()
+		close(done)
+	}()
+	if err == nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	}
+	if err != nil {
+		h.Close()
+		<-done
+		return err
+	}
+	h.stopBackground()
+	return nil
+}
+
+// Close stops the hub at once: it refuses new upgrades, drops every connection
+// without a closing handshake, and waits for the hub's goroutines. Clients see
+// an abnormal closure (1006) and reconnect. Use [Hub.Shutdown] for a graceful
+// stop. Close is idempotent and returns nil.
+func (h *Hub) Close() error {
+	h.mu.Lock()
+	h.closing.Store(true)
+	h.mu.Unlock()
+	for _, c := range h.snapshotConns(nil) {
+		c.mu.Lock()
+		if c.code == 0 {
+			c.code = CloseAbnormal
+		}
+		c.mu.Unlock()
+		_ = c.nc.Close()
+	}
+	h.wg.Wait()
+	h.stopBackground()
+	return nil
+}
+
+func (h *Hub) stopBackground() {
+	h.stopOnce.Do(func() {
+		close(h.stop)
+		h.cancel()
+	})
+	h.bg.Wait()
+}
+
+// Stats is a snapshot of a hub's counters. Counters only grow; gauges
+// (Connections, Users, Rooms) are current values.
+type Stats struct {
+	Connections int // open connections
+	Users       int // distinct subjects connected
+	Rooms       int // rooms with at least one local member
+
+	Accepted      uint64 // connections upgraded
+	Unauthorized  uint64 // handshakes refused with 401
+	Refused       uint64 // handshakes refused otherwise (400, 503, upgrade failures)
+	Published     uint64 // Publish calls that reached the delivery step
+	Delivered     uint64 // event frames queued to connections
+	FramesSent    uint64 // frames written to sockets (events, replies, control)
+	BytesSent     uint64 // bytes written to sockets
+	MessagesIn    uint64 // client messages read
+	SlowConsumers uint64 // connections closed because their queue overflowed
+	PingTimeouts  uint64 // connections closed as silent
+	TokenExpired  uint64 // connections closed at token expiry
+	ProtocolErrs  uint64 // connections closed for protocol violations
+}
+
+type hubStats struct {
+	accepted, unauthorized, refused   atomic.Uint64
+	published, delivered              atomic.Uint64
+	framesSent, bytesSent, messagesIn atomic.Uint64
+	slowConsumers, pingTimeouts       atomic.Uint64
+	tokenExpired, protocolErrors      atomic.Uint64
+}
+
+// Stats returns a snapshot of the hub's counters.
+func (h *Hub) Stats() Stats {
+	h.mu.RLock()
+	s := Stats{Connections: len(h.conns), Users: len(h.users), Rooms: len(h.rooms)}
+	h.mu.RUnlock()
+	st := &h.stats
+	s.Accepted = st.accepted.Load()
+	s.Unauthorized = st.unauthorized.Load()
+	s.Refused = st.refused.Load()
+	s.Published = st.published.Load()
+	s.Delivered = st.delivered.Load()
+	s.FramesSent = st.framesSent.Load()
+	s.BytesSent = st.bytesSent.Load()
+	s.MessagesIn = st.messagesIn.Load()
+	s.SlowConsumers = st.slowConsumers.Load()
+	s.PingTimeouts = st.pingTimeouts.Load()
+	s.TokenExpired = st.tokenExpired.Load()
+	s.ProtocolErrs = st.protocolErrors.Load()
+	return s
+}
+
+var _ http.Handler = (*Hub)(nil)

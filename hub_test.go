@@ -1,0 +1,34 @@
+package rthub
+
+import (
+	"testing"
+	"time"
+)
+
+func TestHub_Smoke(t *testing.T) {
+	t.Parallel()
+	h, url := testHub(t, nil)
+	alice := dial(t, url, testToken(t, "alice", time.Hour, "staff"))
+	w := alice.read()
+	if w.Type != "welcome" || w.User != "alice" {
+		t.Fatalf("welcome = %+v", w)
+	}
+	if got := len(w.Rooms); got != 2 {
+		t.Fatalf("auto rooms = %v", w.Rooms)
+	}
+	r := alice.cmd("join", map[string]any{"room": "device:7"})
+	if !r.OK {
+		t.Fatalf("join device:7: %+v", r.Error)
+	}
+	r = alice.cmd("join", map[string]any{"room": "admin"})
+	if r.OK || r.Error == nil || r.Error.Code != "forbidden" {
+		t.Fatalf("join admin = %+v", r)
+	}
+	if err := h.Publish(t.Context(), "device:7", "sensor:data", map[string]int{"v": 1}); err != nil {
+		t.Fatal(err)
+	}
+	ev := alice.readType("event")
+	if ev.Event != "sensor:data" || ev.Room != "device:7" || string(ev.Data) != `{"v":1}` {
+		t.Fatalf("event = %+v", ev)
+	}
+}

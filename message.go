@@ -1,0 +1,212 @@
+package rthub
+
+import (
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+)
+
+// ProtocolVersion is the wire protocol version this package speaks
+// (docs/protocol.md), negotiated as the WebSocket subprotocol [Subprotocol].
+const ProtocolVersion = 1
+
+// Subprotocol is the WebSocket subprotocol name of protocol version 1.
+const Subprotocol = "rthub.v1"
+
+// tokenProtocolPrefix marks a Sec-WebSocket-Protocol entry that carries a token,
+// the way browsers (which cannot set headers on a WebSocket) send one.
+const tokenProtocolPrefix = "rthub.bearer."
+
+// Client → server operations.
+const (
+	cmdJoin    = "join"
+	cmdLeave   = "leave"
+	cmdEmit    = "emit"
+	cmdRefresh = "refresh"
+	cmdPing    = "ping"
+)
+
+// command is one decoded client → server message.
+type command struct {
+	ID    uint64          `json:"id"`
+	Op    string          `json:"op"`
+	Room  string          `json:"room"`
+	Event string          `json:"event"`
+	Token string          `json:"token"`
+	Data  json.RawMessage `json:"data"`
+}
+
+// decodeCommand parses one client message. The error wraps [ErrBadRequest] (not
+// a JSON object, wrong field types) or [ErrUnknownOp]. Input is untrusted: it
+// never panics, and allocations are bounded by the message size, which the reader
+// already bounded.
+func decodeCommand(b []byte) (command, error) {
+	var cmd command
+	i := 0
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	if i == len(b) || b[i] != '{' {
+		return cmd, fmt.Errorf("%w: message is not a JSON object", ErrBadRequest)
+	}
+	if err := json.Unmarshal(b, &cmd); err != nil {
+		return command{ID: cmd.ID}, fmt.Errorf("%w: invalid JSON command", ErrBadRequest)
+	}
+	switch cmd.Op {
+	case cmdJoin, cmdLeave:
+		if cmd.Room == "" {
+			return cmd, fmt.Errorf("%w: %s needs a room", ErrBadRequest, cmd.Op)
+		}
+	case cmdEmit:
+		if cmd.Room == "" || cmd.Event == "" {
+			return cmd, fmt.Errorf("%w: emit needs an event and a room", ErrBadRequest)
+		}
+	case cmdRefresh:
+		if cmd.Token == "" {
+			return cmd, fmt.Errorf("%w: refresh needs a token", ErrBadRequest)
+		}
+	case cmdPing:
+	case "":
+		return cmd, fmt.Errorf("%w: missing op", ErrBadRequest)
+	default:
+		return cmd, fmt.Errorf("%w: %q", ErrUnknownOp, truncate(cmd.Op, 32))
+	}
+	return cmd, nil
+}
+
+// truncate shortens s to at most n bytes on a rune boundary, for error messages
+// that quote client input.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+// appendEvent appends the JSON envelope of an event frame. data must be valid
+// JSON; event and room are quoted as JSON strings.
+func appendEvent(dst []byte, event, room string, data []byte) []byte {
+	dst = append(dst, `{"type":"event","event":`...)
+	dst = appendJSONString(dst, event)
+	dst = append(dst, `,"room":`...)
+	dst = appendJSONString(dst, room)
+	dst = append(dst, `,"data":`...)
+	if len(data) == 0 {
+		data = []byte("null")
+	}
+	dst = append(dst, data...)
+	return append(dst, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string literal. Invalid UTF-8 becomes
+// U+FFFD, as encoding/json does.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		b := s[i]
+		if b < utf8.RuneSelf {
+			if b >= 0x20 && b != '"' && b != '\\' && b != '<' && b != '>' && b != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch b {
+			case '"', '\\':
+				dst = append(dst, '\\', b)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[b>>4], hexDigits[b&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// Server → client messages other than events. They are rare (once per connection
+// or per command), so they go through encoding/json.
+
+type welcomeMsg struct {
+	Type    string   `json:"type"`
+	Version int      `json:"version"`
+	Conn    string   `json:"conn"`
+	User    string   `json:"user"`
+	Roles   []string `json:"roles"`
+	Rooms   []string `json:"rooms"`
+	Expires int64    `json:"expires"`
+	Ping    int64    `json:"ping"`
+}
+
+type replyMsg struct {
+	Type  string      `json:"type"`
+	ID    uint64      `json:"id"`
+	OK    bool        `json:"ok,omitempty"`
+	Data  any         `json:"data,omitempty"`
+	Error *ReplyError `json:"error,omitempty"`
+}
+
+type roomMsg struct {
+	Type   string `json:"type"`
+	Room   string `json:"room"`
+	Reason string `json:"reason,omitempty"`
+}
+
+type expiringMsg struct {
+	Type    string `json:"type"`
+	Expires int64  `json:"expires"`
+}
+
+// replyErrorFor turns any error into what a client may see: the code and a
+// short message. Only messages of rthub's own sentinels pass; anything else
+// becomes "internal" with no details.
+func replyErrorFor(err error) *ReplyError {
+	if re, ok := err.(*ReplyError); ok {
+		return re
+	}
+	code := ErrorCode(err)
+	if code == "internal" {
+		return &ReplyError{Code: code, Message: "internal error"}
+	}
+	return &ReplyError{Code: code, Message: clientMessage(err)}
+}
+
+// clientMessage strips the "rthub: " prefix and bounds the length of an error
+// message that goes to a client.
+func clientMessage(err error) string {
+	msg := err.Error()
+	const prefix = "rthub: "
+	if len(msg) > len(prefix) && msg[:len(prefix)] == prefix {
+		msg = msg[len(prefix):]
+	}
+	return truncate(msg, 200)
+}
