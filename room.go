@@ -365,6 +365,12 @@ func (a Action) String() string {
 // authenticated identity, including one with no roles. Roles the policy does not
 // name add nothing. The Authorize hook can only narrow what the rules allow.
 //
+// Join, Emit and event patterns may use the segment {sub} for the identity's
+// subject: Join: []string{"user:{sub}"} lets every user join their own room and no
+// one else's. An emit is allowed when one [EmitRule] lists both the event and the
+// room. Event names follow the room name rules of [ValidRoom]. A refused join or
+// emit is reported to the client as [ErrForbidden] (code "forbidden").
+//
 // The hub validates a Policy when it is created (every pattern, auto-join room and
 // event pattern) and reports all problems at once; afterwards it uses its own
 // compiled copy, so changing the Policy value has no effect. The compiled policy is
