@@ -147,13 +147,13 @@ func badName(kind, s, msg string, at int) error {
 	return fmt.Errorf("%w: %s%s: %s", ErrBadRoom, kind, quoteTrunc(s), msg)
 }
 
-// quoteTrunc quotes s for an error message, cut to its first 64 bytes.
+// quoteTrunc quotes s for an error message, ASCII only, cut to its first 64 bytes.
 func quoteTrunc(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return fmt.Sprintf("%q", s)
+	const limit = 64
+	if len(s) <= limit {
+		return fmt.Sprintf("%+q", s)
 	}
-	return fmt.Sprintf("%q... (%d bytes)", s[:max], len(s))
+	return fmt.Sprintf("%+q... (%d bytes)", s[:limit], len(s))
 }
 
 // describeByte names a byte for an error message.
