@@ -258,7 +258,8 @@ func newAuthenticator(o AuthOptions) (*authenticator, error) {
 }
 
 // compileKey checks one configured key and returns it with the algorithms its
-// type can verify. The returned key shares nothing mutable with the caller's.
+// type can verify. HMAC secrets, Ed25519 keys and RSA moduli are copied, so the
+// caller changing its slices or big.Int afterwards has no effect.
 func compileKey(key any) (*verifyKey, error) {
 	switch k := key.(type) {
 	case nil:
