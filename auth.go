@@ -346,8 +346,10 @@ func (a *authenticator) tokenFromRequest(r *http.Request) (string, error) {
 		for _, v := range vals {
 			for entry := range strings.SplitSeq(v, ",") {
 				entry = strings.TrimSpace(entry)
-				if tok, ok := strings.CutPrefix(entry, bearerProtocolPrefix); ok && tok != "" {
-					return tok, nil
+				if tok, ok := strings.CutPrefix(entry, bearerProtocolPrefix); ok {
+					if tok = strings.TrimSpace(tok); tok != "" {
+						return tok, nil
+					}
 				}
 			}
 		}

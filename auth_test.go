@@ -626,6 +626,7 @@ var requestCases = []requestCase{
 	{name: "multiple subprotocol headers", proto: []string{"rthub.v1", "chat, rthub.bearer.tokB"}, want: "tokB"},
 	{name: "empty bearer subprotocol", proto: []string{"rthub.v1, rthub.bearer."}},
 	{name: "empty then full bearer subprotocol", proto: []string{"rthub.bearer., rthub.bearer.tokB"}, want: "tokB"},
+	{name: "space after bearer prefix trimmed (fuzz regression)", proto: []string{"rthub.bearer. tokB"}, want: "tokB"},
 	{name: "subprotocol prefix is case-sensitive", proto: []string{"RTHUB.BEARER.tokB"}},
 	{name: "query token refused by default", query: "token=tokQ"},
 	{name: "query token allowed", query: "a=1&token=tokQ", allowQuery: true, want: "tokQ"},
