@@ -305,7 +305,7 @@ func compileKey(key any) (*verifyKey, error) {
 		return &verifyKey{key: &c, algs: []string{alg}}, nil
 	case ed25519.PublicKey:
 		if len(k) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("Ed25519 public key is %d bytes, want %d", len(k), ed25519.PublicKeySize)
+			return nil, fmt.Errorf("ed25519 public key is %d bytes, want %d", len(k), ed25519.PublicKeySize)
 		}
 		return &verifyKey{key: ed25519.PublicKey(bytes.Clone(k)), algs: slices.Clone(edAlgs)}, nil
 	case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey, *ed25519.PrivateKey:

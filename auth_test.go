@@ -552,7 +552,7 @@ func TestNewAuthenticatorErrors(t *testing.T) {
 		{name: "RSA private key", opts: AuthOptions{Keys: map[string]any{"k": k.rsa}}, want: []string{"pass its public key"}},
 		{name: "ECDSA private key", opts: AuthOptions{Keys: map[string]any{"k": k.ec}}, want: []string{"pass its public key"}},
 		{name: "Ed25519 private key", opts: AuthOptions{Keys: map[string]any{"k": k.ed}}, want: []string{"pass its public key"}},
-		{name: "short Ed25519 key", opts: AuthOptions{Keys: map[string]any{"k": ed25519.PublicKey{1, 2, 3}}}, want: []string{"Ed25519 public key is 3 bytes"}},
+		{name: "short Ed25519 key", opts: AuthOptions{Keys: map[string]any{"k": ed25519.PublicKey{1, 2, 3}}}, want: []string{"ed25519 public key is 3 bytes"}},
 		{name: "P-224 key", opts: AuthOptions{Keys: map[string]any{"k": &p224.PublicKey}}, want: []string{"unsupported curve"}},
 		{name: "PEM bytes as HMAC key", opts: AuthOptions{Keys: map[string]any{"k": pubPEM}}, want: []string{"looks like a PEM block"}},
 		{name: "unknown alg", opts: AuthOptions{Keys: map[string]any{"": k.hmac}, Algorithms: []string{"HS256", "HS999"}},
@@ -893,6 +893,69 @@ func FuzzVerify(f *testing.F) {
 		}
 		if id == nil || id.Subject == "" {
 			t.Fatalf("got identity %+v, nil error; want a subject", id)
+		}
+	})
+}
+
+// FuzzVerifyClaims fuzzes the claims of correctly signed tokens, which
+// FuzzVerify rarely reaches: claim types, times, roles and names.
+func FuzzVerifyClaims(f *testing.F) {
+	k := getTestKeys()
+	for _, c := range []jwt.MapClaims{
+		claims(),
+		claims(del("exp")),
+		claims(del("roles"), set("role", "operator")),
+		claims(set("roles", 7)),
+		claims(set("roles", []any{"a", 7})),
+		claims(set("sub", 42)),
+		claims(set("exp", "x")),
+		claims(set("exp", 1e300)),
+		claims(set("nbf", -1e300)),
+		claims(set("aud", []any{1})),
+		claims(set("name", nil)),
+	} {
+		b, err := json.Marshal(c)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte(`null`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"sub":"a","exp":0}`))
+
+	a, err := newAuthenticator(testOptions(k))
+	if err != nil {
+		f.Fatal(err)
+	}
+	header := b64(`{"alg":"HS256","typ":"JWT"}`)
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		input := header + "." + base64.RawURLEncoding.EncodeToString(payload)
+		sig, err := jwt.SigningMethodHS256.Sign(input, k.hmac)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := a.verify(input+"."+base64.RawURLEncoding.EncodeToString(sig), testNow)
+		if err != nil {
+			if id != nil {
+				t.Fatalf("got identity %+v with error %v", id, err)
+			}
+			if n := countTokenSentinels(err); n != 1 {
+				t.Fatalf("error %v wraps %d token sentinels, want 1", err, n)
+			}
+			if errors.Is(err, ErrTokenSignature) || errors.Is(err, ErrTokenAlgorithm) || errors.Is(err, ErrTokenUnknownKey) {
+				t.Fatalf("correctly signed token refused with %v", err)
+			}
+			return
+		}
+		if id == nil || id.Subject == "" {
+			t.Fatalf("got identity %+v, nil error; want a subject", id)
+		}
+		if !id.ExpiresAt.IsZero() && !testNow.Before(id.ExpiresAt) {
+			t.Fatalf("accepted a token that expired at %v (now %v)", id.ExpiresAt, testNow)
+		}
+		if slices.Contains(id.Roles, "") {
+			t.Fatalf("roles %q contain an empty string", id.Roles)
 		}
 	})
 }
