@@ -244,6 +244,7 @@ func newClient(ctx context.Context, url string, opts Options) (*Client, error) {
 // then reconnects or stops. It closes done when it returns.
 func (c *Client) run(cn *conn) {
 	defer close(c.done)
+	defer c.cancel() // after stop recorded why: calls see the client closed
 	for {
 		cause := c.serve(cn)
 		c.setConn(nil)
@@ -488,7 +489,9 @@ func (c *Client) waitConn(ctx context.Context) (*conn, error) {
 		select {
 		case <-ready:
 		case <-ctx.Done():
+			return nil, ctx.Err()
 		case <-c.done:
+			return nil, c.closedErr()
 		}
 	}
 }
