@@ -1,0 +1,239 @@
+// Command quickstart is the smallest complete rthub server: a hub with a
+// staff/admin policy, simulated sensors publishing sensor:data to device
+// rooms, and (by default) a Go client in the same process that prints the
+// events it receives, so one command shows events flowing.
+//
+//	go run ./examples/quickstart
+//
+// It prints demo tokens and a wscat command line for watching from another
+// terminal. Settings (environment, defaults printed at start):
+//
+//	ADDR              listen address (127.0.0.1:8080)
+//	JWT_SECRET        HMAC secret, 32+ bytes (random: demo mode, tokens printed)
+//	PUBLISH_INTERVAL  how often each simulated device publishes (1s)
+//	WATCH             run the printing client (true)
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/org/rthub"
+	"github.com/org/rthub/client"
+)
+
+// Reading is the payload of sensor:data.
+type Reading struct {
+	Device string    `json:"device"`
+	Temp   float64   `json:"temp"`
+	At     time.Time `json:"at"`
+}
+
+// SensorData is published to device:<id> rooms.
+var SensorData = rthub.NewEvent[Reading]("sensor:data")
+
+// Chat is what staff may emit to the staff room; the hub relays it.
+type Chat struct {
+	Text string `json:"text"`
+}
+
+// ChatMessage is relayed to the staff room.
+var ChatMessage = rthub.NewEvent[Chat]("chat:message")
+
+// policy: staff may watch any device and chat in staff; admin also has admin.
+var policy = rthub.Policy{Roles: map[string]rthub.RoleRules{
+	"staff": {
+		Join:     []string{"staff", "device:*"},
+		AutoJoin: []string{"staff", "user:{sub}"},
+		Emit:     []rthub.EmitRule{{Events: []string{"chat:message"}, Rooms: []string{"staff"}}},
+	},
+	"admin": {
+		Join:     []string{"staff", "admin", "device:*"},
+		AutoJoin: []string{"staff", "admin", "user:{sub}"},
+		Emit:     []rthub.EmitRule{{Events: []string{"chat:message"}, Rooms: []string{"staff", "admin"}}},
+	},
+}}
+
+type config struct {
+	addr     string
+	secret   []byte
+	demo     bool
+	interval time.Duration
+	watch    bool
+}
+
+func configFromEnv() (config, error) {
+	cfg := config{addr: "127.0.0.1:8080", interval: time.Second, watch: true}
+	if v := os.Getenv("ADDR"); v != "" {
+		cfg.addr = v
+	}
+	if v := os.Getenv("JWT_SECRET"); v != "" {
+		cfg.secret = []byte(v)
+	} else {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		cfg.secret = []byte(hex.EncodeToString(b))
+		cfg.demo = true
+	}
+	if v := os.Getenv("PUBLISH_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return cfg, fmt.Errorf("PUBLISH_INTERVAL=%q: want a positive duration like 500ms", v)
+		}
+		cfg.interval = d
+	}
+	if v := os.Getenv("WATCH"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return cfg, fmt.Errorf("WATCH=%q: want true or false", v)
+		}
+		cfg.watch = b
+	}
+	return cfg, nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := configFromEnv()
+	if err == nil {
+		err = run(ctx, cfg, nil)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "quickstart:", err)
+		os.Exit(1)
+	}
+}
+
+// run serves until ctx ends, then drains. ready, if set, receives the
+// listening address.
+func run(ctx context.Context, cfg config, ready chan<- string) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	hub, err := rthub.New(rthub.Options{
+		Auth:     rthub.AuthOptions{Keys: map[string]any{"": cfg.secret}},
+		Policy:   policy,
+		Handlers: []rthub.Handler{ChatMessage.Relay()},
+		Logger:   log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		hub.Close()
+		return err
+	}
+	addr := ln.Addr().String()
+	mux := http.NewServeMux()
+	mux.Handle("GET /ws", hub)
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%+v\n", hub.Stats())
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	staffTok, _ := sign(cfg.secret, "alice", "staff")
+	adminTok, _ := sign(cfg.secret, "root", "admin")
+	fmt.Printf("rthub quickstart listening on ws://%s/ws (publish every %v)\n", addr, cfg.interval)
+	if cfg.demo {
+		fmt.Printf("demo mode (JWT_SECRET unset, random secret); tokens valid 24 h:\n  staff alice: %s\n  admin root:  %s\n", staffTok, adminTok)
+		fmt.Printf("watch from another terminal:\n  npx wscat -s rthub.v1 -H 'Authorization: Bearer %s' -c ws://%s/ws\n  then type: {\"id\":1,\"op\":\"join\",\"room\":\"device:1\"}\n", staffTok, addr)
+	}
+	if ready != nil {
+		ready <- addr
+	}
+
+	// The simulated sensors: one goroutine, stopped by ctx, waited for below.
+	sensorsDone := make(chan struct{})
+	go func() {
+		defer close(sensorsDone)
+		simulate(ctx, hub, cfg.interval)
+	}()
+
+	var watcher *client.Client
+	if cfg.watch {
+		watcher, err = watch(ctx, "ws://"+addr+"/ws", cfg.secret)
+		if err != nil {
+			log.Error("watcher", "err", err)
+		}
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return err
+	}
+	fmt.Println("shutting down: draining connections")
+	if watcher != nil {
+		watcher.Close()
+	}
+	<-sensorsDone
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := hub.Shutdown(shutdownCtx); err != nil {
+		log.Warn("hub drain cut short", "err", err)
+	}
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// simulate publishes a reading for devices 1–3 every interval.
+func simulate(ctx context.Context, hub *rthub.Hub, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			for d := 1; d <= 3; d++ {
+				r := Reading{
+					Device: strconv.Itoa(d),
+					Temp:   math.Round((20+3*math.Sin(float64(i)/10+float64(d)))*100) / 100,
+					At:     now.UTC(),
+				}
+				_ = SensorData.Publish(ctx, hub, "device:"+r.Device, r)
+			}
+		}
+	}
+}
+
+// watch connects a Go client as staff, joins device:1 and prints what arrives.
+func watch(ctx context.Context, url string, secret []byte) (*client.Client, error) {
+	c, err := client.Dial(ctx, url, client.Options{
+		TokenFunc: func(context.Context) (string, error) { return sign(secret, "watcher", "staff") },
+		Rooms:     []string{"device:1"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	client.Handle(c, SensorData, func(room string, r Reading) {
+		fmt.Printf("watcher got sensor:data in %s: device %s %.2f °C\n", room, r.Device, r.Temp)
+	})
+	return c, nil
+}
+
+// sign issues a demo token valid for 24 hours.
+func sign(secret []byte, sub, role string) (string, error) {
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub":   sub,
+		"roles": []string{role},
+		"exp":   time.Now().Add(24 * time.Hour).Unix(),
+	}).SignedString(secret)
+}
