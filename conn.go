@@ -58,6 +58,8 @@ type conn struct {
 	writing bool   // a flush worker owns the write side
 	closing bool   // no more data frames; a close frame is queued or sent
 	closed  bool   // teardown done
+	closeTx bool   // our close frame was written
+	closeRx bool   // the client's close frame was read
 	close   []byte // pending close frame
 	code    CloseCode
 	rooms   []roomRef
@@ -170,15 +172,18 @@ func (c *conn) startCloseLocked(code CloseCode, reason string) {
 
 // closeWith starts a server-initiated close. The read loop finishes the
 // handshake (it waits up to Options.CloseTimeout for the client's close frame)
-// and tears down.
-func (c *conn) closeWith(code CloseCode, reason string) {
+// and tears down. It reports whether this call started the close (false if
+// the connection was already closing).
+func (c *conn) closeWith(code CloseCode, reason string) bool {
 	c.mu.Lock()
+	started := !c.closing
 	c.startCloseLocked(code, reason)
 	start := c.kickLocked()
 	c.mu.Unlock()
 	if start {
 		c.hub.schedule(c)
 	}
+	return started
 }
 
 // flush writes everything queued, in as few syscalls as possible, until the
@@ -223,6 +228,11 @@ func (c *conn) flush() {
 			// The close frame is out: give the client CloseTimeout to answer,
 			// then the read loop gives up and tears down.
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.hub.opts.CloseTimeout))
+			if err == nil && c.closeSent() {
+				// Both close frames are exchanged: the server closes TCP
+				// first (RFC 6455 §7.1.1), which ends the read loop.
+				_ = c.nc.Close()
+			}
 		}
 		if err != nil {
 			c.mu.Lock()
@@ -236,6 +246,15 @@ func (c *conn) flush() {
 			return
 		}
 	}
+}
+
+// closeSent records that the close frame was written and reports whether the
+// client's close frame was already read.
+func (c *conn) closeSent() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeTx = true
+	return c.closeRx
 }
 
 // errPeerClosed ends the read loop when the client sent a close frame.
@@ -272,6 +291,9 @@ func (c *conn) closeForReadError(err error) {
 			code = CloseNormal
 		}
 		c.closeWith(code, "")
+		c.mu.Lock()
+		c.closeRx = true
+		c.mu.Unlock()
 	case errors.As(err, &pe):
 		c.hub.stats.protocolErrors.Add(1)
 		c.closeWith(pe.code, pe.msg)
@@ -299,6 +321,12 @@ func (c *conn) closeForReadError(err error) {
 // and for the client to close its side, so the client reads our close frame
 // instead of a reset.
 func (c *conn) awaitClose() {
+	c.mu.Lock()
+	done := c.closeTx && c.closeRx
+	c.mu.Unlock()
+	if done {
+		return // the closing handshake is complete; teardown closes TCP
+	}
 	deadline := time.Now().Add(c.hub.opts.CloseTimeout)
 	_ = c.nc.SetReadDeadline(deadline)
 	var buf [512]byte

@@ -269,8 +269,9 @@ func (h *Hub) pinger() {
 			limit := now.Add(-h.opts.PongTimeout).UnixNano()
 			for _, c := range batch {
 				if c.lastIn.Load() < limit {
-					h.stats.pingTimeouts.Add(1)
-					c.closeWith(ClosePingTimeout, "ping timeout")
+					if c.closeWith(ClosePingTimeout, "ping timeout") {
+						h.stats.pingTimeouts.Add(1)
+					}
 					continue
 				}
 				c.sendControl(pingFrame)
