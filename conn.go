@@ -53,14 +53,15 @@ type conn struct {
 	readErr error         // why the read loop ended; read loop only
 
 	mu      sync.Mutex
-	queue   *batch // frames waiting for the writer; nil when empty
-	queued  int    // bytes in queue
-	writing bool   // a flush worker owns the write side
-	closing bool   // no more data frames; a close frame is queued or sent
-	closed  bool   // teardown done
-	closeTx bool   // our close frame was written
-	closeRx bool   // the client's close frame was read
-	close   []byte // pending close frame
+	queue   *batch        // frames waiting for the writer; nil when empty
+	queued  int           // bytes in queue
+	writing bool          // a flush worker owns the write side
+	closing bool          // no more data frames; a close frame is queued or sent
+	closed  bool          // teardown done
+	closeTx bool          // our close frame was written
+	drained chan struct{} // signalled when the writer takes the queue; made by waitQueue
+	closeRx bool          // the client's close frame was read
+	close   []byte        // pending close frame
 	code    CloseCode
 	rooms   []roomRef
 }
@@ -148,6 +149,40 @@ func (c *conn) dropQueueLocked() {
 		c.queue = nil
 		c.queued = 0
 	}
+	c.signalDrainedLocked()
+}
+
+// signalDrainedLocked wakes a read loop waiting in waitQueue.
+func (c *conn) signalDrainedLocked() {
+	if c.drained != nil {
+		select {
+		case c.drained <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitQueue pauses the read loop while the outbound queue is over half full.
+// The read loop produces the replies, so a client that pipelines commands
+// faster than it reads replies is slowed down (TCP backpressure) instead of
+// being closed as a slow consumer; publishers never wait. A writer that stays
+// stuck ends with WriteTimeout, which closes the connection and wakes us.
+func (c *conn) waitQueue() {
+	maxMsgs := max(1, c.hub.opts.SendQueueMessages/2)
+	maxBytes := max(1, c.hub.opts.SendQueueBytes/2)
+	for {
+		c.mu.Lock()
+		if c.closing || c.queue == nil || len(c.queue.bufs) < maxMsgs && c.queued < maxBytes {
+			c.mu.Unlock()
+			return
+		}
+		if c.drained == nil {
+			c.drained = make(chan struct{}, 1)
+		}
+		ch := c.drained
+		c.mu.Unlock()
+		<-ch
+	}
 }
 
 func releaseBatch(b *batch) {
@@ -195,6 +230,7 @@ func (c *conn) flush() {
 		b := c.queue
 		c.queue = nil
 		c.queued = 0
+		c.signalDrainedLocked()
 		var cf []byte
 		if b == nil && c.close != nil {
 			cf, c.close = c.close, nil
@@ -274,6 +310,7 @@ func (c *conn) readLoop() {
 			c.awaitClose()
 			return
 		}
+		c.waitQueue()
 		c.hub.handleMessage(c, msg)
 	}
 }

@@ -530,7 +530,9 @@ func TestConn_BadInput(t *testing.T) {
 func TestConn_PipelinedJoins(t *testing.T) {
 	t.Parallel()
 	const n = 10000
-	h, url := conformHub(t, nil)
+	// A small queue: replies to pipelined commands must not overflow it
+	// however fast the client writes (the read loop waits for the writer).
+	h, url := conformHub(t, func(o *Options) { o.SendQueueMessages = 32 })
 	obs := newObserver(t, url)
 	rc := dialRaw(t, url, rawOpts{token: testToken(t, "alice", time.Hour, "staff")})
 	welcome := rc.next(nil).msg
