@@ -496,35 +496,44 @@ func TestConn_BadInput(t *testing.T) {
 	for _, tc := range badInputs(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h, url := conformHub(t, nil)
-			obs := newObserver(t, url)
-			rc := dialRaw(t, url, rawOpts{token: testToken(t, "alice", time.Hour, "staff")})
-			rc.write(tc.send...)
-			if tc.close != 0 {
-				code, reason := rc.expectClose()
-				if CloseCode(code) != tc.close {
-					t.Fatalf("close code = %d (%q), want %d", code, reason, tc.close)
-				}
-				// After a protocol error the server stops parsing and waits
-				// (CloseTimeout at most) for the client to close TCP.
-				rc.nc.Close()
-				waitConns(t, h, 1)
-			} else {
-				rc.write(text(`{"id":99,"op":"ping"}`))
-				replies, pongs := rc.repliesUntil(99)
-				if got, want := strings.Join(replies, " "), strings.Join(tc.replies, " "); got != want {
-					t.Errorf("replies = [%s], want [%s]", got, want)
-				}
-				if got, want := strings.Join(pongs, " "), strings.Join(tc.pongs, " "); got != want {
-					t.Errorf("pongs = [%s], want [%s]", got, want)
-				}
-				if n := h.Stats().Connections; n != 2 {
-					t.Errorf("hub has %d connections, want 2", n)
-				}
-			}
-			checkObserver(t, h, obs)
+			runBadCase(t, tc, nil, rawOpts{})
 		})
 	}
+}
+
+// runBadCase runs one bad-input case on a fresh hub (options adjusted by mod)
+// with a raw client (alice, staff; o without a token) and an observer that
+// must keep receiving events.
+func runBadCase(t *testing.T, tc badCase, mod func(*Options), o rawOpts) {
+	t.Helper()
+	h, url := conformHub(t, mod)
+	obs := newObserver(t, url)
+	o.token = testToken(t, "alice", time.Hour, "staff")
+	rc := dialRaw(t, url, o)
+	rc.write(tc.send...)
+	if tc.close != 0 {
+		code, reason := rc.expectClose()
+		if CloseCode(code) != tc.close {
+			t.Fatalf("close code = %d (%q), want %d", code, reason, tc.close)
+		}
+		// After a protocol error the server stops parsing and waits
+		// (CloseTimeout at most) for the client to close TCP.
+		rc.nc.Close()
+		waitConns(t, h, 1)
+	} else {
+		rc.write(text(`{"id":99,"op":"ping"}`))
+		replies, pongs := rc.repliesUntil(99)
+		if got, want := strings.Join(replies, " "), strings.Join(tc.replies, " "); got != want {
+			t.Errorf("replies = [%s], want [%s]", got, want)
+		}
+		if got, want := strings.Join(pongs, " "), strings.Join(tc.pongs, " "); got != want {
+			t.Errorf("pongs = [%s], want [%s]", got, want)
+		}
+		if n := h.Stats().Connections; n != 2 {
+			t.Errorf("hub has %d connections, want 2", n)
+		}
+	}
+	checkObserver(t, h, obs)
 }
 
 func TestConn_PipelinedJoins(t *testing.T) {
