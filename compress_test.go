@@ -38,6 +38,64 @@ func deflateStd(p []byte) []byte {
 	return bytes.TrimSuffix(buf.Bytes(), deflateTail)
 }
 
+// zipBomb returns a permessage-deflate message body that inflates to
+// 1+258*k zero bytes, built directly (compressing megabytes of zeros is slow
+// under the race detector): one fixed-Huffman block holding a literal 0 and k
+// copies of <length 258, distance 1>, 13 bits each, then the empty stored
+// block of a flush with its 00 00 ff ff tail removed.
+func zipBomb(k int) []byte {
+	var w bitWriter
+	w.bits(0b010, 3) // BFINAL 0, BTYPE 01 (fixed Huffman)
+	w.code(0x30, 8)  // literal 0
+	for range k {
+		w.code(0xC5, 8) // length code 285: 258
+		w.code(0, 5)    // distance code 0: 1
+	}
+	w.code(0, 7) // end of block
+	w.bits(0, 3) // BFINAL 0, BTYPE 00 (stored)
+	if w.n > 0 {
+		w.out = append(w.out, byte(w.acc))
+	}
+	return w.out
+}
+
+// bitWriter writes a DEFLATE bit stream (RFC 1951 §3.1.1).
+type bitWriter struct {
+	out []byte
+	acc uint64
+	n   uint
+}
+
+// bits writes the n low bits of v, least significant first.
+func (w *bitWriter) bits(v uint64, n uint) {
+	w.acc |= v << w.n
+	w.n += n
+	for w.n >= 8 {
+		w.out = append(w.out, byte(w.acc))
+		w.acc >>= 8
+		w.n -= 8
+	}
+}
+
+// code writes an n-bit Huffman code, most significant bit first.
+func (w *bitWriter) code(c uint64, n uint) {
+	var r uint64
+	for i := range n {
+		r |= (c >> i & 1) << (n - 1 - i)
+	}
+	w.bits(r, n)
+}
+
+func TestZipBomb(t *testing.T) {
+	t.Parallel()
+	for _, k := range []int{0, 1, 4, 1000} {
+		got, err := inflateStd(zipBomb(k))
+		if err != nil || len(got) != 1+258*k || bytes.ContainsFunc(got, func(r rune) bool { return r != 0 }) {
+			t.Errorf("zipBomb(%d) inflates to %d bytes, %v; want %d zeros", k, len(got), err, 1+258*k)
+		}
+	}
+}
+
 // deflateOffer is what a raw client offers: permessage-deflate with no context
 // takeover either way (wsflate.DefaultParameters).
 var deflateOffer = []httphead.Option{wsflate.DefaultParameters.Option()}
@@ -250,8 +308,7 @@ func TestCompress_BadInput(t *testing.T) {
 	limit := 64 << 10
 	ping := `{"id":1,"op":"ping"}`
 	z := func(s string) string { return string(deflateStd([]byte(s))) }
-	zeros := make([]byte, 10<<20) // inflates to 10 MiB: a deflate "zip bomb"
-	bomb := string(deflateStd(zeros))
+	bomb := string(zipBomb(5 << 20 / 258)) // inflates to 5 MiB
 	if len(bomb) > limit {
 		t.Fatalf("bomb is %d bytes compressed, want it under MaxMessageSize", len(bomb))
 	}
@@ -335,7 +392,7 @@ func TestInflate(t *testing.T) {
 		{"small", deflateStd([]byte("hello")), "hello", nil},
 		{"atLimit", deflateStd(bytes.Repeat([]byte("a"), limit)), strings.Repeat("a", limit), nil},
 		{"overLimit", deflateStd(bytes.Repeat([]byte("a"), limit+1)), "", ErrMessageTooBig},
-		{"bomb", deflateStd(make([]byte, 1<<20)), "", ErrMessageTooBig},
+		{"bomb", zipBomb(4000), "", ErrMessageTooBig},
 		{"garbage", []byte{0xff, 0xff, 0xff}, "", ErrBadRequest},
 		{"truncated", deflateStd(bytes.Repeat([]byte("abcdefgh"), 100))[:10], "", ErrBadRequest},
 		{"finalBlock", func() []byte { // a sender may end with BFINAL set
@@ -364,7 +421,7 @@ func TestInflate(t *testing.T) {
 // allocating what the data inflates to (100 MiB here). It is not parallel so
 // that the allocation counter sees only this test.
 func TestInflate_BombMemory(t *testing.T) {
-	bomb := deflateStd(make([]byte, 100<<20))
+	bomb := zipBomb(100 << 20 / 258) // 100 MiB
 	const limit = 64 << 10
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
@@ -409,7 +466,7 @@ func TestCompressor_RoundTrip(t *testing.T) {
 func FuzzInflate(f *testing.F) {
 	f.Add([]byte{})
 	f.Add(deflateStd([]byte(`{"id":1,"op":"ping"}`)))
-	f.Add(deflateStd(make([]byte, 5000)))
+	f.Add(zipBomb(100))
 	f.Add([]byte{0xff, 0xff})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		const limit = 4096
