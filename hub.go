@@ -481,8 +481,8 @@ func offersV1(hd http.Header) bool {
 }
 
 var (
-	errBadHandshake        = errors.New("rthub: not a WebSocket handshake")
-	errUnsupportedProtocol = errors.New("rthub: unsupported protocol version")
+	errBadHandshake        = &ReplyError{Code: "bad_handshake", Message: "not a WebSocket handshake"}
+	errUnsupportedProtocol = &ReplyError{Code: "unsupported_protocol", Message: "unsupported protocol version"}
 )
 
 // register adds c to the hub; false once the hub is closing.
