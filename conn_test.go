@@ -648,8 +648,10 @@ func TestConn_PingPong(t *testing.T) {
 	})
 
 	fast := func(o *Options) {
+		// PongTimeout leaves the answering client's reader some slack on a
+		// loaded machine (-race, parallel tests).
 		o.PingInterval = 50 * time.Millisecond
-		o.PongTimeout = 150 * time.Millisecond
+		o.PongTimeout = 250 * time.Millisecond
 	}
 
 	// One hub, two clients: one never sends anything and must be closed with
@@ -704,17 +706,17 @@ func TestConn_PingPong(t *testing.T) {
 			}
 			// Closed at the first tick after PongTimeout of silence: never
 			// earlier, and a tick (plus scheduling slack) later at most.
-			if took < 150*time.Millisecond || took > 2*time.Second {
-				t.Errorf("closed after %v, want within [150ms, 2s]", took)
+			if took < 250*time.Millisecond || took > 2*time.Second {
+				t.Errorf("closed after %v, want within [250ms, 2s]", took)
 			}
 			break
 		}
 		if len(pings) < 2 {
 			t.Errorf("got %d pings before the timeout, want at least 2", len(pings))
 		}
-		for i := 1; i < len(pings); i++ {
-			if d := pings[i].Sub(pings[i-1]); d < 25*time.Millisecond {
-				t.Errorf("pings %d and %d only %v apart, want about 50ms", i-1, i, d)
+		if n := len(pings); n >= 2 {
+			if avg := pings[n-1].Sub(pings[0]) / time.Duration(n-1); avg < 25*time.Millisecond {
+				t.Errorf("pings %v apart on average, want about 50ms", avg)
 			}
 		}
 
@@ -723,7 +725,7 @@ func TestConn_PingPong(t *testing.T) {
 		select {
 		case err := <-rerr:
 			t.Fatalf("answering client ended: %v (close %d)", err, websocket.CloseStatus(err))
-		case <-time.After(600 * time.Millisecond):
+		case <-time.After(500 * time.Millisecond):
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()

@@ -367,7 +367,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// A fresh goroutine for the connection's life: the handshake grew this
 	// one's stack, and net/http's per-request state is released when we return.
-	h.wg.Go(func() { h.serveConn(c) })
+	go func() {
+		defer h.wg.Done() // Add is in register
+		h.serveConn(c)
+	}()
 }
 
 // serveConn runs a new connection: welcome, auto-join, expiry timers, then the
@@ -501,6 +504,8 @@ func (h *Hub) register(c *conn) bool {
 	}
 	set[c] = struct{}{}
 	h.stats.accepted.Add(1)
+	// Add under h.mu, before Close (which sets closing under h.mu) can Wait.
+	h.wg.Add(1)
 	return true
 }
 
