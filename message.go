@@ -3,6 +3,7 @@ package rthub
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -244,7 +245,8 @@ type expiringMsg struct {
 // short message. Only messages of rthub's own sentinels pass; anything else
 // becomes "internal" with no details.
 func replyErrorFor(err error) *ReplyError {
-	if re, ok := err.(*ReplyError); ok {
+	var re *ReplyError
+	if errors.As(err, &re) {
 		return re
 	}
 	code := ErrorCode(err)
