@@ -96,9 +96,9 @@ func TestZipBomb(t *testing.T) {
 	}
 }
 
-// deflateOffer is what a raw client offers: permessage-deflate with no context
+// rawDeflateOffer is what a raw client offers: permessage-deflate with no context
 // takeover either way (wsflate.DefaultParameters).
-var deflateOffer = []httphead.Option{wsflate.DefaultParameters.Option()}
+var rawDeflateOffer = []httphead.Option{wsflate.DefaultParameters.Option()}
 
 // upgradeResponse sends a WebSocket upgrade request with extra headers over
 // net/http and returns the response status, headers and body (empty for 101).
@@ -263,7 +263,7 @@ func TestCompress_EventFrames(t *testing.T) {
 	t.Parallel()
 	h, url := conformHub(t, nil)
 	tok := testToken(t, "alice", time.Hour, "staff")
-	defl := dialRaw(t, url, rawOpts{token: tok, extensions: deflateOffer})
+	defl := dialRaw(t, url, rawOpts{token: tok, extensions: rawDeflateOffer})
 	plain := dialRaw(t, url, rawOpts{token: tok})
 	if !defl.deflate {
 		t.Fatalf("deflate not negotiated: %v", defl.hs.Extensions)
@@ -358,7 +358,7 @@ func TestCompress_BadInput(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			runBadCase(t, tc, nil, rawOpts{extensions: deflateOffer})
+			runBadCase(t, tc, nil, rawOpts{extensions: rawDeflateOffer})
 		})
 	}
 }
@@ -368,7 +368,7 @@ func TestCompress_BadInput(t *testing.T) {
 func TestCompress_DisabledRSV1(t *testing.T) {
 	t.Parallel()
 	_, url := conformHub(t, func(o *Options) { o.Compression.Mode = CompressionDisabled })
-	rc := dialRaw(t, url, rawOpts{token: testToken(t, "alice", time.Hour, "staff"), extensions: deflateOffer})
+	rc := dialRaw(t, url, rawOpts{token: testToken(t, "alice", time.Hour, "staff"), extensions: rawDeflateOffer})
 	if rc.deflate {
 		t.Fatal("deflate negotiated with CompressionDisabled")
 	}

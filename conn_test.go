@@ -297,8 +297,8 @@ func (rc *rawConn) expectEOF(limit time.Duration) time.Duration {
 	}
 }
 
-// waitConns waits until the hub has n connections.
-func waitConns(t testing.TB, h *Hub, n int) {
+// waitConnCount waits until the hub has n connections.
+func waitConnCount(t testing.TB, h *Hub, n int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for h.Stats().Connections != n {
@@ -520,7 +520,7 @@ func runBadCase(t *testing.T, tc badCase, mod func(*Options), o rawOpts) {
 		// After a protocol error the server stops parsing and waits
 		// (CloseTimeout at most) for the client to close TCP.
 		rc.nc.Close()
-		waitConns(t, h, 1)
+		waitConnCount(t, h, 1)
 	} else {
 		rc.write(text(`{"id":99,"op":"ping"}`))
 		replies, pongs := rc.repliesUntil(99)
