@@ -25,6 +25,12 @@ import (
 // This file tests the WebSocket transport (conn.go, frame.go) over real
 // loopback sockets against a real hub. Inputs no well-behaved library would
 // send are written byte by byte with rawConn.
+//
+// Distinct bad inputs sent over real sockets: 75 in TestConn_BadInput, 1 in
+// TestConn_PipelinedJoins (joins past MaxRoomsPerConn), 16 in
+// TestCompress_BadInput and 1 in TestCompress_DisabledRSV1: 93. Refused
+// handshakes: 13 in TestConn_HandshakeRefusals, 4 in TestConn_Subprotocol and
+// 1 in TestConn_RefusedAfterShutdown: 18.
 
 // testAlert is a registered event that no role of testPolicy may emit.
 var testAlert = NewEvent[chatMessage]("test:alert")
@@ -353,9 +359,9 @@ type badCase struct {
 	pongs   []string
 }
 
-// badInputs is the bad-input table. It holds 74 distinct bad inputs (every
-// case except the five marked "valid", which check the transport accepts
-// what it must).
+// badInputs is the bad-input table. It holds 75 distinct bad inputs: every
+// case except the ten named valid/..., which check the transport accepts what
+// it must (fragments, interleaved control frames, boundaries, closes).
 func badInputs(t testing.TB) []badCase {
 	long := strings.Repeat("r", MaxRoomLen+1)
 	limit := 64 << 10
@@ -436,14 +442,14 @@ func badInputs(t testing.TB) []badCase {
 			cframe(false, 0, opContinuation, `"join","room"`),
 			cframe(true, 0, opContinuation, `:"device:5"}`),
 		}, replies: []string{"1:ok"}},
-		{name: "pingBetweenFragments", send: [][]byte{
+		{name: "valid/pingBetweenFragments", send: [][]byte{
 			cframe(false, 0, opText, `{"id":1,`),
 			cframe(true, 0, opPing, "mid"),
 			cframe(false, 0, opContinuation, `"op":`),
 			cframe(true, 0, opPong, "unsolicited"),
 			cframe(true, 0, opContinuation, `"ping"}`),
 		}, replies: []string{"1:ok"}, pongs: []string{"mid"}},
-		{name: "emptyFragments", send: [][]byte{
+		{name: "valid/emptyFragments", send: [][]byte{
 			cframe(false, 0, opText, ``),
 			cframe(false, 0, opContinuation, ``),
 			cframe(true, 0, opContinuation, `{"id":1,"op":"ping"}`),
@@ -484,10 +490,10 @@ func badInputs(t testing.TB) []badCase {
 		{name: "closeCode2999", send: [][]byte{cframe(true, 0, opClose, closeBody(2999, ""))}, close: CloseProtocolError},
 		{name: "closeCode5000", send: [][]byte{cframe(true, 0, opClose, closeBody(5000, ""))}, close: CloseProtocolError},
 		{name: "closeReasonInvalidUTF8", send: [][]byte{cframe(true, 0, opClose, closeBody(1000, "bye\xff"))}, close: CloseInvalidPayload},
-		{name: "closeMidMessage", send: [][]byte{cframe(false, 0, opText, `{"id":1,`), cframe(true, 0, opClose, closeBody(1000, ""))}, close: CloseNormal},
+		{name: "valid/closeMidMessage", send: [][]byte{cframe(false, 0, opText, `{"id":1,`), cframe(true, 0, opClose, closeBody(1000, ""))}, close: CloseNormal},
 		{name: "valid/close1000", send: [][]byte{cframe(true, 0, opClose, closeBody(1000, "bye"))}, close: CloseNormal},
-		{name: "closeEmptyBody", send: [][]byte{cframe(true, 0, opClose, "")}, close: CloseNormal},
-		{name: "closeCode4101", send: [][]byte{cframe(true, 0, opClose, closeBody(4101, "app"))}, close: CloseDisconnected},
+		{name: "valid/closeEmptyBody", send: [][]byte{cframe(true, 0, opClose, "")}, close: CloseNormal},
+		{name: "valid/closeCode4101", send: [][]byte{cframe(true, 0, opClose, closeBody(4101, "app"))}, close: CloseDisconnected},
 		{name: "refreshOtherSubject", send: [][]byte{text(`{"id":1,"op":"refresh","token":"` + testToken(t, "mallory", time.Hour, "staff") + `"}`)}, close: CloseUnauthorized},
 	}
 }
