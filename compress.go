@@ -72,7 +72,18 @@ type negotiator struct {
 }
 
 func (n *negotiator) negotiate(opt httphead.Option) (httphead.Option, error) {
-	return n.ext.Negotiate(opt)
+	// Without these, the zero Parameters declined every offer carrying
+	// server_no_context_takeover and accepted the others without
+	// client_no_context_takeover, letting clients use a context the hub's
+	// per-message inflate does not keep.
+	n.ext.Parameters = deflateParams
+	accept, err := n.ext.Negotiate(opt)
+	if err != nil {
+		// An offer with an unknown or invalid parameter is declined (RFC 7692
+		// §5), not a failed handshake (gobwas answered it with 500).
+		return httphead.Option{}, nil
+	}
+	return accept, nil
 }
 
 func (n *negotiator) accepted() bool {

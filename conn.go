@@ -53,12 +53,15 @@ type conn struct {
 	readErr error         // why the read loop ended; read loop only
 
 	mu      sync.Mutex
-	queue   *batch // frames waiting for the writer; nil when empty
-	queued  int    // bytes in queue
-	writing bool   // a flush worker owns the write side
-	closing bool   // no more data frames; a close frame is queued or sent
-	closed  bool   // teardown done
-	close   []byte // pending close frame
+	queue   *batch        // frames waiting for the writer; nil when empty
+	queued  int           // bytes in queue
+	writing bool          // a flush worker owns the write side
+	closing bool          // no more data frames; a close frame is queued or sent
+	closed  bool          // teardown done
+	closeTx bool          // our close frame was written
+	drained chan struct{} // signalled when the writer takes the queue; made by waitQueue
+	closeRx bool          // the client's close frame was read
+	close   []byte        // pending close frame
 	code    CloseCode
 	rooms   []roomRef
 }
@@ -146,6 +149,40 @@ func (c *conn) dropQueueLocked() {
 		c.queue = nil
 		c.queued = 0
 	}
+	c.signalDrainedLocked()
+}
+
+// signalDrainedLocked wakes a read loop waiting in waitQueue.
+func (c *conn) signalDrainedLocked() {
+	if c.drained != nil {
+		select {
+		case c.drained <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitQueue pauses the read loop while the outbound queue is over half full.
+// The read loop produces the replies, so a client that pipelines commands
+// faster than it reads replies is slowed down (TCP backpressure) instead of
+// being closed as a slow consumer; publishers never wait. A writer that stays
+// stuck ends with WriteTimeout, which closes the connection and wakes us.
+func (c *conn) waitQueue() {
+	maxMsgs := max(1, c.hub.opts.SendQueueMessages/2)
+	maxBytes := max(1, c.hub.opts.SendQueueBytes/2)
+	for {
+		c.mu.Lock()
+		if c.closing || c.queue == nil || len(c.queue.bufs) < maxMsgs && c.queued < maxBytes {
+			c.mu.Unlock()
+			return
+		}
+		if c.drained == nil {
+			c.drained = make(chan struct{}, 1)
+		}
+		ch := c.drained
+		c.mu.Unlock()
+		<-ch
+	}
 }
 
 func releaseBatch(b *batch) {
@@ -170,15 +207,18 @@ func (c *conn) startCloseLocked(code CloseCode, reason string) {
 
 // closeWith starts a server-initiated close. The read loop finishes the
 // handshake (it waits up to Options.CloseTimeout for the client's close frame)
-// and tears down.
-func (c *conn) closeWith(code CloseCode, reason string) {
+// and tears down. It reports whether this call started the close (false if
+// the connection was already closing).
+func (c *conn) closeWith(code CloseCode, reason string) bool {
 	c.mu.Lock()
+	started := !c.closing
 	c.startCloseLocked(code, reason)
 	start := c.kickLocked()
 	c.mu.Unlock()
 	if start {
 		c.hub.schedule(c)
 	}
+	return started
 }
 
 // flush writes everything queued, in as few syscalls as possible, until the
@@ -190,6 +230,7 @@ func (c *conn) flush() {
 		b := c.queue
 		c.queue = nil
 		c.queued = 0
+		c.signalDrainedLocked()
 		var cf []byte
 		if b == nil && c.close != nil {
 			cf, c.close = c.close, nil
@@ -226,6 +267,11 @@ func (c *conn) flush() {
 			// The close frame is out: give the client CloseTimeout to answer,
 			// then the read loop gives up and tears down.
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.hub.opts.CloseTimeout))
+			if err == nil && c.closeSent() {
+				// Both close frames are exchanged: the server closes TCP
+				// first (RFC 6455 §7.1.1), which ends the read loop.
+				_ = c.nc.Close()
+			}
 		}
 		if err != nil {
 			c.mu.Lock()
@@ -239,6 +285,15 @@ func (c *conn) flush() {
 			return
 		}
 	}
+}
+
+// closeSent records that the close frame was written and reports whether the
+// client's close frame was already read.
+func (c *conn) closeSent() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeTx = true
+	return c.closeRx
 }
 
 // errPeerClosed ends the read loop when the client sent a close frame.
@@ -258,6 +313,7 @@ func (c *conn) readLoop() {
 			c.awaitClose()
 			return
 		}
+		c.waitQueue()
 		c.hub.handleMessage(c, msg)
 	}
 }
@@ -275,6 +331,9 @@ func (c *conn) closeForReadError(err error) {
 			code = CloseNormal
 		}
 		c.closeWith(code, "")
+		c.mu.Lock()
+		c.closeRx = true
+		c.mu.Unlock()
 	case errors.As(err, &pe):
 		c.hub.stats.protocolErrors.Add(1)
 		c.closeWith(pe.code, pe.msg)
@@ -302,6 +361,12 @@ func (c *conn) closeForReadError(err error) {
 // and for the client to close its side, so the client reads our close frame
 // instead of a reset.
 func (c *conn) awaitClose() {
+	c.mu.Lock()
+	done := c.closeTx && c.closeRx
+	c.mu.Unlock()
+	if done {
+		return // the closing handshake is complete; teardown closes TCP
+	}
 	deadline := time.Now().Add(c.hub.opts.CloseTimeout)
 	_ = c.nc.SetReadDeadline(deadline)
 	var buf [512]byte

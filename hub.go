@@ -274,8 +274,9 @@ func (h *Hub) pinger() {
 			limit := now.Add(-h.opts.PongTimeout).UnixNano()
 			for _, c := range batch {
 				if c.lastIn.Load() < limit {
-					h.stats.pingTimeouts.Add(1)
-					c.closeWith(ClosePingTimeout, "ping timeout")
+					if c.closeWith(ClosePingTimeout, "ping timeout") {
+						h.stats.pingTimeouts.Add(1)
+					}
 					continue
 				}
 				c.sendControl(pingFrame)
@@ -371,7 +372,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// A fresh goroutine for the connection's life: the handshake grew this
 	// one's stack, and net/http's per-request state is released when we return.
-	h.wg.Go(func() { h.serveConn(c) })
+	go func() {
+		defer h.wg.Done() // Add is in register
+		h.serveConn(c)
+	}()
 }
 
 // serveConn runs a new connection: welcome, auto-join, expiry timers, then the
@@ -485,8 +489,8 @@ func offersV1(hd http.Header) bool {
 }
 
 var (
-	errBadHandshake        = errors.New("rthub: not a WebSocket handshake")
-	errUnsupportedProtocol = errors.New("rthub: unsupported protocol version")
+	errBadHandshake        = &ReplyError{Code: "bad_handshake", Message: "not a WebSocket handshake"}
+	errUnsupportedProtocol = &ReplyError{Code: "unsupported_protocol", Message: "unsupported protocol version"}
 )
 
 // register adds c to the hub; false once the hub is closing.
@@ -505,6 +509,8 @@ func (h *Hub) register(c *conn) bool {
 	}
 	set[c] = struct{}{}
 	h.stats.accepted.Add(1)
+	// Add under h.mu, before Close (which sets closing under h.mu) can Wait.
+	h.wg.Add(1)
 	return true
 }
 

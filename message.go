@@ -1,9 +1,12 @@
 package rthub
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -51,7 +54,11 @@ func decodeCommand(b []byte) (command, error) {
 		return cmd, fmt.Errorf("%w: message is not a JSON object", ErrBadRequest)
 	}
 	if err := json.Unmarshal(b, &cmd); err != nil {
-		return command{ID: cmd.ID}, fmt.Errorf("%w: invalid JSON command", ErrBadRequest)
+		id := cmd.ID
+		if id == 0 {
+			id = commandID(b)
+		}
+		return command{ID: id}, fmt.Errorf("%w: invalid JSON command", ErrBadRequest)
 	}
 	switch cmd.Op {
 	case cmdJoin, cmdLeave:
@@ -73,6 +80,53 @@ func decodeCommand(b []byte) (command, error) {
 		return cmd, fmt.Errorf("%w: %q", ErrUnknownOp, truncate(cmd.Op, 32))
 	}
 	return cmd, nil
+}
+
+// commandID returns the top-level "id" of a message that is not valid JSON,
+// read up to the syntax error, so that the bad_request reply carries the id
+// of the command it answers (json.Unmarshal decodes nothing from invalid
+// JSON). It is 0 when no id precedes the error.
+func commandID(b []byte) uint64 {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return 0
+	}
+	var id uint64
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return id
+		}
+		key, ok := tok.(string)
+		if !ok {
+			return id // the end of the object
+		}
+		if tok, err = dec.Token(); err != nil {
+			return id
+		}
+		switch v := tok.(type) {
+		case json.Number:
+			// Field names match case-insensitively, as in json.Unmarshal.
+			if strings.EqualFold(key, "id") {
+				if n, err := strconv.ParseUint(v.String(), 10, 64); err == nil {
+					id = n
+				}
+			}
+		case json.Delim: // skip a nested object or array
+			for depth := 1; depth > 0; {
+				if tok, err = dec.Token(); err != nil {
+					return id
+				}
+				switch tok {
+				case json.Delim('{'), json.Delim('['):
+					depth++
+				case json.Delim('}'), json.Delim(']'):
+					depth--
+				}
+			}
+		}
+	}
 }
 
 // truncate shortens s to at most n bytes on a rune boundary, for error messages
