@@ -33,6 +33,16 @@ const (
 	idleMargin = 5 * time.Second
 )
 
+// idleFor is how long a connection may go without a message or ping from a
+// server that pings every ping before the client drops it; 0 (never) if the
+// server does not ping.
+func idleFor(ping time.Duration) time.Duration {
+	if ping <= 0 {
+		return 0
+	}
+	return 2*ping + idleMargin
+}
+
 // Options configures a [Client]. Zero fields take the documented defaults;
 // [Dial] copies Options and never modifies the caller's value.
 type Options struct {
@@ -145,9 +155,11 @@ type Client struct {
 	hmu      sync.RWMutex
 	handlers map[string][]func(Event)
 
-	// Seams for tests: the backoff wait and its randomness.
-	sleep func(ctx context.Context, d time.Duration) error
-	rand  func() float64
+	// Seams for tests: the backoff wait, its randomness, and how long a
+	// connection may stay silent given the server's ping interval.
+	sleep   func(ctx context.Context, d time.Duration) error
+	rand    func() float64
+	idleFor func(ping time.Duration) time.Duration
 }
 
 // Dial connects to the hub at url (ws:// or wss://) and returns a client that
@@ -232,6 +244,7 @@ func newClient(ctx context.Context, url string, opts Options) (*Client, error) {
 		handlers: make(map[string][]func(Event)),
 		sleep:    sleep,
 		rand:     rand.Float64,
+		idleFor:  idleFor,
 	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	for _, r := range opts.Rooms {

@@ -95,9 +95,7 @@ func newConn(c *Client) *conn {
 func (cn *conn) start(ws *websocket.Conn, w *message) {
 	cn.ws = ws
 	cn.id = w.Conn
-	if w.Ping > 0 {
-		cn.idle = 2*time.Duration(w.Ping)*time.Second + idleMargin
-	}
+	cn.idle = cn.c.idleFor(time.Duration(w.Ping) * time.Second)
 	cn.last.Store(time.Now().UnixNano())
 	cn.wg.Go(cn.readLoop)
 	cn.wg.Go(cn.writeLoop)
