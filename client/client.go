@@ -425,7 +425,8 @@ func (c *Client) joinRooms(ctx context.Context, cn *conn, auto []string, strict 
 
 	errc := make(chan error, len(todo))
 	for _, r := range todo {
-		id, ok := cn.register(func(m *message) {
+		id := c.nextID.Add(1)
+		ok := cn.register(id, func(m *message) {
 			err := m.err()
 			if err != nil && !strict && (errors.Is(err, rthub.ErrForbidden) || errors.Is(err, rthub.ErrBadRoom)) {
 				c.mu.Lock()
@@ -442,7 +443,11 @@ func (c *Client) joinRooms(ctx context.Context, cn *conn, auto []string, strict 
 		if !ok {
 			return cn.err
 		}
-		if err := cn.send(ctx, command{ID: id, Op: "join", Room: r}); err != nil {
+		b, err := json.Marshal(command{ID: id, Op: "join", Room: r})
+		if err != nil {
+			return err
+		}
+		if err := cn.send(ctx, b); err != nil {
 			return err
 		}
 	}

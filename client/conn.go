@@ -67,7 +67,8 @@ type conn struct {
 	ctx    context.Context         // bounds every read and write; cancelling it drops the connection
 	cancel context.CancelCauseFunc // with errIdle, errClosing or a write error
 	idle   time.Duration           // drop the connection after this long without a message; 0: never
-	last   atomic.Int64            // unix nanoseconds of the last message or ping from the server
+	born   time.Time               // when the connection started (monotonic)
+	last   atomic.Int64            // time since born of the last message or ping from the server
 	out    chan []byte             // encoded commands to the writer
 	// expiring signals the run goroutine that the token expires soon.
 	expiring chan struct{}
@@ -96,16 +97,19 @@ func (cn *conn) start(ws *websocket.Conn, w *message) {
 	cn.ws = ws
 	cn.id = w.Conn
 	cn.idle = cn.c.idleFor(time.Duration(w.Ping) * time.Second)
-	cn.last.Store(time.Now().UnixNano())
+	cn.born = time.Now()
 	cn.wg.Go(cn.readLoop)
 	cn.wg.Go(cn.writeLoop)
 }
 
 // onPing notes that the server is alive; coder/websocket answers the ping.
 func (cn *conn) onPing(context.Context, []byte) bool {
-	cn.last.Store(time.Now().UnixNano())
+	cn.alive()
 	return true
 }
+
+// alive notes that the server sent something.
+func (cn *conn) alive() { cn.last.Store(int64(time.Since(cn.born))) }
 
 // readLoop reads and dispatches messages until the connection ends.
 func (cn *conn) readLoop() {
@@ -115,7 +119,7 @@ func (cn *conn) readLoop() {
 			cn.end(err)
 			return
 		}
-		cn.last.Store(time.Now().UnixNano())
+		cn.alive()
 		if typ != websocket.MessageText {
 			cn.c.log.Warn("rthub/client: ignoring a binary message")
 			continue
@@ -169,7 +173,7 @@ func (cn *conn) writeLoop() {
 				return
 			}
 		case <-tick:
-			if time.Since(time.Unix(0, cn.last.Load())) > cn.idle {
+			if time.Since(cn.born)-time.Duration(cn.last.Load()) > cn.idle {
 				cn.cancel(errIdle)
 				return
 			}
@@ -179,17 +183,16 @@ func (cn *conn) writeLoop() {
 	}
 }
 
-// register reserves a command ID whose reply fn receives, on the reader
-// goroutine. It fails once the connection has ended.
-func (cn *conn) register(fn func(*message)) (uint64, bool) {
-	id := cn.c.nextID.Add(1)
+// register arranges for fn to receive, on the reader goroutine, the reply to
+// command id. It reports false once the connection has ended.
+func (cn *conn) register(id uint64, fn func(*message)) bool {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	if cn.pending == nil {
-		return 0, false
+		return false
 	}
 	cn.pending[id] = fn
-	return id, true
+	return true
 }
 
 func (cn *conn) unregister(id uint64) {
@@ -209,12 +212,8 @@ func (cn *conn) resolve(m *message) {
 	}
 }
 
-// send hands cmd to the writer.
-func (cn *conn) send(ctx context.Context, cmd command) error {
-	b, err := json.Marshal(cmd)
-	if err != nil {
-		return err
-	}
+// send hands an encoded command to the writer.
+func (cn *conn) send(ctx context.Context, b []byte) error {
 	select {
 	case cn.out <- b:
 		return nil
