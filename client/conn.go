@@ -67,7 +67,7 @@ type conn struct {
 	ctx    context.Context         // bounds every read and write; cancelling it drops the connection
 	cancel context.CancelCauseFunc // with errIdle, errClosing or a write error
 	idle   time.Duration           // drop the connection after this long without a message; 0: never
-	born   time.Time               // when the connection started (monotonic)
+	born   time.Time               // when the connection attempt started (monotonic)
 	last   atomic.Int64            // time since born of the last message or ping from the server
 	out    chan []byte             // encoded commands to the writer
 	// expiring signals the run goroutine that the token expires soon.
@@ -87,6 +87,7 @@ func newConn(c *Client) *conn {
 		expiring: make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		pending:  make(map[uint64]func(*message)),
+		born:     time.Now(),
 	}
 	cn.ctx, cn.cancel = context.WithCancelCause(context.Background())
 	return cn
@@ -97,7 +98,7 @@ func (cn *conn) start(ws *websocket.Conn, w *message) {
 	cn.ws = ws
 	cn.id = w.Conn
 	cn.idle = cn.c.idleFor(time.Duration(w.Ping) * time.Second)
-	cn.born = time.Now()
+	cn.alive()
 	cn.wg.Go(cn.readLoop)
 	cn.wg.Go(cn.writeLoop)
 }
