@@ -258,7 +258,8 @@ func newAuthenticator(o AuthOptions) (*authenticator, error) {
 }
 
 // compileKey checks one configured key and returns it with the algorithms its
-// type can verify. The returned key shares nothing mutable with the caller's.
+// type can verify. HMAC secrets, Ed25519 keys and RSA moduli are copied, so the
+// caller changing its slices or big.Int afterwards has no effect.
 func compileKey(key any) (*verifyKey, error) {
 	switch k := key.(type) {
 	case nil:
@@ -304,7 +305,7 @@ func compileKey(key any) (*verifyKey, error) {
 		return &verifyKey{key: &c, algs: []string{alg}}, nil
 	case ed25519.PublicKey:
 		if len(k) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("Ed25519 public key is %d bytes, want %d", len(k), ed25519.PublicKeySize)
+			return nil, fmt.Errorf("ed25519 public key is %d bytes, want %d", len(k), ed25519.PublicKeySize)
 		}
 		return &verifyKey{key: ed25519.PublicKey(bytes.Clone(k)), algs: slices.Clone(edAlgs)}, nil
 	case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey, *ed25519.PrivateKey:
@@ -345,8 +346,10 @@ func (a *authenticator) tokenFromRequest(r *http.Request) (string, error) {
 		for _, v := range vals {
 			for entry := range strings.SplitSeq(v, ",") {
 				entry = strings.TrimSpace(entry)
-				if tok, ok := strings.CutPrefix(entry, bearerProtocolPrefix); ok && tok != "" {
-					return tok, nil
+				if tok, ok := strings.CutPrefix(entry, bearerProtocolPrefix); ok {
+					if tok = strings.TrimSpace(tok); tok != "" {
+						return tok, nil
+					}
 				}
 			}
 		}

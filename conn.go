@@ -218,6 +218,9 @@ func (c *conn) flush() {
 			releaseBatch(b)
 			c.hub.stats.framesSent.Add(uint64(n))
 			c.hub.stats.bytesSent.Add(uint64(written))
+			if hook := c.hub.testHookFlushed; hook != nil {
+				hook(n)
+			}
 		} else {
 			_, err = c.nc.Write(cf)
 			// The close frame is out: give the client CloseTimeout to answer,

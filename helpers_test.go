@@ -79,8 +79,8 @@ func testToken(t testing.TB, sub string, ttl time.Duration, roles ...string) str
 
 // wsClient is a test client on a real socket, using coder/websocket.
 type wsClient struct {
-	t    testing.TB
-	c    *websocket.Conn
+	t      testing.TB
+	c      *websocket.Conn
 	nextID uint64
 }
 

@@ -153,6 +153,11 @@ type Hub struct {
 	closeOnce sync.Once
 
 	stats hubStats
+
+	// testHookFlushed, if set before traffic starts, is called after each
+	// vectored write with the number of frames written (benchmarks use it to
+	// wait for delivery without spinning).
+	testHookFlushed func(frames int)
 }
 
 // room is the set of local members of one room. mu also orders publishes to

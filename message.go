@@ -2,6 +2,7 @@ package rthub
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"unicode/utf8"
 )
@@ -190,7 +191,8 @@ type expiringMsg struct {
 // short message. Only messages of rthub's own sentinels pass; anything else
 // becomes "internal" with no details.
 func replyErrorFor(err error) *ReplyError {
-	if re, ok := err.(*ReplyError); ok {
+	var re *ReplyError
+	if errors.As(err, &re) {
 		return re
 	}
 	code := ErrorCode(err)

@@ -147,13 +147,13 @@ func badName(kind, s, msg string, at int) error {
 	return fmt.Errorf("%w: %s%s: %s", ErrBadRoom, kind, quoteTrunc(s), msg)
 }
 
-// quoteTrunc quotes s for an error message, cut to its first 64 bytes.
+// quoteTrunc quotes s for an error message, ASCII only, cut to its first 64 bytes.
 func quoteTrunc(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return fmt.Sprintf("%q", s)
+	const limit = 64
+	if len(s) <= limit {
+		return fmt.Sprintf("%+q", s)
 	}
-	return fmt.Sprintf("%q... (%d bytes)", s[:max], len(s))
+	return fmt.Sprintf("%+q... (%d bytes)", s[:limit], len(s))
 }
 
 // describeByte names a byte for an error message.
@@ -364,6 +364,12 @@ func (a Action) String() string {
 // roles ([Identity].Roles) plus the rules of the role "*", which applies to every
 // authenticated identity, including one with no roles. Roles the policy does not
 // name add nothing. The Authorize hook can only narrow what the rules allow.
+//
+// Join, Emit and event patterns may use the segment {sub} for the identity's
+// subject: Join: []string{"user:{sub}"} lets every user join their own room and no
+// one else's. An emit is allowed when one [EmitRule] lists both the event and the
+// room. Event names follow the room name rules of [ValidRoom]. A refused join or
+// emit is reported to the client as [ErrForbidden] (code "forbidden").
 //
 // The hub validates a Policy when it is created (every pattern, auto-join room and
 // event pattern) and reports all problems at once; afterwards it uses its own

@@ -1,0 +1,133 @@
+package rthub_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/org/rthub"
+)
+
+// Reading is a sensor reading, the payload of the sensor:data event.
+type Reading struct {
+	Device string  `json:"device"`
+	Temp   float64 `json:"temp"`
+}
+
+// SensorData is declared once and used by publishers and clients alike.
+var SensorData = rthub.NewEvent[Reading]("sensor:data")
+
+func ExampleNew() {
+	hub, err := rthub.New(rthub.Options{
+		Auth: rthub.AuthOptions{Keys: map[string]any{"": []byte(os.Getenv("JWT_SECRET"))}},
+		Policy: rthub.Policy{Roles: map[string]rthub.RoleRules{
+			"staff": {Join: []string{"staff", "device:*"}, AutoJoin: []string{"staff"}},
+			"admin": {Join: []string{"staff", "admin", "device:*"}, AutoJoin: []string{"staff", "admin"}},
+		}},
+	})
+	if err != nil {
+		fmt.Println(err) // every problem with the options, joined
+		return
+	}
+	defer hub.Close()
+}
+
+func ExampleNew_invalid() {
+	_, err := rthub.New(rthub.Options{
+		Auth:           rthub.AuthOptions{Keys: map[string]any{"": []byte("short")}},
+		MaxMessageSize: -1,
+	})
+	fmt.Println(err != nil)
+	// Output: true
+}
+
+// A hub is an http.Handler; mount it on any path.
+func ExampleHub_ServeHTTP() {
+	hub, err := rthub.New(rthub.Options{
+		Auth: rthub.AuthOptions{Keys: map[string]any{"": []byte(os.Getenv("JWT_SECRET"))}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /ws", hub)
+	srv := &http.Server{
+		Addr:              ":8080",
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second, // bounds slow handshakes
+	}
+	go srv.ListenAndServe()
+}
+
+func ExampleEvent_Publish() {
+	var hub *rthub.Hub // from rthub.New
+	ctx := context.Background()
+	// Type-checked: only a Reading can be published as sensor:data.
+	err := SensorData.Publish(ctx, hub, "device:42", Reading{Device: "42", Temp: 21.5})
+	if errors.Is(err, rthub.ErrHubClosed) {
+		return
+	}
+}
+
+// Chat is an event clients may emit (the policy says who, and to which rooms).
+type Chat struct {
+	Text string `json:"text"`
+}
+
+var ChatMessage = rthub.NewEvent[Chat]("chat:post")
+
+func ExampleEvent_Handle() {
+	handler := ChatMessage.Handle(func(ctx context.Context, in rthub.Incoming[Chat]) error {
+		if in.Data.Text == "" {
+			return &rthub.ReplyError{Code: "bad_payload", Message: "empty message"}
+		}
+		return ChatMessage.Publish(ctx, in.Hub(), in.Room, in.Data, rthub.WithExcept(in.Conn.ID))
+	})
+	_, _ = rthub.New(rthub.Options{
+		Auth:     rthub.AuthOptions{Keys: map[string]any{"": []byte(os.Getenv("JWT_SECRET"))}},
+		Handlers: []rthub.Handler{handler},
+		Policy: rthub.Policy{Roles: map[string]rthub.RoleRules{
+			"staff": {Join: []string{"staff"}, Emit: []rthub.EmitRule{{Events: []string{"chat:post"}, Rooms: []string{"staff"}}}},
+		}},
+	})
+}
+
+// Drain the hub first, then the HTTP server: net/http does not close or wait
+// for WebSocket connections.
+func ExampleHub_Shutdown() {
+	var hub *rthub.Hub   // from rthub.New
+	var srv *http.Server // serving hub
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	<-ctx.Done()
+
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := hub.Shutdown(shutdownCtx); err != nil {
+		log.Printf("hub drain cut short: %v", err)
+	}
+	_ = srv.Shutdown(shutdownCtx)
+}
+
+func ExampleCloseCode_Reconnect() {
+	for _, c := range []rthub.CloseCode{rthub.CloseGoingAway, rthub.CloseSlowConsumer, rthub.CloseTokenExpired, rthub.CloseDisconnected, rthub.ClosePolicyViolation} {
+		fmt.Println(c, c.Reconnect())
+	}
+	// Output:
+	// 1001 true
+	// 4000 true
+	// 4002 true
+	// 4101 false
+	// 1008 false
+}
+
+func ExampleErrorCode() {
+	err := fmt.Errorf("join room %q: %w", "admin", rthub.ErrForbidden)
+	fmt.Println(rthub.ErrorCode(err), errors.Is(err, rthub.ErrForbidden))
+	// Output: forbidden true
+}

@@ -1,0 +1,451 @@
+package rthub
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gobwas/httphead"
+	"github.com/gobwas/ws"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// The broadcast and memory benchmarks run their clients in a child process
+// (this test binary re-executed in "fleet" mode): one process may hold at most
+// ~19,900 sockets here, and 10,000 clients plus 10,000 server sockets would not
+// fit; it also keeps the clients' CPU and memory out of the server's numbers.
+
+const fleetEnv = "RTHUB_BENCH_FLEET" // url|count|deflate
+
+// runFleet is the child process: it dials count clients, then reads and
+// discards frames until stdin closes (the parent exits or kills it).
+func runFleet(spec string) {
+	parts := strings.Split(spec, "|")
+	url := parts[0]
+	n, _ := strconv.Atoi(parts[1])
+	deflate := parts[2] == "1"
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	conns := make([]net.Conn, n)
+	var failed int
+	var mu sync.Mutex
+	for i := range n {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			tok := fleetToken(i)
+			d := ws.Dialer{
+				Header:    ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + tok}}),
+				Protocols: []string{Subprotocol},
+				Timeout:   30 * time.Second,
+			}
+			if deflate {
+				d.Extensions = append(d.Extensions, deflateOffer)
+			}
+			// Spread source addresses so ephemeral ports never run out.
+			d.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+				la := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%8))}
+				nd := net.Dialer{LocalAddr: la}
+				return nd.DialContext(ctx, network, addr)
+			}
+			nc, br, _, err := d.Dial(ctx, url)
+			if err != nil {
+				mu.Lock()
+				failed++
+				if failed < 5 {
+					fmt.Fprintln(os.Stderr, "fleet dial:", err)
+				}
+				mu.Unlock()
+				return
+			}
+			if br != nil {
+				ws.PutReader(br)
+			}
+			conns[i] = nc
+		})
+	}
+	wg.Wait()
+	fmt.Printf("ready %d %d\n", n-failed, failed)
+	for _, nc := range conns {
+		if nc == nil {
+			continue
+		}
+		go func() {
+			br := bufio.NewReaderSize(nc, 8192)
+			_, _ = io.Copy(io.Discard, br)
+		}()
+	}
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	os.Exit(0)
+}
+
+func fleetToken(i int) string {
+	s, err := signHS256(map[string]any{"sub": "u" + strconv.Itoa(i), "roles": []string{"bench"}}, testSecret)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// startFleet runs count clients against url in a child process and waits
+// until they are connected.
+func startFleet(tb testing.TB, url string, count int, deflate bool) {
+	tb.Helper()
+	d := "0"
+	if deflate {
+		d = "1"
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), fleetEnv+"="+url+"|"+strconv.Itoa(count)+"|"+d)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		stdin.Close()
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		tb.Fatalf("fleet: %v", err)
+	}
+	var ok, failed int
+	if _, err := fmt.Sscanf(line, "ready %d %d", &ok, &failed); err != nil || failed != 0 {
+		tb.Fatalf("fleet: %q", line)
+	}
+}
+
+var benchPolicy = Policy{Roles: map[string]RoleRules{"bench": {AutoJoin: []string{"bench"}}}}
+
+// benchHub serves a hub on a real listener (not httptest: its connection
+// tracking adds per-connection state the library does not own).
+func benchHub(tb testing.TB, mod func(*Options)) (*Hub, string) {
+	tb.Helper()
+	opts := Options{
+		Auth:   AuthOptions{Keys: map[string]any{"": testSecret}},
+		Policy: benchPolicy,
+	}
+	if mod != nil {
+		mod(&opts)
+	}
+	h, err := New(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	tb.Cleanup(func() {
+		h.Close()
+		srv.Close()
+	})
+	return h, "ws://" + ln.Addr().String() + "/"
+}
+
+func waitConns(tb testing.TB, h *Hub, n int) {
+	tb.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		s := h.Stats()
+		if s.Connections >= n && h.roomSize("bench") >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("only %d of %d connections", s.Connections, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// roomSize returns the number of local members of a room (tests only).
+func (h *Hub) roomSize(name string) int {
+	h.mu.RLock()
+	rm := h.rooms[name]
+	h.mu.RUnlock()
+	if rm == nil {
+		return 0
+	}
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	return len(rm.members)
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// benchPayload returns JSON of about size bytes that looks like sensor data.
+func benchPayload(size int) json.RawMessage {
+	var sb strings.Builder
+	sb.WriteString(`{"device":"dev-0042","readings":[`)
+	for i := 0; sb.Len() < size-40; i++ {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		fmt.Fprintf(&sb, `{"t":%d,"temp":%.2f,"hum":%.1f}`, 1764000000+i*5, 20.5+float64(i%17)*0.37, 40+float64(i%11)*1.3)
+	}
+	sb.WriteString(`]}`)
+	return json.RawMessage(sb.String())
+}
+
+// BenchmarkBroadcast publishes one event at a time to a room of N real
+// loopback subscribers and waits until every frame is written. It reports
+// wall and server-CPU nanoseconds and allocations per delivered message.
+func BenchmarkBroadcast(b *testing.B) {
+	for _, subs := range []int{1000, 10000} {
+		for _, size := range []int{200, 2048} {
+			for _, deflate := range []bool{false, true} {
+				name := fmt.Sprintf("subs=%d/size=%d/deflate=%v", subs, size, deflate)
+				b.Run(name, func(b *testing.B) { benchBroadcast(b, subs, size, deflate) })
+			}
+		}
+	}
+}
+
+func benchBroadcast(b *testing.B, subs, size int, deflate bool) {
+	h, url := benchHub(b, func(o *Options) { o.PingInterval = time.Hour })
+	startFleet(b, url, subs, deflate)
+	waitConns(b, h, subs)
+	payload := benchPayload(size)
+	ctx := context.Background()
+	// Warm up pools and buffers.
+	for range 3 {
+		sent := h.Stats().Delivered
+		_ = h.Publish(ctx, "bench", "sensor:data", payload)
+		waitWritten(b, h, sent)
+	}
+	// Count written frames through the flush hook and wake the loop when a
+	// broadcast is fully written: no spinning, which would burn server CPU.
+	var written, target atomic.Int64
+	written.Store(int64(h.stats.framesSent.Load()))
+	target.Store(written.Load())
+	done := make(chan struct{}, 1)
+	h.testHookFlushed = func(n int) {
+		if written.Add(int64(n)) >= target.Load() {
+			select {
+			case done <- struct{}{}:
+			default:
+			}
+		}
+	}
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	cpu0 := cpuTime()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		target.Add(int64(subs))
+		if err := h.Publish(ctx, "bench", "sensor:data", payload); err != nil {
+			b.Fatal(err)
+		}
+		for written.Load() < target.Load() {
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+				b.Fatalf("writes stalled: %d of %d frames", written.Load(), target.Load())
+			}
+		}
+	}
+	wall := time.Since(start)
+	cpu := cpuTime() - cpu0
+	runtime.ReadMemStats(&ms1)
+	deliveries := float64(b.N) * float64(subs)
+	b.ReportMetric(float64(wall.Nanoseconds())/deliveries, "wall-ns/delivery")
+	b.ReportMetric(float64(cpu.Nanoseconds())/deliveries, "cpu-ns/delivery")
+	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/deliveries, "allocs/delivery")
+	s := h.Stats()
+	b.ReportMetric(float64(s.BytesSent)/float64(s.FramesSent), "wire-B/frame")
+	if s.SlowConsumers != 0 {
+		b.Fatalf("%d slow consumers", s.SlowConsumers)
+	}
+}
+
+func waitWritten(tb testing.TB, h *Hub, deliveredBefore uint64) {
+	waitFrames(tb, h, h.stats.framesSent.Load()+(h.Stats().Delivered-deliveredBefore))
+}
+
+// waitFrames waits until the hub has written at least n frames (bounded, so a
+// wedged writer fails the benchmark instead of hanging it).
+func waitFrames(tb testing.TB, h *Hub, n uint64) {
+	deadline := time.Now().Add(time.Minute)
+	for i := 0; h.stats.framesSent.Load() < n; i++ {
+		if i%1024 == 1023 && time.Now().After(deadline) {
+			tb.Fatalf("writes stalled: %d of %d frames", h.stats.framesSent.Load(), n)
+		}
+		runtime.Gosched()
+	}
+}
+
+// BenchmarkBareWriteLoop is the floor BenchmarkBroadcast is judged against:
+// plain gobwas connections, no hub, the frame compiled once and written to
+// every connection in a serial loop.
+func BenchmarkBareWriteLoop(b *testing.B) {
+	for _, subs := range []int{1000, 10000} {
+		for _, size := range []int{200, 2048} {
+			b.Run(fmt.Sprintf("subs=%d/size=%d", subs, size), func(b *testing.B) { benchBare(b, subs, size) })
+		}
+	}
+}
+
+func benchBare(b *testing.B, subs, size int) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	up := ws.Upgrader{Protocol: func(p []byte) bool { return string(p) == Subprotocol }}
+	acceptDone := make(chan struct{})
+	go func() {
+		defer close(acceptDone)
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if _, err := up.Upgrade(nc); err != nil {
+				nc.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, nc)
+			mu.Unlock()
+		}
+	}()
+	b.Cleanup(func() {
+		ln.Close()
+		<-acceptDone
+		for _, nc := range conns {
+			nc.Close()
+		}
+	})
+	startFleet(b, "ws://"+ln.Addr().String()+"/", subs, false)
+	payload := appendEvent(nil, "sensor:data", "bench", benchPayload(size))
+	frame := textFrame(payload)
+	mu.Lock()
+	cs := conns
+	mu.Unlock()
+	if len(cs) != subs {
+		b.Fatalf("%d of %d conns", len(cs), subs)
+	}
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	cpu0 := cpuTime()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		for _, nc := range cs {
+			_ = nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := nc.Write(frame); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	wall := time.Since(start)
+	cpu := cpuTime() - cpu0
+	runtime.ReadMemStats(&ms1)
+	deliveries := float64(b.N) * float64(subs)
+	b.ReportMetric(float64(wall.Nanoseconds())/deliveries, "wall-ns/delivery")
+	b.ReportMetric(float64(cpu.Nanoseconds())/deliveries, "cpu-ns/delivery")
+	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/deliveries, "allocs/delivery")
+}
+
+// BenchmarkIdleMemory holds N idle authenticated connections, each in one
+// room, and reports the server's memory per connection: heap+stack from the
+// runtime and RSS from /proc. b.N is irrelevant; run with -benchtime=1x.
+func BenchmarkIdleMemory(b *testing.B) {
+	for _, n := range []int{1000, 10000} {
+		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
+			h, url := benchHub(b, nil)
+			heap0, stack0, rss0 := memNow()
+			startFleet(b, url, n, true)
+			waitConns(b, h, n)
+			heap1, stack1, rss1 := memNow()
+			for b.Loop() {
+			}
+			b.ReportMetric(float64(heap1+stack1-heap0-stack0)/float64(n), "heap+stack-B/conn")
+			b.ReportMetric(float64(stack1-stack0)/float64(n), "stack-B/conn")
+			b.ReportMetric(float64(rss1-rss0)/float64(n), "rss-B/conn")
+		})
+	}
+}
+
+// memNow returns HeapInuse, StackInuse and VmRSS after a full GC.
+func memNow() (heap, stack, rss uint64) {
+	for range 2 {
+		runtime.GC()
+	}
+	debugFreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse, ms.StackInuse, readRSS()
+}
+
+func readRSS() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			kb, _ := strconv.ParseUint(f[0], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+func debugFreeOSMemory() { debug.FreeOSMemory() }
+
+// deflateOffer is what browsers offer for permessage-deflate.
+var deflateOffer = httphead.Option{
+	Name:       []byte("permessage-deflate"),
+	Parameters: httphead.Parameters{},
+}
+
+func init() {
+	deflateOffer.Parameters.Set([]byte("client_max_window_bits"), nil)
+}
+
+func signHS256(claims map[string]any, key []byte) (string, error) {
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims(claims)).SignedString(key)
+}
