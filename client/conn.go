@@ -226,7 +226,10 @@ func (cn *conn) send(ctx context.Context, b []byte) error {
 }
 
 // close closes the connection normally and waits for its goroutines. A
-// server that does not answer the close frame within closeTimeout is cut off.
+// server that does not answer the close frame within closeTimeout is cut off
+// by cancelling the reader's Read, which makes coder/websocket drop the
+// connection. If Close took the read lock before the reader, the reader is
+// not in Read and Close's own 5 s read limit ends the wait instead.
 func (cn *conn) close() {
 	closed := make(chan struct{})
 	go func() { // owned here: waited for below

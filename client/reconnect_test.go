@@ -288,10 +288,14 @@ func TestClose(t *testing.T) {
 		})
 		rec := newStateRecorder()
 		c := dialTest(t, ts.url, Options{Token: hourToken(t, "alice", "staff"), OnState: rec.record})
+		start := time.Now()
 		for range 3 {
 			if err := c.Close(); err != nil {
 				t.Fatalf("Close: %v", err)
 			}
+		}
+		if d := time.Since(start); d > closeTimeout/2 {
+			t.Errorf("Close took %v with a responsive server", d)
 		}
 		waitDone(t, c)
 		errorIs(t, c.Err(), ErrClosed)

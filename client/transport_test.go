@@ -66,10 +66,12 @@ func TestMaxMessageSize(t *testing.T) {
 }
 
 // fakeServer is a WebSocket server that speaks just enough of the protocol
-// to test how the client copes with a misbehaving server: each connection
-// is sent first and then hears nothing more.
-func fakeServer(t *testing.T, first string) string {
+// to test how the client copes with a misbehaving server: each connection is
+// sent first and then hears nothing more. If deaf, the server does not even
+// read (so it never answers a close frame) until the test ends.
+func fakeServer(t *testing.T, first string, deaf bool) string {
 	t.Helper()
+	stop := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{rthub.Subprotocol}})
 		if err != nil {
@@ -80,6 +82,10 @@ func fakeServer(t *testing.T, first string) string {
 		if err := ws.Write(ctx, websocket.MessageText, []byte(first)); err != nil {
 			return
 		}
+		if deaf {
+			<-stop
+			return
+		}
 		for { // answer control frames, ignore commands, never ping
 			if _, _, err := ws.Read(ctx); err != nil {
 				return
@@ -87,6 +93,7 @@ func fakeServer(t *testing.T, first string) string {
 		}
 	}))
 	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(stop) }) // first: hijacked handlers outlive srv.Close
 	return "ws" + strings.TrimPrefix(srv.URL, "http")
 }
 
@@ -94,7 +101,7 @@ func fakeServer(t *testing.T, first string) string {
 // client drops the connection as 1006 and reconnects.
 func TestIdleServer(t *testing.T) {
 	t.Parallel()
-	url := fakeServer(t, `{"type":"welcome","version":1,"conn":"fake","rooms":[],"ping":1}`)
+	url := fakeServer(t, `{"type":"welcome","version":1,"conn":"fake","rooms":[],"ping":1}`, false)
 	rec := newStateRecorder()
 	var ping atomic.Int64
 	_, err := dialTestErr(t, url, Options{OnState: rec.record}, func(c *Client) {
@@ -129,11 +136,31 @@ func TestIdleFor(t *testing.T) {
 // A server whose first message is not a welcome is refused by Dial.
 func TestDial_noWelcome(t *testing.T) {
 	t.Parallel()
-	url := fakeServer(t, `{"type":"event","event":"x","room":"y","data":1}`)
+	url := fakeServer(t, `{"type":"event","event":"x","room":"y","data":1}`, false)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	_, err := Dial(ctx, url, Options{})
 	if err == nil || !strings.Contains(err.Error(), "not a welcome") {
 		t.Fatalf("Dial: %v, want a protocol error", err)
 	}
+}
+
+// Close does not wait long for a server that never answers the close frame.
+func TestClose_deafServer(t *testing.T) {
+	t.Parallel()
+	url := fakeServer(t, `{"type":"welcome","version":1,"conn":"fake","rooms":[],"ping":0}`, true)
+	c, err := dialTestErr(t, url, Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Let the reader park in Read: cancelling that read is what cuts the
+	// connection off. (Had Close won the read lock first, coder/websocket's
+	// own 5 s wait would bound it instead.)
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	c.Close()
+	if d := time.Since(start); d < closeTimeout || d > closeTimeout+2*time.Second {
+		t.Errorf("Close took %v, want about %v", d, closeTimeout)
+	}
+	errorIs(t, c.Err(), ErrClosed)
 }
