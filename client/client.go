@@ -33,6 +33,16 @@ const (
 	idleMargin = 5 * time.Second
 )
 
+// idleFor is how long a connection may go without a message or ping from a
+// server that pings every ping before the client drops it; 0 (never) if the
+// server does not ping.
+func idleFor(ping time.Duration) time.Duration {
+	if ping <= 0 {
+		return 0
+	}
+	return 2*ping + idleMargin
+}
+
 // Options configures a [Client]. Zero fields take the documented defaults;
 // [Dial] copies Options and never modifies the caller's value.
 type Options struct {
@@ -54,7 +64,9 @@ type Options struct {
 	Header http.Header
 	// Rooms are joined after each connection, in addition to the rooms the
 	// server joins automatically. On Dial, a room that cannot be joined fails
-	// Dial; after a reconnection, a room now refused is dropped and logged.
+	// Dial. After a reconnection, a room now refused is logged and dropped
+	// (kept for the next reconnection if the refusal was rate_limited or
+	// internal).
 	Rooms []string
 	// Backoff paces reconnection attempts; see [Backoff] for its defaults.
 	Backoff Backoff
@@ -145,9 +157,11 @@ type Client struct {
 	hmu      sync.RWMutex
 	handlers map[string][]func(Event)
 
-	// Seams for tests: the backoff wait and its randomness.
-	sleep func(ctx context.Context, d time.Duration) error
-	rand  func() float64
+	// Seams for tests: the backoff wait, its randomness, and how long a
+	// connection may stay silent given the server's ping interval.
+	sleep   func(ctx context.Context, d time.Duration) error
+	rand    func() float64
+	idleFor func(ping time.Duration) time.Duration
 }
 
 // Dial connects to the hub at url (ws:// or wss://) and returns a client that
@@ -232,6 +246,7 @@ func newClient(ctx context.Context, url string, opts Options) (*Client, error) {
 		handlers: make(map[string][]func(Event)),
 		sleep:    sleep,
 		rand:     rand.Float64,
+		idleFor:  idleFor,
 	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	for _, r := range opts.Rooms {
@@ -387,8 +402,10 @@ func readWelcome(ctx context.Context, ws *websocket.Conn) (*message, error) {
 
 // joinRooms joins, all at once, the client's own rooms that the server did
 // not join already (auto, as listed in the welcome), and waits for every
-// reply. strict makes a refused room an error; otherwise it is dropped from
-// the client's rooms when refused for good (forbidden, bad name) and logged.
+// reply. strict makes a refused room an error. Otherwise refusals are logged,
+// and a room refused for good (forbidden, bad name, too many rooms) is
+// dropped; one refused for a passing reason (rate_limited, internal) is kept,
+// to be retried on the next reconnection.
 func (c *Client) joinRooms(ctx context.Context, cn *conn, auto []string, strict bool) error {
 	c.mu.Lock()
 	for r, own := range c.rooms {
@@ -412,9 +429,10 @@ func (c *Client) joinRooms(ctx context.Context, cn *conn, auto []string, strict 
 
 	errc := make(chan error, len(todo))
 	for _, r := range todo {
-		id, ok := cn.register(func(m *message) {
+		id := c.nextID.Add(1)
+		ok := cn.register(id, func(m *message) {
 			err := m.err()
-			if err != nil && !strict && (errors.Is(err, rthub.ErrForbidden) || errors.Is(err, rthub.ErrBadRoom)) {
+			if err != nil && !strict && !errors.Is(err, rthub.ErrRateLimited) && !errors.Is(err, rthub.ErrInternal) {
 				c.mu.Lock()
 				delete(c.rooms, r)
 				c.mu.Unlock()
@@ -429,7 +447,11 @@ func (c *Client) joinRooms(ctx context.Context, cn *conn, auto []string, strict 
 		if !ok {
 			return cn.err
 		}
-		if err := cn.send(ctx, command{ID: id, Op: "join", Room: r}); err != nil {
+		b, err := json.Marshal(command{ID: id, Op: "join", Room: r})
+		if err != nil {
+			return err
+		}
+		if err := cn.send(ctx, b); err != nil {
 			return err
 		}
 	}
@@ -522,8 +544,9 @@ func (c *Client) stop(err error) {
 }
 
 // Close closes the connection normally (1000), stops reconnecting and waits
-// for the client's goroutines. It waits about a second at most for the
-// server to answer the close frame, then drops the connection. Close is
+// for the client's goroutines. It waits a second for the server to answer
+// the close frame, then drops the connection (in a rare race with the
+// reader, coder/websocket's own limit of 5 s applies instead). Close is
 // idempotent and returns nil; it must not be called from a handler or from
 // OnState, which run on the goroutines it waits for.
 func (c *Client) Close() error {

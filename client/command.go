@@ -101,7 +101,10 @@ func (c *Client) Leave(ctx context.Context, room string) error {
 // [ErrDisconnected] it may or may not have happened.
 func (c *Client) Emit(ctx context.Context, event, room string, data any) error {
 	raw, ok := data.(json.RawMessage)
-	if !ok {
+	switch {
+	case ok && !json.Valid(raw):
+		return fmt.Errorf("rthub/client: emit %s to %q: %w: data is not valid JSON", event, room, rthub.ErrBadPayload)
+	case !ok:
 		b, err := json.Marshal(data)
 		if err != nil {
 			return fmt.Errorf("rthub/client: emit %s to %q: %w: %v", event, room, rthub.ErrBadPayload, err)
@@ -160,19 +163,22 @@ func (c *Client) call(ctx context.Context, cmd command, onReply func(*message)) 
 }
 
 func (c *Client) callOn(ctx context.Context, cn *conn, cmd command, onReply func(*message)) error {
+	cmd.ID = c.nextID.Add(1)
+	b, err := json.Marshal(cmd)
+	if err != nil {
+		return err
+	}
 	replies := make(chan *message, 1)
-	id, ok := cn.register(func(m *message) {
+	if !cn.register(cmd.ID, func(m *message) {
 		if onReply != nil {
 			onReply(m)
 		}
 		replies <- m
-	})
-	if !ok {
+	}) {
 		return c.lost(cn)
 	}
-	cmd.ID = id
-	if err := cn.send(ctx, cmd); err != nil {
-		cn.unregister(id)
+	if err := cn.send(ctx, b); err != nil {
+		cn.unregister(cmd.ID)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}

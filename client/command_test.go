@@ -107,6 +107,7 @@ func TestEmit(t *testing.T) {
 		{"notMember", "chat:message", "device:7", chatMessage{}, rthub.ErrForbidden},
 		{"badPayload", "chat:message", "staff", 42, rthub.ErrBadPayload},
 		{"unencodable", "chat:message", "staff", make(chan int), rthub.ErrBadPayload},
+		{"invalidRawJSON", "chat:message", "staff", json.RawMessage(`{"text":`), rthub.ErrBadPayload},
 		{"badRoom", "chat:message", "no room", chatMessage{}, rthub.ErrBadRoom},
 	}
 	for _, tt := range tests {

@@ -67,7 +67,8 @@ type conn struct {
 	ctx    context.Context         // bounds every read and write; cancelling it drops the connection
 	cancel context.CancelCauseFunc // with errIdle, errClosing or a write error
 	idle   time.Duration           // drop the connection after this long without a message; 0: never
-	last   atomic.Int64            // unix nanoseconds of the last message or ping from the server
+	born   time.Time               // when the connection attempt started (monotonic)
+	last   atomic.Int64            // time since born of the last message or ping from the server
 	out    chan []byte             // encoded commands to the writer
 	// expiring signals the run goroutine that the token expires soon.
 	expiring chan struct{}
@@ -86,6 +87,7 @@ func newConn(c *Client) *conn {
 		expiring: make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		pending:  make(map[uint64]func(*message)),
+		born:     time.Now(),
 	}
 	cn.ctx, cn.cancel = context.WithCancelCause(context.Background())
 	return cn
@@ -95,19 +97,20 @@ func newConn(c *Client) *conn {
 func (cn *conn) start(ws *websocket.Conn, w *message) {
 	cn.ws = ws
 	cn.id = w.Conn
-	if w.Ping > 0 {
-		cn.idle = 2*time.Duration(w.Ping)*time.Second + idleMargin
-	}
-	cn.last.Store(time.Now().UnixNano())
+	cn.idle = cn.c.idleFor(time.Duration(w.Ping) * time.Second)
+	cn.alive()
 	cn.wg.Go(cn.readLoop)
 	cn.wg.Go(cn.writeLoop)
 }
 
 // onPing notes that the server is alive; coder/websocket answers the ping.
 func (cn *conn) onPing(context.Context, []byte) bool {
-	cn.last.Store(time.Now().UnixNano())
+	cn.alive()
 	return true
 }
+
+// alive notes that the server sent something.
+func (cn *conn) alive() { cn.last.Store(int64(time.Since(cn.born))) }
 
 // readLoop reads and dispatches messages until the connection ends.
 func (cn *conn) readLoop() {
@@ -117,7 +120,7 @@ func (cn *conn) readLoop() {
 			cn.end(err)
 			return
 		}
-		cn.last.Store(time.Now().UnixNano())
+		cn.alive()
 		if typ != websocket.MessageText {
 			cn.c.log.Warn("rthub/client: ignoring a binary message")
 			continue
@@ -171,7 +174,7 @@ func (cn *conn) writeLoop() {
 				return
 			}
 		case <-tick:
-			if time.Since(time.Unix(0, cn.last.Load())) > cn.idle {
+			if time.Since(cn.born)-time.Duration(cn.last.Load()) > cn.idle {
 				cn.cancel(errIdle)
 				return
 			}
@@ -181,17 +184,16 @@ func (cn *conn) writeLoop() {
 	}
 }
 
-// register reserves a command ID whose reply fn receives, on the reader
-// goroutine. It fails once the connection has ended.
-func (cn *conn) register(fn func(*message)) (uint64, bool) {
-	id := cn.c.nextID.Add(1)
+// register arranges for fn to receive, on the reader goroutine, the reply to
+// command id. It reports false once the connection has ended.
+func (cn *conn) register(id uint64, fn func(*message)) bool {
 	cn.mu.Lock()
 	defer cn.mu.Unlock()
 	if cn.pending == nil {
-		return 0, false
+		return false
 	}
 	cn.pending[id] = fn
-	return id, true
+	return true
 }
 
 func (cn *conn) unregister(id uint64) {
@@ -211,12 +213,8 @@ func (cn *conn) resolve(m *message) {
 	}
 }
 
-// send hands cmd to the writer.
-func (cn *conn) send(ctx context.Context, cmd command) error {
-	b, err := json.Marshal(cmd)
-	if err != nil {
-		return err
-	}
+// send hands an encoded command to the writer.
+func (cn *conn) send(ctx context.Context, b []byte) error {
 	select {
 	case cn.out <- b:
 		return nil
@@ -228,7 +226,10 @@ func (cn *conn) send(ctx context.Context, cmd command) error {
 }
 
 // close closes the connection normally and waits for its goroutines. A
-// server that does not answer the close frame within closeTimeout is cut off.
+// server that does not answer the close frame within closeTimeout is cut off
+// by cancelling the reader's Read, which makes coder/websocket drop the
+// connection. If Close took the read lock before the reader, the reader is
+// not in Read and Close's own 5 s read limit ends the wait instead.
 func (cn *conn) close() {
 	closed := make(chan struct{})
 	go func() { // owned here: waited for below

@@ -1,0 +1,101 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net/http/httptest"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/org/rthub"
+	"github.com/org/rthub/client"
+)
+
+// Reading is the payload of the sensor:data event, shared by server and clients.
+type Reading struct {
+	Celsius float64 `json:"celsius"`
+}
+
+var SensorData = rthub.NewEvent[Reading]("sensor:data")
+
+var secret = []byte("example-secret-0123456789abcdef!")
+
+// sign returns a token for alice with role staff, valid for ttl.
+func sign(ttl time.Duration) (string, error) {
+	claims := jwt.MapClaims{"sub": "alice", "roles": []string{"staff"}, "exp": time.Now().Add(ttl).Unix()}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
+}
+
+// exampleHub starts a hub in which staff may join device rooms, and returns
+// its ws:// URL and a function that stops it.
+func exampleHub() (*rthub.Hub, string, func()) {
+	hub, err := rthub.New(rthub.Options{
+		Auth:   rthub.AuthOptions{Keys: map[string]any{"": secret}},
+		Policy: rthub.Policy{Roles: map[string]rthub.RoleRules{"staff": {Join: []string{"device:*"}}}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := httptest.NewServer(hub)
+	return hub, "ws" + strings.TrimPrefix(srv.URL, "http"), func() {
+		hub.Close()
+		srv.Close()
+	}
+}
+
+func ExampleDial() {
+	hub, url, stop := exampleHub()
+	defer stop()
+
+	ctx := context.Background()
+	c, err := client.Dial(ctx, url, client.Options{
+		// Called for every connection and whenever the token must be refreshed.
+		TokenFunc: func(ctx context.Context) (string, error) { return sign(time.Hour) },
+		Rooms:     []string{"device:7"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	got := make(chan Reading, 1)
+	client.Handle(c, SensorData, func(room string, r Reading) {
+		got <- r // handlers must not block: hand the work over
+	})
+
+	// The server side publishes a reading to the room.
+	if err := SensorData.Publish(ctx, hub, "device:7", Reading{Celsius: 21.5}); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("reading:", (<-got).Celsius)
+	fmt.Println("rooms:", c.Rooms())
+
+	err = c.Join(ctx, "admin")
+	fmt.Println("join admin forbidden:", errors.Is(err, rthub.ErrForbidden))
+	// Output:
+	// reading: 21.5
+	// rooms: [device:7]
+	// join admin forbidden: true
+}
+
+func ExampleHandshakeError() {
+	_, url, stop := exampleHub()
+	defer stop()
+
+	expired, err := sign(-time.Minute)
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, err = client.Dial(context.Background(), url, client.Options{Token: expired})
+	var he *client.HandshakeError
+	if errors.As(err, &he) {
+		fmt.Println(he.Status, he.Code)
+	}
+	fmt.Println("expired:", errors.Is(err, rthub.ErrTokenExpired))
+	// Output:
+	// 401 token_expired
+	// expired: true
+}
