@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,19 +11,14 @@ import (
 	"github.com/org/rthub"
 )
 
-// TestKnownHubBugs shows bugs of the hub (package rthub) found while writing
-// the client. They fail until the hub is fixed, so they run only with
-// RTHUB_KNOWN_BUGS=1; remove the gate once they pass.
-func TestKnownHubBugs(t *testing.T) {
-	if os.Getenv("RTHUB_KNOWN_BUGS") == "" {
-		t.Skip("known hub bugs; set RTHUB_KNOWN_BUGS=1 to run")
-	}
+// TestHubDeflate holds regressions for hub bugs found while writing the
+// client: the hub once declined every offer with server_no_context_takeover
+// (so Options.Compression never compressed), and accepted bare offers without
+// client_no_context_takeover (so browsers' context-takeover messages closed
+// with 1007).
+func TestHubDeflate(t *testing.T) {
 	t.Parallel()
 
-	// The hub's negotiator (hub.go: neg := &negotiator{}) has zero
-	// wsflate Parameters instead of deflateParams, so it declines every
-	// offer with server_no_context_takeover: Options.Compression (and any
-	// client asking for no context takeover) never gets compression.
 	t.Run("deflateNotNegotiated", func(t *testing.T) {
 		t.Parallel()
 		ts := startHub(t, nil)
