@@ -390,7 +390,7 @@ func (h *Hub) serveConn(c *conn) {
 		}
 	}
 	w := welcomeMsg{Type: "welcome", Version: ProtocolVersion, Conn: c.id, User: id.Subject,
-		Roles: nonNil(id.Roles), Rooms: nonNil(joined), Expires: unixOrZero(id.ExpiresAt), Ping: int64(h.opts.PingInterval / time.Second)}
+		Roles: nonNil(id.Roles), Rooms: nonNil(joined), Expires: unixOrZero(id.ExpiresAt), Ping: int64((h.opts.PingInterval + time.Second - 1) / time.Second)}
 	c.sendJSON(w)
 	for _, rm := range joined {
 		_ = h.join(c, rm, false)
