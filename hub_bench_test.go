@@ -240,21 +240,11 @@ func BenchmarkBroadcast(b *testing.B) {
 
 func benchBroadcast(b *testing.B, subs, size int, deflate bool) {
 	h, url := benchHub(b, func(o *Options) { o.PingInterval = time.Hour })
-	startFleet(b, url, subs, deflate)
-	waitConns(b, h, subs)
-	payload := benchPayload(size)
-	ctx := context.Background()
-	// Warm up pools and buffers.
-	for range 3 {
-		sent := h.Stats().Delivered
-		_ = h.Publish(ctx, "bench", "sensor:data", payload)
-		waitWritten(b, h, sent)
-	}
 	// Count written frames through the flush hook and wake the loop when a
 	// broadcast is fully written: no spinning, which would burn server CPU.
+	// Every connection gets one welcome frame, then one per broadcast (no
+	// pings: the interval is an hour).
 	var written, target atomic.Int64
-	written.Store(int64(h.stats.framesSent.Load()))
-	target.Store(written.Load())
 	done := make(chan struct{}, 1)
 	h.testHookFlushed = func(n int) {
 		if written.Add(int64(n)) >= target.Load() {
@@ -263,6 +253,26 @@ func benchBroadcast(b *testing.B, subs, size int, deflate bool) {
 			default:
 			}
 		}
+	}
+	wait := func() {
+		for written.Load() < target.Load() {
+			select {
+			case <-done:
+			case <-time.After(time.Minute):
+				b.Fatalf("writes stalled: %d of %d frames", written.Load(), target.Load())
+			}
+		}
+	}
+	target.Store(int64(subs))
+	startFleet(b, url, subs, deflate)
+	waitConns(b, h, subs)
+	wait()
+	payload := benchPayload(size)
+	ctx := context.Background()
+	for range 3 { // warm up pools and buffers
+		target.Add(int64(subs))
+		_ = h.Publish(ctx, "bench", "sensor:data", payload)
+		wait()
 	}
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
@@ -275,13 +285,7 @@ func benchBroadcast(b *testing.B, subs, size int, deflate bool) {
 		if err := h.Publish(ctx, "bench", "sensor:data", payload); err != nil {
 			b.Fatal(err)
 		}
-		for written.Load() < target.Load() {
-			select {
-			case <-done:
-			case <-time.After(time.Minute):
-				b.Fatalf("writes stalled: %d of %d frames", written.Load(), target.Load())
-			}
-		}
+		wait()
 	}
 	wall := time.Since(start)
 	cpu := cpuTime() - cpu0
@@ -294,22 +298,6 @@ func benchBroadcast(b *testing.B, subs, size int, deflate bool) {
 	b.ReportMetric(float64(s.BytesSent)/float64(s.FramesSent), "wire-B/frame")
 	if s.SlowConsumers != 0 {
 		b.Fatalf("%d slow consumers", s.SlowConsumers)
-	}
-}
-
-func waitWritten(tb testing.TB, h *Hub, deliveredBefore uint64) {
-	waitFrames(tb, h, h.stats.framesSent.Load()+(h.Stats().Delivered-deliveredBefore))
-}
-
-// waitFrames waits until the hub has written at least n frames (bounded, so a
-// wedged writer fails the benchmark instead of hanging it).
-func waitFrames(tb testing.TB, h *Hub, n uint64) {
-	deadline := time.Now().Add(time.Minute)
-	for i := 0; h.stats.framesSent.Load() < n; i++ {
-		if i%1024 == 1023 && time.Now().After(deadline) {
-			tb.Fatalf("writes stalled: %d of %d frames", h.stats.framesSent.Load(), n)
-		}
-		runtime.Gosched()
 	}
 }
 
