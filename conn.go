@@ -26,8 +26,10 @@ type ConnInfo struct {
 
 // roomRef is one room a connection is in. server marks rooms joined through the
 // server-side API: a token refresh does not re-evaluate them against the policy.
+// idx is the connection's position in the room's member slice.
 type roomRef struct {
 	name   string
+	idx    int
 	server bool
 }
 
@@ -386,12 +388,10 @@ func (c *conn) teardown() {
 	c.closed = true
 	c.close = nil
 	c.dropQueueLocked()
-	rooms := c.rooms
-	c.rooms = nil
 	code := c.code
 	c.mu.Unlock()
 	_ = c.nc.Close()
-	c.hub.unregister(c, rooms)
+	c.hub.unregister(c)
 	if code == 0 {
 		code = CloseAbnormal
 	}

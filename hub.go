@@ -164,7 +164,7 @@ type Hub struct {
 // the room: an event is queued to every member before the next one is.
 type room struct {
 	mu      sync.Mutex
-	members map[*conn]struct{}
+	members []*conn // in join order; see Hub.join
 }
 
 // New validates opts and returns a running Hub. Every problem in opts is
@@ -514,8 +514,18 @@ func (h *Hub) register(c *conn) bool {
 	return true
 }
 
-// unregister removes c and its room memberships.
-func (h *Hub) unregister(c *conn, rooms []roomRef) {
+// unregister removes c and its room memberships; c is already marked closed,
+// so no join can add it back.
+func (h *Hub) unregister(c *conn) {
+	c.mu.Lock()
+	names := make([]string, len(c.rooms))
+	for i, rr := range c.rooms {
+		names[i] = rr.name
+	}
+	c.mu.Unlock()
+	for _, name := range names {
+		h.leave(c, name)
+	}
 	h.mu.Lock()
 	delete(h.conns, c.id)
 	sub := c.ident.Load().Subject
@@ -524,9 +534,6 @@ func (h *Hub) unregister(c *conn, rooms []roomRef) {
 		if len(set) == 0 {
 			delete(h.users, sub)
 		}
-	}
-	for _, rr := range rooms {
-		h.removeMemberLocked(rr.name, c)
 	}
 	h.mu.Unlock()
 }
@@ -542,26 +549,25 @@ func (h *Hub) disconnected(c *conn, ce CloseError, readErr error) {
 		slog.String("user", c.ident.Load().Subject), slog.Int("code", int(ce.Code)))
 }
 
-// removeMemberLocked drops c from room name; h.mu must be held.
-func (h *Hub) removeMemberLocked(name string, c *conn) {
+// join puts c in room name. server marks a server-side join.
+//
+// Lock order, here and everywhere: h.mu, then a room's mu, then a conn's mu.
+// A room keeps its members in a slice, in join order, so a publish walks
+// memory (and sockets) in a stable order; each roomRef remembers its index,
+// written only with both the room's and the conn's mutex held.
+func (h *Hub) join(c *conn, name string, server bool) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	rm := h.rooms[name]
-	if rm == nil {
-		return
+	created := rm == nil
+	if created {
+		rm = &room{}
 	}
 	rm.mu.Lock()
-	delete(rm.members, c)
-	empty := len(rm.members) == 0
-	rm.mu.Unlock()
-	if empty {
-		delete(h.rooms, name)
-	}
-}
-
-// join puts c in room name. server marks a server-side join.
-func (h *Hub) join(c *conn, name string, server bool) error {
+	defer rm.mu.Unlock()
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed {
-		c.mu.Unlock()
 		return ErrNotFound
 	}
 	for i, rr := range c.rooms {
@@ -569,58 +575,60 @@ func (h *Hub) join(c *conn, name string, server bool) error {
 			if server {
 				c.rooms[i].server = true
 			}
-			c.mu.Unlock()
 			return nil
 		}
 	}
 	if len(c.rooms) >= h.opts.MaxRoomsPerConn {
-		c.mu.Unlock()
 		return fmt.Errorf("%w: limit is %d", ErrTooManyRooms, h.opts.MaxRoomsPerConn)
 	}
-	c.rooms = append(c.rooms, roomRef{name: name, server: server})
-	c.mu.Unlock()
-
-	h.mu.Lock()
-	rm := h.rooms[name]
-	if rm == nil {
-		rm = &room{members: make(map[*conn]struct{})}
+	c.rooms = append(c.rooms, roomRef{name: name, server: server, idx: len(rm.members)})
+	rm.members = append(rm.members, c)
+	if created {
 		h.rooms[name] = rm
-	}
-	rm.mu.Lock()
-	rm.members[c] = struct{}{}
-	rm.mu.Unlock()
-	h.mu.Unlock()
-
-	// The connection may have been torn down while we added it: undo.
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
-		h.mu.Lock()
-		h.removeMemberLocked(name, c)
-		h.mu.Unlock()
 	}
 	return nil
 }
 
 // leave takes c out of room name; it reports whether c was in it.
 func (h *Hub) leave(c *conn, name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	rm := h.rooms[name]
+	if rm == nil {
+		return false
+	}
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
 	c.mu.Lock()
-	found := false
+	idx := -1
 	for i, rr := range c.rooms {
 		if rr.name == name {
+			idx = rr.idx
 			c.rooms = append(c.rooms[:i], c.rooms[i+1:]...)
-			found = true
 			break
 		}
 	}
 	c.mu.Unlock()
-	if !found {
+	if idx < 0 {
 		return false
 	}
-	h.mu.Lock()
-	h.removeMemberLocked(name, c)
-	h.mu.Unlock()
+	last := len(rm.members) - 1
+	if moved := rm.members[last]; idx != last {
+		rm.members[idx] = moved
+		moved.mu.Lock()
+		for i := range moved.rooms {
+			if moved.rooms[i].name == name {
+				moved.rooms[i].idx = idx
+				break
+			}
+		}
+		moved.mu.Unlock()
+	}
+	rm.members[last] = nil
+	rm.members = rm.members[:last]
+	if last == 0 {
+		delete(h.rooms, name)
+	}
 	return true
 }
 
@@ -702,7 +710,7 @@ func (h *Hub) publish(ctx context.Context, room, event string, data []byte, opts
 	p := preparedMessage{payload: payload, comp: h.comp, threshold: h.opts.Compression.Threshold}
 	var n uint64
 	rm.mu.Lock()
-	for c := range rm.members {
+	for _, c := range rm.members {
 		if cfg.except != "" && c.id == cfg.except {
 			continue
 		}
