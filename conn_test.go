@@ -1022,11 +1022,11 @@ func TestConn_HandshakeRefusals(t *testing.T) {
 		{name: "badSignature", method: http.MethodGet, upgrade: true, hdr: http.Header{"Authorization": {"Bearer " + otherKey}}, status: 401, code: "token_signature_invalid"},
 		{name: "tamperedToken", method: http.MethodGet, upgrade: true, hdr: http.Header{"Authorization": {"Bearer " + tampered}}, status: 401, code: "token_signature_invalid"},
 		{name: "malformedToken", method: http.MethodGet, upgrade: true, hdr: http.Header{"Authorization": {"Bearer not-a-jwt"}}, status: 401, code: "token_malformed"},
-		// Refused by gobwas' upgrader after the hub's checks: RFC statuses,
-		// but a text/plain body, not the JSON of docs/protocol.md §1.
-		{name: "missingKey", method: http.MethodGet, upgrade: true, hdr: http.Header{"Authorization": {"Bearer " + good}, "Sec-Websocket-Key": {""}}, status: 400},
-		{name: "badKey", method: http.MethodGet, upgrade: true, hdr: http.Header{"Authorization": {"Bearer " + good}, "Sec-Websocket-Key": {"short"}}, status: 400},
-		{name: "version12", method: http.MethodGet, upgrade: true, hdr: http.Header{"Authorization": {"Bearer " + good}, "Sec-Websocket-Version": {"12"}}, status: 426},
+		// Checked by the hub before the token: JSON bodies too.
+		{name: "missingKey", method: http.MethodGet, upgrade: true, hdr: http.Header{"Authorization": {"Bearer " + good}, "Sec-Websocket-Key": {""}}, status: 400, code: "bad_handshake"},
+		{name: "badKey", method: http.MethodGet, upgrade: true, hdr: http.Header{"Authorization": {"Bearer " + good}, "Sec-Websocket-Key": {"short"}}, status: 400, code: "bad_handshake"},
+		{name: "keyNot16Bytes", method: http.MethodGet, upgrade: true, hdr: http.Header{"Authorization": {"Bearer " + good}, "Sec-Websocket-Key": {"AAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}, status: 400, code: "bad_handshake"},
+		{name: "version12", method: http.MethodGet, upgrade: true, hdr: http.Header{"Authorization": {"Bearer " + good}, "Sec-Websocket-Version": {"12"}}, status: 426, code: "bad_handshake"},
 		{name: "badTokenInSubprotocol", method: http.MethodGet, upgrade: true, hdr: http.Header{"Sec-WebSocket-Protocol": {"rthub.v1, rthub.bearer." + otherKey}}, status: 401, code: "token_signature_invalid"},
 	}
 	for _, tc := range tests {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -306,8 +307,15 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.stats.refused.Add(1)
 		return
 	}
-	if r.Method != http.MethodGet || !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") {
+	if r.Method != http.MethodGet || !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") || !validWebSocketKey(r.Header.Get("Sec-WebSocket-Key")) {
 		writeHTTPError(w, http.StatusBadRequest, errBadHandshake)
+		h.stats.refused.Add(1)
+		return
+	}
+	if r.Header.Get("Sec-WebSocket-Version") != "13" {
+		// RFC 6455 §4.4: tell the client which version we speak.
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		writeHTTPError(w, http.StatusUpgradeRequired, errBadHandshake)
 		h.stats.refused.Add(1)
 		return
 	}
@@ -468,6 +476,15 @@ func headerHasToken(h http.Header, name, token string) bool {
 		}
 	}
 	return false
+}
+
+// validWebSocketKey reports whether k is base64 of 16 bytes (RFC 6455 §4.1).
+func validWebSocketKey(k string) bool {
+	if len(k) != 24 {
+		return false
+	}
+	b, err := base64.StdEncoding.DecodeString(k)
+	return err == nil && len(b) == 16
 }
 
 // offersV1 reports whether the client's subprotocols allow version 1: it
