@@ -5,8 +5,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -43,7 +45,8 @@ type roomRef struct {
 type conn struct {
 	hub        *Hub
 	nc         net.Conn
-	rd         io.Reader // nc, or bytes buffered during the handshake followed by nc
+	raw        syscall.RawConn // for non-blocking writes; nil: blocking only
+	rd         io.Reader       // nc, or bytes buffered during the handshake followed by nc
 	id         string
 	remoteAddr string
 	deflate    bool
@@ -81,13 +84,24 @@ func (c *conn) info() ConnInfo {
 	return ConnInfo{ID: c.id, Identity: c.ident.Load(), RemoteAddr: c.remoteAddr}
 }
 
-// send queues one data frame. It never blocks: a full queue closes the
-// connection as a slow consumer. It reports whether the frame was queued.
+// send queues one data frame and schedules a flush if needed. It never
+// blocks: a full queue closes the connection as a slow consumer. It reports
+// whether the frame was queued.
 func (c *conn) send(frame []byte) bool {
+	queued, start := c.enqueue(frame)
+	if start {
+		c.hub.schedule(c)
+	}
+	return queued
+}
+
+// enqueue queues one data frame without scheduling; start reports that the
+// caller must hand the connection to a flush worker (publish batches those).
+func (c *conn) enqueue(frame []byte) (queued, start bool) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return false
+		return false, false
 	}
 	if c.queue != nil && (len(c.queue.bufs) >= c.hub.opts.SendQueueMessages || c.queued+len(frame) > c.hub.opts.SendQueueBytes) {
 		c.dropQueueLocked()
@@ -97,22 +111,16 @@ func (c *conn) send(frame []byte) bool {
 		c.mu.Unlock()
 		// Unblock a writer stuck on a peer that does not read.
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.hub.opts.CloseTimeout))
-		if start {
-			c.hub.schedule(c)
-		}
-		return false
+		return false, start
 	}
 	if c.queue == nil {
 		c.queue = batchPool.Get().(*batch)
 	}
 	c.queue.bufs = append(c.queue.bufs, frame)
 	c.queued += len(frame)
-	start := c.kickLocked()
+	start = c.kickLocked()
 	c.mu.Unlock()
-	if start {
-		c.hub.schedule(c)
-	}
-	return true
+	return true, start
 }
 
 // sendControl queues a control frame (pong); it is not subject to the queue
@@ -223,68 +231,139 @@ func (c *conn) closeWith(code CloseCode, reason string) bool {
 	return started
 }
 
-// flush writes everything queued, in as few syscalls as possible, until the
-// queue is empty. It runs on a hub flush worker; c.writing guarantees a single
-// flusher per connection, so frames keep their order.
-func (c *conn) flush() {
+// takeWork takes what the writer must write next: the queued frames, or,
+// once they are out, the pending close frame. With nothing left it clears
+// c.writing and returns nothing.
+func (c *conn) takeWork() (b *batch, cf []byte, closing bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b = c.queue
+	c.queue = nil
+	c.queued = 0
+	c.signalDrainedLocked()
+	if b == nil && c.close != nil {
+		cf, c.close = c.close, nil
+	}
+	if b == nil && cf == nil {
+		c.writing = false
+	}
+	return b, cf, c.closing
+}
+
+// writeFailed marks the connection dead after a write error and closes the
+// socket, which ends the read loop (it tears down).
+func (c *conn) writeFailed() {
+	c.mu.Lock()
+	c.closing = true
+	c.close = nil
+	c.dropQueueLocked()
+	c.writing = false
+	c.mu.Unlock()
+	_ = c.nc.Close()
+}
+
+// closeFrameWritten runs after our close frame went out: the client gets
+// CloseTimeout to answer; if it already did, the server closes TCP first
+// (RFC 6455 §7.1.1), which ends the read loop.
+func (c *conn) closeFrameWritten() {
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.hub.opts.CloseTimeout))
+	if c.closeSent() {
+		_ = c.nc.Close()
+	}
+}
+
+func (c *conn) counted(b *batch, written int64) {
+	n := len(b.bufs)
+	c.hub.stats.framesSent.Add(uint64(n))
+	c.hub.stats.bytesSent.Add(uint64(written))
+	if hook := c.hub.testHookFlushed; hook != nil {
+		hook(n)
+	}
+}
+
+// flush writes everything queued until the queue is empty. It runs on a flush
+// worker; c.writing guarantees a single writer per connection, so frames keep
+// their order. Frames queued together go out in one writev.
+//
+// Writes do not wait: what the socket does not take at once (its peer reads
+// slowly) is handed to flushBlocking on a goroutine of its own, so a worker
+// serving a chunk of a broadcast is never held up by one slow client. Without
+// non-blocking writes (not Linux, or not a TCP socket) it blocks, bounded by
+// WriteTimeout.
+func (c *conn) flush(iov *[]syscall.Iovec) {
+	if c.raw == nil {
+		c.flushBlocking(nil, false)
+		return
+	}
 	for {
-		c.mu.Lock()
-		b := c.queue
-		c.queue = nil
-		c.queued = 0
-		c.signalDrainedLocked()
-		var cf []byte
-		if b == nil && c.close != nil {
-			cf, c.close = c.close, nil
-		}
+		b, cf, _ := c.takeWork()
 		if b == nil && cf == nil {
-			c.writing = false
-			c.mu.Unlock()
 			return
 		}
-		closing := c.closing
-		c.mu.Unlock()
+		bufs := net.Buffers{cf}
+		if b != nil {
+			bufs = b.bufs
+		}
+		written, rest, err := tryWritev(c.raw, bufs, iov)
+		if rest != nil {
+			rest = slices.Clone(rest) // b's slots are cleared on release
+		}
+		if b != nil {
+			c.counted(b, written)
+			releaseBatch(b)
+		}
+		if err != nil {
+			c.writeFailed()
+			return
+		}
+		if rest != nil {
+			c.hub.wg.Go(func() { c.flushBlocking(rest, cf != nil) })
+			return
+		}
+		if cf != nil {
+			c.closeFrameWritten()
+		}
+	}
+}
 
+// flushBlocking finishes a write the socket would not take at once (pending,
+// which is a close frame if isClose) and then writes the rest of the queue,
+// each write bounded by WriteTimeout (CloseTimeout once closing). It owns the
+// write side until the queue is empty.
+func (c *conn) flushBlocking(pending net.Buffers, isClose bool) {
+	closing := isClose
+	for {
+		if pending == nil {
+			b, cf, cl := c.takeWork()
+			if b == nil && cf == nil {
+				// Clear the deadline: the non-blocking path refuses to
+				// write once a deadline has passed.
+				_ = c.nc.SetWriteDeadline(time.Time{})
+				return
+			}
+			closing, isClose = cl, cf != nil
+			if b != nil {
+				pending = slices.Clone(b.bufs)
+				c.counted(b, 0)
+				releaseBatch(b)
+			} else {
+				pending = net.Buffers{cf}
+			}
+		}
 		timeout := c.hub.opts.WriteTimeout
 		if closing {
 			timeout = c.hub.opts.CloseTimeout
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
-		var err error
-		if b != nil {
-			n := len(b.bufs)
-			b.keep = b.bufs
-			var written int64
-			written, err = b.bufs.WriteTo(c.nc)
-			b.bufs = b.keep
-			b.keep = nil
-			releaseBatch(b)
-			c.hub.stats.framesSent.Add(uint64(n))
-			c.hub.stats.bytesSent.Add(uint64(written))
-			if hook := c.hub.testHookFlushed; hook != nil {
-				hook(n)
-			}
-		} else {
-			_, err = c.nc.Write(cf)
-			// The close frame is out: give the client CloseTimeout to answer,
-			// then the read loop gives up and tears down.
-			_ = c.nc.SetReadDeadline(time.Now().Add(c.hub.opts.CloseTimeout))
-			if err == nil && c.closeSent() {
-				// Both close frames are exchanged: the server closes TCP
-				// first (RFC 6455 §7.1.1), which ends the read loop.
-				_ = c.nc.Close()
-			}
-		}
+		written, err := pending.WriteTo(c.nc)
+		c.hub.stats.bytesSent.Add(uint64(written))
+		pending = nil
 		if err != nil {
-			c.mu.Lock()
-			c.closing = true
-			c.close = nil
-			c.dropQueueLocked()
-			c.writing = false
-			c.mu.Unlock()
-			// Unblock the read loop; it tears down.
-			_ = c.nc.Close()
+			c.writeFailed()
 			return
+		}
+		if isClose {
+			c.closeFrameWritten()
 		}
 	}
 }

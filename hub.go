@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -147,7 +148,8 @@ type Hub struct {
 	closing   atomic.Bool   // no new connections
 	stop      chan struct{} // closed once to stop background goroutines
 	stopOnce  sync.Once
-	flushCh   chan *conn
+	flushCh   chan flushJob
+	workers   int
 	clock     *deadlines
 	wg        sync.WaitGroup // connections' read loops and overflow flushers
 	bg        sync.WaitGroup // pinger, clock, flush workers
@@ -215,11 +217,11 @@ func New(opts Options) (*Hub, error) {
 		users:    make(map[string]map[*conn]struct{}),
 		rooms:    make(map[string]*room),
 		stop:     make(chan struct{}),
-		flushCh:  make(chan *conn, 1<<16),
+		flushCh:  make(chan flushJob, 1<<14),
 		clock:    newDeadlines(),
 	}
-	workers := max(8, 4*runtime.GOMAXPROCS(0))
-	for range workers {
+	h.workers = max(8, 4*runtime.GOMAXPROCS(0))
+	for range h.workers {
 		h.bg.Go(h.flushWorker)
 	}
 	h.bg.Go(func() { h.clock.run(h.stop) })
@@ -227,30 +229,90 @@ func New(opts Options) (*Hub, error) {
 	return h, nil
 }
 
+// flushJob is one unit of work for a flush worker: one connection, or a
+// chunk of a broadcast's connections.
+type flushJob struct {
+	one  *conn
+	list *flushList
+	lo   int
+	hi   int
+}
+
+// flushList holds the connections one publish queued frames to; its chunks
+// go to several workers, and the last one to finish recycles it.
+type flushList struct {
+	conns []*conn
+	left  atomic.Int32
+}
+
+var flushLists = sync.Pool{New: func() any { return new(flushList) }}
+
+// flushChunk is the smallest number of connections worth a job of its own.
+const flushChunk = 64
+
 // schedule hands a connection with queued frames to a flush worker. It never
 // blocks: when every worker is busy and the hand-off queue is full, the flush
 // runs on a goroutine of its own.
 func (h *Hub) schedule(c *conn) {
+	h.submit(flushJob{one: c})
+}
+
+// dispatch flushes the connections of one broadcast, split into chunks so
+// that every worker (and core) takes a share. Writes never block a worker on
+// a slow peer (see conn.flush), so a chunk is written in one pass.
+func (h *Hub) dispatch(l *flushList) {
+	n := len(l.conns)
+	if n == 0 {
+		flushLists.Put(l)
+		return
+	}
+	chunks := min(h.workers, (n+flushChunk-1)/flushChunk)
+	l.left.Store(int32(chunks))
+	for i := range chunks {
+		h.submit(flushJob{list: l, lo: i * n / chunks, hi: (i + 1) * n / chunks})
+	}
+}
+
+func (h *Hub) submit(j flushJob) {
 	select {
-	case h.flushCh <- c:
+	case h.flushCh <- j:
 	default:
-		h.wg.Go(c.flush)
+		h.wg.Go(func() {
+			var iov []syscall.Iovec
+			h.runJob(j, &iov)
+		})
+	}
+}
+
+func (h *Hub) runJob(j flushJob, iov *[]syscall.Iovec) {
+	if j.one != nil {
+		j.one.flush(iov)
+		return
+	}
+	for _, c := range j.list.conns[j.lo:j.hi] {
+		c.flush(iov)
+	}
+	if j.list.left.Add(-1) == 0 {
+		clear(j.list.conns)
+		j.list.conns = j.list.conns[:0]
+		flushLists.Put(j.list)
 	}
 }
 
 // flushWorker writes queued frames of scheduled connections. Several workers
 // spread the writes of a broadcast over all cores.
 func (h *Hub) flushWorker() {
+	iov := make([]syscall.Iovec, 0, 64)
 	for {
 		select {
-		case c := <-h.flushCh:
-			c.flush()
+		case j := <-h.flushCh:
+			h.runJob(j, &iov)
 		case <-h.stop:
 			// Drain what is left so no connection stays marked as writing.
 			for {
 				select {
-				case c := <-h.flushCh:
-					c.flush()
+				case j := <-h.flushCh:
+					h.runJob(j, &iov)
 				default:
 					return
 				}
@@ -359,6 +421,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &conn{
 		hub:        h,
 		nc:         nc,
+		raw:        syscallConn(nc),
 		rd:         nc,
 		id:         h.nodeID + "-" + fmt.Sprint(h.connSeq.Add(1)),
 		remoteAddr: r.RemoteAddr,
@@ -726,16 +789,22 @@ func (h *Hub) publish(ctx context.Context, room, event string, data []byte, opts
 	payload := appendEvent(make([]byte, 0, 64+len(event)+len(room)+len(data)), event, room, data)
 	p := preparedMessage{payload: payload, comp: h.comp, threshold: h.opts.Compression.Threshold}
 	var n uint64
+	fl := flushLists.Get().(*flushList)
 	rm.mu.Lock()
 	for _, c := range rm.members {
 		if cfg.except != "" && c.id == cfg.except {
 			continue
 		}
-		if c.send(p.frame(c.deflate)) {
+		queued, start := c.enqueue(p.frame(c.deflate))
+		if queued {
 			n++
+		}
+		if start {
+			fl.conns = append(fl.conns, c)
 		}
 	}
 	rm.mu.Unlock()
+	h.dispatch(fl)
 	h.stats.delivered.Add(n)
 	return nil
 }

@@ -1,0 +1,81 @@
+//go:build linux
+
+package rthub
+
+import (
+	"net"
+	"syscall"
+	"unsafe"
+)
+
+// iovMax is the most buffers one writev takes (IOV_MAX on Linux).
+const iovMax = 1024
+
+// tryWritev writes as much of bufs as the socket takes now, without waiting:
+// one writev per up to iovMax buffers, stopping at EAGAIN. It returns the
+// bytes written and what is left (nil when everything went out). bufs'
+// elements may be re-sliced. It never blocks on a slow peer, which is what
+// lets one flush worker serve many connections in turn.
+func tryWritev(rc syscall.RawConn, bufs net.Buffers, iov *[]syscall.Iovec) (written int64, rest net.Buffers, err error) {
+	for {
+		for len(bufs) > 0 && len(bufs[0]) == 0 {
+			bufs = bufs[1:]
+		}
+		if len(bufs) == 0 {
+			return written, nil, nil
+		}
+		v := (*iov)[:0]
+		for _, b := range bufs {
+			if len(b) == 0 {
+				continue
+			}
+			v = append(v, syscall.Iovec{Base: &b[0], Len: uint64(len(b))})
+			if len(v) == iovMax {
+				break
+			}
+		}
+		*iov = v
+		var n uintptr
+		var errno syscall.Errno
+		if cerr := rc.Write(func(fd uintptr) bool {
+			n, _, errno = syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
+			return true // never wait for writability here
+		}); cerr != nil {
+			return written, nil, cerr
+		}
+		clear(v) // drop the pointers into the frames
+		switch errno {
+		case 0:
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return written, bufs, nil
+		default:
+			return written, nil, errno
+		}
+		written += int64(n)
+		for n > 0 {
+			if l := uintptr(len(bufs[0])); n >= l {
+				n -= l
+				bufs = bufs[1:]
+			} else {
+				bufs[0] = bufs[0][n:]
+				n = 0
+			}
+		}
+	}
+}
+
+// syscallConn returns the connection's syscall.RawConn for non-blocking writes,
+// or nil if it has none (then every write blocks, bounded by WriteTimeout).
+func syscallConn(nc net.Conn) syscall.RawConn {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}

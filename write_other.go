@@ -1,0 +1,15 @@
+//go:build !linux
+
+package rthub
+
+import (
+	"net"
+	"syscall"
+)
+
+// syscallConn returns nil off Linux: every write takes the blocking path.
+func syscallConn(net.Conn) syscall.RawConn { return nil }
+
+func tryWritev(syscall.RawConn, net.Buffers, *[]syscall.Iovec) (int64, net.Buffers, error) {
+	panic("unreachable")
+}
