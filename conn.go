@@ -290,7 +290,7 @@ func (c *conn) counted(b *batch, written int64) {
 // serving a chunk of a broadcast is never held up by one slow client. Without
 // non-blocking writes (not Linux, or not a TCP socket) it blocks, bounded by
 // WriteTimeout.
-func (c *conn) flush(iov *[]syscall.Iovec) {
+func (c *conn) flush(w *writev) {
 	if c.raw == nil {
 		c.flushBlocking(nil, false)
 		return
@@ -300,11 +300,13 @@ func (c *conn) flush(iov *[]syscall.Iovec) {
 		if b == nil && cf == nil {
 			return
 		}
-		bufs := net.Buffers{cf}
+		var bufs net.Buffers
 		if b != nil {
 			bufs = b.bufs
+		} else {
+			bufs = net.Buffers{cf}
 		}
-		written, rest, err := tryWritev(c.raw, bufs, iov)
+		written, rest, err := tryWritev(c.raw, bufs, w)
 		if rest != nil {
 			rest = slices.Clone(rest) // b's slots are cleared on release
 		}

@@ -17,7 +17,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -278,19 +277,18 @@ func (h *Hub) submit(j flushJob) {
 	case h.flushCh <- j:
 	default:
 		h.wg.Go(func() {
-			var iov []syscall.Iovec
-			h.runJob(j, &iov)
+			h.runJob(j, newWritev())
 		})
 	}
 }
 
-func (h *Hub) runJob(j flushJob, iov *[]syscall.Iovec) {
+func (h *Hub) runJob(j flushJob, w *writev) {
 	if j.one != nil {
-		j.one.flush(iov)
+		j.one.flush(w)
 		return
 	}
 	for _, c := range j.list.conns[j.lo:j.hi] {
-		c.flush(iov)
+		c.flush(w)
 	}
 	if j.list.left.Add(-1) == 0 {
 		clear(j.list.conns)
@@ -302,17 +300,17 @@ func (h *Hub) runJob(j flushJob, iov *[]syscall.Iovec) {
 // flushWorker writes queued frames of scheduled connections. Several workers
 // spread the writes of a broadcast over all cores.
 func (h *Hub) flushWorker() {
-	iov := make([]syscall.Iovec, 0, 64)
+	w := newWritev()
 	for {
 		select {
 		case j := <-h.flushCh:
-			h.runJob(j, &iov)
+			h.runJob(j, w)
 		case <-h.stop:
 			// Drain what is left so no connection stays marked as writing.
 			for {
 				select {
 				case j := <-h.flushCh:
-					h.runJob(j, &iov)
+					h.runJob(j, w)
 				default:
 					return
 				}

@@ -11,12 +11,32 @@ import (
 // iovMax is the most buffers one writev takes (IOV_MAX on Linux).
 const iovMax = 1024
 
+// writev is a flush worker's scratch for non-blocking vectored writes. Its
+// callback is bound once, so a write allocates nothing.
+type writev struct {
+	iov   []syscall.Iovec
+	n     uintptr
+	errno syscall.Errno
+	call  func(fd uintptr) bool
+}
+
+func newWritev() *writev {
+	w := &writev{iov: make([]syscall.Iovec, 0, 64)}
+	w.call = w.do
+	return w
+}
+
+func (w *writev) do(fd uintptr) bool {
+	w.n, _, w.errno = syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&w.iov[0])), uintptr(len(w.iov)))
+	return true // never wait for writability here
+}
+
 // tryWritev writes as much of bufs as the socket takes now, without waiting:
 // one writev per up to iovMax buffers, stopping at EAGAIN. It returns the
 // bytes written and what is left (nil when everything went out). bufs'
 // elements may be re-sliced. It never blocks on a slow peer, which is what
 // lets one flush worker serve many connections in turn.
-func tryWritev(rc syscall.RawConn, bufs net.Buffers, iov *[]syscall.Iovec) (written int64, rest net.Buffers, err error) {
+func tryWritev(rc syscall.RawConn, bufs net.Buffers, w *writev) (written int64, rest net.Buffers, err error) {
 	for {
 		for len(bufs) > 0 && len(bufs[0]) == 0 {
 			bufs = bufs[1:]
@@ -24,34 +44,30 @@ func tryWritev(rc syscall.RawConn, bufs net.Buffers, iov *[]syscall.Iovec) (writ
 		if len(bufs) == 0 {
 			return written, nil, nil
 		}
-		v := (*iov)[:0]
+		w.iov = w.iov[:0]
 		for _, b := range bufs {
 			if len(b) == 0 {
 				continue
 			}
-			v = append(v, syscall.Iovec{Base: &b[0], Len: uint64(len(b))})
-			if len(v) == iovMax {
+			w.iov = append(w.iov, syscall.Iovec{Base: &b[0], Len: uint64(len(b))})
+			if len(w.iov) == iovMax {
 				break
 			}
 		}
-		*iov = v
-		var n uintptr
-		var errno syscall.Errno
-		if cerr := rc.Write(func(fd uintptr) bool {
-			n, _, errno = syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
-			return true // never wait for writability here
-		}); cerr != nil {
+		cerr := rc.Write(w.call)
+		clear(w.iov) // drop the pointers into the frames
+		if cerr != nil {
 			return written, nil, cerr
 		}
-		clear(v) // drop the pointers into the frames
-		switch errno {
+		n := w.n
+		switch w.errno {
 		case 0:
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
 			return written, bufs, nil
 		default:
-			return written, nil, errno
+			return written, nil, w.errno
 		}
 		written += int64(n)
 		for n > 0 {
