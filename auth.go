@@ -31,7 +31,10 @@ type Identity struct {
 	Roles []string
 	// ExpiresAt is the token's exp claim; zero if the token has none.
 	ExpiresAt time.Time
-	// Claims holds every claim of the token, as decoded JSON.
+	// Claims holds the token's other claims, as decoded JSON: everything but
+	// the registered claims (iss, sub, aud, exp, nbf, iat, jti) and the roles
+	// and name claims, which have their own fields. It is nil when there are
+	// none, so an identity costs little memory per connection.
 	Claims map[string]any
 }
 
@@ -474,7 +477,7 @@ func (a *authenticator) verify(token string, now time.Time) (*Identity, error) {
 		return nil, mapJWTError(err)
 	}
 
-	id := &Identity{Claims: map[string]any(claims)}
+	id := &Identity{}
 	sub, err := claims.GetSubject()
 	if err != nil {
 		return nil, fmt.Errorf("%w: sub is not a string", ErrTokenClaims)
@@ -503,6 +506,20 @@ func (a *authenticator) verify(token string, now time.Time) (*Identity, error) {
 	exp, err := claims.GetExpirationTime()
 	if err == nil && exp != nil {
 		id.ExpiresAt = exp.Time
+	}
+	for k, v := range claims {
+		switch k {
+		case "iss", "sub", "aud", "exp", "nbf", "iat", "jti", a.rolesClaim, a.nameClaim:
+			continue
+		case "role":
+			if a.roleFallback {
+				continue
+			}
+		}
+		if id.Claims == nil {
+			id.Claims = make(map[string]any, len(claims))
+		}
+		id.Claims[k] = v
 	}
 	return id, nil
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -141,7 +142,7 @@ type Hub struct {
 
 	mu    sync.RWMutex
 	conns map[string]*conn
-	users map[string]map[*conn]struct{}
+	users map[string][]*conn // by subject; a user has few connections
 	rooms map[string]*room
 
 	closing   atomic.Bool   // no new connections
@@ -213,7 +214,7 @@ func New(opts Options) (*Hub, error) {
 		ctx:      ctx,
 		cancel:   cancel,
 		conns:    make(map[string]*conn),
-		users:    make(map[string]map[*conn]struct{}),
+		users:    make(map[string][]*conn),
 		rooms:    make(map[string]*room),
 		stop:     make(chan struct{}),
 		flushCh:  make(chan flushJob, 1<<14),
@@ -580,12 +581,7 @@ func (h *Hub) register(c *conn) bool {
 	}
 	h.conns[c.id] = c
 	sub := c.ident.Load().Subject
-	set := h.users[sub]
-	if set == nil {
-		set = make(map[*conn]struct{}, 1)
-		h.users[sub] = set
-	}
-	set[c] = struct{}{}
+	h.users[sub] = append(h.users[sub], c)
 	h.stats.accepted.Add(1)
 	// Add under h.mu, before Close (which sets closing under h.mu) can Wait.
 	h.wg.Add(1)
@@ -607,11 +603,10 @@ func (h *Hub) unregister(c *conn) {
 	h.mu.Lock()
 	delete(h.conns, c.id)
 	sub := c.ident.Load().Subject
-	if set := h.users[sub]; set != nil {
-		delete(set, c)
-		if len(set) == 0 {
-			delete(h.users, sub)
-		}
+	if cs := slices.DeleteFunc(h.users[sub], func(x *conn) bool { return x == c }); len(cs) == 0 {
+		delete(h.users, sub)
+	} else {
+		h.users[sub] = cs
 	}
 	h.mu.Unlock()
 }
@@ -944,12 +939,7 @@ func (h *Hub) connByID(id string) *conn {
 func (h *Hub) userConns(subject string) []*conn {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	set := h.users[subject]
-	out := make([]*conn, 0, len(set))
-	for c := range set {
-		out = append(out, c)
-	}
-	return out
+	return slices.Clone(h.users[subject])
 }
 
 // Rooms returns the names of the rooms with at least one local member, sorted.

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -380,6 +381,9 @@ func benchBare(b *testing.B, subs, size int) {
 // room, and reports the server's memory per connection: heap+stack from the
 // runtime and RSS from /proc. b.N is irrelevant; run with -benchtime=1x.
 func BenchmarkIdleMemory(b *testing.B) {
+	if os.Getenv("RTHUB_HEAPPROFILE") != "" {
+		runtime.MemProfileRate = 64 // fine-grained: see every connection's allocations
+	}
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
 			h, url := benchHub(b, nil)
@@ -387,6 +391,15 @@ func BenchmarkIdleMemory(b *testing.B) {
 			startFleet(b, url, n, true)
 			waitConns(b, h, n)
 			heap1, stack1, rss1 := memNow()
+			if path := os.Getenv("RTHUB_HEAPPROFILE"); path != "" {
+				// A heap profile with the connections alive, for pprof.
+				f, err := os.Create(path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
 			for b.Loop() {
 			}
 			b.ReportMetric(float64(heap1+stack1-heap0-stack0)/float64(n), "heap+stack-B/conn")
