@@ -440,17 +440,19 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = nc.Close()
 		return
 	}
-	// A fresh goroutine for the connection's life: the handshake grew this
-	// one's stack, and net/http's per-request state is released when we return.
+	h.setupConn(c)
+	// A fresh goroutine for the connection's life: the handshake and setup
+	// grew this one's stack, and net/http's per-request state is released when
+	// we return. The read loop parks with a small stack.
 	go func() {
 		defer h.wg.Done() // Add is in register
-		h.serveConn(c)
+		c.readLoop()
 	}()
 }
 
-// serveConn runs a new connection: welcome, auto-join, expiry timers, then the
-// read loop.
-func (h *Hub) serveConn(c *conn) {
+// setupConn starts a new connection: welcome, auto-join, expiry timers,
+// OnConnect. It runs before the read loop, so before any command is read.
+func (h *Hub) setupConn(c *conn) {
 	id := c.ident.Load()
 	auto := h.policy.autoJoin(id)
 	joined := auto[:0:0]
@@ -469,7 +471,6 @@ func (h *Hub) serveConn(c *conn) {
 	if h.opts.OnConnect != nil {
 		h.callHook(c, func() { h.opts.OnConnect(h.ctx, c.info()) })
 	}
-	c.readLoop()
 }
 
 func nonNil(s []string) []string {
