@@ -275,26 +275,13 @@ func benchBroadcast(b *testing.B, subs, size int, deflate bool) {
 		_ = h.Publish(ctx, "bench", "sensor:data", payload)
 		wait()
 	}
-	var ms0, ms1 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
-	cpu0 := cpuTime()
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	for b.Loop() {
+	measureDeliveries(b, subs, func() {
 		target.Add(int64(subs))
 		if err := h.Publish(ctx, "bench", "sensor:data", payload); err != nil {
 			b.Fatal(err)
 		}
 		wait()
-	}
-	wall := time.Since(start)
-	cpu := cpuTime() - cpu0
-	runtime.ReadMemStats(&ms1)
-	deliveries := float64(b.N) * float64(subs)
-	b.ReportMetric(float64(wall.Nanoseconds())/deliveries, "wall-ns/delivery")
-	b.ReportMetric(float64(cpu.Nanoseconds())/deliveries, "cpu-ns/delivery")
-	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/deliveries, "allocs/delivery")
+	})
 	s := h.Stats()
 	b.ReportMetric(float64(s.BytesSent)/float64(s.FramesSent), "wire-B/frame")
 	if s.SlowConsumers != 0 {
@@ -348,12 +335,34 @@ func benchBare(b *testing.B, subs, size int) {
 	startFleet(b, "ws://"+ln.Addr().String()+"/", subs, false)
 	payload := appendEvent(nil, "sensor:data", "bench", benchPayload(size))
 	frame := textFrame(payload)
-	mu.Lock()
-	cs := conns
-	mu.Unlock()
-	if len(cs) != subs {
-		b.Fatalf("%d of %d conns", len(cs), subs)
+	// The fleet is ready when its handshakes are done; the server side may
+	// still be appending the last connections.
+	var cs []net.Conn
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		mu.Lock()
+		cs = conns
+		mu.Unlock()
+		if len(cs) == subs {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d conns", len(cs), subs)
+		}
 	}
+	measureDeliveries(b, subs, func() {
+		for _, nc := range cs {
+			_ = nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if _, err := nc.Write(frame); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// measureDeliveries runs one broadcast to subs connections per b.Loop
+// iteration and reports wall time, server CPU (getrusage) and allocations
+// per delivered message.
+func measureDeliveries(b *testing.B, subs int, broadcast func()) {
 	var ms0, ms1 runtime.MemStats
 	runtime.ReadMemStats(&ms0)
 	cpu0 := cpuTime()
@@ -361,12 +370,7 @@ func benchBare(b *testing.B, subs, size int) {
 	b.ResetTimer()
 	start := time.Now()
 	for b.Loop() {
-		for _, nc := range cs {
-			_ = nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if _, err := nc.Write(frame); err != nil {
-				b.Fatal(err)
-			}
-		}
+		broadcast()
 	}
 	wall := time.Since(start)
 	cpu := cpuTime() - cpu0
