@@ -306,7 +306,9 @@ func (c *conn) flush(w *writev) {
 		} else {
 			bufs = net.Buffers{cf}
 		}
+		before := w.syscalls
 		written, rest, err := tryWritev(c.raw, bufs, w)
+		c.hub.stats.writes.Add(w.syscalls - before)
 		if rest != nil {
 			rest = slices.Clone(rest) // b's slots are cleared on release
 		}
@@ -359,6 +361,7 @@ func (c *conn) flushBlocking(pending net.Buffers, isClose bool) {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
 		written, err := pending.WriteTo(c.nc)
 		c.hub.stats.bytesSent.Add(uint64(written))
+		c.hub.stats.writes.Add(1)
 		pending = nil
 		if err != nil {
 			c.writeFailed()

@@ -80,6 +80,8 @@ type Options struct {
 	OnDisconnect func(c ConnInfo, err error)
 	// Logger receives the hub's logs; nil discards them. Tokens are never logged.
 	Logger *slog.Logger
+
+	testMaxIov int // tests only: frames per writev (1 = no coalescing)
 }
 
 func (o *Options) setDefaults() error {
@@ -278,7 +280,7 @@ func (h *Hub) submit(j flushJob) {
 	case h.flushCh <- j:
 	default:
 		h.wg.Go(func() {
-			h.runJob(j, newWritev())
+			h.runJob(j, newWritev(h.opts.testMaxIov))
 		})
 	}
 }
@@ -301,7 +303,7 @@ func (h *Hub) runJob(j flushJob, w *writev) {
 // flushWorker writes queued frames of scheduled connections. Several workers
 // spread the writes of a broadcast over all cores.
 func (h *Hub) flushWorker() {
-	w := newWritev()
+	w := newWritev(h.opts.testMaxIov)
 	for {
 		select {
 		case j := <-h.flushCh:
@@ -1062,6 +1064,7 @@ type Stats struct {
 	Published     uint64 // Publish calls that reached the delivery step
 	Delivered     uint64 // event frames queued to connections
 	FramesSent    uint64 // frames written to sockets (events, replies, control)
+	Writes        uint64 // write system calls that carried them (FramesSent/Writes = coalescing)
 	BytesSent     uint64 // bytes written to sockets
 	MessagesIn    uint64 // client messages read
 	SlowConsumers uint64 // connections closed because their queue overflowed
@@ -1076,6 +1079,7 @@ type hubStats struct {
 	framesSent, bytesSent, messagesIn atomic.Uint64
 	slowConsumers, pingTimeouts       atomic.Uint64
 	tokenExpired, protocolErrors      atomic.Uint64
+	writes                            atomic.Uint64
 }
 
 // Stats returns a snapshot of the hub's counters.
@@ -1090,6 +1094,7 @@ func (h *Hub) Stats() Stats {
 	s.Published = st.published.Load()
 	s.Delivered = st.delivered.Load()
 	s.FramesSent = st.framesSent.Load()
+	s.Writes = st.writes.Load()
 	s.BytesSent = st.bytesSent.Load()
 	s.MessagesIn = st.messagesIn.Load()
 	s.SlowConsumers = st.slowConsumers.Load()

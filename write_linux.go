@@ -14,14 +14,19 @@ const iovMax = 1024
 // writev is a flush worker's scratch for non-blocking vectored writes. Its
 // callback is bound once, so a write allocates nothing.
 type writev struct {
-	iov   []syscall.Iovec
-	n     uintptr
-	errno syscall.Errno
-	call  func(fd uintptr) bool
+	iov      []syscall.Iovec
+	n        uintptr
+	errno    syscall.Errno
+	call     func(fd uintptr) bool
+	maxIov   int    // buffers per syscall; iovMax unless a benchmark lowers it
+	syscalls uint64 // writev calls made, for Stats
 }
 
-func newWritev() *writev {
-	w := &writev{iov: make([]syscall.Iovec, 0, 64)}
+func newWritev(maxIov int) *writev {
+	if maxIov <= 0 || maxIov > iovMax {
+		maxIov = iovMax
+	}
+	w := &writev{iov: make([]syscall.Iovec, 0, 64), maxIov: maxIov}
 	w.call = w.do
 	return w
 }
@@ -50,11 +55,12 @@ func tryWritev(rc syscall.RawConn, bufs net.Buffers, w *writev) (written int64, 
 				continue
 			}
 			w.iov = append(w.iov, syscall.Iovec{Base: &b[0], Len: uint64(len(b))})
-			if len(w.iov) == iovMax {
+			if len(w.iov) == w.maxIov {
 				break
 			}
 		}
 		cerr := rc.Write(w.call)
+		w.syscalls++
 		clear(w.iov) // drop the pointers into the frames
 		if cerr != nil {
 			return written, nil, cerr
