@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/org/rthub v0.0.0
+	go.uber.org/goleak v1.3.0
 )
 
 require (
