@@ -289,3 +289,43 @@ func TestHub_SlowConsumer(t *testing.T) {
 	}
 	t.Logf("published %d events in %v; slow client ended with %v", events, publishTook, endErr)
 }
+
+// TestHub_WriteDelay: with a write delay, events published in quick
+// succession to a connection go out in one write, in order.
+func TestHub_WriteDelay(t *testing.T) {
+	t.Parallel()
+	h, url := testHub(t, func(o *Options) { o.WriteDelay = 200 * time.Millisecond })
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	fc, err := fastDial(ctx, url, testToken(t, "del", time.Hour, "staff"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fc.nc.Close()
+	if _, err := fc.next(); err != nil { // welcome
+		t.Fatal(err)
+	}
+	before := h.Stats()
+	const n = 5
+	for i := range n {
+		if err := h.Publish(ctx, "staff", "sensor:data", map[string]int{"n": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		p, err := fc.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := eventNumber(p); got != i {
+			t.Fatalf("event %d: got n=%d", i, got)
+		}
+	}
+	after := h.Stats()
+	if frames, writes := after.FramesSent-before.FramesSent, after.Writes-before.Writes; frames != n || writes != 1 {
+		t.Errorf("%d frames in %d writes, want %d in 1", frames, writes, n)
+	}
+	if _, err := New(Options{Auth: AuthOptions{Keys: map[string]any{"": testSecret}}, WriteDelay: -1}); err == nil {
+		t.Error("New accepted a negative WriteDelay")
+	}
+}

@@ -461,20 +461,26 @@ func signHS256(claims map[string]any, key []byte) (string, error) {
 // coalescing (frames queued for a connection go out in one writev) and
 // without (one frame per writev). b.N is the number of events.
 func BenchmarkCoalescing(b *testing.B) {
-	for _, perWrite := range []int{1, 0} {
-		name := "coalesce=on"
-		if perWrite == 1 {
-			name = "coalesce=off"
-		}
-		b.Run(name, func(b *testing.B) { benchCoalescing(b, perWrite) })
+	for _, tc := range []struct {
+		name   string
+		maxIov int
+		delay  time.Duration
+	}{
+		{"coalesce=off", 1, 0},
+		{"coalesce=on", 0, 0},
+		{"coalesce=on/delay=2ms", 0, 2 * time.Millisecond},
+		{"coalesce=on/delay=10ms", 0, 10 * time.Millisecond},
+	} {
+		b.Run(tc.name, func(b *testing.B) { benchCoalescing(b, tc.maxIov, tc.delay) })
 	}
 }
 
-func benchCoalescing(b *testing.B, maxIov int) {
+func benchCoalescing(b *testing.B, maxIov int, delay time.Duration) {
 	const subs, rate = 1000, 200
 	h, url := benchHub(b, func(o *Options) {
 		o.PingInterval = time.Hour
 		o.testMaxIov = maxIov
+		o.WriteDelay = delay
 	})
 	var written, target atomic.Int64
 	done := make(chan struct{}, 1)
