@@ -46,10 +46,10 @@ func chart(title, xlabel, ylabel string, lines []line) string {
 	n := 0
 	for _, l := range lines {
 		for i := range l.X {
+			xmin, xmax = math.Min(xmin, l.X[i]), math.Max(xmax, l.X[i])
 			if math.IsNaN(l.Y[i]) || math.IsInf(l.Y[i], 0) {
 				continue
 			}
-			xmin, xmax = math.Min(xmin, l.X[i]), math.Max(xmax, l.X[i])
 			ymin, ymax = math.Min(ymin, l.Y[i]), math.Max(ymax, l.Y[i])
 			n++
 		}
@@ -104,7 +104,7 @@ func chart(title, xlabel, ylabel string, lines []line) string {
 			dash = ` stroke-dasharray="6 4"`
 		}
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2"%s points="%s"/>`, l.Color, dash, strings.Join(pts, " "))
-		w := 24 + 7*float64(len(l.Name))
+		w := 32 + 7.5*float64(len(l.Name))
 		lx -= w
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="14" x2="%.1f" y2="14" stroke="%s" stroke-width="3"%s/><text x="%.1f" y="18">%s</text>`, lx, lx+16, l.Color, dash, lx+20, esc(l.Name))
 	}
@@ -128,9 +128,10 @@ func niceTicks(lo, hi float64, n int) []float64 {
 	}
 	start := math.Floor(lo/step) * step
 	var t []float64
-	for v := start; v <= hi+step*1e-9 || len(t) < 2; v += step {
+	for i := 0; ; i++ {
+		v := start + float64(i)*step
 		t = append(t, math.Round(v/step)*step)
-		if v > hi {
+		if v >= hi-step*1e-9 && len(t) >= 2 {
 			break
 		}
 	}
@@ -190,14 +191,20 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}</style></head><body>
 		fmt.Fprintf(&b, `<tr><td>%s</td><td class="num">%.2f</td><td class="num">%.2f</td><td class="num">%.2f</td><td class="num">%.2f</td><td class="num">%.2f</td><td class="num">%d</td></tr>`+"\n",
 			row.name, row.s.P50, row.s.P95, row.s.P99, row.s.Max, row.s.Mean, row.s.N)
 	}
-	b.WriteString("</table>\n<table><tr><th>figure</th><th>value</th></tr>\n")
+	b.WriteString("</table>\n<table><tr>" + strings.Repeat("<th>figure</th><th>value</th>", 3) + "</tr>\n")
 	keys := make([]string, 0, len(r.Summary))
 	for k := range r.Summary {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	for _, k := range keys {
-		fmt.Fprintf(&b, `<tr><td>%s</td><td class="num">%s</td></tr>`+"\n", esc(k), esc(fmtValue(k, r.Summary[k])))
+	for i, k := range keys { // three figures a row
+		if i%3 == 0 {
+			b.WriteString("<tr>")
+		}
+		fmt.Fprintf(&b, `<td>%s</td><td class="num">%s</td>`, esc(k), esc(fmtValue(k, r.Summary[k])))
+		if i%3 == 2 || i == len(keys)-1 {
+			b.WriteString("</tr>\n")
+		}
 	}
 	b.WriteString("</table>\n")
 

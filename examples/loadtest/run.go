@@ -414,11 +414,15 @@ func (c *controller) loop(ctx context.Context) *Result {
 	if seq := c.seq.Load(); seq > 0 {
 		c.broadcast(command{Final: seq})
 	}
-	peak, _ := c.stats(context.WithoutCancel(ctx))
-	peakConns := 0
-	for _, n := range connected {
-		peakConns += n
+	end, _ := c.stats(context.WithoutCancel(ctx))
+	// "Loaded" is the /stats sample with the most server connections.
+	peak := end
+	for _, sp := range c.server {
+		if sp.Connections > peak.Connections {
+			peak = sp
+		}
 	}
+	peakConns := peak.Connections
 	// Stop the fleets, collecting their last reports.
 	stopDone := make(chan struct{})
 	go func() { c.stopFleets(); close(stopDone) }()
@@ -455,7 +459,7 @@ func (c *controller) loop(ctx context.Context) *Result {
 		"server_rss_baseline": base.RSS, "server_rss_loaded": peak.RSS, "server_rss_end": after.RSS,
 		"server_goroutines_baseline": base.Goroutines, "server_goroutines_loaded": peak.Goroutines, "server_goroutines_end": after.Goroutines,
 		"server_heap_baseline": base.HeapInuse, "server_heap_loaded": peak.HeapInuse, "server_heap_end": after.HeapInuse,
-		"server_bytes_sent": peak.BytesSent - base.BytesSent,
+		"server_bytes_sent": end.BytesSent - base.BytesSent,
 	}
 	if attempts > 0 {
 		sum["success_pct"] = 100 * float64(attempts-failures) / float64(attempts)
@@ -463,7 +467,7 @@ func (c *controller) loop(ctx context.Context) *Result {
 	if peakConns > 0 {
 		sum["server_rss_per_conn"] = (float64(peak.RSS) - float64(base.RSS)) / float64(peakConns)
 		sum["server_heap_per_conn"] = (float64(peak.HeapInuse) - float64(base.HeapInuse)) / float64(peakConns)
-		sum["server_bytes_per_conn"] = float64(peak.BytesSent-base.BytesSent) / float64(peakConns)
+		sum["server_bytes_per_conn"] = float64(end.BytesSent-base.BytesSent) / float64(peakConns)
 	}
 	if secs := pubSeconds(res.Series); secs > 0 {
 		sum["messages_per_s"] = float64(received) / secs
