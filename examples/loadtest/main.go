@@ -41,6 +41,7 @@ type config struct {
 	AllowRemote bool          `json:"allow_remote"`
 	Out         string        `json:"-"`
 	secret      string
+	printToken  bool
 }
 
 // scenarioDefaults: users and duration when the flags are not given.
@@ -68,6 +69,15 @@ func main() {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)
 		os.Exit(2)
+	}
+	if cfg.printToken {
+		tok, err := signToken(cfg.secret, "loadtest-"+strings.Join(cfg.Roles, "-"), cfg.Roles)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			os.Exit(1)
+		}
+		fmt.Println(tok)
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -112,6 +122,7 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow a non-loopback host")
 	fs.StringVar(&cfg.Out, "out", "", "directory for result.json and report.html")
 	secret := fs.String("secret", "", "HS256 secret (default: env JWT_SECRET)")
+	fs.BoolVar(&cfg.printToken, "print-token", false, "print a token for -roles (valid 48 h) and exit, for other tools (Artillery)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
