@@ -365,7 +365,7 @@ func (c *controller) loop(ctx context.Context) *Result {
 				nextSample = nextSample.Add(cfg.Sample)
 			}
 			if fixed && !pubStarted && (attempts >= cfg.Users || now.After(connectWait)) {
-				c.logf("%d/%d connected (%d failed); publishing", total, cfg.Users, failures)
+				c.logf("%d/%d connected (%d failed); holding for %v at %g events/s", total, cfg.Users, failures, cfg.Duration, cfg.Rate)
 				// The run's clock starts when everyone is connected.
 				deadline = now.Add(cfg.Duration)
 				startPub()
@@ -481,7 +481,9 @@ func (c *controller) loop(ctx context.Context) *Result {
 	} else if received+missed > 0 {
 		delivery = 100 * float64(received) / float64(received+missed)
 	}
-	sum["delivery_pct"] = delivery
+	if cfg.Rate > 0 {
+		sum["delivery_pct"] = delivery
+	}
 	res.Summary = sum
 	c.judge(res, delivery, attempts, failures, base, after)
 	c.logf("done: %s", verdictLine(res))
