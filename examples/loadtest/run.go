@@ -370,11 +370,6 @@ func (c *controller) loop(ctx context.Context) *Result {
 				deadline = now.Add(cfg.Duration)
 				startPub()
 			}
-			if !fixed {
-				if n := c.plan(el); n != target {
-					c.setTarget(n)
-				}
-			}
 			if cfg.Scenario == "spike" && !dropped && el > cfg.Duration*45/100 {
 				dropped = true
 				c.logf("forcing a disconnect of %d clients", total)
@@ -396,6 +391,11 @@ func (c *controller) loop(ctx context.Context) *Result {
 				}
 				step = stepResult{Users: c.plan(el)}
 				stepLat, stepRecv, stepMissed = newHist(), 0, 0
+			}
+			if !fixed && !stopped { // after the stress check: a broken step adds no users
+				if n := c.plan(el); n != target {
+					c.setTarget(n)
+				}
 			}
 			if int(el.Seconds())%10 == 0 {
 				c.logf("connected %d/%d, published %d, received %d, p99 %.1f ms", total, target, pub, received, lat.Summary().P99)
