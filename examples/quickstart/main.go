@@ -6,7 +6,9 @@
 //	go run ./examples/quickstart
 //
 // It prints demo tokens and a wscat command line for watching from another
-// terminal. Settings (environment, defaults printed at start):
+// terminal. It also serves GET /stats (JSON: hub counters, runtime, RSS) and
+// POST /publish (admin token; body {"room","event","data"}), which the load
+// tool in examples/loadtest uses. Settings (environment, defaults printed at start):
 //
 //	ADDR              listen address (127.0.0.1:8080)
 //	JWT_SECRET        HMAC secret, 32+ bytes (random: demo mode, tokens printed)
@@ -33,6 +35,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/org/rthub"
 	"github.com/org/rthub/client"
+	"github.com/org/rthub/examples/internal/hubhttp"
 )
 
 // Reading is the payload of sensor:data.
@@ -139,9 +142,8 @@ func run(ctx context.Context, cfg config, ready chan<- string) error {
 	addr := ln.Addr().String()
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", hub)
-	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "%+v\n", hub.Stats())
-	})
+	mux.Handle("GET /stats", hubhttp.StatsHandler(hub, time.Now()))
+	mux.Handle("POST /publish", hubhttp.Publish(hub, cfg.secret))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()

@@ -1,0 +1,213 @@
+// Command loadtest drives an rthub server with real WebSocket clients and
+// JWTs and writes result.json and report.html. See README.md.
+//
+//	go run ./examples/loadtest -scenario fanout -users 1000 -rate 20 -duration 30s -out /tmp/lt
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is the parsed command line.
+type config struct {
+	Scenario    string        `json:"scenario"`
+	URL         string        `json:"url"`
+	HTTPBase    string        `json:"http_base"`
+	Users       int           `json:"users"`
+	Rate        float64       `json:"rate"`
+	Payload     int           `json:"payload"`
+	Duration    time.Duration `json:"duration_ns"`
+	Procs       int           `json:"procs"`
+	Roles       []string      `json:"roles"`
+	Room        string        `json:"room"`
+	Step        int           `json:"step"`
+	StepEvery   time.Duration `json:"step_every_ns"`
+	P99Max      time.Duration `json:"p99_max_ns"`
+	MinDelivery float64       `json:"min_delivery"`
+	Sample      time.Duration `json:"sample_ns"`
+	SoakTol     float64       `json:"soak_tolerance_pct"`
+	Concurrency int           `json:"concurrency"`
+	Compression bool          `json:"compression"`
+	AllowRemote bool          `json:"allow_remote"`
+	Out         string        `json:"-"`
+	secret      string
+	printToken  bool
+}
+
+// scenarioDefaults: users and duration when the flags are not given.
+var scenarioDefaults = map[string]struct {
+	users    int
+	duration time.Duration
+}{
+	"connect": {1000, 10 * time.Second},
+	"fanout":  {1000, 30 * time.Second},
+	"steady":  {50, time.Hour},
+	"stress":  {100, 30 * time.Minute},
+	"spike":   {100, 10 * time.Minute},
+	"soak":    {25, 24 * time.Hour},
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "-worker" {
+		if err := workerMain(); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest worker:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	cfg, err := parseFlags(os.Args[1:])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(2)
+	}
+	if cfg.printToken {
+		tok, err := signToken(cfg.secret, "loadtest-"+strings.Join(cfg.Roles, "-"), cfg.Roles)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			os.Exit(1)
+		}
+		fmt.Println(tok)
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := run(ctx, cfg, os.Stderr)
+	if res != nil && cfg.Out != "" {
+		if werr := writeOutputs(cfg.Out, res); werr != nil {
+			err = errors.Join(err, werr)
+		} else {
+			fmt.Fprintf(os.Stderr, "wrote %s/result.json and %s/report.html\n", cfg.Out, cfg.Out)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+	if res != nil && !res.Pass {
+		os.Exit(3)
+	}
+}
+
+func parseFlags(args []string) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fs.StringVar(&cfg.Scenario, "scenario", "connect", "connect | fanout | steady | stress | spike | soak")
+	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/ws", "WebSocket URL of the hub")
+	fs.StringVar(&cfg.HTTPBase, "http", "", "base URL of /publish and /stats (default: from -url)")
+	fs.IntVar(&cfg.Users, "users", 0, "clients (connect, fanout, steady, soak; peak for spike; first step for stress); default per scenario")
+	fs.Float64Var(&cfg.Rate, "rate", 10, "events published per second (0: none)")
+	fs.IntVar(&cfg.Payload, "payload", 100, "padding bytes in each event's data")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "run time; default per scenario (connect 10s, fanout 30s, steady 1h, stress 30m, spike 10m, soak 24h)")
+	fs.IntVar(&cfg.Procs, "procs", 1, "child processes holding the clients (0: in this process); one process holds at most ~19,900 sockets")
+	roles := fs.String("roles", "staff", "comma-separated roles of the clients' tokens")
+	fs.StringVar(&cfg.Room, "room", "device:load", "room the clients join and events go to")
+	fs.IntVar(&cfg.Step, "step", 100, "stress: users added per step")
+	fs.DurationVar(&cfg.StepEvery, "step-every", 0, "stress: step length (default duration/10)")
+	fs.DurationVar(&cfg.P99Max, "p99-max", 500*time.Millisecond, "stress: a step whose broadcast p99 exceeds this breaks")
+	fs.Float64Var(&cfg.MinDelivery, "min-delivery", 99.9, "percent of events that must arrive (fanout, steady, stress, soak)")
+	fs.DurationVar(&cfg.Sample, "sample", 0, "server /stats polling interval (default 1s; soak 1m, or duration/60 if shorter)")
+	fs.Float64Var(&cfg.SoakTol, "soak-tolerance", 5, "soak: largest RSS growth over the run, by fitted slope, in percent of mean RSS")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "dials in flight per process")
+	fs.BoolVar(&cfg.Compression, "compression", false, "offer permessage-deflate")
+	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow a non-loopback host")
+	fs.StringVar(&cfg.Out, "out", "", "directory for result.json and report.html")
+	secret := fs.String("secret", "", "HS256 secret (default: env JWT_SECRET)")
+	fs.BoolVar(&cfg.printToken, "print-token", false, "print a token for -roles (valid 48 h) and exit, for other tools (Artillery)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	d, ok := scenarioDefaults[cfg.Scenario]
+	if !ok {
+		return cfg, fmt.Errorf("unknown -scenario %q", cfg.Scenario)
+	}
+	if cfg.Users <= 0 {
+		cfg.Users = d.users
+	}
+	if cfg.Duration <= 0 {
+		cfg.Duration = d.duration
+	}
+	if cfg.Scenario == "connect" {
+		cfg.Rate = 0
+	}
+	cfg.secret = *secret
+	if cfg.secret == "" {
+		cfg.secret = os.Getenv("JWT_SECRET")
+	}
+	if cfg.secret == "" {
+		return cfg, errors.New("no secret: set -secret or JWT_SECRET")
+	}
+	for r := range strings.SplitSeq(*roles, ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			cfg.Roles = append(cfg.Roles, r)
+		}
+	}
+	if cfg.Sample <= 0 {
+		cfg.Sample = time.Second
+		if cfg.Scenario == "soak" {
+			cfg.Sample = min(time.Minute, max(time.Second, cfg.Duration/60))
+		}
+	}
+	if cfg.StepEvery <= 0 {
+		cfg.StepEvery = max(time.Second, cfg.Duration/10)
+	}
+	return cfg, cfg.checkTargets()
+}
+
+// checkTargets refuses hosts that are not loopback unless -allow-remote, and
+// derives the HTTP base URL.
+func (cfg *config) checkTargets() error {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") {
+		return fmt.Errorf("-url %q: want ws:// or wss://", cfg.URL)
+	}
+	if cfg.HTTPBase == "" {
+		scheme := "http"
+		if u.Scheme == "wss" {
+			scheme = "https"
+		}
+		cfg.HTTPBase = scheme + "://" + u.Host
+	}
+	hb, err := url.Parse(cfg.HTTPBase)
+	if err != nil {
+		return fmt.Errorf("-http: %w", err)
+	}
+	for _, h := range []string{u.Hostname(), hb.Hostname()} {
+		if !cfg.AllowRemote && !isLoopback(h) {
+			return fmt.Errorf("host %q is not loopback; pass -allow-remote to load it", h)
+		}
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// sourceAddrs spreads a child's clients over 127.0.0.2–9 (8 × ~28k
+// ephemeral ports) when the target is IPv4 loopback.
+func (cfg *config) sourceAddrs() []string {
+	u, _ := url.Parse(cfg.URL)
+	h := u.Hostname()
+	if ip := net.ParseIP(h); ip == nil || ip.To4() == nil || !ip.IsLoopback() {
+		return nil
+	}
+	var a []string
+	for i := 2; i <= 9; i++ {
+		a = append(a, fmt.Sprintf("127.0.0.%d", i))
+	}
+	return a
+}
