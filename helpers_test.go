@@ -131,10 +131,10 @@ func dialErr(url, token string) (*websocket.Conn, *http.Response, error) {
 	return c, resp, err
 }
 
-// read returns the next server message (10 s limit).
+// read returns the next server message (30 s limit: a failure bound, CI is loaded).
 func (w *wsClient) read() serverMsg {
 	w.t.Helper()
-	m, err := w.readErr(10 * time.Second)
+	m, err := w.readErr(30 * time.Second)
 	if err != nil {
 		w.t.Fatalf("read: %v", err)
 	}

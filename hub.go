@@ -918,10 +918,9 @@ func (h *Hub) JoinConn(ctx context.Context, connID, room string) error {
 	if c == nil {
 		return fmt.Errorf("%w: connection %q", ErrNotFound, connID)
 	}
-	if err := h.join(c, room, true); err != nil {
+	if err := h.serverJoin(c, room); err != nil {
 		return err
 	}
-	c.sendJSON(roomMsg{Type: "joined", Room: room})
 	return ctx.Err()
 }
 
@@ -935,10 +934,24 @@ func (h *Hub) LeaveConn(ctx context.Context, connID, room string) error {
 	if c == nil {
 		return fmt.Errorf("%w: connection %q", ErrNotFound, connID)
 	}
+	h.serverLeave(c, room)
+	return ctx.Err()
+}
+
+// serverJoin joins c to room for the server-side API and tells the client.
+func (h *Hub) serverJoin(c *conn, room string) error {
+	if err := h.join(c, room, true); err != nil {
+		return err
+	}
+	c.sendJSON(roomMsg{Type: "joined", Room: room})
+	return nil
+}
+
+// serverLeave takes c out of room for the server-side API and tells the client.
+func (h *Hub) serverLeave(c *conn, room string) {
 	if h.leave(c, room) {
 		c.sendJSON(roomMsg{Type: "left", Room: room, Reason: "server"})
 	}
-	return ctx.Err()
 }
 
 // JoinUser puts every connection of the user with this subject into room, as
@@ -954,13 +967,9 @@ func (h *Hub) JoinUser(ctx context.Context, subject, room string) error {
 	}
 	var first error
 	for _, c := range conns {
-		if err := h.join(c, room, true); err != nil {
-			if first == nil {
-				first = err
-			}
-			continue
+		if err := h.serverJoin(c, room); err != nil && first == nil {
+			first = err
 		}
-		c.sendJSON(roomMsg{Type: "joined", Room: room})
 	}
 	if first != nil {
 		return first
@@ -979,9 +988,7 @@ func (h *Hub) LeaveUser(ctx context.Context, subject, room string) error {
 		return fmt.Errorf("%w: user %q", ErrNotFound, subject)
 	}
 	for _, c := range conns {
-		if h.leave(c, room) {
-			c.sendJSON(roomMsg{Type: "left", Room: room, Reason: "server"})
-		}
+		h.serverLeave(c, room)
 	}
 	return ctx.Err()
 }

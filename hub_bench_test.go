@@ -241,29 +241,11 @@ func BenchmarkBroadcast(b *testing.B) {
 
 func benchBroadcast(b *testing.B, subs, size int, deflate bool) {
 	h, url := benchHub(b, func(o *Options) { o.PingInterval = time.Hour })
-	// Count written frames through the flush hook and wake the loop when a
-	// broadcast is fully written: no spinning, which would burn server CPU.
 	// Every connection gets one welcome frame, then one per broadcast (no
 	// pings: the interval is an hour).
-	var written, target atomic.Int64
-	done := make(chan struct{}, 1)
-	h.testHookFlushed = func(n int) {
-		if written.Add(int64(n)) >= target.Load() {
-			select {
-			case done <- struct{}{}:
-			default:
-			}
-		}
-	}
-	wait := func() {
-		for written.Load() < target.Load() {
-			select {
-			case <-done:
-			case <-time.After(time.Minute):
-				b.Fatalf("writes stalled: %d of %d frames", written.Load(), target.Load())
-			}
-		}
-	}
+	fc := countFrames(h)
+	wait := func() { fc.wait(b, time.Minute) }
+	target := &fc.target
 	target.Store(int64(subs))
 	startFleet(b, url, subs, deflate)
 	waitConns(b, h, subs)
@@ -482,25 +464,9 @@ func benchCoalescing(b *testing.B, maxIov int, delay time.Duration) {
 		o.testMaxIov = maxIov
 		o.WriteDelay = delay
 	})
-	var written, target atomic.Int64
-	done := make(chan struct{}, 1)
-	h.testHookFlushed = func(n int) {
-		if written.Add(int64(n)) >= target.Load() {
-			select {
-			case done <- struct{}{}:
-			default:
-			}
-		}
-	}
-	waitAll := func() {
-		for written.Load() < target.Load() {
-			select {
-			case <-done:
-			case <-time.After(2 * time.Minute):
-				b.Fatalf("writes stalled: %d of %d frames", written.Load(), target.Load())
-			}
-		}
-	}
+	fc := countFrames(h)
+	waitAll := func() { fc.wait(b, 2*time.Minute) }
+	target := &fc.target
 	target.Store(subs)
 	startFleet(b, url, subs, false)
 	waitConns(b, h, subs)
@@ -536,5 +502,37 @@ func benchCoalescing(b *testing.B, maxIov int, delay time.Duration) {
 	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/deliveries, "allocs/delivery")
 	if s1.SlowConsumers != 0 {
 		b.Fatalf("%d slow consumers", s1.SlowConsumers)
+	}
+}
+
+// frameCounter counts the frames a hub writes, through its flush hook, and
+// wakes a waiter once target is reached: no spinning, which would burn the
+// server CPU a benchmark measures.
+type frameCounter struct {
+	written, target atomic.Int64
+	done            chan struct{}
+}
+
+func countFrames(h *Hub) *frameCounter {
+	fc := &frameCounter{done: make(chan struct{}, 1)}
+	h.testHookFlushed = func(n int) {
+		if fc.written.Add(int64(n)) >= fc.target.Load() {
+			select {
+			case fc.done <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return fc
+}
+
+// wait blocks until target frames are written; a stall past timeout fails tb.
+func (fc *frameCounter) wait(tb testing.TB, timeout time.Duration) {
+	for fc.written.Load() < fc.target.Load() {
+		select {
+		case <-fc.done:
+		case <-time.After(timeout):
+			tb.Fatalf("writes stalled: %d of %d frames", fc.written.Load(), fc.target.Load())
+		}
 	}
 }

@@ -156,7 +156,7 @@ func dialTestErr(t testing.TB, url string, opts Options, setup func(*Client)) (*
 	if opts.Backoff == (Backoff{}) {
 		opts.Backoff = fastBackoff
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), testWait)
 	defer cancel()
 	c, err := dial(ctx, url, opts, setup)
 	if err == nil {
@@ -190,7 +190,7 @@ func (r *stateRecorder) record(s State, err error) {
 // when it waits for something else.
 func (r *stateRecorder) wait(t testing.TB, want State) stateChange {
 	t.Helper()
-	timeout := time.After(10 * time.Second)
+	timeout := time.After(testWait)
 	for {
 		select {
 		case sc := <-r.ch:
@@ -201,7 +201,7 @@ func (r *stateRecorder) wait(t testing.TB, want State) stateChange {
 				t.Fatalf("waiting for %v: client closed: %v", want, sc.err)
 			}
 		case <-timeout:
-			t.Fatalf("no %v state in 10 s", want)
+			t.Fatalf("no %v state in %v", want, testWait)
 		}
 	}
 }
@@ -219,25 +219,30 @@ func (r *stateRecorder) drain() []State {
 	}
 }
 
-// within fails the test unless ch yields a value within 10 s.
+// testWait bounds every wait of these tests. It is a failure bound, not a
+// timing assertion: generous, because CI runs every package's tests at once
+// under the race detector on two cores.
+const testWait = 30 * time.Second
+
+// within fails the test unless ch yields a value within testWait.
 func within[T any](t testing.TB, ch <-chan T, what string) T {
 	t.Helper()
 	select {
 	case v := <-ch:
 		return v
-	case <-time.After(10 * time.Second):
+	case <-time.After(testWait):
 		t.Fatalf("timeout waiting for %s", what)
 		panic("unreachable")
 	}
 }
 
-// waitDone waits up to 10 s for the client to stop.
+// waitDone waits up to testWait for the client to stop.
 func waitDone(t testing.TB, c *Client) {
 	t.Helper()
 	select {
 	case <-c.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("client did not stop in 10 s")
+	case <-time.After(testWait):
+		t.Fatal("client did not stop in time")
 	}
 }
 
