@@ -115,7 +115,7 @@ func dial(t testing.TB, url, token string) *wsClient {
 }
 
 func dialErr(url, token string) (*websocket.Conn, *http.Response, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	hdr := http.Header{}
 	if token != "" {
@@ -175,7 +175,7 @@ func (w *wsClient) write(v any) {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := w.c.Write(ctx, websocket.MessageText, b); err != nil {
 		w.t.Fatalf("write: %v", err)
