@@ -606,6 +606,7 @@ var httpErrorMessages = map[string]string{
 	"unsupported_protocol":    "no supported subprotocol offered",
 	"shutting_down":           "server is shutting down, retry later",
 	"forbidden":               "forbidden",
+	"forbidden_origin":        "origin not allowed",
 	"rate_limited":            "too many requests",
 	"bad_request":             "bad request",
 	"not_found":               "not found",

@@ -39,6 +39,9 @@ type Options struct {
 	// Compression configures permessage-deflate; by default it is negotiated
 	// when the client offers it.
 	Compression CompressionOptions
+	// Origin says which browser origins may connect; by default only the
+	// hub's own (same-origin). See [OriginOptions].
+	Origin OriginOptions
 
 	// MaxMessageSize bounds an inbound message, in bytes, after reassembly and
 	// decompression. Larger messages close the connection with 1009. Default 64 KiB.
@@ -130,6 +133,9 @@ func (o *Options) setDefaults() error {
 		errs = append(errs, fmt.Errorf("rthub: PongTimeout (%v) must be longer than PingInterval (%v)", o.PongTimeout, o.PingInterval))
 	}
 	if err := o.Compression.setDefaults(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.Origin.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if o.Logger == nil {
@@ -450,6 +456,14 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Sec-WebSocket-Version", "13")
 		writeHTTPError(w, http.StatusUpgradeRequired, errBadHandshake)
 		h.stats.refused.Add(1)
+		return
+	}
+	if !h.opts.Origin.allowed(r) {
+		h.stats.refused.Add(1)
+		h.log.LogAttrs(r.Context(), slog.LevelInfo, "rthub: handshake refused",
+			slog.String("code", "forbidden_origin"), slog.String("origin", truncate(r.Header.Get("Origin"), 128)),
+			slog.String("remote", r.RemoteAddr))
+		writeHTTPError(w, http.StatusForbidden, errForbiddenOrigin)
 		return
 	}
 	if !offersV1(r.Header) {
