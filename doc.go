@@ -32,7 +32,8 @@
 // header or, from browsers, as a "rthub.bearer.<token>" subprotocol entry.
 // Missing, malformed, expired, not-yet-valid, tampered tokens, alg "none",
 // algorithm confusion and unknown key IDs are refused with 401 and a JSON error
-// code before any WebSocket is opened. A client is told shortly before its
+// code before any WebSocket is opened. Browser handshakes from another site are
+// refused with 403 (see [OriginOptions]; same-origin by default). A client is told shortly before its
 // token expires, may send a new one ("refresh"), which re-evaluates its rooms
 // at once, and is closed with 4002 if it does not.
 //
