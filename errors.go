@@ -8,6 +8,10 @@ import (
 // Sentinel errors. Callers test them with [errors.Is]; the wire code a client sees
 // for each is given by [ErrorCode].
 var (
+	// ErrInvalidOptions is wrapped by every error [New] returns: the options
+	// it was given are wrong (each problem is listed in the error's text).
+	ErrInvalidOptions = errors.New("rthub: invalid options")
+
 	// ErrHubClosed is returned by calls made after [Hub.Shutdown] or [Hub.Close].
 	ErrHubClosed = errors.New("rthub: hub closed")
 

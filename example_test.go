@@ -42,7 +42,7 @@ func ExampleNew_invalid() {
 		Auth:           rthub.AuthOptions{Keys: map[string]any{"": []byte("short")}},
 		MaxMessageSize: -1,
 	})
-	fmt.Println(err != nil)
+	fmt.Println(errors.Is(err, rthub.ErrInvalidOptions))
 	// Output: true
 }
 

@@ -194,7 +194,8 @@ type room struct {
 }
 
 // New validates opts and returns a running Hub. Every problem in opts is
-// reported in the returned error (joined with [errors.Join]).
+// reported in the returned error, which wraps [ErrInvalidOptions] and each
+// problem (joined with [errors.Join]).
 func New(opts Options) (*Hub, error) {
 	var errs []error
 	if err := opts.setDefaults(); err != nil {
@@ -221,7 +222,7 @@ func New(opts Options) (*Hub, error) {
 		handlers[name] = hd
 	}
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, fmt.Errorf("%w:\n%w", ErrInvalidOptions, errors.Join(errs...))
 	}
 	var idb [6]byte
 	_, _ = rand.Read(idb[:])
