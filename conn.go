@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -382,7 +381,7 @@ func (c *conn) closeSent() bool {
 	return c.closeRx
 }
 
-// errPeerClosed ends the read loop when the client sent a close frame.
+// peerClosed ends the read loop when the client sent a close frame.
 type peerClosed struct{ code CloseCode }
 
 func (p peerClosed) Error() string { return "rthub: closed by peer" }
@@ -585,9 +584,4 @@ func validCloseCode(code uint16) bool {
 		return true
 	}
 	return false
-}
-
-// isTimeout reports whether err is a deadline expiry.
-func isTimeout(err error) bool {
-	return errors.Is(err, os.ErrDeadlineExceeded)
 }

@@ -135,10 +135,7 @@ func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return truncateBytes(s, n) + "…"
 }
 
 // appendEvent appends the JSON envelope of an event frame. data must be valid
