@@ -512,6 +512,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id:         h.nodeID + "-" + fmt.Sprint(h.connSeq.Add(1)),
 		remoteAddr: r.RemoteAddr,
 		deflate:    neg.accepted(),
+		writing:    true, // held until setupConn: the welcome goes first, after the auto-joins
 	}
 	// Keep bytes the client sent right after its request (pipelined frames)
 	// but not net/http's 4 KiB reader.
@@ -522,12 +523,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.ident.Store(id)
 	c.lastIn.Store(time.Now().UnixNano())
+	joined := h.queueWelcome(c)
 	if !h.register(c) {
 		_, _ = nc.Write(closeFrame(CloseGoingAway, "server shutting down"))
 		_ = nc.Close()
 		return
 	}
-	h.setupConn(c)
+	h.setupConn(c, joined)
 	// A fresh goroutine for the connection's life: the handshake and setup
 	// grew this one's stack, and net/http's per-request state is released when
 	// we return. The read loop parks with a small stack.
@@ -537,9 +539,28 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
-// setupConn starts a new connection: welcome, auto-join, expiry timers,
-// OnConnect. It runs before the read loop, so before any command is read.
-func (h *Hub) setupConn(c *conn) {
+// setupConn starts a new connection after queueWelcome and register:
+// auto-join, the welcome released, expiry timers, OnConnect. It runs before the
+// read loop, so before any command is read.
+func (h *Hub) setupConn(c *conn, joined []string) {
+	id := c.ident.Load()
+	for _, rm := range joined {
+		_ = h.join(c, rm, false)
+	}
+	// Release the write side held since the connection was made: the client
+	// reads its welcome only once it is in the rooms the welcome lists, so an
+	// event published right after the client saw it is not missed.
+	h.schedule(c)
+	h.scheduleExpiry(c, id)
+	if h.opts.OnConnect != nil {
+		h.callHook(c, func() { h.opts.OnConnect(h.ctx, c.info()) })
+	}
+}
+
+// queueWelcome queues the welcome message as the connection's first frame
+// (its write side is held, see setupConn) and returns the auto-join rooms it
+// lists.
+func (h *Hub) queueWelcome(c *conn) []string {
 	id := c.ident.Load()
 	auto := h.policy.autoJoin(id)
 	joined := auto[:0:0]
@@ -551,13 +572,7 @@ func (h *Hub) setupConn(c *conn) {
 	w := welcomeMsg{Type: "welcome", Version: ProtocolVersion, Conn: c.id, User: id.Subject,
 		Roles: nonNil(id.Roles), Rooms: nonNil(joined), Expires: unixOrZero(id.ExpiresAt), Ping: int64((h.opts.PingInterval + time.Second - 1) / time.Second)}
 	c.sendJSON(w)
-	for _, rm := range joined {
-		_ = h.join(c, rm, false)
-	}
-	h.scheduleExpiry(c, id)
-	if h.opts.OnConnect != nil {
-		h.callHook(c, func() { h.opts.OnConnect(h.ctx, c.info()) })
-	}
+	return joined
 }
 
 func nonNil(s []string) []string {
@@ -707,7 +722,7 @@ func (h *Hub) disconnected(c *conn, ce CloseError, readErr error) {
 		}()
 	}
 	h.log.LogAttrs(h.ctx, slog.LevelDebug, "rthub: disconnected", slog.String("conn", c.id),
-		slog.String("user", c.ident.Load().Subject), slog.Int("code", int(ce.Code)))
+		slog.String("user", c.ident.Load().Subject), slog.Int("code", int(ce.Code)), slog.Any("read_err", readErr))
 }
 
 // join puts c in room name. server marks a server-side join.

@@ -1,6 +1,8 @@
 package rthub
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -30,5 +32,24 @@ func TestHub_Smoke(t *testing.T) {
 	ev := alice.readType("event")
 	if ev.Event != "sensor:data" || ev.Room != "device:7" || string(ev.Data) != `{"v":1}` {
 		t.Fatalf("event = %+v", ev)
+	}
+}
+
+// TestHub_WelcomeAfterAutoJoin: once a client has read its welcome, it is in
+// every room the welcome lists, so an event published at once is not missed.
+func TestHub_WelcomeAfterAutoJoin(t *testing.T) {
+	t.Parallel()
+	h, url := testHub(t, nil)
+	for i := range 20 {
+		c := dial(t, url, testToken(t, fmt.Sprintf("w%d", i), time.Hour, "staff"))
+		if w := c.read(); w.Type != "welcome" || !slices.Contains(w.Rooms, "staff") {
+			t.Fatalf("welcome = %+v", w)
+		}
+		if err := h.Publish(t.Context(), "user:"+fmt.Sprintf("w%d", i), "note", map[string]int{"n": i}); err != nil {
+			t.Fatal(err)
+		}
+		if ev := c.readType("event"); ev.Room != fmt.Sprintf("user:w%d", i) {
+			t.Fatalf("event = %+v", ev)
+		}
 	}
 }
