@@ -433,6 +433,7 @@ func (h *Hub) pinger() {
 		case <-h.stop:
 			return
 		case now := <-t.C:
+			h.limits.prune(now)
 			batch = h.snapshotConns(batch[:0])
 			limit := now.Add(-h.opts.PongTimeout).UnixNano()
 			for _, c := range batch {
