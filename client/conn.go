@@ -47,8 +47,9 @@ type command struct {
 	Op    string          `json:"op"`
 	Room  string          `json:"room,omitempty"`
 	Event string          `json:"event,omitempty"`
-	Token string          `json:"token,omitempty"`
-	Data  json.RawMessage `json:"data,omitempty"`
+	Token  string          `json:"token,omitempty"`
+	Target *string         `json:"target,omitempty"`
+	Data   json.RawMessage `json:"data,omitempty"`
 }
 
 var (
