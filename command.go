@@ -30,7 +30,8 @@ func (h *Hub) handleMessage(c *conn, msg []byte) {
 	}
 	switch cmd.Op {
 	case cmdJoin:
-		c.reply(cmd.ID, roomData{Room: cmd.Room}, h.clientJoin(c, cmd.Room))
+		res, err := h.clientJoin(c, cmd.Room, cmd.Since)
+		c.reply(cmd.ID, joinData{Room: cmd.Room, streamInfo: res.info()}, err)
 	case cmdLeave:
 		if err := ValidRoom(cmd.Room); err != nil {
 			c.reply(cmd.ID, nil, err)
@@ -56,6 +57,11 @@ type roomData struct {
 	Room string `json:"room"`
 }
 
+type joinData struct {
+	Room string `json:"room"`
+	streamInfo
+}
+
 type refreshData struct {
 	Expires int64 `json:"expires"`
 }
@@ -75,24 +81,24 @@ func (c *conn) reply(id uint64, data any, err error) {
 	c.sendJSON(m)
 }
 
-func (h *Hub) clientJoin(c *conn, room string) error {
+func (h *Hub) clientJoin(c *conn, room string, since *StreamPosition) (joinResult, error) {
 	if err := ValidRoom(room); err != nil {
-		return err
+		return joinResult{}, err
 	}
 	id := c.ident.Load()
 	if err := h.policy.authorize(h.ctx, id, ActionJoin, room, ""); err != nil {
 		r := c.refusal("join", ErrorCode(err))
 		r.Room = room
 		h.refused(h.ctx, r)
-		return err
+		return joinResult{}, err
 	}
-	err := h.join(c, room, false)
+	res, err := h.joinAt(c, room, false, since)
 	if errors.Is(err, ErrTooManyRooms) {
 		r := c.refusal("join", ErrorCode(err))
 		r.Room = room
 		h.refused(h.ctx, r)
 	}
-	return err
+	return res, err
 }
 
 func (h *Hub) clientEmit(c *conn, cmd command) error {

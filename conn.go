@@ -129,6 +129,23 @@ func (c *conn) enqueue(frame []byte) (queued, start bool) {
 	return true, start
 }
 
+// prepend puts frame first in the queue. It is for the welcome, while the
+// write side is still held (see setupConn), so nothing was written yet.
+func (c *conn) prepend(frame []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	if c.queue == nil {
+		c.queue = batchPool.Get().(*batch)
+	}
+	c.queue.bufs = append(c.queue.bufs, nil)
+	copy(c.queue.bufs[1:], c.queue.bufs)
+	c.queue.bufs[0] = frame
+	c.queued += len(frame)
+}
+
 // sendControl queues a control frame (pong); it is not subject to the queue
 // limits but is dropped once the connection is closing.
 func (c *conn) sendControl(frame []byte) {

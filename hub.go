@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"net/http"
@@ -48,6 +49,16 @@ type Options struct {
 	// Presence configures the presence events and lists of the rooms
 	// Policy.Presence enables; see [PresenceOptions].
 	Presence PresenceOptions
+	// Broker carries publications between the hubs of a cluster and keeps
+	// each room's recent history, from which a reconnecting client resumes
+	// (docs/protocol.md §5). Nil means a [MemoryBroker] with the default
+	// history (100 events per room for 5 minutes): a single node that still
+	// resumes clients. The hub starts the broker in New and closes it when
+	// the hub stops; give each hub its own Broker value.
+	Broker Broker
+	// BrokerTimeout bounds each broker call the hub makes on its own:
+	// subscribing a room, reading history for a resume or a gap. Default 5 s.
+	BrokerTimeout time.Duration
 
 	// MaxMessageSize bounds an inbound message, in bytes, after reassembly and
 	// decompression. Larger messages close the connection with 1009. Default 64 KiB.
@@ -142,6 +153,7 @@ func (o *Options) setDefaults() error {
 	def(&o.HandshakeTimeout, 10*time.Second, "HandshakeTimeout")
 	def(&o.CloseTimeout, 3*time.Second, "CloseTimeout")
 	def(&o.DrainWindow, 5*time.Second, "DrainWindow")
+	def(&o.BrokerTimeout, 5*time.Second, "BrokerTimeout")
 	if o.PongTimeout > 0 && o.PingInterval > 0 && o.PongTimeout <= o.PingInterval {
 		errs = append(errs, fmt.Errorf("rthub: PongTimeout (%v) must be longer than PingInterval (%v)", o.PongTimeout, o.PingInterval))
 	}
@@ -171,6 +183,9 @@ type Hub struct {
 	auth     *authenticator
 	policy   *policy
 	limits   *limiter
+	broker   Broker
+	roomLock [256]sync.Mutex // by room name hash: serializes a room's joins, leaves, (un)subscriptions
+	seed     maphash.Seed
 	handlers map[string]Handler
 	comp     *compressor
 	log      *slog.Logger
@@ -212,6 +227,8 @@ type room struct {
 	mu      sync.Mutex
 	members []*conn            // in join order; see Hub.join
 	pres    map[string]*person // by subject; nil unless Policy.Presence covers the room
+	pos     StreamPosition     // the last publication delivered to the members: the seam for joins
+	dead    bool               // removed from the hub; publications are dropped
 }
 
 // New validates opts and returns a running Hub. Every problem in opts is
@@ -245,6 +262,13 @@ func New(opts Options) (*Hub, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w:\n%w", ErrInvalidOptions, errors.Join(errs...))
 	}
+	if opts.Broker == nil {
+		mb, err := NewMemoryBroker(MemoryBrokerOptions{})
+		if err != nil {
+			return nil, err
+		}
+		opts.Broker = mb
+	}
 	var idb [6]byte
 	_, _ = rand.Read(idb[:])
 	ctx, cancel := context.WithCancel(context.Background())
@@ -253,6 +277,8 @@ func New(opts Options) (*Hub, error) {
 		auth:     auth,
 		policy:   pol,
 		limits:   newLimiter(opts.Limits),
+		broker:   opts.Broker,
+		seed:     maphash.MakeSeed(),
 		handlers: handlers,
 		comp:     newCompressor(opts.Compression.Level),
 		log:      opts.Logger,
@@ -265,6 +291,13 @@ func New(opts Options) (*Hub, error) {
 		stop:     make(chan struct{}),
 		flushCh:  make(chan flushJob, 1<<14),
 		clock:    newDeadlines(),
+	}
+	sctx, scancel := context.WithTimeout(ctx, opts.BrokerTimeout)
+	err = h.broker.Start(sctx, brokerHandler{h})
+	scancel()
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("rthub: starting the broker: %w", err)
 	}
 	h.workers = max(8, 4*runtime.GOMAXPROCS(0))
 	for range h.workers {
@@ -517,6 +550,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusTooManyRequests, ErrRateLimited, id.Subject)
 		return
 	}
+	since, err := parseSince(r.URL.Query().Get("since"), h.opts.MaxRoomsPerConn)
+	if err != nil {
+		refuse(http.StatusBadRequest, err, id.Subject)
+		return
+	}
 	if err := h.limits.admit(ip, id.Subject); err != nil {
 		w.Header().Set("Retry-After", "10")
 		refuse(http.StatusTooManyRequests, err, id.Subject)
@@ -569,14 +607,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.ident.Store(id)
 	c.lastIn.Store(time.Now().UnixNano())
-	joined := h.queueWelcome(c)
 	if !h.register(c) {
 		_, _ = nc.Write(closeFrame(CloseGoingAway, "server shutting down"))
 		_ = nc.Close()
 		h.limits.release(ip, id.Subject)
 		return
 	}
-	h.setupConn(c, joined)
+	h.setupConn(c, since)
 	// A fresh goroutine for the connection's life: the handshake and setup
 	// grew this one's stack, and net/http's per-request state is released when
 	// we return. The read loop parks with a small stack.
@@ -586,40 +623,46 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
-// setupConn starts a new connection after queueWelcome and register:
-// auto-join, the welcome released, expiry timers, OnConnect. It runs before the
-// read loop, so before any command is read.
-func (h *Hub) setupConn(c *conn, joined []string) {
+// setupConn starts a new connection after register: auto-join (resuming
+// from the client's since positions), the welcome put first in the queue,
+// the write side released, expiry timers, OnConnect. It runs before the read
+// loop, so before any command is read.
+func (h *Hub) setupConn(c *conn, since map[string]StreamPosition) {
 	id := c.ident.Load()
-	for _, rm := range joined {
-		_ = h.join(c, rm, false)
+	w := welcomeMsg{Type: "welcome", Version: ProtocolVersion, Conn: c.id, User: id.Subject,
+		Roles: nonNil(id.Roles), Rooms: []string{}, Expires: unixOrZero(id.ExpiresAt),
+		Ping: int64((h.opts.PingInterval + time.Second - 1) / time.Second)}
+	for _, rm := range h.policy.autoJoin(id) {
+		if h.policy.authorize(h.ctx, id, ActionJoin, rm, "") != nil {
+			continue
+		}
+		var from *StreamPosition
+		if p, ok := since[rm]; ok {
+			from = &p
+		}
+		res, err := h.joinAt(c, rm, false, from)
+		if err != nil {
+			h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: auto-join failed", slog.String("conn", c.id),
+				slog.String("room", rm), slog.Any("err", err))
+			continue
+		}
+		w.Rooms = append(w.Rooms, rm)
+		if w.Streams == nil {
+			w.Streams = make(map[string]streamInfo)
+		}
+		w.Streams[rm] = res.info()
 	}
-	// Release the write side held since the connection was made: the client
-	// reads its welcome only once it is in the rooms the welcome lists, so an
-	// event published right after the client saw it is not missed.
+	// The welcome goes before the replays and live events queued meanwhile:
+	// the write side is still held, so the client reads it first, and it
+	// lists only rooms the connection is in.
+	if b, err := json.Marshal(w); err == nil {
+		c.prepend(textFrame(b))
+	}
 	h.schedule(c)
 	h.scheduleExpiry(c, id)
 	if h.opts.OnConnect != nil {
 		h.callHook(c, func() { h.opts.OnConnect(h.ctx, c.info()) })
 	}
-}
-
-// queueWelcome queues the welcome message as the connection's first frame
-// (its write side is held, see setupConn) and returns the auto-join rooms it
-// lists.
-func (h *Hub) queueWelcome(c *conn) []string {
-	id := c.ident.Load()
-	auto := h.policy.autoJoin(id)
-	joined := auto[:0:0]
-	for _, rm := range auto {
-		if h.policy.authorize(h.ctx, id, ActionJoin, rm, "") == nil {
-			joined = append(joined, rm)
-		}
-	}
-	w := welcomeMsg{Type: "welcome", Version: ProtocolVersion, Conn: c.id, User: id.Subject,
-		Roles: nonNil(id.Roles), Rooms: nonNil(joined), Expires: unixOrZero(id.ExpiresAt), Ping: int64((h.opts.PingInterval + time.Second - 1) / time.Second)}
-	c.sendJSON(w)
-	return joined
 }
 
 func nonNil(s []string) []string {
@@ -774,14 +817,50 @@ func (h *Hub) disconnected(c *conn, ce CloseError, readErr error) {
 }
 
 // join puts c in room name. server marks a server-side join.
-//
-// Lock order, here and everywhere: h.mu, then a room's mu, then a conn's mu.
-// A room keeps its members in a slice, in join order, so a publish walks
-// memory (and sockets) in a stable order; each roomRef remembers its index,
-// written only with both the room's and the conn's mutex held. Presence
-// events are queued with the room's mu still held, so they stay in order with
-// the room's other events and with each other.
 func (h *Hub) join(c *conn, name string, server bool) error {
+	_, err := h.joinAt(c, name, server, nil)
+	return err
+}
+
+// joinResult is where a join left a connection in the room's stream.
+type joinResult struct {
+	pos       StreamPosition // the room's position at the join: the client has everything up to it
+	resumed   bool           // a since position was given
+	recovered bool           // ... and every publication after it was (or is being) delivered
+	already   bool           // c was in the room before
+}
+
+// joinAt puts c in room name. With since, the publications after since that
+// the room delivered before the join are replayed to c first (from the
+// broker's history), so c misses nothing; recovered is false when they are
+// no longer all kept.
+//
+// Locks: the room's entry in h.roomLock serializes the joins and leaves of a
+// room and its broker (un)subscriptions, and is taken first. Then h.mu, a
+// room's mu, a conn's mu, in that order. Network calls to the broker happen
+// with only the room lock and the room's mu held (never h.mu), and only for a
+// room that is new or for a resume. A room keeps its members in a slice, in
+// join order; each roomRef remembers its index, written only with both the
+// room's and the conn's mutex held. Presence events and replays are queued
+// with the room's mu held, so they stay in order with the room's events.
+func (h *Hub) joinAt(c *conn, name string, server bool, since *StreamPosition) (joinResult, error) {
+	lk := h.lockRoom(name)
+	defer lk.Unlock()
+	var res joinResult
+	res.resumed = since != nil
+
+	// Cheap checks first, so a doomed join never creates (and subscribes) a room.
+	c.mu.Lock()
+	switch {
+	case c.closed:
+		c.mu.Unlock()
+		return res, ErrNotFound
+	case !slices.ContainsFunc(c.rooms, func(rr roomRef) bool { return rr.name == name }) && len(c.rooms) >= h.opts.MaxRoomsPerConn:
+		c.mu.Unlock()
+		return res, fmt.Errorf("%w: limit is %d", ErrTooManyRooms, h.opts.MaxRoomsPerConn)
+	}
+	c.mu.Unlock()
+
 	h.mu.Lock()
 	rm := h.rooms[name]
 	created := rm == nil
@@ -790,8 +869,25 @@ func (h *Hub) join(c *conn, name string, server bool) error {
 		if h.policy.presenceOn(name) {
 			rm.pres = make(map[string]*person)
 		}
+		h.rooms[name] = rm
 	}
 	rm.mu.Lock()
+	h.mu.Unlock()
+	if created {
+		pos, err := h.subscribe(name)
+		if err != nil {
+			rm.mu.Unlock()
+			h.removeIfEmpty(rm, name)
+			return res, err
+		}
+		rm.pos = pos
+	}
+	res.pos = rm.pos
+
+	var replay *flushList
+	if since != nil && !c.inRoom(name) {
+		res.recovered, replay = h.replayLocked(rm, name, c, *since)
+	}
 	added, err := func() (bool, error) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -813,27 +909,62 @@ func (h *Hub) join(c *conn, name string, server bool) error {
 		rm.members = append(rm.members, c)
 		return true, nil
 	}()
-	if added && created {
-		h.rooms[name] = rm
+	res.already = err == nil && !added
+	if res.already && since != nil {
+		// Already in: it receives the room live; nothing to replay.
+		res.recovered = since.Epoch == rm.pos.Epoch && since.Offset >= rm.pos.Offset
 	}
-	h.mu.Unlock()
 	var fl *flushList
 	if added && rm.pres != nil {
 		fl = h.presenceJoined(rm, name, c)
 	}
 	rm.mu.Unlock()
+	if replay != nil {
+		h.dispatch(replay)
+	}
 	if fl != nil {
 		h.dispatch(fl)
 	}
-	return err
+	if err != nil && created {
+		h.removeIfEmpty(rm, name)
+	}
+	return res, err
+}
+
+// lockRoom locks and returns name's entry of h.roomLock.
+func (h *Hub) lockRoom(name string) *sync.Mutex {
+	lk := &h.roomLock[maphash.String(h.seed, name)%uint64(len(h.roomLock))]
+	lk.Lock()
+	return lk
+}
+
+// removeIfEmpty drops rm from the hub, and unsubscribes its room, if it has no
+// members. The caller holds the room's lockRoom entry, not rm.mu or h.mu.
+func (h *Hub) removeIfEmpty(rm *room, name string) {
+	h.mu.Lock()
+	rm.mu.Lock()
+	empty := len(rm.members) == 0 && !rm.dead
+	if empty {
+		rm.dead = true
+		if h.rooms[name] == rm {
+			delete(h.rooms, name)
+		}
+	}
+	rm.mu.Unlock()
+	h.mu.Unlock()
+	if empty {
+		h.unsubscribe(name)
+	}
 }
 
 // leave takes c out of room name; it reports whether c was in it.
 func (h *Hub) leave(c *conn, name string) bool {
-	h.mu.Lock()
+	lk := h.lockRoom(name)
+	defer lk.Unlock()
+	h.mu.RLock()
 	rm := h.rooms[name]
+	h.mu.RUnlock()
 	if rm == nil {
-		h.mu.Unlock()
 		return false
 	}
 	rm.mu.Lock()
@@ -850,7 +981,6 @@ func (h *Hub) leave(c *conn, name string) bool {
 	c.mu.Unlock()
 	if idx < 0 {
 		rm.mu.Unlock()
-		h.mu.Unlock()
 		return false
 	}
 	last := len(rm.members) - 1
@@ -867,10 +997,6 @@ func (h *Hub) leave(c *conn, name string) bool {
 	}
 	rm.members[last] = nil
 	rm.members = rm.members[:last]
-	if last == 0 {
-		delete(h.rooms, name)
-	}
-	h.mu.Unlock()
 	var fl *flushList
 	if rm.pres != nil {
 		fl = h.presenceLeft(rm, name, c, viewing)
@@ -878,6 +1004,9 @@ func (h *Hub) leave(c *conn, name string) bool {
 	rm.mu.Unlock()
 	if fl != nil {
 		h.dispatch(fl)
+	}
+	if last == 0 {
+		h.removeIfEmpty(rm, name)
 	}
 	return true
 }
@@ -950,17 +1079,10 @@ func (h *Hub) publish(ctx context.Context, room, event string, data []byte, opts
 		o(&cfg)
 	}
 	h.stats.published.Add(1)
-	h.mu.RLock()
-	rm := h.rooms[room]
-	h.mu.RUnlock()
-	if rm == nil {
-		return nil
-	}
-	rm.mu.Lock()
-	fl := h.deliverLocked(rm, room, event, data, cfg.except)
-	rm.mu.Unlock()
-	if fl != nil {
-		h.dispatch(fl)
+	payload := appendPublication(make([]byte, 0, 96+len(event)+len(room)+len(data)), cfg.except, event, room, data)
+	if _, err := h.broker.Publish(ctx, room, payload); err != nil {
+		h.stats.brokerErrors.Add(1)
+		return fmt.Errorf("rthub: publish to %q: %w", room, err)
 	}
 	return nil
 }
@@ -974,6 +1096,15 @@ func (h *Hub) deliverLocked(rm *room, room, event string, data []byte, except st
 		return nil
 	}
 	payload := appendEvent(make([]byte, 0, 64+len(event)+len(room)+len(data)), event, room, data)
+	return h.deliverPayloadLocked(rm, payload, except)
+}
+
+// deliverPayloadLocked queues one encoded server message to rm's members
+// but except (a connection ID, or ""), with rm.mu held; see deliverLocked.
+func (h *Hub) deliverPayloadLocked(rm *room, payload []byte, except string) *flushList {
+	if len(rm.members) == 0 {
+		return nil
+	}
 	p := preparedMessage{payload: payload, comp: h.comp, threshold: h.opts.Compression.Threshold}
 	var n uint64
 	fl := flushLists.Get().(*flushList)
@@ -1241,6 +1372,11 @@ func (h *Hub) Close() error {
 func (h *Hub) stopBackground() {
 	h.stopOnce.Do(func() {
 		close(h.stop)
+		ctx, cancel := context.WithTimeout(context.Background(), h.opts.BrokerTimeout)
+		if err := h.broker.Close(ctx); err != nil {
+			h.log.Warn("rthub: closing the broker", slog.Any("err", err))
+		}
+		cancel()
 		h.cancel()
 	})
 	h.bg.Wait()
@@ -1270,6 +1406,10 @@ type Stats struct {
 	Forbidden     uint64 // joins, emits, presence queries refused by the policy
 	RateLimited   uint64 // client commands dropped by the command rate limit
 	AbuseCloses   uint64 // connections closed (1008) for hammering past the limit
+	Resumes       uint64 // joins with a since position (resume attempts)
+	Unrecovered   uint64 // resumes and live gaps that could not be filled from history (clients told to reload)
+	GapsRecovered uint64 // live gaps (missed publications) filled from history
+	BrokerErrors  uint64 // failed broker calls (publish, subscribe, history)
 }
 
 type hubStats struct {
@@ -1278,6 +1418,8 @@ type hubStats struct {
 	framesSent, bytesSent, messagesIn atomic.Uint64
 	slowConsumers, pingTimeouts       atomic.Uint64
 	tokenExpired, protocolErrors      atomic.Uint64
+	brokerErrors, resumes, unrecovered atomic.Uint64
+	gapsRecovered                      atomic.Uint64
 	writes                            atomic.Uint64
 	throttled, forbidden              atomic.Uint64
 	rateLimited, abuseCloses          atomic.Uint64
@@ -1306,6 +1448,10 @@ func (h *Hub) Stats() Stats {
 	s.Forbidden = st.forbidden.Load()
 	s.RateLimited = st.rateLimited.Load()
 	s.AbuseCloses = st.abuseCloses.Load()
+	s.Resumes = st.resumes.Load()
+	s.Unrecovered = st.unrecovered.Load()
+	s.GapsRecovered = st.gapsRecovered.Load()
+	s.BrokerErrors = st.brokerErrors.Load()
 	return s
 }
 

@@ -40,6 +40,7 @@ type command struct {
 	Event  string          `json:"event"`
 	Token  string          `json:"token"`
 	Target string          `json:"target"`
+	Since  *StreamPosition `json:"since"`
 	Data   json.RawMessage `json:"data"`
 }
 
@@ -220,6 +221,17 @@ type welcomeMsg struct {
 	Rooms   []string `json:"rooms"`
 	Expires int64    `json:"expires"`
 	Ping    int64    `json:"ping"`
+	// Streams gives, for each room in Rooms, its stream position at the join
+	// (and, when the client asked to resume, whether it was recovered).
+	Streams map[string]streamInfo `json:"streams,omitempty"`
+}
+
+// streamInfo is where a join left a connection in a room's stream, as sent
+// in the welcome and in join replies.
+type streamInfo struct {
+	Offset    uint64 `json:"offset"`
+	Epoch     string `json:"epoch"`
+	Recovered *bool  `json:"recovered,omitempty"` // set only when the client gave a since position
 }
 
 type replyMsg struct {
