@@ -1413,16 +1413,16 @@ type Stats struct {
 }
 
 type hubStats struct {
-	accepted, unauthorized, refused   atomic.Uint64
-	published, delivered              atomic.Uint64
-	framesSent, bytesSent, messagesIn atomic.Uint64
-	slowConsumers, pingTimeouts       atomic.Uint64
-	tokenExpired, protocolErrors      atomic.Uint64
+	accepted, unauthorized, refused    atomic.Uint64
+	published, delivered               atomic.Uint64
+	framesSent, bytesSent, messagesIn  atomic.Uint64
+	slowConsumers, pingTimeouts        atomic.Uint64
+	tokenExpired, protocolErrors       atomic.Uint64
 	brokerErrors, resumes, unrecovered atomic.Uint64
 	gapsRecovered                      atomic.Uint64
-	writes                            atomic.Uint64
-	throttled, forbidden              atomic.Uint64
-	rateLimited, abuseCloses          atomic.Uint64
+	writes                             atomic.Uint64
+	throttled, forbidden               atomic.Uint64
+	rateLimited, abuseCloses           atomic.Uint64
 }
 
 // Stats returns a snapshot of the hub's counters.
