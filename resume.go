@@ -319,7 +319,7 @@ func parseSince(v string, maxRooms int) (map[string]StreamPosition, error) {
 	}
 	for room := range m {
 		if err := ValidRoom(room); err != nil {
-			return nil, fmt.Errorf("%w: since: %w", ErrBadRequest, err)
+			return nil, fmt.Errorf("%w: since: %v", ErrBadRequest, err)
 		}
 	}
 	return m, nil
