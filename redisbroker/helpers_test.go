@@ -61,7 +61,15 @@ func admin(t *testing.T, url string) rueidis.Client {
 	return c
 }
 
-func deleteKeys(t *testing.T, url, prefix string) {
+// testenvURL is redisURL for benchmarks.
+func testenvURL(b *testing.B) string {
+	b.Helper()
+	return testenv.URL(b, testenv.Redis)
+}
+
+func deleteKeysTB(t testing.TB, url, prefix string) { deleteKeys(t, url, prefix) }
+
+func deleteKeys(t testing.TB, url, prefix string) {
 	opt, err := rueidis.ParseURL(url)
 	if err != nil {
 		return

@@ -358,3 +358,92 @@ func benchChurn(b *testing.B, newLib func(testing.TB, func(string, string)) lib,
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
+
+// BenchmarkTrim compares the Redis-side cost of the publish script with exact
+// (MAXLEN n) and approximate (MAXLEN ~ n) stream trimming, history size 100,
+// 64 B and 1 KiB payloads, from 16 publishers through rueidis. It reports the
+// microseconds Redis spent per EVALSHA (from INFO commandstats, as a
+// difference, so other clients of the server do not skew it much).
+func BenchmarkTrim(b *testing.B) {
+	for _, size := range []int{64, 1024} {
+		for _, mode := range []string{"exact", "approx"} {
+			b.Run(fmt.Sprintf("%s/payload=%d", mode, size), func(b *testing.B) { benchTrim(b, mode, size) })
+		}
+	}
+}
+
+func benchTrim(b *testing.B, mode string, size int) {
+	{
+		{
+			lua := strings.Replace(publishLua, "'MAXLEN', '~',", map[string]string{"exact": "'MAXLEN',", "approx": "'MAXLEN', '~',"}[mode], 1)
+			script := rueidis.NewLuaScript(lua)
+			opt, _ := rueidis.ParseURL(redisURL(b))
+			opt.DisableCache = true
+			c, err := rueidis.NewClient(opt)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			p := prefix()
+			defer cleanup(b, p)
+			ctx := context.Background()
+			payload := strings.Repeat("x", size)
+			stat := func() (calls, usec float64) {
+				s, _ := c.Do(ctx, c.B().Info().Section("commandstats").Build()).ToString()
+				for _, line := range strings.Split(s, "\n") {
+					if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_evalsha:"); ok {
+						for _, kv := range strings.Split(rest, ",") {
+							k, v, _ := strings.Cut(kv, "=")
+							f, _ := strconv.ParseFloat(v, 64)
+							switch k {
+							case "calls":
+								calls = f
+							case "usec":
+								usec = f
+							}
+						}
+					}
+				}
+				return
+			}
+			// Fill every room's stream first, so each publish trims.
+			for r := range 100 {
+				for range 120 {
+					script.Exec(ctx, c, []string{p + "m:" + strconv.Itoa(r), p + "s:" + strconv.Itoa(r)}, []string{payload, "100", "60000", "120000", p + "c"})
+				}
+			}
+			calls0, usec0 := stat()
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for range 16 {
+				wg.Go(func() {
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							return
+						}
+						r := strconv.Itoa(int(i % 100))
+						if err := script.Exec(ctx, c, []string{p + "m:" + r, p + "s:" + r}, []string{payload, "100", "60000", "120000", p + "c"}).Error(); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.StopTimer()
+			calls1, usec1 := stat()
+			b.ReportMetric((usec1-usec0)/(calls1-calls0), "redis-µs/publish")
+			var mem, entries int64
+			for r := range 100 {
+				n, _ := c.Do(ctx, c.B().MemoryUsage().Key(p+"s:"+strconv.Itoa(r)).Samples(0).Build()).AsInt64()
+				mem += n
+				n, _ = c.Do(ctx, c.B().Xlen().Key(p+"s:"+strconv.Itoa(r)).Build()).AsInt64()
+				entries += n
+			}
+			b.ReportMetric(float64(mem)/100, "stream-bytes/room")
+			b.ReportMetric(float64(entries)/100, "entries/room")
+		}
+	}
+}
