@@ -297,10 +297,15 @@ func (b *Broker) History(ctx context.Context, room string, since rthub.StreamPos
 	if since.IsZero() {
 		epoch = ""
 	}
-	res, err := historyScript.Exec(ctx, s.client,
-		[]string{b.names.meta(room), b.names.stream(room)},
-		[]string{epoch, strconv.FormatUint(since.Offset+1, 10), strconv.Itoa(max(n, 1)), ms(l.MetaTTL), newEpoch()},
-	).ToArray()
+	keys := []string{b.names.meta(room), b.names.stream(room)}
+	args := []string{epoch, strconv.FormatUint(since.Offset+1, 10), strconv.Itoa(max(n, 1)), ms(l.MetaTTL), newEpoch()}
+	res, err := historyScript.Exec(ctx, s.client, keys, args).ToArray()
+	if _, redisErr := rueidis.IsRedisErr(err); err != nil && !redisErr && ctx.Err() == nil && !b.closed.Load() {
+		// A connection that broke since its last use (a Redis restart, a
+		// killed connection) fails its first command. Reading history is safe
+		// to repeat, so try once more on a fresh connection.
+		res, err = historyScript.Exec(ctx, s.client, keys, args).ToArray()
+	}
 	var cur rthub.StreamPosition
 	var entries []rueidis.XRangeEntry
 	if err == nil {
