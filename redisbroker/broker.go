@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,7 +72,7 @@ type Options struct {
 	History rthub.HistoryPolicy
 	// NodeID names this node in Redis: its connections are called
 	// "rthub-<NodeID>" (CLIENT LIST) and its probe channel is
-	// "<Prefix>node:<NodeID>". Default: 16 random hex digits. Two live nodes
+	// "<Prefix>node:<NodeID>:<shard>". Default: 16 random hex digits. Two live nodes
 	// must not share one.
 	NodeID string
 	// ProbeInterval is how often the liveness probe is published on each shard;
@@ -152,7 +153,8 @@ func (o *Options) fill() error {
 	if len(o.Shards) == 0 {
 		errs = append(errs, errors.New("no shards"))
 	}
-	o.Shards = append([]Shard(nil), o.Shards...)
+	o.Shards = slices.Clone(o.Shards)
+	o.History.Rules = slices.Clone(o.History.Rules)
 	seen := map[string]bool{}
 	for i := range o.Shards {
 		sh := &o.Shards[i]

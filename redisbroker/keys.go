@@ -1,6 +1,7 @@
 package redisbroker
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -10,17 +11,21 @@ import (
 //	rthub:{device:42}:m   hash    e = epoch, o = last offset (position; TTL MetaTTL)
 //	rthub:{device:42}:s   stream  entry "<offset>-0" {d = data} (history; MAXLEN ~Size, TTL)
 //	rthub:{device:42}     channel "1:<offset>:<epoch>:<data>" for each publication
-//	rthub:node:<id>       channel a node's liveness probes (one per node and shard)
+//	rthub:node:<id>:<i>   channel a node's liveness probes on its i-th shard
 //
 // The braces make the room name a Redis Cluster hash tag, so every key of a
 // room lands in one slot; room names cannot contain braces, so no room's names
-// collide with another's or with a node channel.
+// collide with another's or with a node channel. Pub/sub channels are global
+// to a Redis server (not per database), hence the shard number in the probe
+// channel: two shards may be two databases of one server.
 type names struct{ prefix string }
 
 func (n names) meta(room string) string    { return n.prefix + "{" + room + "}:m" }
 func (n names) stream(room string) string  { return n.prefix + "{" + room + "}:s" }
 func (n names) channel(room string) string { return n.prefix + "{" + room + "}" }
-func (n names) probe(node string) string   { return n.prefix + "node:" + node }
+func (n names) probe(node string, shard int) string {
+	return n.prefix + "node:" + node + ":" + strconv.Itoa(shard)
+}
 
 // room returns the room of a channel name, or "" if it is not a room channel.
 func (n names) room(channel string) string {

@@ -65,7 +65,7 @@ type op struct {
 func newShard(b *Broker, i int, name string, c rueidis.Client) *shard {
 	return &shard{
 		b: b, name: name, client: c,
-		probeCh:   b.names.probe(b.opts.NodeID),
+		probeCh:   b.names.probe(b.opts.NodeID, i),
 		desired:   make(map[string]struct{}),
 		appliedCh: make(chan struct{}),
 		kick:      make(chan struct{}, 1),
