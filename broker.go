@@ -53,8 +53,9 @@ func (p Publication) Position() StreamPosition {
 // For each room, calls come one at a time and in offset order; calls for
 // different rooms may come concurrently from different goroutines. A call
 // blocks the broker's delivery to this node (for the room, and possibly for
-// others), so a handler hands the publication on and returns; it must not call
-// [Broker.Close] or wait for a publication.
+// others), so a handler hands the publication on and returns. It may call
+// [Broker.History]; it must not call the broker's other methods or wait for a
+// publication, which can wait for the very delivery the call is holding up.
 type BrokerHandler interface {
 	// HandlePublication is called for each publication of a room this node
 	// subscribed (see [Broker.Subscribe]). While a room stays subscribed, its

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,7 @@ func NewMemoryBroker(opts MemoryBrokerOptions) (*MemoryBroker, error) {
 	if opts.SweepInterval <= 0 {
 		opts.SweepInterval = time.Second
 	}
+	opts.History.Rules = slices.Clone(opts.History.Rules) // the caller's slice may change
 	s := &memoryStore{opts: opts, seed: maphash.MakeSeed()}
 	for i := range s.shards {
 		s.shards[i] = memoryShard{
