@@ -64,11 +64,12 @@ func Handle[T any](c *Client, ev rthub.Event[T], fn func(room string, v T)) {
 // command may still take effect), [ErrDisconnected] if the connection was lost
 // before the reply, and [ErrClosed] once the client has stopped.
 func (c *Client) Join(ctx context.Context, room string) error {
-	err := c.call(ctx, command{Op: "join", Room: room}, func(m *message) {
+	err := c.call(ctx, command{Op: "join", Room: room, Since: c.since(room)}, func(m *message) {
 		if m.err() == nil { // on the reader goroutine, in order with the server's left/joined
 			c.mu.Lock()
 			c.rooms[room] = true
 			c.mu.Unlock()
+			c.joinReplied(room, m.Data)
 		}
 	})
 	return wrap(err, "join %q", room)
@@ -80,6 +81,7 @@ func (c *Client) Leave(ctx context.Context, room string) error {
 	forget := func() {
 		c.mu.Lock()
 		delete(c.rooms, room)
+		delete(c.pos, room)
 		c.mu.Unlock()
 	}
 	forget()
