@@ -213,7 +213,8 @@ type Hub struct {
 	bg        sync.WaitGroup // pinger, clock, flush workers
 	closeOnce sync.Once
 
-	stats hubStats
+	stats   hubStats
+	latency latencyHist // broadcast: queued to members → last member's frame written
 
 	// testHookFlushed, if set before traffic starts, is called after each
 	// vectored write with the number of frames written (benchmarks use it to
@@ -326,6 +327,7 @@ type flushJob struct {
 type flushList struct {
 	conns []*conn
 	left  atomic.Int32
+	born  int64 // unix nanoseconds when the broadcast was queued; 0: not measured
 }
 
 var flushLists = sync.Pool{New: func() any { return new(flushList) }}
@@ -397,6 +399,7 @@ func (h *Hub) dispatchDelayed() {
 func (h *Hub) dispatchNow(l *flushList) {
 	n := len(l.conns)
 	if n == 0 {
+		l.born = 0
 		flushLists.Put(l)
 		return
 	}
@@ -426,6 +429,10 @@ func (h *Hub) runJob(j flushJob, w *writev) {
 		c.flush(w)
 	}
 	if j.list.left.Add(-1) == 0 {
+		if j.list.born != 0 {
+			h.latency.observe(time.Duration(time.Now().UnixNano() - j.list.born))
+			j.list.born = 0
+		}
 		clear(j.list.conns)
 		j.list.conns = j.list.conns[:0]
 		flushLists.Put(j.list)
@@ -1108,6 +1115,7 @@ func (h *Hub) deliverPayloadLocked(rm *room, payload []byte, except string) *flu
 	p := preparedMessage{payload: payload, comp: h.comp, threshold: h.opts.Compression.Threshold}
 	var n uint64
 	fl := flushLists.Get().(*flushList)
+	fl.born = time.Now().UnixNano()
 	for _, c := range rm.members {
 		if except != "" && c.id == except {
 			continue
@@ -1392,7 +1400,7 @@ type Stats struct {
 	Accepted      uint64 // connections upgraded
 	Unauthorized  uint64 // handshakes refused with 401
 	Refused       uint64 // handshakes refused otherwise (400, 503, upgrade failures)
-	Published     uint64 // Publish calls that reached the delivery step
+	Published     uint64 // Publish calls handed to the broker (with or without local members)
 	Delivered     uint64 // event frames queued to connections
 	FramesSent    uint64 // frames written to sockets (events, replies, control)
 	Writes        uint64 // write system calls that carried them (FramesSent/Writes = coalescing)
@@ -1410,6 +1418,13 @@ type Stats struct {
 	Unrecovered   uint64 // resumes and live gaps that could not be filled from history (clients told to reload)
 	GapsRecovered uint64 // live gaps (missed publications) filled from history
 	BrokerErrors  uint64 // failed broker calls (publish, subscribe, history)
+
+	// BroadcastLatency is the time from a publication reaching this hub (from
+	// its broker) to the write of its frame to the last member's socket,
+	// one observation per publication that had members to write to. It
+	// includes WriteDelay and time spent waiting for a flush worker; it does
+	// not include the broker's own transit (see the broker's stats).
+	BroadcastLatency LatencyHistogram
 }
 
 type hubStats struct {
@@ -1452,6 +1467,7 @@ func (h *Hub) Stats() Stats {
 	s.Unrecovered = st.unrecovered.Load()
 	s.GapsRecovered = st.gapsRecovered.Load()
 	s.BrokerErrors = st.brokerErrors.Load()
+	s.BroadcastLatency = h.latency.snapshot()
 	return s
 }
 
