@@ -1,0 +1,4 @@
+package main
+
+type Health struct{}
+type Analytics struct{}
