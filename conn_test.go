@@ -548,7 +548,10 @@ func TestConn_PipelinedJoins(t *testing.T) {
 	const n = 10000
 	// A small queue: replies to pipelined commands must not overflow it
 	// however fast the client writes (the read loop waits for the writer).
-	h, url := conformHub(t, func(o *Options) { o.SendQueueMessages = 32 })
+	h, url := conformHub(t, func(o *Options) {
+		o.SendQueueMessages = 32
+		o.Limits.Commands = -1 // this test is about backpressure, not rate limits
+	})
 	obs := newObserver(t, url)
 	rc := dialRaw(t, url, rawOpts{token: testToken(t, "alice", time.Hour, "staff")})
 	welcome := rc.next(nil).msg

@@ -42,6 +42,12 @@ type Options struct {
 	// Origin says which browser origins may connect; by default only the
 	// hub's own (same-origin). See [OriginOptions].
 	Origin OriginOptions
+	// Limits bounds commands per connection, connections per user and IP, and
+	// handshake rates; see [Limits] for the defaults.
+	Limits Limits
+	// Presence configures the presence events and lists of the rooms
+	// Policy.Presence enables; see [PresenceOptions].
+	Presence PresenceOptions
 
 	// MaxMessageSize bounds an inbound message, in bytes, after reassembly and
 	// decompression. Larger messages close the connection with 1009. Default 64 KiB.
@@ -88,6 +94,13 @@ type Options struct {
 	// OnDisconnect, if set, is called once when a connection ends, with the
 	// close code it ended with (a [CloseError]). Same constraints as OnConnect.
 	OnDisconnect func(c ConnInfo, err error)
+	// OnRefused, if set, is called for every refused handshake, join, emit,
+	// presence query and refresh, and for connections closed for abuse (see
+	// [Refusal]) — an audit trail of forbidden attempts. Commands dropped by
+	// the rate limit are only counted ([Stats].RateLimited), not reported
+	// one by one. It runs synchronously on the refusing goroutine: keep it
+	// fast, hand slow work off.
+	OnRefused func(ctx context.Context, r Refusal)
 	// Logger receives the hub's logs; nil discards them. Tokens are never logged.
 	Logger *slog.Logger
 
@@ -138,6 +151,12 @@ func (o *Options) setDefaults() error {
 	if err := o.Origin.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := o.Limits.setDefaults(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.Presence.setDefaults(); err != nil {
+		errs = append(errs, err)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -151,6 +170,7 @@ type Hub struct {
 	opts     Options
 	auth     *authenticator
 	policy   *policy
+	limits   *limiter
 	handlers map[string]Handler
 	comp     *compressor
 	log      *slog.Logger
@@ -190,7 +210,8 @@ type Hub struct {
 // the room: an event is queued to every member before the next one is.
 type room struct {
 	mu      sync.Mutex
-	members []*conn // in join order; see Hub.join
+	members []*conn            // in join order; see Hub.join
+	pres    map[string]*person // by subject; nil unless Policy.Presence covers the room
 }
 
 // New validates opts and returns a running Hub. Every problem in opts is
@@ -231,6 +252,7 @@ func New(opts Options) (*Hub, error) {
 		opts:     opts,
 		auth:     auth,
 		policy:   pol,
+		limits:   newLimiter(opts.Limits),
 		handlers: handlers,
 		comp:     newCompressor(opts.Compression.Level),
 		log:      opts.Logger,
@@ -411,6 +433,7 @@ func (h *Hub) pinger() {
 		case <-h.stop:
 			return
 		case now := <-t.C:
+			h.limits.prune(now)
 			batch = h.snapshotConns(batch[:0])
 			limit := now.Add(-h.opts.PongTimeout).UnixNano()
 			for _, c := range batch {
@@ -441,49 +464,70 @@ func (h *Hub) snapshotConns(dst []*conn) []*conn {
 // body carrying a code (docs/protocol.md §1): 401 for token problems, 400 for
 // a bad handshake, 503 while shutting down.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ip := h.limits.clientIP(r)
+	refuse := func(status int, err error, sub string) {
+		h.refused(r.Context(), Refusal{Op: "handshake", Code: ErrorCode(err), Status: status,
+			Subject: sub, ClientIP: ip, RemoteAddr: r.RemoteAddr, Origin: truncate(r.Header.Get("Origin"), 128)})
+		writeHTTPError(w, status, err)
+	}
 	if h.closing.Load() {
 		w.Header().Set("Retry-After", "1")
-		writeHTTPError(w, http.StatusServiceUnavailable, ErrHubClosed)
-		h.stats.refused.Add(1)
+		refuse(http.StatusServiceUnavailable, ErrHubClosed, "")
 		return
 	}
 	if r.Method != http.MethodGet || !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") || !validWebSocketKey(r.Header.Get("Sec-WebSocket-Key")) {
-		writeHTTPError(w, http.StatusBadRequest, errBadHandshake)
-		h.stats.refused.Add(1)
+		refuse(http.StatusBadRequest, errBadHandshake, "")
 		return
 	}
 	if r.Header.Get("Sec-WebSocket-Version") != "13" {
 		// RFC 6455 §4.4: tell the client which version we speak.
 		w.Header().Set("Sec-WebSocket-Version", "13")
-		writeHTTPError(w, http.StatusUpgradeRequired, errBadHandshake)
-		h.stats.refused.Add(1)
+		refuse(http.StatusUpgradeRequired, errBadHandshake, "")
 		return
 	}
 	if !h.opts.Origin.allowed(r) {
-		h.stats.refused.Add(1)
-		h.log.LogAttrs(r.Context(), slog.LevelInfo, "rthub: handshake refused",
-			slog.String("code", "forbidden_origin"), slog.String("origin", truncate(r.Header.Get("Origin"), 128)),
-			slog.String("remote", r.RemoteAddr))
-		writeHTTPError(w, http.StatusForbidden, errForbiddenOrigin)
+		refuse(http.StatusForbidden, errForbiddenOrigin, "")
 		return
 	}
 	if !offersV1(r.Header) {
-		writeHTTPError(w, http.StatusBadRequest, errUnsupportedProtocol)
-		h.stats.refused.Add(1)
+		refuse(http.StatusBadRequest, errUnsupportedProtocol, "")
 		return
+	}
+	now := time.Now()
+	// The per-IP rate comes before the token check, so a flood costs no
+	// signature verification.
+	if ip.IsValid() {
+		if ok, wait := h.limits.allowHandshake("ip:"+ipKey(ip).String(), h.opts.Limits.HandshakesPerIP, now); !ok {
+			w.Header().Set("Retry-After", retryAfter(wait))
+			refuse(http.StatusTooManyRequests, ErrRateLimited, "")
+			return
+		}
 	}
 	tok, err := h.auth.tokenFromRequest(r)
 	var id *Identity
 	if err == nil {
-		id, err = h.auth.verify(tok, time.Now())
+		id, err = h.auth.verify(tok, now)
 	}
 	if err != nil {
-		h.stats.unauthorized.Add(1)
-		h.log.LogAttrs(r.Context(), slog.LevelInfo, "rthub: handshake refused",
-			slog.String("code", ErrorCode(err)), slog.String("remote", r.RemoteAddr))
-		writeHTTPError(w, http.StatusUnauthorized, err)
+		refuse(http.StatusUnauthorized, err, "")
 		return
 	}
+	if ok, wait := h.limits.allowHandshake("user:"+id.Subject, h.opts.Limits.HandshakesPerUser, now); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		refuse(http.StatusTooManyRequests, ErrRateLimited, id.Subject)
+		return
+	}
+	if err := h.limits.admit(ip, id.Subject); err != nil {
+		w.Header().Set("Retry-After", "10")
+		refuse(http.StatusTooManyRequests, err, id.Subject)
+		return
+	}
+	admitted := true
+	defer func() {
+		if admitted { // the upgrade failed: give the slot back
+			h.limits.release(ip, id.Subject)
+		}
+	}()
 
 	neg := &negotiator{}
 	up := ws.HTTPUpgrader{
@@ -503,6 +547,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.stats.refused.Add(1)
 		return
 	}
+	admitted = false // from here the connection owns the slot; teardown releases it
 	_ = nc.SetDeadline(time.Time{})
 	c := &conn{
 		hub:        h,
@@ -511,6 +556,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rd:         nc,
 		id:         h.nodeID + "-" + fmt.Sprint(h.connSeq.Add(1)),
 		remoteAddr: r.RemoteAddr,
+		ip:         ip,
 		deflate:    neg.accepted(),
 		writing:    true, // held until setupConn: the welcome goes first, after the auto-joins
 	}
@@ -527,6 +573,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.register(c) {
 		_, _ = nc.Write(closeFrame(CloseGoingAway, "server shutting down"))
 		_ = nc.Close()
+		h.limits.release(ip, id.Subject)
 		return
 	}
 	h.setupConn(c, joined)
@@ -706,6 +753,7 @@ func (h *Hub) unregister(c *conn) {
 	h.mu.Lock()
 	delete(h.conns, c.id)
 	sub := c.ident.Load().Subject
+	h.limits.release(c.ip, sub)
 	if cs := slices.DeleteFunc(h.users[sub], func(x *conn) bool { return x == c }); len(cs) == 0 {
 		delete(h.users, sub)
 	} else {
@@ -730,51 +778,65 @@ func (h *Hub) disconnected(c *conn, ce CloseError, readErr error) {
 // Lock order, here and everywhere: h.mu, then a room's mu, then a conn's mu.
 // A room keeps its members in a slice, in join order, so a publish walks
 // memory (and sockets) in a stable order; each roomRef remembers its index,
-// written only with both the room's and the conn's mutex held.
+// written only with both the room's and the conn's mutex held. Presence
+// events are queued with the room's mu still held, so they stay in order with
+// the room's other events and with each other.
 func (h *Hub) join(c *conn, name string, server bool) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	rm := h.rooms[name]
 	created := rm == nil
 	if created {
 		rm = &room{}
-	}
-	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return ErrNotFound
-	}
-	for i, rr := range c.rooms {
-		if rr.name == name {
-			if server {
-				c.rooms[i].server = true
-			}
-			return nil
+		if h.policy.presenceOn(name) {
+			rm.pres = make(map[string]*person)
 		}
 	}
-	if len(c.rooms) >= h.opts.MaxRoomsPerConn {
-		return fmt.Errorf("%w: limit is %d", ErrTooManyRooms, h.opts.MaxRoomsPerConn)
-	}
-	c.rooms = append(c.rooms, roomRef{name: name, server: server, idx: len(rm.members)})
-	rm.members = append(rm.members, c)
-	if created {
+	rm.mu.Lock()
+	added, err := func() (bool, error) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.closed {
+			return false, ErrNotFound
+		}
+		for i, rr := range c.rooms {
+			if rr.name == name {
+				if server {
+					c.rooms[i].server = true
+				}
+				return false, nil
+			}
+		}
+		if len(c.rooms) >= h.opts.MaxRoomsPerConn {
+			return false, fmt.Errorf("%w: limit is %d", ErrTooManyRooms, h.opts.MaxRoomsPerConn)
+		}
+		c.rooms = append(c.rooms, roomRef{name: name, server: server, idx: len(rm.members)})
+		rm.members = append(rm.members, c)
+		return true, nil
+	}()
+	if added && created {
 		h.rooms[name] = rm
 	}
-	return nil
+	h.mu.Unlock()
+	var fl *flushList
+	if added && rm.pres != nil {
+		fl = h.presenceJoined(rm, name, c)
+	}
+	rm.mu.Unlock()
+	if fl != nil {
+		h.dispatch(fl)
+	}
+	return err
 }
 
 // leave takes c out of room name; it reports whether c was in it.
 func (h *Hub) leave(c *conn, name string) bool {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	rm := h.rooms[name]
 	if rm == nil {
+		h.mu.Unlock()
 		return false
 	}
 	rm.mu.Lock()
-	defer rm.mu.Unlock()
 	c.mu.Lock()
 	idx := -1
 	for i, rr := range c.rooms {
@@ -784,8 +846,11 @@ func (h *Hub) leave(c *conn, name string) bool {
 			break
 		}
 	}
+	viewing := c.viewing
 	c.mu.Unlock()
 	if idx < 0 {
+		rm.mu.Unlock()
+		h.mu.Unlock()
 		return false
 	}
 	last := len(rm.members) - 1
@@ -804,6 +869,15 @@ func (h *Hub) leave(c *conn, name string) bool {
 	rm.members = rm.members[:last]
 	if last == 0 {
 		delete(h.rooms, name)
+	}
+	h.mu.Unlock()
+	var fl *flushList
+	if rm.pres != nil {
+		fl = h.presenceLeft(rm, name, c, viewing)
+	}
+	rm.mu.Unlock()
+	if fl != nil {
+		h.dispatch(fl)
 	}
 	return true
 }
@@ -882,13 +956,29 @@ func (h *Hub) publish(ctx context.Context, room, event string, data []byte, opts
 	if rm == nil {
 		return nil
 	}
+	rm.mu.Lock()
+	fl := h.deliverLocked(rm, room, event, data, cfg.except)
+	rm.mu.Unlock()
+	if fl != nil {
+		h.dispatch(fl)
+	}
+	return nil
+}
+
+// deliverLocked encodes one event once and queues it to rm's members (but
+// the one with ID except), with rm.mu held. It returns the connections whose
+// writers must be started (pass it to dispatch once rm.mu is released), or
+// nil when there are none.
+func (h *Hub) deliverLocked(rm *room, room, event string, data []byte, except string) *flushList {
+	if len(rm.members) == 0 {
+		return nil
+	}
 	payload := appendEvent(make([]byte, 0, 64+len(event)+len(room)+len(data)), event, room, data)
 	p := preparedMessage{payload: payload, comp: h.comp, threshold: h.opts.Compression.Threshold}
 	var n uint64
 	fl := flushLists.Get().(*flushList)
-	rm.mu.Lock()
 	for _, c := range rm.members {
-		if cfg.except != "" && c.id == cfg.except {
+		if except != "" && c.id == except {
 			continue
 		}
 		queued, start := c.enqueue(p.frame(c.deflate))
@@ -899,10 +989,8 @@ func (h *Hub) publish(ctx context.Context, room, event string, data []byte, opts
 			fl.conns = append(fl.conns, c)
 		}
 	}
-	rm.mu.Unlock()
-	h.dispatch(fl)
 	h.stats.delivered.Add(n)
-	return nil
+	return fl
 }
 
 // preparedMessage holds one encoded message and builds each wire form of it at
@@ -1178,6 +1266,10 @@ type Stats struct {
 	PingTimeouts  uint64 // connections closed as silent
 	TokenExpired  uint64 // connections closed at token expiry
 	ProtocolErrs  uint64 // connections closed for protocol violations
+	Throttled     uint64 // handshakes refused with 429 (rate or connection limits); also in Refused
+	Forbidden     uint64 // joins, emits, presence queries refused by the policy
+	RateLimited   uint64 // client commands dropped by the command rate limit
+	AbuseCloses   uint64 // connections closed (1008) for hammering past the limit
 }
 
 type hubStats struct {
@@ -1187,6 +1279,8 @@ type hubStats struct {
 	slowConsumers, pingTimeouts       atomic.Uint64
 	tokenExpired, protocolErrors      atomic.Uint64
 	writes                            atomic.Uint64
+	throttled, forbidden              atomic.Uint64
+	rateLimited, abuseCloses          atomic.Uint64
 }
 
 // Stats returns a snapshot of the hub's counters.
@@ -1208,6 +1302,10 @@ func (h *Hub) Stats() Stats {
 	s.PingTimeouts = st.pingTimeouts.Load()
 	s.TokenExpired = st.tokenExpired.Load()
 	s.ProtocolErrs = st.protocolErrors.Load()
+	s.Throttled = st.throttled.Load()
+	s.Forbidden = st.forbidden.Load()
+	s.RateLimited = st.rateLimited.Load()
+	s.AbuseCloses = st.abuseCloses.Load()
 	return s
 }
 

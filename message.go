@@ -23,21 +23,24 @@ const tokenProtocolPrefix = "rthub.bearer."
 
 // Client → server operations.
 const (
-	cmdJoin    = "join"
-	cmdLeave   = "leave"
-	cmdEmit    = "emit"
-	cmdRefresh = "refresh"
-	cmdPing    = "ping"
+	cmdJoin     = "join"
+	cmdLeave    = "leave"
+	cmdEmit     = "emit"
+	cmdRefresh  = "refresh"
+	cmdPing     = "ping"
+	cmdPresence = "presence"
+	cmdViewing  = "viewing"
 )
 
 // command is one decoded client → server message.
 type command struct {
-	ID    uint64          `json:"id"`
-	Op    string          `json:"op"`
-	Room  string          `json:"room"`
-	Event string          `json:"event"`
-	Token string          `json:"token"`
-	Data  json.RawMessage `json:"data"`
+	ID     uint64          `json:"id"`
+	Op     string          `json:"op"`
+	Room   string          `json:"room"`
+	Event  string          `json:"event"`
+	Token  string          `json:"token"`
+	Target string          `json:"target"`
+	Data   json.RawMessage `json:"data"`
 }
 
 // decodeCommand parses one client message. The error wraps [ErrBadRequest] (not
@@ -61,7 +64,7 @@ func decodeCommand(b []byte) (command, error) {
 		return command{ID: id}, fmt.Errorf("%w: invalid JSON command", ErrBadRequest)
 	}
 	switch cmd.Op {
-	case cmdJoin, cmdLeave:
+	case cmdJoin, cmdLeave, cmdPresence:
 		if cmd.Room == "" {
 			return cmd, fmt.Errorf("%w: %s needs a room", ErrBadRequest, cmd.Op)
 		}
@@ -73,7 +76,7 @@ func decodeCommand(b []byte) (command, error) {
 		if cmd.Token == "" {
 			return cmd, fmt.Errorf("%w: refresh needs a token", ErrBadRequest)
 		}
-	case cmdPing:
+	case cmdPing, cmdViewing:
 	case "":
 		return cmd, fmt.Errorf("%w: missing op", ErrBadRequest)
 	default:
