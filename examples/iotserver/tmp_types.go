@@ -1,4 +1,0 @@
-package main
-
-type Health struct{}
-type Analytics struct{}
