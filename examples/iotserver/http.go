@@ -285,7 +285,7 @@ func (a *api) analyticsGet(w http.ResponseWriter, r *http.Request, _ *tokenClaim
 }
 
 func (a *api) healthGet(w http.ResponseWriter, r *http.Request, _ *tokenClaims) {
-	writeJSON(w, http.StatusOK, a.health.snapshot(r.Context()))
+	writeJSON(w, http.StatusOK, a.health.current(r.Context()))
 }
 
 func (a *api) auditList(w http.ResponseWriter, r *http.Request, _ *tokenClaims) {

@@ -85,6 +85,7 @@ type healthReporter struct {
 	interval time.Duration
 
 	mu       sync.Mutex
+	last     Health // the latest published, with rates
 	prevAt   time.Time
 	prevHub  rthub.Stats
 	prevMQTT uint64
@@ -135,7 +136,20 @@ func (r *healthReporter) next(ctx context.Context) Health {
 		}
 	}
 	r.prevAt, r.prevHub, r.prevMQTT, r.prevRead = h.At, st, h.MQTT.Received, reads
+	r.last = h
 	return h
+}
+
+// current is the latest published snapshot while it is fresh (it has the
+// rates), else a new one: what GET /api/health serves.
+func (r *healthReporter) current(ctx context.Context) Health {
+	r.mu.Lock()
+	last := r.last
+	r.mu.Unlock()
+	if !last.At.IsZero() && time.Since(last.At) < 2*r.interval {
+		return last
+	}
+	return r.snapshot(ctx)
 }
 
 // Analytics is the payload of analytics:update (and GET /api/analytics):

@@ -55,8 +55,13 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	// cleanup runs the stop steps registered so far, last first, on any
 	// return (a failed start included).
 	// One deadline for the whole shutdown, set when it starts.
-	var cleanups []func(ctx context.Context)
+	type cleanup struct {
+		name string
+		fn   func(ctx context.Context)
+	}
+	var cleanups []cleanup
 	var stopCtx context.Context
+	var stopStart time.Time
 	defer func() {
 		if stopCtx == nil {
 			var cancel context.CancelFunc
@@ -64,10 +69,15 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 			defer cancel()
 		}
 		for i := len(cleanups) - 1; i >= 0; i-- {
-			cleanups[i](stopCtx)
+			t := time.Now()
+			cleanups[i].fn(stopCtx)
+			log.Debug("stopped", "what", cleanups[i].name, "took", time.Since(t).Round(time.Millisecond))
+		}
+		if !stopStart.IsZero() {
+			log.Info("shutdown complete", "took", time.Since(stopStart).Round(time.Millisecond))
 		}
 	}()
-	onStop := func(fn func(ctx context.Context)) { cleanups = append(cleanups, fn) }
+	onStop := func(name string, fn func(ctx context.Context)) { cleanups = append(cleanups, cleanup{name, fn}) }
 
 	// Store.
 	var store Store
@@ -82,7 +92,7 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	} else {
 		store = NewMemoryStore(0)
 	}
-	onStop(func(context.Context) { store.Close() })
+	onStop("store", func(context.Context) { store.Close() })
 	users := cfg.SeedUsers
 	if cfg.Demo {
 		users = append(append([]seedUser(nil), demoUsers...), users...)
@@ -108,9 +118,9 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	if err != nil {
 		return err
 	}
-	onStop(func(context.Context) { hub.Close() }) // no-op after Shutdown
+	onStop("hub", func(context.Context) { hub.Close() }) // no-op after Shutdown
 	aud = newAuditor(store, hub, log)
-	onStop(aud.stop)
+	onStop("audit", aud.stop)
 
 	// Ingest: alert rules, the reading writer, the bridge.
 	alerts := NewAlertEngine(cfg.Rules, store, func(ctx context.Context, ev string, a Alert) {
@@ -124,7 +134,7 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 		return fmt.Errorf("loading open alerts: %w", err)
 	}
 	writer := newReadingWriter(store, 200*time.Millisecond, 20000, log)
-	onStop(func(ctx context.Context) {
+	onStop("reading writer", func(ctx context.Context) {
 		if err := writer.stop(ctx); err != nil {
 			log.Warn("reading writer: stop", "err", err)
 		}
@@ -143,7 +153,7 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 			return err
 		}
 		mqttURL = broker.URL()
-		onStop(func(context.Context) { broker.Close() })
+		onStop("embedded broker", func(context.Context) { broker.Close() })
 	}
 	var sim *Simulator
 	if cfg.Sim.Devices > 0 {
@@ -162,7 +172,7 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	if err := bridge.Start(); err != nil {
 		return err
 	}
-	onStop(func(ctx context.Context) {
+	onStop("mqtt bridge", func(ctx context.Context) {
 		if err := bridge.Shutdown(ctx); err != nil {
 			log.Warn("mqtt bridge: shutdown", "err", err)
 		}
@@ -170,7 +180,7 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	if sim != nil {
 		simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
 		sim.Start(simCtx)
-		onStop(func(context.Context) { stopSim(); sim.Wait() })
+		onStop("simulator", func(context.Context) { stopSim(); sim.Wait() })
 	}
 
 	// Periodic jobs.
@@ -248,6 +258,7 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	case err = <-serveErr:
 		log.Error("http server", "err", err)
 	}
+	stopStart = time.Now()
 	fmt.Fprintln(out, "shutting down: draining WebSocket clients")
 	closingMu.Lock()
 	closing = true
@@ -256,16 +267,20 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	// too, and release it last.
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
 	stopCtx = sctx
-	cleanups = append([]func(context.Context){func(context.Context) { cancel() }}, cleanups...)
+	cleanups = append([]cleanup{{"deadline", func(context.Context) { cancel() }}}, cleanups...)
 	stopJobs()
 	jobs.Wait()
 	// Hub first: net/http neither closes nor waits for hijacked connections.
+	t := time.Now()
 	if e := hub.Shutdown(sctx); e != nil {
 		log.Warn("hub drain cut short", "err", e)
 	}
+	log.Debug("stopped", "what", "hub (drain)", "took", time.Since(t).Round(time.Millisecond))
+	t = time.Now()
 	if e := srv.Shutdown(sctx); e != nil && !errors.Is(e, http.ErrServerClosed) {
 		log.Warn("http shutdown", "err", e)
 	}
+	log.Debug("stopped", "what", "http server", "took", time.Since(t).Round(time.Millisecond))
 	// The deferred cleanups stop the simulator, the bridge, the writer,
 	// the auditor, the broker and the store, in that order.
 	return err

@@ -392,8 +392,10 @@ function renderDetail() {
   let i = 0;
   for (const [m, pts] of [...d.history.entries()].sort()) {
     const svg = newSVG("chart");
-    chart(svg, pts, { threshold: app.rules.get(m), cls: "m" + (i++ % 3) });
-    box.append(h("div", {}, h("h3", {}, UNITS[m] ? `${m} (${UNITS[m]})` : m), svg));
+    const thr = app.rules.get(m);
+    const title = (UNITS[m] ? `${m} (${UNITS[m]})` : m) + (thr !== undefined ? ` · alert at ${thr}` : "");
+    box.append(h("div", {}, h("h3", {}, title), svg));
+    chart(svg, pts, { threshold: thr, cls: "m" + (i++ % 3) }); // after append: it reads the width
   }
 }
 
@@ -470,7 +472,7 @@ function renderAnalytics() {
 
 function prependAudit(e) {
   const tb = $("audit");
-  const tr = h("tr", { class: e.kind, "data-kind": e.kind },
+  const tr = h("tr", { class: "audit-" + e.kind, "data-kind": e.kind },
     h("td", {}, new Date(e.at).toLocaleTimeString()),
     h("td", {}, e.kind),
     h("td", {}, e.username || "—"),

@@ -55,14 +55,18 @@ export function sparkline(svg, points, threshold) {
 
 /** Draws a chart with axes: points [[t, v], ...] and an optional threshold line. */
 export function chart(svg, points, { threshold, cls = "" } = {}) {
-  const W = 400, H = 150, L = 40, R = 8, T = 8, B = 18;
+  // One SVG unit per CSS pixel, so text keeps its size at any width.
+  const W = Math.max(200, Math.round(svg.clientWidth || 400)), H = Math.max(100, Math.round(svg.clientHeight || 170));
+  const L = 40, R = 8, T = 8, B = 18;
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   svg.replaceChildren();
   if (points.length < 2) {
     svg.append(el("text", { class: "axis", x: W / 2, y: H / 2, "text-anchor": "middle" }, "waiting for data…"));
     return;
   }
-  const [lo, hi] = bounds(points, threshold !== undefined && threshold !== null ? [threshold] : []);
+  // Scaled to the data; the alert level is drawn when it is in range (a
+  // cold room at 4 °C with an alert at 30 would otherwise be a flat line).
+  const [lo, hi] = bounds(points);
   const x0 = points[0][0], x1 = points[points.length - 1][0];
   const w = W - L - R, h = H - T - B;
   for (let i = 0; i <= 4; i++) {
@@ -74,7 +78,7 @@ export function chart(svg, points, { threshold, cls = "" } = {}) {
   const t = (ms) => new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   svg.append(el("text", { class: "axis", x: L, y: H - 4 }, t(x0)));
   svg.append(el("text", { class: "axis", x: W - R, y: H - 4, "text-anchor": "end" }, t(x1)));
-  if (threshold !== undefined && threshold !== null) {
+  if (threshold !== undefined && threshold !== null && threshold >= lo && threshold <= hi) {
     const y = T + h - ((threshold - lo) / (hi - lo)) * h;
     svg.append(el("line", { class: "thr", x1: L, x2: W - R, y1: y, y2: y }));
   }
