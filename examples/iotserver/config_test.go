@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +116,31 @@ func TestPasswords(t *testing.T) {
 	h2, _ := hashPassword("s3cret")
 	if h == h2 {
 		t.Fatal("two hashes of one password are equal: no salt")
+	}
+}
+
+// TestEnvExample: .env.example documents exactly the variables the server
+// reads.
+func TestEnvExample(t *testing.T) {
+	t.Parallel()
+	read := map[string]bool{}
+	_, _ = configFromEnv(func(k string) string { read[k] = true; return "" })
+	b, err := os.ReadFile(".env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^#?([A-Z][A-Z0-9_]+)=`).FindAllStringSubmatch(string(b), -1) {
+		documented[m[1]] = true
+	}
+	for k := range read {
+		if !documented[k] {
+			t.Errorf("%s is read but not in .env.example", k)
+		}
+	}
+	for k := range documented {
+		if !read[k] {
+			t.Errorf("%s is in .env.example but not read", k)
+		}
 	}
 }
