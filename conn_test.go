@@ -53,6 +53,7 @@ type rawOpts struct {
 	token      string            // sent as Authorization: Bearer
 	protocols  []string          // offered subprotocols; nil means rthub.v1
 	extensions []httphead.Option // offered extensions (permessage-deflate)
+	hdr        http.Header       // extra request headers
 }
 
 // rawConn is a WebSocket client that writes frames as raw bytes and reads
@@ -77,7 +78,10 @@ func dialRaw(t testing.TB, url string, o rawOpts) *rawConn {
 }
 
 func dialRawErr(url string, o rawOpts) (*rawConn, error) {
-	hdr := http.Header{}
+	hdr := o.hdr.Clone()
+	if hdr == nil {
+		hdr = http.Header{}
+	}
 	if o.token != "" {
 		hdr.Set("Authorization", "Bearer "+o.token)
 	}

@@ -185,8 +185,9 @@ func TestRateLimit_Commands(t *testing.T) {
 	nop := func(context.Context, Incoming[chatMessage]) error { return nil }
 	h, url := testHub(t, func(o *Options) {
 		o.Handlers = append(o.Handlers, free.Handle(nop), costly.Handle(nop))
-		o.Policy.Roles["staff"] = RoleRules{Join: []string{"staff", "device:*"}, AutoJoin: []string{"staff"},
-			Emit: []EmitRule{{Events: []string{"test:*"}, Rooms: []string{"staff"}}}}
+		o.Policy = Policy{Roles: map[string]RoleRules{ // a copy: testPolicy is shared
+			"staff": {Join: []string{"staff", "device:*"}, AutoJoin: []string{"staff"},
+				Emit: []EmitRule{{Events: []string{"test:*"}, Rooms: []string{"staff"}}}}}}
 		o.Limits = Limits{Commands: rate.Every(time.Hour), CommandBurst: 10, AbuseThreshold: 5,
 			EventCosts: map[string]int{"test:free": 0, "test:costly": 4}}
 		o.OnRefused = refusals.add

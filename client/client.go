@@ -152,6 +152,7 @@ type Client struct {
 	cn    *conn           // connection open for commands; nil while (re)connecting
 	ready chan struct{}   // closed when cn is set; replaced when it is lost
 	rooms map[string]bool // rooms in; true for the client's own (rejoined after a reconnection)
+	view  string          // what the client views (presence); declared again after a reconnection
 	err   error           // why the client stopped; set before done is closed
 
 	hmu      sync.RWMutex
@@ -362,6 +363,14 @@ func (c *Client) connect(ctx context.Context, first bool) (*conn, error) {
 	if err := c.joinRooms(ctx, cn, w.Rooms, first); err != nil {
 		cn.close()
 		return nil, err
+	}
+	c.mu.Lock()
+	view := c.view
+	c.mu.Unlock()
+	if view != "" {
+		if err := c.callOn(ctx, cn, command{Op: "viewing", Target: &view}, nil); err != nil {
+			c.log.Warn("rthub/client: viewing not restored", slog.Any("err", err))
+		}
 	}
 	c.setConn(cn)
 	c.log.Debug("rthub/client: connected", slog.String("conn", w.Conn))

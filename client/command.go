@@ -150,6 +150,34 @@ func (c *Client) Ping(ctx context.Context) error {
 	return wrap(c.call(ctx, command{Op: "ping"}, nil), "ping")
 }
 
+// Presence returns who is in room (a room with presence on; see
+// [rthub.Presence]): one entry per person with their connections. Errors:
+// [rthub.ErrForbidden] if the client may not join room, [rthub.ErrBadRequest]
+// if the room has no presence.
+func (c *Client) Presence(ctx context.Context, room string) (rthub.Presence, error) {
+	var p rthub.Presence
+	var derr error
+	err := c.call(ctx, command{Op: "presence", Room: room}, func(m *message) {
+		if m.err() == nil {
+			derr = json.Unmarshal(m.Data, &p)
+		}
+	})
+	if err == nil && derr != nil {
+		err = fmt.Errorf("protocol: presence reply: %w", derr)
+	}
+	return p, wrap(err, "presence %q", room)
+}
+
+// Viewing declares what this client is looking at (e.g. "device:42"; "" for
+// nothing). Its presence rooms get a user:viewing event. The client declares
+// it again after a reconnection.
+func (c *Client) Viewing(ctx context.Context, target string) error {
+	c.mu.Lock()
+	c.view = target
+	c.mu.Unlock()
+	return wrap(c.call(ctx, command{Op: "viewing", Target: &target}, nil), "viewing %q", target)
+}
+
 // call sends cmd on the connection, waiting for one while reconnecting, and
 // waits for its reply. onReply, if not nil, runs on the reader goroutine when
 // the reply arrives, even after ctx ended, so that the client's state follows

@@ -43,12 +43,13 @@ func (m *message) err() error {
 
 // command is a client → server command (docs/protocol.md §2.2).
 type command struct {
-	ID    uint64          `json:"id"`
-	Op    string          `json:"op"`
-	Room  string          `json:"room,omitempty"`
-	Event string          `json:"event,omitempty"`
-	Token string          `json:"token,omitempty"`
-	Data  json.RawMessage `json:"data,omitempty"`
+	ID     uint64          `json:"id"`
+	Op     string          `json:"op"`
+	Room   string          `json:"room,omitempty"`
+	Event  string          `json:"event,omitempty"`
+	Token  string          `json:"token,omitempty"`
+	Target *string         `json:"target,omitempty"`
+	Data   json.RawMessage `json:"data,omitempty"`
 }
 
 var (
