@@ -276,7 +276,6 @@ func New(pub Publisher, cfg Config) (*Bridge, error) {
 					o.idx, o.Name, i, rt.Name, o.Topic, rt.Topic))
 			}
 		}
-		rt.queue = newQueue(rt.QueueSize, rt.QueueBytes, rt.Overflow, rt.Conflate)
 		b.routes = append(b.routes, rt)
 		b.nvars = max(b.nvars, len(rt.pat.vars))
 		f := rt.pat.filter
@@ -287,6 +286,9 @@ func New(pub Publisher, cfg Config) (*Bridge, error) {
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+	}
+	for _, rt := range b.routes {
+		rt.queue = newQueue(rt.QueueSize, rt.QueueBytes, rt.Overflow, rt.Conflate)
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b, nil
@@ -313,9 +315,7 @@ func (b *Bridge) Start() error {
 	case stateClosed:
 		return ErrClosed
 	}
-	for _, r := range b.routes {
-		b.workers.Go(func() { b.runRoute(r) })
-	}
+	b.startRoutesLocked()
 	cm, err := autopaho.NewConnection(b.ctx, b.clientConfig())
 	if err != nil { // only for a config New rejects
 		b.cancel()
@@ -327,6 +327,13 @@ func (b *Bridge) Start() error {
 	b.cm = cm
 	b.state = stateRunning
 	return nil
+}
+
+// startRoutesLocked starts the routes' goroutines. Call with b.mu held.
+func (b *Bridge) startRoutesLocked() {
+	for _, r := range b.routes {
+		b.workers.Go(func() { b.runRoute(r) })
+	}
 }
 
 // Run starts the bridge (see [Bridge.Start]), waits until ctx is done and
@@ -402,10 +409,12 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	var err error
 	// Stop the MQTT client first, so that no message arrives while the
 	// queues drain. Disconnect returns once the client's goroutines ended.
-	if e := cm.Disconnect(ctx); e != nil {
-		err = e
-		b.cancel()
-		<-cm.Done()
+	if cm != nil {
+		if e := cm.Disconnect(ctx); e != nil {
+			err = e
+			b.cancel()
+			<-cm.Done()
+		}
 	}
 	b.mu.Lock()
 	b.setDownLocked()

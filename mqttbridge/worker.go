@@ -97,6 +97,9 @@ func (b *Bridge) onPublish(pr paho.PublishReceived) (bool, error) {
 func (b *Bridge) runRoute(r *route) {
 	var batch []*entry
 	for {
+		if b.ctx.Err() != nil { // aborted: Shutdown counts what is left as dropped
+			return
+		}
 		if r.BatchInterval <= 0 {
 			if e := r.queue.pop(); e != nil {
 				b.process(r, e)
