@@ -187,6 +187,35 @@ func TestServer_API(t *testing.T) {
 		}
 	})
 
+	// Presence in the staff room, as the dashboard's online list uses it.
+	t.Run("presence", func(t *testing.T) {
+		a := s.dial(t, "alice")
+		evs := collect(a, "user:viewing")
+		b := s.dial(t, "bob")
+		eventually(t, 5*time.Second, "bob in alice's presence list", func() bool {
+			p, err := a.Presence(t.Context(), roomStaff)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, u := range p.Users {
+				if u.User == "bob" {
+					return true
+				}
+			}
+			return false
+		})
+		if err := b.Viewing(t.Context(), "device:dev-01"); err != nil {
+			t.Fatal(err)
+		}
+		evs.next(t, 5*time.Second, "user:viewing of bob", func(ev client.Event) bool {
+			v := decode[struct{ User, Viewing string }](t, ev)
+			return ev.Room == roomStaff && v.User == "bob" && v.Viewing == "device:dev-01"
+		})
+		if _, err := a.Presence(t.Context(), roomAdmin); !errors.Is(err, rthub.ErrForbidden) && !errors.Is(err, rthub.ErrBadRequest) {
+			t.Fatalf("staff presence of admin: %v, want refused", err)
+		}
+	})
+
 	t.Run("badToken", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()

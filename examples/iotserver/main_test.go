@@ -31,8 +31,8 @@ func TestMain(m *testing.M) {
 
 // proc is the server running as a child process.
 type proc struct {
-	cmd  *exec.Cmd
-	addr string
+	cmd    *exec.Cmd
+	addr   string
 	out    *syncBuffer   // stdout
 	err    *syncBuffer   // stderr
 	exited chan struct{} // closed when the process has exited
@@ -153,7 +153,7 @@ func TestProcess_SIGTERM(t *testing.T) {
 	t.Logf("exited %v after SIGTERM", took.Round(time.Millisecond))
 	// The client saw the drain as "reconnect", not as a terminal close.
 	waitState(t, states, client.Reconnecting, 5*time.Second)
-	out := p.out.String()
+	out := p.out.String() // complete: the process has exited
 	if !strings.Contains(out, "shutting down") {
 		t.Fatalf("stdout has no shutdown message:\n%s", out)
 	}
@@ -190,6 +190,8 @@ func TestProcess_DemoMode(t *testing.T) {
 		"ADDR": "127.0.0.1:0", "MQTT_EMBEDDED_ADDR": "127.0.0.1:0", "LOG_LEVEL": "warn",
 		"JWT_SECRET": "", "SEED_USERS": "",
 	})
+	// The address line comes first; wait for the rest of the banner.
+	eventually(t, 10*time.Second, "the demo logins printed", func() bool { return strings.Contains(p.out.String(), "admin  admin / admin") })
 	out := p.out.String()
 	for _, want := range []string{"open http://127.0.0.1:", "demo mode", "staff  alice / alice", "admin  admin / admin", "store:      memory", "embedded on tcp://127.0.0.1:"} {
 		if !strings.Contains(out, want) {
