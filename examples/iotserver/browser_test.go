@@ -3,15 +3,41 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/org/rthub/internal/testenv"
 )
+
+var brokerRE = regexp.MustCompile(`embedded on tcp://(\S+)`)
+
+// mqttPublish publishes one QoS 1 message with a plain paho client.
+func mqttPublish(t *testing.T, addr, topic, payload string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := paho.NewClient(paho.ClientConfig{Conn: conn})
+	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "browser-test", CleanStart: true, KeepAlive: 10}); err != nil {
+		t.Fatalf("mqtt connect %s: %v", addr, err)
+	}
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: []byte(payload)}); err != nil {
+		t.Fatalf("mqtt publish: %v", err)
+	}
+	_ = c.Disconnect(&paho.Disconnect{})
+	<-c.Done()
+}
 
 // chromiumPath is Debian's Chromium (package chromium); the test never
 // downloads a browser.
@@ -90,6 +116,16 @@ func TestBrowser_Dashboard(t *testing.T) {
 		case "@@start":
 			srv = startProcess(t, env)
 			_, _ = stdin.Write([]byte("@@started\n"))
+		case "@@breach", "@@recover":
+			// A device of our own, through the embedded broker, so that
+			// an alert opens (and then resolves) when the page is looking.
+			v := map[string]float64{"@@breach": 35, "@@recover": 20}[line]
+			broker := brokerRE.FindStringSubmatch(srv.out.String())
+			if broker == nil {
+				t.Fatalf("no embedded broker address in the server's output:\n%s", srv.out)
+			}
+			mqttPublish(t, broker[1], "sensors/lab-9/reading", fmt.Sprintf(`{"values":{"temperature":%g}}`, v))
+			_, _ = stdin.Write([]byte(line + "ed\n"))
 		}
 	}
 	err := cmd.Wait()

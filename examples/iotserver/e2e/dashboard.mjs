@@ -86,6 +86,18 @@ try {
   await alice.waitForSelector('[data-testid=health] dd[data-key="mqtt"].ok', { timeout: 10000 });
   await shot(alice, "01-staff-live.png");
 
+  // An external device breaches its threshold: the alert shows, then clears.
+  step("device lab-9 reports 35 °C");
+  check((await ask("@@breach")) === "@@breached", "breach published");
+  await alice.waitForSelector('[data-testid=alerts] li[data-device="lab-9"]', { timeout: 10000 });
+  await alice.waitForSelector('[data-testid="device-lab-9"].alerting', { timeout: 10000 });
+  check((await alice.textContent("[data-testid=alert-count]")).trim() !== "0", "alert counted");
+  step("alert shown on the page");
+  await shot(alice, "01b-alert.png");
+  check((await ask("@@recover")) === "@@recovered", "recovery published");
+  await alice.waitForSelector('[data-testid=alerts] li[data-device="lab-9"]', { state: "detached", timeout: 10000 });
+  step("alert resolved on the page");
+
   // 2. A second user appears in alice's online list, with what they view.
   step("bob (staff) logs in and opens device dev-02");
   const bob = await newPage("bob");

@@ -208,9 +208,8 @@ async function loadState() {
   }));
   app.alerts = new Map(alerts.alerts.map((a) => [a.id, a]));
   app.analytics = analytics;
-  if (!app.healthAt) {
-    app.health = health;
-  }
+  app.health = health; // the server's latest (possibly a new process: no stale numbers)
+  app.healthAt = Date.now();
   await Promise.all([...app.devices.keys()].map((id) => loadHistory(id, 120)));
   if (isAdmin()) {
     const a = await api("/api/audit");
