@@ -106,6 +106,7 @@ export class RthubClient {
     this._setState("connecting");
     this._open("connect");
     this._tick = setInterval(() => this._checkLiveness(), 1000);
+    this._tick.unref?.(); // outside browsers (node), do not keep the process alive
   }
 
   /** Stops for good: no reconnection. */
@@ -394,9 +395,10 @@ export class RthubClient {
     const d = backoffDelay(this.attempt, this.backoff);
     this.attempt++;
     this.nextRetryAt = Date.now() + d;
-    this._setState("reconnecting");
-    // Let listeners see the new countdown even when the state did not change.
-    for (const fn of this._stateFns) fn(this.state, this._info());
+    if (this.state === "reconnecting") {
+      // Same state, new countdown: tell the listeners anyway.
+      for (const fn of this._stateFns) fn(this.state, this._info());
+    } else this._setState("reconnecting");
     clearTimeout(this._timer);
     this._timer = setTimeout(() => this._open(reason), d);
   }
