@@ -277,9 +277,18 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	}
 	log.Debug("stopped", "what", "hub (drain)", "took", time.Since(t).Round(time.Millisecond))
 	t = time.Now()
-	if e := srv.Shutdown(sctx); e != nil && !errors.Is(e, http.ErrServerClosed) {
-		log.Warn("http shutdown", "err", e)
+	// REST requests are short; what keeps Shutdown waiting is usually a
+	// browser's speculative connection that never sends a request (net/http
+	// waits up to 5 s for those). Give requests a second, then close.
+	hctx, hcancel := context.WithTimeout(sctx, time.Second)
+	if e := srv.Shutdown(hctx); e != nil {
+		if errors.Is(e, context.DeadlineExceeded) {
+			_ = srv.Close()
+		} else if !errors.Is(e, http.ErrServerClosed) {
+			log.Warn("http shutdown", "err", e)
+		}
 	}
+	hcancel()
 	log.Debug("stopped", "what", "http server", "took", time.Since(t).Round(time.Millisecond))
 	// The deferred cleanups stop the simulator, the bridge, the writer,
 	// the auditor, the broker and the store, in that order.

@@ -254,7 +254,10 @@ func (d *simDevice) run(ctx context.Context) {
 		OnConnectionDown: func() bool { d.up.Store(false); return true },
 		ClientConfig:     paho.ClientConfig{ClientID: "iotsim-" + d.id + "-" + hex.EncodeToString(idb[:])},
 	}
-	cm, err := autopaho.NewConnection(ctx, cfg)
+	// The connection outlives ctx by the goodbye below; Disconnect ends it.
+	cmCtx, cmCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cmCancel()
+	cm, err := autopaho.NewConnection(cmCtx, cfg)
 	if err != nil {
 		d.sim.log.Error("simulator: connect", "device", d.id, "err", err)
 		return
