@@ -1,0 +1,19 @@
+module github.com/org/rthub/mqttbridge
+
+go 1.26.0
+
+replace github.com/org/rthub => ../
+
+require (
+	github.com/eclipse/paho.golang v0.23.0
+	github.com/org/rthub v0.0.0
+)
+
+require (
+	github.com/gobwas/httphead v0.1.0 // indirect
+	github.com/gobwas/ws v1.5.0 // indirect
+	github.com/golang-jwt/jwt/v5 v5.3.1 // indirect
+	github.com/gorilla/websocket v1.5.3 // indirect
+	github.com/klauspost/compress v1.20.4 // indirect
+	golang.org/x/net v0.43.0 // indirect
+)
