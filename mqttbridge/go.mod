@@ -16,4 +16,5 @@ require (
 	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/klauspost/compress v1.20.4 // indirect
 	golang.org/x/net v0.43.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
 )
