@@ -1035,12 +1035,38 @@ type PublishOption func(*publishConfig)
 
 type publishConfig struct {
 	except string
+	cid    string
 }
 
 // WithExcept leaves out the connection with this ID (typically the sender of
 // a relayed event).
 func WithExcept(connID string) PublishOption {
 	return func(p *publishConfig) { p.except = connID }
+}
+
+// WithCorrelationID tags the event with id, which clients receive as the
+// event's "cid" field and the hub logs (at debug level) with the publish, so
+// one reading can be followed from its origin (an MQTT message, an HTTP
+// request) to the frame a client receives. id is at most 128 bytes of
+// printable ASCII; anything else is ignored.
+func WithCorrelationID(id string) PublishOption {
+	return func(p *publishConfig) {
+		if validCorrelationID(id) {
+			p.cid = id
+		}
+	}
+}
+
+func validCorrelationID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x20 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // Publish sends event with data to every connection in room. data is encoded
@@ -1086,7 +1112,11 @@ func (h *Hub) publish(ctx context.Context, room, event string, data []byte, opts
 		o(&cfg)
 	}
 	h.stats.published.Add(1)
-	payload := appendPublication(make([]byte, 0, 96+len(event)+len(room)+len(data)), cfg.except, event, room, data)
+	payload := appendPublication(make([]byte, 0, 96+len(event)+len(room)+len(cfg.cid)+len(data)), cfg.except, cfg.cid, event, room, data)
+	if cfg.cid != "" && h.log.Enabled(ctx, slog.LevelDebug) {
+		h.log.LogAttrs(ctx, slog.LevelDebug, "rthub: publish", slog.String("room", room),
+			slog.String("event", event), slog.String("cid", cfg.cid), slog.Int("bytes", len(data)))
+	}
 	if _, err := h.broker.Publish(ctx, room, payload); err != nil {
 		h.stats.brokerErrors.Add(1)
 		return fmt.Errorf("rthub: publish to %q: %w", room, err)

@@ -1,6 +1,7 @@
 package rthub
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -58,5 +59,27 @@ func TestHub_BroadcastLatency(t *testing.T) {
 	s := h.Stats().BroadcastLatency
 	if s.Count-before != 5 || s.Sum <= 0 {
 		t.Fatalf("latency histogram %+v, want 5 more observations", s)
+	}
+}
+
+// TestHub_CorrelationID: a publish's correlation ID reaches the client as
+// "cid"; an invalid one is dropped, not sent.
+func TestHub_CorrelationID(t *testing.T) {
+	t.Parallel()
+	h, url := testHub(t, nil)
+	c := dial(t, url, testToken(t, "alice", time.Hour, "staff"))
+	c.readType("welcome")
+	for _, tc := range []struct{ cid, want string }{
+		{"mqtt-7f3a", `"cid":"mqtt-7f3a"`},
+		{"bad\nid", ""},
+		{strings.Repeat("x", 129), ""},
+	} {
+		if err := h.Publish(t.Context(), "staff", "sensor:data", 1, WithCorrelationID(tc.cid)); err != nil {
+			t.Fatal(err)
+		}
+		b := c.readRaw()
+		if tc.want != "" && !strings.Contains(string(b), tc.want) || tc.want == "" && strings.Contains(string(b), `"cid"`) {
+			t.Fatalf("cid %q: frame %s", tc.cid, b)
+		}
 	}
 }

@@ -246,16 +246,35 @@ func (h *Hub) unsubscribe(room string) {
 // with a first member "except":"<conn id>", which the hub removes again.
 const exceptPrefix = `{"except":"`
 
-func appendPublication(dst []byte, except, event, room string, data []byte) []byte {
+func appendPublication(dst []byte, except, cid, event, room string, data []byte) []byte {
 	if except != "" {
 		dst = append(dst, exceptPrefix...)
 		dst = append(dst, except...) // connection IDs are [0-9a-f-]
 		dst = append(dst, `",`...)
 		n := len(dst)
-		dst = appendEvent(dst, event, room, data)
+		dst = appendEventCID(dst, cid, event, room, data)
 		return append(dst[:n], dst[n+1:]...) // drop the event's own "{"
 	}
-	return appendEvent(dst, event, room, data)
+	return appendEventCID(dst, cid, event, room, data)
+}
+
+// appendEventCID is appendEvent with a "cid" member when cid is set.
+func appendEventCID(dst []byte, cid, event, room string, data []byte) []byte {
+	if cid == "" {
+		return appendEvent(dst, event, room, data)
+	}
+	dst = append(dst, `{"type":"event","event":`...)
+	dst = appendJSONString(dst, event)
+	dst = append(dst, `,"room":`...)
+	dst = appendJSONString(dst, room)
+	dst = append(dst, `,"cid":`...)
+	dst = appendJSONString(dst, cid)
+	dst = append(dst, `,"data":`...)
+	if len(data) == 0 {
+		data = []byte("null")
+	}
+	dst = append(dst, data...)
+	return append(dst, '}')
 }
 
 // splitPublication undoes appendPublication's except member.

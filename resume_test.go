@@ -411,7 +411,11 @@ func TestResume_AcrossNodes(t *testing.T) {
 
 func TestResume_PublicationEnvelope(t *testing.T) {
 	for _, except := range []string{"", "0a1b2c-17"} {
-		p := appendPublication(nil, except, "a:b", "r", []byte(`{"x":1}`))
+		withCID := appendPublication(nil, except, "reading-42", "a:b", "r", []byte(`{"x":1}`))
+		if _, body := splitPublication(withCID); string(body) != `{"type":"event","event":"a:b","room":"r","cid":"reading-42","data":{"x":1}}` {
+			t.Fatalf("with cid: %s", body)
+		}
+		p := appendPublication(nil, except, "", "a:b", "r", []byte(`{"x":1}`))
 		if !json.Valid(p) {
 			t.Fatalf("publication %s is not JSON", p)
 		}
