@@ -184,6 +184,7 @@ type Hub struct {
 	policy   *policy
 	limits   *limiter
 	broker   Broker
+	pstore   PresenceStore // the broker's, when it keeps cluster-wide presence and Policy.Presence is set
 	roomLock [256]sync.Mutex // by room name hash: serializes a room's joins, leaves, (un)subscriptions
 	seed     maphash.Seed
 	handlers map[string]Handler
@@ -299,6 +300,10 @@ func New(opts Options) (*Hub, error) {
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("rthub: starting the broker: %w", err)
+	}
+	if ps, ok := h.broker.(PresenceStore); ok && len(pol.presence) > 0 {
+		h.pstore = ps
+		h.bg.Go(h.presenceKeeper)
 	}
 	h.workers = max(8, 4*runtime.GOMAXPROCS(0))
 	for range h.workers {
@@ -922,8 +927,9 @@ func (h *Hub) joinAt(c *conn, name string, server bool, since *StreamPosition) (
 		res.recovered = since.Epoch == rm.pos.Epoch && since.Offset >= rm.pos.Offset
 	}
 	var fl *flushList
+	var evs []presenceEvent
 	if added && rm.pres != nil {
-		fl = h.presenceJoined(rm, name, c)
+		fl, evs = h.presenceJoined(rm, name, c)
 	}
 	rm.mu.Unlock()
 	if replay != nil {
@@ -932,6 +938,7 @@ func (h *Hub) joinAt(c *conn, name string, server bool, since *StreamPosition) (
 	if fl != nil {
 		h.dispatch(fl)
 	}
+	h.publishPresence(evs) // cluster presence: through the broker, still under the room lock
 	if err != nil && created {
 		h.removeIfEmpty(rm, name)
 	}
@@ -1005,13 +1012,15 @@ func (h *Hub) leave(c *conn, name string) bool {
 	rm.members[last] = nil
 	rm.members = rm.members[:last]
 	var fl *flushList
+	var evs []presenceEvent
 	if rm.pres != nil {
-		fl = h.presenceLeft(rm, name, c, viewing)
+		fl, evs = h.presenceLeft(rm, name, c, viewing)
 	}
 	rm.mu.Unlock()
 	if fl != nil {
 		h.dispatch(fl)
 	}
+	h.publishPresence(evs)
 	if last == 0 {
 		h.removeIfEmpty(rm, name)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // PresenceOptions configures presence: who is in a room, as people rather
@@ -40,6 +41,11 @@ type PresenceOptions struct {
 	// connection joins; the result must encode to JSON. Never put secrets here:
 	// everyone in the room sees it.
 	Info func(id *Identity) any
+	// TTL is how long a presence entry lives in a cluster-wide presence store
+	// (a Broker that is a [PresenceStore], like the Redis broker) without being
+	// renewed; each hub renews its own every TTL/3. It bounds how long a
+	// crashed node's people stay online: at most TTL + TTL/3. Default 30 s.
+	TTL time.Duration
 }
 
 func (o *PresenceOptions) setDefaults() error {
@@ -63,6 +69,11 @@ func (o *PresenceOptions) setDefaults() error {
 		o.MaxList = 1000
 	} else if o.MaxList < 0 {
 		errs = append(errs, errors.New("rthub: PresenceOptions.MaxList is negative"))
+	}
+	if o.TTL == 0 {
+		o.TTL = 30 * time.Second
+	} else if o.TTL < 300*time.Millisecond {
+		errs = append(errs, errors.New("rthub: PresenceOptions.TTL is under 300 ms"))
 	}
 	return errors.Join(errs...)
 }
@@ -124,20 +135,26 @@ type viewingData struct {
 // and queues OnlineEvent when c is the person's first connection there. It
 // runs with rm.mu held and c.mu not held; the returned list (may be nil) is
 // for dispatch after rm.mu is released.
-func (h *Hub) presenceJoined(rm *room, name string, c *conn) *flushList {
+func (h *Hub) presenceJoined(rm *room, name string, c *conn) (*flushList, []presenceEvent) {
 	id := c.ident.Load()
 	p := rm.pres[id.Subject]
 	if p != nil {
 		p.conns = append(p.conns, c)
-		return nil
+		if h.pstore != nil {
+			return nil, h.clusterJoined(rm, name, c, p)
+		}
+		return nil, nil
 	}
 	p = &person{name: id.Name, roles: slices.Clone(id.Roles), conns: []*conn{c}}
 	if fn := h.opts.Presence.Info; fn != nil {
 		p.info = h.presenceInfo(fn, id)
 	}
 	rm.pres[id.Subject] = p
+	if h.pstore != nil {
+		return nil, h.clusterJoined(rm, name, c, p)
+	}
 	data, _ := json.Marshal(onlineData{User: id.Subject, Name: p.name, Roles: p.roles, Info: p.info})
-	return h.deliverLocked(rm, name, h.opts.Presence.OnlineEvent, data, "")
+	return h.deliverLocked(rm, name, h.opts.Presence.OnlineEvent, data, ""), nil
 }
 
 // presenceInfo calls PresenceOptions.Info, containing its failures.
@@ -163,23 +180,28 @@ func (h *Hub) presenceInfo(fn func(*Identity) any, id *Identity) (raw json.RawMe
 // presenceLeft removes c, just taken out of rm's members, from rm's presence:
 // OfflineEvent when it was the person's last connection, else ViewingEvent
 // with "" when it was viewing something. Same locking as presenceJoined.
-func (h *Hub) presenceLeft(rm *room, name string, c *conn, viewing string) *flushList {
+func (h *Hub) presenceLeft(rm *room, name string, c *conn, viewing string) (*flushList, []presenceEvent) {
 	sub := c.ident.Load().Subject
 	p := rm.pres[sub]
 	if p == nil {
-		return nil
+		return nil, nil
 	}
 	p.conns = slices.DeleteFunc(p.conns, func(x *conn) bool { return x == c })
 	if len(p.conns) == 0 {
 		delete(rm.pres, sub)
+	}
+	if h.pstore != nil {
+		return nil, h.clusterLeft(name, c, viewing)
+	}
+	if len(p.conns) == 0 {
 		data, _ := json.Marshal(offlineData{User: sub})
-		return h.deliverLocked(rm, name, h.opts.Presence.OfflineEvent, data, "")
+		return h.deliverLocked(rm, name, h.opts.Presence.OfflineEvent, data, ""), nil
 	}
 	if viewing == "" {
-		return nil
+		return nil, nil
 	}
 	data, _ := json.Marshal(viewingData{User: sub, Conn: c.id})
-	return h.deliverLocked(rm, name, h.opts.Presence.ViewingEvent, data, "")
+	return h.deliverLocked(rm, name, h.opts.Presence.ViewingEvent, data, ""), nil
 }
 
 // setViewing records what c is viewing and tells its presence rooms. It runs
@@ -211,13 +233,24 @@ func (h *Hub) setViewing(c *conn, target string) error {
 		}
 		rm.mu.Lock()
 		var fl *flushList
+		var evs []presenceEvent
 		if p := rm.pres[c.ident.Load().Subject]; p != nil && slices.Contains(p.conns, c) {
-			fl = h.deliverLocked(rm, name, h.opts.Presence.ViewingEvent, data, "")
+			if h.pstore != nil {
+				ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
+				if _, err := h.pstore.PresenceAdd(ctx, name, h.memberOf(c, p), h.opts.Presence.TTL); err != nil {
+					h.stats.brokerErrors.Add(1)
+				}
+				cancel()
+				evs = []presenceEvent{{room: name, event: h.opts.Presence.ViewingEvent, data: data}}
+			} else {
+				fl = h.deliverLocked(rm, name, h.opts.Presence.ViewingEvent, data, "")
+			}
 		}
 		rm.mu.Unlock()
 		if fl != nil {
 			h.dispatch(fl)
 		}
+		h.publishPresence(evs)
 	}
 	return nil
 }
@@ -238,11 +271,20 @@ func (h *Hub) Presence(ctx context.Context, room string) (Presence, error) {
 	if !h.policy.presenceOn(room) {
 		return Presence{}, errPresenceOff
 	}
-	return h.presenceList(room), nil
+	return h.presenceList(room)
 }
 
-// presenceList builds room's presence, capped at MaxList people.
-func (h *Hub) presenceList(room string) Presence {
+// presenceList builds room's presence, from the cluster's store when there
+// is one.
+func (h *Hub) presenceList(room string) (Presence, error) {
+	if h.pstore != nil {
+		return h.clusterList(room)
+	}
+	return h.localPresence(room), nil
+}
+
+// localPresence builds room's presence, capped at MaxList people.
+func (h *Hub) localPresence(room string) Presence {
 	out := Presence{Room: room, Users: []PresenceUser{}}
 	h.mu.RLock()
 	rm := h.rooms[room]
@@ -293,5 +335,5 @@ func (h *Hub) clientPresence(c *conn, room string) (Presence, error) {
 			return Presence{}, err
 		}
 	}
-	return h.presenceList(room), nil
+	return h.presenceList(room)
 }

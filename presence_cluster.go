@@ -1,0 +1,225 @@
+package rthub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"slices"
+	"time"
+)
+
+// PresenceStore is an optional extra of a [Broker] (found by interface
+// assertion) that keeps presence for the whole cluster, so that a person's
+// online and offline events fire once across all nodes, and presence lists
+// show the connections of every node. Without it (the [MemoryBroker]),
+// presence is per hub.
+//
+// Entries live for a TTL that each hub renews for its own connections; a
+// crashed node's connections expire, and the next sweep by any node with
+// members in the room removes them and publishes the offline events. So a
+// crashed node's people go offline within PresenceOptions.TTL plus a third
+// of it.
+type PresenceStore interface {
+	// PresenceAdd records or updates a connection in room for ttl. first
+	// reports whether it is its user's only live connection in the room.
+	PresenceAdd(ctx context.Context, room string, m PresenceMember, ttl time.Duration) (first bool, err error)
+	// PresenceRemove removes a connection; last reports whether its user
+	// has no live connection left in the room.
+	PresenceRemove(ctx context.Context, room, user, conn string) (last bool, err error)
+	// PresenceTouch renews the TTL of conns in room.
+	PresenceTouch(ctx context.Context, room string, conns []string, ttl time.Duration) error
+	// PresenceExpire removes the connections of room whose TTL passed and
+	// returns the users that left with them (each reported by one caller
+	// only).
+	PresenceExpire(ctx context.Context, room string) (offline []string, err error)
+	// PresenceList returns room's live connections.
+	PresenceList(ctx context.Context, room string) ([]PresenceMember, error)
+}
+
+// PresenceMember is one connection's presence entry in a [PresenceStore].
+type PresenceMember struct {
+	User    string          `json:"user"`
+	Conn    string          `json:"conn"`
+	Name    string          `json:"name,omitempty"`
+	Roles   []string        `json:"roles,omitempty"`
+	Info    json.RawMessage `json:"info,omitempty"`
+	Viewing string          `json:"viewing,omitempty"`
+}
+
+// presenceEvent is a presence event to publish through the broker once the
+// room's lock is released (cluster presence).
+type presenceEvent struct {
+	room, event string
+	data        []byte
+}
+
+func (h *Hub) publishPresence(evs []presenceEvent) {
+	for _, ev := range evs {
+		// Straight to the broker: also while the hub drains, so that other
+		// nodes learn who left.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), h.opts.BrokerTimeout)
+		payload := appendPublication(nil, "", "", ev.event, ev.room, ev.data)
+		if _, err := h.broker.Publish(ctx, ev.room, payload); err != nil && !errors.Is(err, ErrBrokerClosed) {
+			h.stats.brokerErrors.Add(1)
+			h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: publishing a presence event", slog.String("room", ev.room),
+				slog.String("event", ev.event), slog.Any("err", err))
+		}
+		cancel()
+	}
+}
+
+func (h *Hub) memberOf(c *conn, p *person) PresenceMember {
+	id := c.ident.Load()
+	c.mu.Lock()
+	viewing := c.viewing
+	c.mu.Unlock()
+	return PresenceMember{User: id.Subject, Conn: c.id, Name: p.name, Roles: p.roles, Info: p.info, Viewing: viewing}
+}
+
+// clusterJoined records c in the store; it returns the online event when c
+// is its user's first connection in the cluster. rm.mu is held.
+func (h *Hub) clusterJoined(rm *room, name string, c *conn, p *person) []presenceEvent {
+	ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
+	defer cancel()
+	first, err := h.pstore.PresenceAdd(ctx, name, h.memberOf(c, p), h.opts.Presence.TTL)
+	if err != nil {
+		h.stats.brokerErrors.Add(1)
+		h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: presence add", slog.String("room", name), slog.Any("err", err))
+		return nil
+	}
+	if !first {
+		return nil
+	}
+	data, _ := json.Marshal(onlineData{User: c.ident.Load().Subject, Name: p.name, Roles: p.roles, Info: p.info})
+	return []presenceEvent{{room: name, event: h.opts.Presence.OnlineEvent, data: data}}
+}
+
+// clusterLeft removes c from the store; it returns the offline event, or the
+// viewing-ended one. rm.mu is held.
+func (h *Hub) clusterLeft(name string, c *conn, viewing string) []presenceEvent {
+	ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
+	defer cancel()
+	sub := c.ident.Load().Subject
+	last, err := h.pstore.PresenceRemove(ctx, name, sub, c.id)
+	if err != nil {
+		h.stats.brokerErrors.Add(1)
+		h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: presence remove", slog.String("room", name), slog.Any("err", err))
+		return nil // the entry expires on its own
+	}
+	if last {
+		data, _ := json.Marshal(offlineData{User: sub})
+		return []presenceEvent{{room: name, event: h.opts.Presence.OfflineEvent, data: data}}
+	}
+	if viewing != "" {
+		data, _ := json.Marshal(viewingData{User: sub, Conn: c.id})
+		return []presenceEvent{{room: name, event: h.opts.Presence.ViewingEvent, data: data}}
+	}
+	return nil
+}
+
+// clusterList builds a presence list from the store.
+func (h *Hub) clusterList(room string) (Presence, error) {
+	ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
+	defer cancel()
+	ms, err := h.pstore.PresenceList(ctx, room)
+	if err != nil {
+		h.stats.brokerErrors.Add(1)
+		return Presence{}, ErrInternal
+	}
+	byUser := make(map[string]*PresenceUser)
+	for _, m := range ms {
+		u := byUser[m.User]
+		if u == nil {
+			u = &PresenceUser{User: m.User, Name: m.Name, Roles: m.Roles, Info: m.Info}
+			byUser[m.User] = u
+		}
+		u.Conns = append(u.Conns, PresenceConn{Conn: m.Conn, Viewing: m.Viewing})
+	}
+	out := Presence{Room: room, Count: len(byUser), Users: []PresenceUser{}}
+	users := make([]string, 0, len(byUser))
+	for u := range byUser {
+		users = append(users, u)
+	}
+	slices.Sort(users)
+	if len(users) > h.opts.Presence.MaxList {
+		users, out.Truncated = users[:h.opts.Presence.MaxList], true
+	}
+	for _, u := range users {
+		pu := byUser[u]
+		slices.SortFunc(pu.Conns, func(a, b PresenceConn) int { return compareStrings(a.Conn, b.Conn) })
+		out.Users = append(out.Users, *pu)
+	}
+	return out, nil
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// presenceKeeper renews this hub's presence entries and sweeps expired ones
+// (a crashed node's), every third of PresenceOptions.TTL, until the hub stops.
+func (h *Hub) presenceKeeper() {
+	t := time.NewTicker(h.opts.Presence.TTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-t.C:
+			h.presenceSweep()
+		}
+	}
+}
+
+func (h *Hub) presenceSweep() {
+	type roomConns struct {
+		name  string
+		conns []string
+	}
+	var rooms []roomConns
+	h.mu.RLock()
+	for name, rm := range h.rooms {
+		if rm.pres == nil {
+			continue
+		}
+		rm.mu.Lock()
+		rc := roomConns{name: name}
+		for _, p := range rm.pres {
+			for _, c := range p.conns {
+				rc.conns = append(rc.conns, c.id)
+			}
+		}
+		rm.mu.Unlock()
+		rooms = append(rooms, rc)
+	}
+	h.mu.RUnlock()
+	for _, rc := range rooms {
+		ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
+		if len(rc.conns) > 0 {
+			if err := h.pstore.PresenceTouch(ctx, rc.name, rc.conns, h.opts.Presence.TTL); err != nil {
+				h.stats.brokerErrors.Add(1)
+				h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: presence touch", slog.String("room", rc.name), slog.Any("err", err))
+			}
+		}
+		gone, err := h.pstore.PresenceExpire(ctx, rc.name)
+		cancel()
+		if err != nil {
+			h.stats.brokerErrors.Add(1)
+			h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: presence sweep", slog.String("room", rc.name), slog.Any("err", err))
+			continue
+		}
+		var evs []presenceEvent
+		for _, u := range gone {
+			data, _ := json.Marshal(offlineData{User: u})
+			evs = append(evs, presenceEvent{room: rc.name, event: h.opts.Presence.OfflineEvent, data: data})
+		}
+		h.publishPresence(evs)
+	}
+}
