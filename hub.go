@@ -184,7 +184,7 @@ type Hub struct {
 	policy   *policy
 	limits   *limiter
 	broker   Broker
-	pstore   PresenceStore // the broker's, when it keeps cluster-wide presence and Policy.Presence is set
+	pstore   PresenceStore   // the broker's, when it keeps cluster-wide presence and Policy.Presence is set
 	roomLock [256]sync.Mutex // by room name hash: serializes a room's joins, leaves, (un)subscriptions
 	seed     maphash.Seed
 	handlers map[string]Handler
