@@ -87,9 +87,9 @@ func TestIntegration_ReadingToRooms(t *testing.T) {
 		if want := []string{"req-7", "req-7", "", ""}; !slices.Equal(ids, want) {
 			t.Errorf("correlation IDs at the publisher %q, want %q", ids, want)
 		}
-		if st := b.Stats(); st.Received != 2 || st.Sent != 2 || st.Published != 4 || !st.Connected || !st.Subscribed || st.Connects != 1 {
-			t.Errorf("stats: %+v", st)
-		}
+		waitStats(t, b, func(st Stats) bool {
+			return st.Received == 2 && st.Sent == 2 && st.Published == 4 && st.Connected && st.Subscribed && st.Connects == 1
+		})
 	})
 }
 
@@ -116,10 +116,9 @@ func TestIntegration_BadMessagesNotDelivered(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Fatalf("got %q, want %q", got, want)
 		}
-		st := b.Stats()
-		if st.Received != 6 || st.DecodeErrors != 3 || st.InvalidTopic != 2 || st.Published != 2 {
-			t.Fatalf("stats: %+v", st)
-		}
+		st := waitStats(t, b, func(st Stats) bool {
+			return st.Received == 6 && st.DecodeErrors == 3 && st.InvalidTopic == 2 && st.Published == 2 && st.Sent == 1
+		})
 		if !errors.Is(st.LastError, ErrDecode) && !errors.Is(st.LastError, ErrInvalidTopic) {
 			t.Fatalf("LastError = %v", st.LastError)
 		}
@@ -162,9 +161,7 @@ func TestIntegration_LastWillOnChange(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Fatalf("got %q, want %q", got, want)
 		}
-		if st := b.Stats(); st.Received != 3 || st.Sent != 2 || st.Unchanged != 1 {
-			t.Fatalf("stats: %+v", st)
-		}
+		waitStats(t, b, func(st Stats) bool { return st.Received == 3 && st.Sent == 2 && st.Unchanged == 1 })
 	})
 }
 
