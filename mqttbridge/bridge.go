@@ -31,9 +31,9 @@ var _ Publisher = (*rthub.Hub)(nil)
 // [New] copies the Config and never modifies the caller's value.
 type Config struct {
 	// URL is the broker's address (required): tcp:// or mqtt:// for plain
-	// TCP (default port 1883 is not implied: give the port), tls://,
-	// ssl:// or mqtts:// for TLS, ws:// or wss:// for MQTT over WebSocket,
-	// e.g. "tcp://127.0.0.1:1883".
+	// TCP, tls://, ssl:// or mqtts:// for TLS, all with a port, e.g.
+	// "tcp://127.0.0.1:1883"; ws:// or wss:// with a path for MQTT over
+	// WebSocket, e.g. "wss://broker.example.com/mqtt".
 	URL string
 	// ClientID identifies the bridge to the broker; it must be unique among
 	// the broker's clients (a second client with the same ID takes the
@@ -144,6 +144,8 @@ func (c *Config) setDefaults() []error {
 		}
 		if u.Host == "" {
 			bad("URL %q has no host", c.URL)
+		} else if u.Port() == "" && !strings.HasPrefix(strings.ToLower(u.Scheme), "ws") {
+			bad("URL %q has no port (e.g. :1883, or :8883 for TLS)", c.URL)
 		}
 	}
 	if c.ClientID == "" {
