@@ -608,6 +608,7 @@ var httpErrorMessages = map[string]string{
 	"forbidden":               "forbidden",
 	"forbidden_origin":        "origin not allowed",
 	"rate_limited":            "too many requests",
+	"too_many_connections":    "too many connections",
 	"bad_request":             "bad request",
 	"not_found":               "not found",
 	"internal":                "internal server error",

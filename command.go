@@ -13,13 +13,25 @@ import (
 // become replies (docs/protocol.md §2.3), and the connection stays open.
 func (h *Hub) handleMessage(c *conn, msg []byte) {
 	cmd, err := decodeCommand(msg)
+	// Every message costs, malformed ones too: garbage is no cheaper to send.
+	if ok, abusive := h.allowCommand(c, &cmd, time.Now()); !ok {
+		if abusive {
+			if c.closeWith(ClosePolicyViolation, "rate limit abuse") {
+				h.refused(h.ctx, c.refusal("abuse", "rate_limited"))
+			}
+			return
+		}
+		c.reply(cmd.ID, nil, fmt.Errorf("%w: slow down", ErrRateLimited))
+		return
+	}
 	if err != nil {
 		c.reply(cmd.ID, nil, err)
 		return
 	}
 	switch cmd.Op {
 	case cmdJoin:
-		c.reply(cmd.ID, roomData{Room: cmd.Room}, h.clientJoin(c, cmd.Room))
+		res, err := h.clientJoin(c, cmd.Room, cmd.Since)
+		c.reply(cmd.ID, joinData{Room: cmd.Room, streamInfo: res.info()}, err)
 	case cmdLeave:
 		if err := ValidRoom(cmd.Room); err != nil {
 			c.reply(cmd.ID, nil, err)
@@ -33,11 +45,21 @@ func (h *Hub) handleMessage(c *conn, msg []byte) {
 		h.refresh(c, cmd)
 	case cmdPing:
 		c.reply(cmd.ID, nil, nil)
+	case cmdPresence:
+		p, err := h.clientPresence(c, cmd.Room)
+		c.reply(cmd.ID, p, err)
+	case cmdViewing:
+		c.reply(cmd.ID, nil, h.setViewing(c, cmd.Target))
 	}
 }
 
 type roomData struct {
 	Room string `json:"room"`
+}
+
+type joinData struct {
+	Room string `json:"room"`
+	streamInfo
 }
 
 type refreshData struct {
@@ -59,17 +81,24 @@ func (c *conn) reply(id uint64, data any, err error) {
 	c.sendJSON(m)
 }
 
-func (h *Hub) clientJoin(c *conn, room string) error {
+func (h *Hub) clientJoin(c *conn, room string, since *StreamPosition) (joinResult, error) {
 	if err := ValidRoom(room); err != nil {
-		return err
+		return joinResult{}, err
 	}
 	id := c.ident.Load()
 	if err := h.policy.authorize(h.ctx, id, ActionJoin, room, ""); err != nil {
-		h.log.LogAttrs(h.ctx, slog.LevelInfo, "rthub: join refused", slog.String("conn", c.id),
-			slog.String("user", id.Subject), slog.String("room", room))
-		return err
+		r := c.refusal("join", ErrorCode(err))
+		r.Room = room
+		h.refused(h.ctx, r)
+		return joinResult{}, err
 	}
-	return h.join(c, room, false)
+	res, err := h.joinAt(c, room, false, since)
+	if errors.Is(err, ErrTooManyRooms) {
+		r := c.refusal("join", ErrorCode(err))
+		r.Room = room
+		h.refused(h.ctx, r)
+	}
+	return res, err
 }
 
 func (h *Hub) clientEmit(c *conn, cmd command) error {
@@ -80,12 +109,18 @@ func (h *Hub) clientEmit(c *conn, cmd command) error {
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrUnknownEvent, truncate(cmd.Event, 64))
 	}
+	refuse := func(err error) error {
+		r := c.refusal("emit", ErrorCode(err))
+		r.Room, r.Event = cmd.Room, cmd.Event
+		h.refused(h.ctx, r)
+		return err
+	}
 	if !c.inRoom(cmd.Room) {
-		return fmt.Errorf("%w: not a member of room %q", ErrForbidden, cmd.Room)
+		return refuse(fmt.Errorf("%w: not a member of room %q", ErrForbidden, truncate(cmd.Room, 128)))
 	}
 	id := c.ident.Load()
 	if err := h.policy.authorize(h.ctx, id, ActionEmit, cmd.Room, cmd.Event); err != nil {
-		return err
+		return refuse(err)
 	}
 	var herr error
 	func() {
@@ -110,12 +145,12 @@ func (h *Hub) refresh(c *conn, cmd command) {
 	old := c.ident.Load()
 	id, err := h.auth.verify(cmd.Token, time.Now())
 	if err != nil {
+		h.refused(h.ctx, c.refusal("refresh", ErrorCode(err)))
 		c.reply(cmd.ID, nil, err)
 		return
 	}
 	if id.Subject != old.Subject {
-		h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: refresh for another subject", slog.String("conn", c.id),
-			slog.String("user", old.Subject))
+		h.refused(h.ctx, c.refusal("refresh", "token_claims"))
 		c.reply(cmd.ID, nil, fmt.Errorf("%w: token is for another subject", ErrTokenClaims))
 		c.closeWith(CloseUnauthorized, "token subject changed")
 		return

@@ -252,7 +252,10 @@ func TestCompress_Libraries(t *testing.T) {
 // in room staff exactly n bytes long.
 func eventOfSize(t *testing.T, n int) json.RawMessage {
 	t.Helper()
-	base := len(appendEvent(nil, "news:item", "staff", []byte(`""`)))
+	// The frame also carries its stream position: offsets below 10 here, and
+	// the memory broker's 16-character epochs.
+	base := len(appendPosition(nil, appendEvent(nil, "news:item", "staff", []byte(`""`)),
+		StreamPosition{Offset: 1, Epoch: strings.Repeat("e", 16)}))
 	if n < base {
 		t.Fatalf("envelope cannot be %d bytes", n)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -23,6 +24,9 @@ type ConnInfo struct {
 	Identity *Identity
 	// RemoteAddr is the peer's address as net/http saw it.
 	RemoteAddr string
+	// ClientIP is the client's address: the TCP peer's, or the one a trusted
+	// proxy reported (see [Limits.TrustedProxies]).
+	ClientIP netip.Addr
 }
 
 // roomRef is one room a connection is in. server marks rooms joined through the
@@ -48,7 +52,9 @@ type conn struct {
 	rd         io.Reader       // nc, or bytes buffered during the handshake followed by nc
 	id         string
 	remoteAddr string
+	ip         netip.Addr // client IP (see Limits.TrustedProxies)
 	deflate    bool
+	limit      *cmdLimit // command rate state, made on the first command; read loop only
 
 	ident   atomic.Pointer[Identity]
 	expGen  atomic.Uint64 // bumped on refresh; stale expiry timers compare it
@@ -68,6 +74,7 @@ type conn struct {
 	close   []byte        // pending close frame
 	code    CloseCode
 	rooms   []roomRef
+	viewing string // what the client says it is viewing (presence); "" for nothing
 }
 
 // batch is a reusable list of frames for one vectored write.
@@ -80,7 +87,7 @@ var batchPool = sync.Pool{New: func() any { return &batch{bufs: make(net.Buffers
 
 // info returns the connection's current ConnInfo.
 func (c *conn) info() ConnInfo {
-	return ConnInfo{ID: c.id, Identity: c.ident.Load(), RemoteAddr: c.remoteAddr}
+	return ConnInfo{ID: c.id, Identity: c.ident.Load(), RemoteAddr: c.remoteAddr, ClientIP: c.ip}
 }
 
 // send queues one data frame and schedules a flush if needed. It never
@@ -120,6 +127,23 @@ func (c *conn) enqueue(frame []byte) (queued, start bool) {
 	start = c.kickLocked()
 	c.mu.Unlock()
 	return true, start
+}
+
+// prepend puts frame first in the queue. It is for the welcome, while the
+// write side is still held (see setupConn), so nothing was written yet.
+func (c *conn) prepend(frame []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	if c.queue == nil {
+		c.queue = batchPool.Get().(*batch)
+	}
+	c.queue.bufs = append(c.queue.bufs, nil)
+	copy(c.queue.bufs[1:], c.queue.bufs)
+	c.queue.bufs[0] = frame
+	c.queued += len(frame)
 }
 
 // sendControl queues a control frame (pong); it is not subject to the queue

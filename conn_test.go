@@ -53,6 +53,7 @@ type rawOpts struct {
 	token      string            // sent as Authorization: Bearer
 	protocols  []string          // offered subprotocols; nil means rthub.v1
 	extensions []httphead.Option // offered extensions (permessage-deflate)
+	hdr        http.Header       // extra request headers
 }
 
 // rawConn is a WebSocket client that writes frames as raw bytes and reads
@@ -77,7 +78,10 @@ func dialRaw(t testing.TB, url string, o rawOpts) *rawConn {
 }
 
 func dialRawErr(url string, o rawOpts) (*rawConn, error) {
-	hdr := http.Header{}
+	hdr := o.hdr.Clone()
+	if hdr == nil {
+		hdr = http.Header{}
+	}
 	if o.token != "" {
 		hdr.Set("Authorization", "Bearer "+o.token)
 	}
@@ -548,7 +552,10 @@ func TestConn_PipelinedJoins(t *testing.T) {
 	const n = 10000
 	// A small queue: replies to pipelined commands must not overflow it
 	// however fast the client writes (the read loop waits for the writer).
-	h, url := conformHub(t, func(o *Options) { o.SendQueueMessages = 32 })
+	h, url := conformHub(t, func(o *Options) {
+		o.SendQueueMessages = 32
+		o.Limits.Commands = -1 // this test is about backpressure, not rate limits
+	})
 	obs := newObserver(t, url)
 	rc := dialRaw(t, url, rawOpts{token: testToken(t, "alice", time.Hour, "staff")})
 	welcome := rc.next(nil).msg

@@ -321,7 +321,11 @@ func TestHub_WriteDelay(t *testing.T) {
 			t.Fatalf("event %d: got n=%d", i, got)
 		}
 	}
+	// The counters move just after the write returns: the client may be quicker.
 	after := h.Stats()
+	for deadline := time.Now().Add(5 * time.Second); after.FramesSent-before.FramesSent < n && time.Now().Before(deadline); after = h.Stats() {
+		time.Sleep(time.Millisecond)
+	}
 	if frames, writes := after.FramesSent-before.FramesSent, after.Writes-before.Writes; frames != n || writes != 1 {
 		t.Errorf("%d frames in %d writes, want %d in 1", frames, writes, n)
 	}

@@ -10,3 +10,5 @@ require (
 	github.com/klauspost/compress v1.20.4
 	go.uber.org/goleak v1.3.0
 )
+
+require golang.org/x/time v0.16.0 // indirect

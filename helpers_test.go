@@ -82,6 +82,7 @@ type wsClient struct {
 	t      testing.TB
 	c      *websocket.Conn
 	nextID uint64
+	stash  [][]byte // messages read while waiting for a reply, for nextRaw
 }
 
 type serverMsg struct {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"net/http"
@@ -42,6 +43,22 @@ type Options struct {
 	// Origin says which browser origins may connect; by default only the
 	// hub's own (same-origin). See [OriginOptions].
 	Origin OriginOptions
+	// Limits bounds commands per connection, connections per user and IP, and
+	// handshake rates; see [Limits] for the defaults.
+	Limits Limits
+	// Presence configures the presence events and lists of the rooms
+	// Policy.Presence enables; see [PresenceOptions].
+	Presence PresenceOptions
+	// Broker carries publications between the hubs of a cluster and keeps
+	// each room's recent history, from which a reconnecting client resumes
+	// (docs/protocol.md §5). Nil means a [MemoryBroker] with the default
+	// history (100 events per room for 5 minutes): a single node that still
+	// resumes clients. The hub starts the broker in New and closes it when
+	// the hub stops; give each hub its own Broker value.
+	Broker Broker
+	// BrokerTimeout bounds each broker call the hub makes on its own:
+	// subscribing a room, reading history for a resume or a gap. Default 5 s.
+	BrokerTimeout time.Duration
 
 	// MaxMessageSize bounds an inbound message, in bytes, after reassembly and
 	// decompression. Larger messages close the connection with 1009. Default 64 KiB.
@@ -88,6 +105,13 @@ type Options struct {
 	// OnDisconnect, if set, is called once when a connection ends, with the
 	// close code it ended with (a [CloseError]). Same constraints as OnConnect.
 	OnDisconnect func(c ConnInfo, err error)
+	// OnRefused, if set, is called for every refused handshake, join, emit,
+	// presence query and refresh, and for connections closed for abuse (see
+	// [Refusal]) — an audit trail of forbidden attempts. Commands dropped by
+	// the rate limit are only counted ([Stats].RateLimited), not reported
+	// one by one. It runs synchronously on the refusing goroutine: keep it
+	// fast, hand slow work off.
+	OnRefused func(ctx context.Context, r Refusal)
 	// Logger receives the hub's logs; nil discards them. Tokens are never logged.
 	Logger *slog.Logger
 
@@ -129,6 +153,7 @@ func (o *Options) setDefaults() error {
 	def(&o.HandshakeTimeout, 10*time.Second, "HandshakeTimeout")
 	def(&o.CloseTimeout, 3*time.Second, "CloseTimeout")
 	def(&o.DrainWindow, 5*time.Second, "DrainWindow")
+	def(&o.BrokerTimeout, 5*time.Second, "BrokerTimeout")
 	if o.PongTimeout > 0 && o.PingInterval > 0 && o.PongTimeout <= o.PingInterval {
 		errs = append(errs, fmt.Errorf("rthub: PongTimeout (%v) must be longer than PingInterval (%v)", o.PongTimeout, o.PingInterval))
 	}
@@ -136,6 +161,12 @@ func (o *Options) setDefaults() error {
 		errs = append(errs, err)
 	}
 	if err := o.Origin.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.Limits.setDefaults(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.Presence.setDefaults(); err != nil {
 		errs = append(errs, err)
 	}
 	if o.Logger == nil {
@@ -151,6 +182,10 @@ type Hub struct {
 	opts     Options
 	auth     *authenticator
 	policy   *policy
+	limits   *limiter
+	broker   Broker
+	roomLock [256]sync.Mutex // by room name hash: serializes a room's joins, leaves, (un)subscriptions
+	seed     maphash.Seed
 	handlers map[string]Handler
 	comp     *compressor
 	log      *slog.Logger
@@ -178,7 +213,8 @@ type Hub struct {
 	bg        sync.WaitGroup // pinger, clock, flush workers
 	closeOnce sync.Once
 
-	stats hubStats
+	stats   hubStats
+	latency latencyHist // broadcast: queued to members → last member's frame written
 
 	// testHookFlushed, if set before traffic starts, is called after each
 	// vectored write with the number of frames written (benchmarks use it to
@@ -190,7 +226,10 @@ type Hub struct {
 // the room: an event is queued to every member before the next one is.
 type room struct {
 	mu      sync.Mutex
-	members []*conn // in join order; see Hub.join
+	members []*conn            // in join order; see Hub.join
+	pres    map[string]*person // by subject; nil unless Policy.Presence covers the room
+	pos     StreamPosition     // the last publication delivered to the members: the seam for joins
+	dead    bool               // removed from the hub; publications are dropped
 }
 
 // New validates opts and returns a running Hub. Every problem in opts is
@@ -224,6 +263,13 @@ func New(opts Options) (*Hub, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w:\n%w", ErrInvalidOptions, errors.Join(errs...))
 	}
+	if opts.Broker == nil {
+		mb, err := NewMemoryBroker(MemoryBrokerOptions{})
+		if err != nil {
+			return nil, err
+		}
+		opts.Broker = mb
+	}
 	var idb [6]byte
 	_, _ = rand.Read(idb[:])
 	ctx, cancel := context.WithCancel(context.Background())
@@ -231,6 +277,9 @@ func New(opts Options) (*Hub, error) {
 		opts:     opts,
 		auth:     auth,
 		policy:   pol,
+		limits:   newLimiter(opts.Limits),
+		broker:   opts.Broker,
+		seed:     maphash.MakeSeed(),
 		handlers: handlers,
 		comp:     newCompressor(opts.Compression.Level),
 		log:      opts.Logger,
@@ -243,6 +292,13 @@ func New(opts Options) (*Hub, error) {
 		stop:     make(chan struct{}),
 		flushCh:  make(chan flushJob, 1<<14),
 		clock:    newDeadlines(),
+	}
+	sctx, scancel := context.WithTimeout(ctx, opts.BrokerTimeout)
+	err = h.broker.Start(sctx, brokerHandler{h})
+	scancel()
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("rthub: starting the broker: %w", err)
 	}
 	h.workers = max(8, 4*runtime.GOMAXPROCS(0))
 	for range h.workers {
@@ -271,6 +327,7 @@ type flushJob struct {
 type flushList struct {
 	conns []*conn
 	left  atomic.Int32
+	born  int64 // unix nanoseconds when the broadcast was queued; 0: not measured
 }
 
 var flushLists = sync.Pool{New: func() any { return new(flushList) }}
@@ -342,6 +399,7 @@ func (h *Hub) dispatchDelayed() {
 func (h *Hub) dispatchNow(l *flushList) {
 	n := len(l.conns)
 	if n == 0 {
+		l.born = 0
 		flushLists.Put(l)
 		return
 	}
@@ -371,6 +429,10 @@ func (h *Hub) runJob(j flushJob, w *writev) {
 		c.flush(w)
 	}
 	if j.list.left.Add(-1) == 0 {
+		if j.list.born != 0 {
+			h.latency.observe(time.Duration(time.Now().UnixNano() - j.list.born))
+			j.list.born = 0
+		}
 		clear(j.list.conns)
 		j.list.conns = j.list.conns[:0]
 		flushLists.Put(j.list)
@@ -411,6 +473,7 @@ func (h *Hub) pinger() {
 		case <-h.stop:
 			return
 		case now := <-t.C:
+			h.limits.prune(now)
 			batch = h.snapshotConns(batch[:0])
 			limit := now.Add(-h.opts.PongTimeout).UnixNano()
 			for _, c := range batch {
@@ -441,49 +504,75 @@ func (h *Hub) snapshotConns(dst []*conn) []*conn {
 // body carrying a code (docs/protocol.md §1): 401 for token problems, 400 for
 // a bad handshake, 503 while shutting down.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ip := h.limits.clientIP(r)
+	refuse := func(status int, err error, sub string) {
+		h.refused(r.Context(), Refusal{Op: "handshake", Code: ErrorCode(err), Status: status,
+			Subject: sub, ClientIP: ip, RemoteAddr: r.RemoteAddr, Origin: truncate(r.Header.Get("Origin"), 128)})
+		writeHTTPError(w, status, err)
+	}
 	if h.closing.Load() {
 		w.Header().Set("Retry-After", "1")
-		writeHTTPError(w, http.StatusServiceUnavailable, ErrHubClosed)
-		h.stats.refused.Add(1)
+		refuse(http.StatusServiceUnavailable, ErrHubClosed, "")
 		return
 	}
 	if r.Method != http.MethodGet || !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") || !validWebSocketKey(r.Header.Get("Sec-WebSocket-Key")) {
-		writeHTTPError(w, http.StatusBadRequest, errBadHandshake)
-		h.stats.refused.Add(1)
+		refuse(http.StatusBadRequest, errBadHandshake, "")
 		return
 	}
 	if r.Header.Get("Sec-WebSocket-Version") != "13" {
 		// RFC 6455 §4.4: tell the client which version we speak.
 		w.Header().Set("Sec-WebSocket-Version", "13")
-		writeHTTPError(w, http.StatusUpgradeRequired, errBadHandshake)
-		h.stats.refused.Add(1)
+		refuse(http.StatusUpgradeRequired, errBadHandshake, "")
 		return
 	}
 	if !h.opts.Origin.allowed(r) {
-		h.stats.refused.Add(1)
-		h.log.LogAttrs(r.Context(), slog.LevelInfo, "rthub: handshake refused",
-			slog.String("code", "forbidden_origin"), slog.String("origin", truncate(r.Header.Get("Origin"), 128)),
-			slog.String("remote", r.RemoteAddr))
-		writeHTTPError(w, http.StatusForbidden, errForbiddenOrigin)
+		refuse(http.StatusForbidden, errForbiddenOrigin, "")
 		return
 	}
 	if !offersV1(r.Header) {
-		writeHTTPError(w, http.StatusBadRequest, errUnsupportedProtocol)
-		h.stats.refused.Add(1)
+		refuse(http.StatusBadRequest, errUnsupportedProtocol, "")
 		return
+	}
+	now := time.Now()
+	// The per-IP rate comes before the token check, so a flood costs no
+	// signature verification.
+	if ip.IsValid() {
+		if ok, wait := h.limits.allowHandshake("ip:"+ipKey(ip).String(), h.opts.Limits.HandshakesPerIP, now); !ok {
+			w.Header().Set("Retry-After", retryAfter(wait))
+			refuse(http.StatusTooManyRequests, ErrRateLimited, "")
+			return
+		}
 	}
 	tok, err := h.auth.tokenFromRequest(r)
 	var id *Identity
 	if err == nil {
-		id, err = h.auth.verify(tok, time.Now())
+		id, err = h.auth.verify(tok, now)
 	}
 	if err != nil {
-		h.stats.unauthorized.Add(1)
-		h.log.LogAttrs(r.Context(), slog.LevelInfo, "rthub: handshake refused",
-			slog.String("code", ErrorCode(err)), slog.String("remote", r.RemoteAddr))
-		writeHTTPError(w, http.StatusUnauthorized, err)
+		refuse(http.StatusUnauthorized, err, "")
 		return
 	}
+	if ok, wait := h.limits.allowHandshake("user:"+id.Subject, h.opts.Limits.HandshakesPerUser, now); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		refuse(http.StatusTooManyRequests, ErrRateLimited, id.Subject)
+		return
+	}
+	since, err := parseSince(r.URL.Query().Get("since"), h.opts.MaxRoomsPerConn)
+	if err != nil {
+		refuse(http.StatusBadRequest, err, id.Subject)
+		return
+	}
+	if err := h.limits.admit(ip, id.Subject); err != nil {
+		w.Header().Set("Retry-After", "10")
+		refuse(http.StatusTooManyRequests, err, id.Subject)
+		return
+	}
+	admitted := true
+	defer func() {
+		if admitted { // the upgrade failed: give the slot back
+			h.limits.release(ip, id.Subject)
+		}
+	}()
 
 	neg := &negotiator{}
 	up := ws.HTTPUpgrader{
@@ -503,6 +592,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.stats.refused.Add(1)
 		return
 	}
+	admitted = false // from here the connection owns the slot; teardown releases it
 	_ = nc.SetDeadline(time.Time{})
 	c := &conn{
 		hub:        h,
@@ -511,6 +601,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rd:         nc,
 		id:         h.nodeID + "-" + fmt.Sprint(h.connSeq.Add(1)),
 		remoteAddr: r.RemoteAddr,
+		ip:         ip,
 		deflate:    neg.accepted(),
 		writing:    true, // held until setupConn: the welcome goes first, after the auto-joins
 	}
@@ -523,13 +614,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.ident.Store(id)
 	c.lastIn.Store(time.Now().UnixNano())
-	joined := h.queueWelcome(c)
 	if !h.register(c) {
 		_, _ = nc.Write(closeFrame(CloseGoingAway, "server shutting down"))
 		_ = nc.Close()
+		h.limits.release(ip, id.Subject)
 		return
 	}
-	h.setupConn(c, joined)
+	h.setupConn(c, since)
 	// A fresh goroutine for the connection's life: the handshake and setup
 	// grew this one's stack, and net/http's per-request state is released when
 	// we return. The read loop parks with a small stack.
@@ -539,40 +630,46 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 }
 
-// setupConn starts a new connection after queueWelcome and register:
-// auto-join, the welcome released, expiry timers, OnConnect. It runs before the
-// read loop, so before any command is read.
-func (h *Hub) setupConn(c *conn, joined []string) {
+// setupConn starts a new connection after register: auto-join (resuming
+// from the client's since positions), the welcome put first in the queue,
+// the write side released, expiry timers, OnConnect. It runs before the read
+// loop, so before any command is read.
+func (h *Hub) setupConn(c *conn, since map[string]StreamPosition) {
 	id := c.ident.Load()
-	for _, rm := range joined {
-		_ = h.join(c, rm, false)
+	w := welcomeMsg{Type: "welcome", Version: ProtocolVersion, Conn: c.id, User: id.Subject,
+		Roles: nonNil(id.Roles), Rooms: []string{}, Expires: unixOrZero(id.ExpiresAt),
+		Ping: int64((h.opts.PingInterval + time.Second - 1) / time.Second)}
+	for _, rm := range h.policy.autoJoin(id) {
+		if h.policy.authorize(h.ctx, id, ActionJoin, rm, "") != nil {
+			continue
+		}
+		var from *StreamPosition
+		if p, ok := since[rm]; ok {
+			from = &p
+		}
+		res, err := h.joinAt(c, rm, false, from)
+		if err != nil {
+			h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: auto-join failed", slog.String("conn", c.id),
+				slog.String("room", rm), slog.Any("err", err))
+			continue
+		}
+		w.Rooms = append(w.Rooms, rm)
+		if w.Streams == nil {
+			w.Streams = make(map[string]streamInfo)
+		}
+		w.Streams[rm] = res.info()
 	}
-	// Release the write side held since the connection was made: the client
-	// reads its welcome only once it is in the rooms the welcome lists, so an
-	// event published right after the client saw it is not missed.
+	// The welcome goes before the replays and live events queued meanwhile:
+	// the write side is still held, so the client reads it first, and it
+	// lists only rooms the connection is in.
+	if b, err := json.Marshal(w); err == nil {
+		c.prepend(textFrame(b))
+	}
 	h.schedule(c)
 	h.scheduleExpiry(c, id)
 	if h.opts.OnConnect != nil {
 		h.callHook(c, func() { h.opts.OnConnect(h.ctx, c.info()) })
 	}
-}
-
-// queueWelcome queues the welcome message as the connection's first frame
-// (its write side is held, see setupConn) and returns the auto-join rooms it
-// lists.
-func (h *Hub) queueWelcome(c *conn) []string {
-	id := c.ident.Load()
-	auto := h.policy.autoJoin(id)
-	joined := auto[:0:0]
-	for _, rm := range auto {
-		if h.policy.authorize(h.ctx, id, ActionJoin, rm, "") == nil {
-			joined = append(joined, rm)
-		}
-	}
-	w := welcomeMsg{Type: "welcome", Version: ProtocolVersion, Conn: c.id, User: id.Subject,
-		Roles: nonNil(id.Roles), Rooms: nonNil(joined), Expires: unixOrZero(id.ExpiresAt), Ping: int64((h.opts.PingInterval + time.Second - 1) / time.Second)}
-	c.sendJSON(w)
-	return joined
 }
 
 func nonNil(s []string) []string {
@@ -706,6 +803,7 @@ func (h *Hub) unregister(c *conn) {
 	h.mu.Lock()
 	delete(h.conns, c.id)
 	sub := c.ident.Load().Subject
+	h.limits.release(c.ip, sub)
 	if cs := slices.DeleteFunc(h.users[sub], func(x *conn) bool { return x == c }); len(cs) == 0 {
 		delete(h.users, sub)
 	} else {
@@ -726,55 +824,157 @@ func (h *Hub) disconnected(c *conn, ce CloseError, readErr error) {
 }
 
 // join puts c in room name. server marks a server-side join.
-//
-// Lock order, here and everywhere: h.mu, then a room's mu, then a conn's mu.
-// A room keeps its members in a slice, in join order, so a publish walks
-// memory (and sockets) in a stable order; each roomRef remembers its index,
-// written only with both the room's and the conn's mutex held.
 func (h *Hub) join(c *conn, name string, server bool) error {
+	_, err := h.joinAt(c, name, server, nil)
+	return err
+}
+
+// joinResult is where a join left a connection in the room's stream.
+type joinResult struct {
+	pos       StreamPosition // the room's position at the join: the client has everything up to it
+	resumed   bool           // a since position was given
+	recovered bool           // ... and every publication after it was (or is being) delivered
+	already   bool           // c was in the room before
+}
+
+// joinAt puts c in room name. With since, the publications after since that
+// the room delivered before the join are replayed to c first (from the
+// broker's history), so c misses nothing; recovered is false when they are
+// no longer all kept.
+//
+// Locks: the room's entry in h.roomLock serializes the joins and leaves of a
+// room and its broker (un)subscriptions, and is taken first. Then h.mu, a
+// room's mu, a conn's mu, in that order. Network calls to the broker happen
+// with only the room lock and the room's mu held (never h.mu), and only for a
+// room that is new or for a resume. A room keeps its members in a slice, in
+// join order; each roomRef remembers its index, written only with both the
+// room's and the conn's mutex held. Presence events and replays are queued
+// with the room's mu held, so they stay in order with the room's events.
+func (h *Hub) joinAt(c *conn, name string, server bool, since *StreamPosition) (joinResult, error) {
+	lk := h.lockRoom(name)
+	defer lk.Unlock()
+	var res joinResult
+	res.resumed = since != nil
+
+	// Cheap checks first, so a doomed join never creates (and subscribes) a room.
+	c.mu.Lock()
+	switch {
+	case c.closed:
+		c.mu.Unlock()
+		return res, ErrNotFound
+	case !slices.ContainsFunc(c.rooms, func(rr roomRef) bool { return rr.name == name }) && len(c.rooms) >= h.opts.MaxRoomsPerConn:
+		c.mu.Unlock()
+		return res, fmt.Errorf("%w: limit is %d", ErrTooManyRooms, h.opts.MaxRoomsPerConn)
+	}
+	c.mu.Unlock()
+
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	rm := h.rooms[name]
 	created := rm == nil
 	if created {
 		rm = &room{}
-	}
-	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return ErrNotFound
-	}
-	for i, rr := range c.rooms {
-		if rr.name == name {
-			if server {
-				c.rooms[i].server = true
-			}
-			return nil
+		if h.policy.presenceOn(name) {
+			rm.pres = make(map[string]*person)
 		}
-	}
-	if len(c.rooms) >= h.opts.MaxRoomsPerConn {
-		return fmt.Errorf("%w: limit is %d", ErrTooManyRooms, h.opts.MaxRoomsPerConn)
-	}
-	c.rooms = append(c.rooms, roomRef{name: name, server: server, idx: len(rm.members)})
-	rm.members = append(rm.members, c)
-	if created {
 		h.rooms[name] = rm
 	}
-	return nil
+	rm.mu.Lock()
+	h.mu.Unlock()
+	if created {
+		pos, err := h.subscribe(name)
+		if err != nil {
+			rm.mu.Unlock()
+			h.removeIfEmpty(rm, name)
+			return res, err
+		}
+		rm.pos = pos
+	}
+	res.pos = rm.pos
+
+	var replay *flushList
+	if since != nil && !c.inRoom(name) {
+		res.recovered, replay = h.replayLocked(rm, name, c, *since)
+	}
+	added, err := func() (bool, error) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.closed {
+			return false, ErrNotFound
+		}
+		for i, rr := range c.rooms {
+			if rr.name == name {
+				if server {
+					c.rooms[i].server = true
+				}
+				return false, nil
+			}
+		}
+		if len(c.rooms) >= h.opts.MaxRoomsPerConn {
+			return false, fmt.Errorf("%w: limit is %d", ErrTooManyRooms, h.opts.MaxRoomsPerConn)
+		}
+		c.rooms = append(c.rooms, roomRef{name: name, server: server, idx: len(rm.members)})
+		rm.members = append(rm.members, c)
+		return true, nil
+	}()
+	res.already = err == nil && !added
+	if res.already && since != nil {
+		// Already in: it receives the room live; nothing to replay.
+		res.recovered = since.Epoch == rm.pos.Epoch && since.Offset >= rm.pos.Offset
+	}
+	var fl *flushList
+	if added && rm.pres != nil {
+		fl = h.presenceJoined(rm, name, c)
+	}
+	rm.mu.Unlock()
+	if replay != nil {
+		h.dispatch(replay)
+	}
+	if fl != nil {
+		h.dispatch(fl)
+	}
+	if err != nil && created {
+		h.removeIfEmpty(rm, name)
+	}
+	return res, err
+}
+
+// lockRoom locks and returns name's entry of h.roomLock.
+func (h *Hub) lockRoom(name string) *sync.Mutex {
+	lk := &h.roomLock[maphash.String(h.seed, name)%uint64(len(h.roomLock))]
+	lk.Lock()
+	return lk
+}
+
+// removeIfEmpty drops rm from the hub, and unsubscribes its room, if it has no
+// members. The caller holds the room's lockRoom entry, not rm.mu or h.mu.
+func (h *Hub) removeIfEmpty(rm *room, name string) {
+	h.mu.Lock()
+	rm.mu.Lock()
+	empty := len(rm.members) == 0 && !rm.dead
+	if empty {
+		rm.dead = true
+		if h.rooms[name] == rm {
+			delete(h.rooms, name)
+		}
+	}
+	rm.mu.Unlock()
+	h.mu.Unlock()
+	if empty {
+		h.unsubscribe(name)
+	}
 }
 
 // leave takes c out of room name; it reports whether c was in it.
 func (h *Hub) leave(c *conn, name string) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	lk := h.lockRoom(name)
+	defer lk.Unlock()
+	h.mu.RLock()
 	rm := h.rooms[name]
+	h.mu.RUnlock()
 	if rm == nil {
 		return false
 	}
 	rm.mu.Lock()
-	defer rm.mu.Unlock()
 	c.mu.Lock()
 	idx := -1
 	for i, rr := range c.rooms {
@@ -784,8 +984,10 @@ func (h *Hub) leave(c *conn, name string) bool {
 			break
 		}
 	}
+	viewing := c.viewing
 	c.mu.Unlock()
 	if idx < 0 {
+		rm.mu.Unlock()
 		return false
 	}
 	last := len(rm.members) - 1
@@ -802,8 +1004,16 @@ func (h *Hub) leave(c *conn, name string) bool {
 	}
 	rm.members[last] = nil
 	rm.members = rm.members[:last]
+	var fl *flushList
+	if rm.pres != nil {
+		fl = h.presenceLeft(rm, name, c, viewing)
+	}
+	rm.mu.Unlock()
+	if fl != nil {
+		h.dispatch(fl)
+	}
 	if last == 0 {
-		delete(h.rooms, name)
+		h.removeIfEmpty(rm, name)
 	}
 	return true
 }
@@ -825,12 +1035,38 @@ type PublishOption func(*publishConfig)
 
 type publishConfig struct {
 	except string
+	cid    string
 }
 
 // WithExcept leaves out the connection with this ID (typically the sender of
 // a relayed event).
 func WithExcept(connID string) PublishOption {
 	return func(p *publishConfig) { p.except = connID }
+}
+
+// WithCorrelationID tags the event with id, which clients receive as the
+// event's "cid" field and the hub logs (at debug level) with the publish, so
+// one reading can be followed from its origin (an MQTT message, an HTTP
+// request) to the frame a client receives. id is at most 128 bytes of
+// printable ASCII; anything else is ignored.
+func WithCorrelationID(id string) PublishOption {
+	return func(p *publishConfig) {
+		if validCorrelationID(id) {
+			p.cid = id
+		}
+	}
+}
+
+func validCorrelationID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x20 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // Publish sends event with data to every connection in room. data is encoded
@@ -876,19 +1112,42 @@ func (h *Hub) publish(ctx context.Context, room, event string, data []byte, opts
 		o(&cfg)
 	}
 	h.stats.published.Add(1)
-	h.mu.RLock()
-	rm := h.rooms[room]
-	h.mu.RUnlock()
-	if rm == nil {
+	payload := appendPublication(make([]byte, 0, 96+len(event)+len(room)+len(cfg.cid)+len(data)), cfg.except, cfg.cid, event, room, data)
+	if cfg.cid != "" && h.log.Enabled(ctx, slog.LevelDebug) {
+		h.log.LogAttrs(ctx, slog.LevelDebug, "rthub: publish", slog.String("room", room),
+			slog.String("event", event), slog.String("cid", cfg.cid), slog.Int("bytes", len(data)))
+	}
+	if _, err := h.broker.Publish(ctx, room, payload); err != nil {
+		h.stats.brokerErrors.Add(1)
+		return fmt.Errorf("rthub: publish to %q: %w", room, err)
+	}
+	return nil
+}
+
+// deliverLocked encodes one event once and queues it to rm's members (but
+// the one with ID except), with rm.mu held. It returns the connections whose
+// writers must be started (pass it to dispatch once rm.mu is released), or
+// nil when there are none.
+func (h *Hub) deliverLocked(rm *room, room, event string, data []byte, except string) *flushList {
+	if len(rm.members) == 0 {
 		return nil
 	}
 	payload := appendEvent(make([]byte, 0, 64+len(event)+len(room)+len(data)), event, room, data)
+	return h.deliverPayloadLocked(rm, payload, except)
+}
+
+// deliverPayloadLocked queues one encoded server message to rm's members
+// but except (a connection ID, or ""), with rm.mu held; see deliverLocked.
+func (h *Hub) deliverPayloadLocked(rm *room, payload []byte, except string) *flushList {
+	if len(rm.members) == 0 {
+		return nil
+	}
 	p := preparedMessage{payload: payload, comp: h.comp, threshold: h.opts.Compression.Threshold}
 	var n uint64
 	fl := flushLists.Get().(*flushList)
-	rm.mu.Lock()
+	fl.born = time.Now().UnixNano()
 	for _, c := range rm.members {
-		if cfg.except != "" && c.id == cfg.except {
+		if except != "" && c.id == except {
 			continue
 		}
 		queued, start := c.enqueue(p.frame(c.deflate))
@@ -899,10 +1158,8 @@ func (h *Hub) publish(ctx context.Context, room, event string, data []byte, opts
 			fl.conns = append(fl.conns, c)
 		}
 	}
-	rm.mu.Unlock()
-	h.dispatch(fl)
 	h.stats.delivered.Add(n)
-	return nil
+	return fl
 }
 
 // preparedMessage holds one encoded message and builds each wire form of it at
@@ -1153,6 +1410,11 @@ func (h *Hub) Close() error {
 func (h *Hub) stopBackground() {
 	h.stopOnce.Do(func() {
 		close(h.stop)
+		ctx, cancel := context.WithTimeout(context.Background(), h.opts.BrokerTimeout)
+		if err := h.broker.Close(ctx); err != nil {
+			h.log.Warn("rthub: closing the broker", slog.Any("err", err))
+		}
+		cancel()
 		h.cancel()
 	})
 	h.bg.Wait()
@@ -1168,7 +1430,7 @@ type Stats struct {
 	Accepted      uint64 // connections upgraded
 	Unauthorized  uint64 // handshakes refused with 401
 	Refused       uint64 // handshakes refused otherwise (400, 503, upgrade failures)
-	Published     uint64 // Publish calls that reached the delivery step
+	Published     uint64 // Publish calls handed to the broker (with or without local members)
 	Delivered     uint64 // event frames queued to connections
 	FramesSent    uint64 // frames written to sockets (events, replies, control)
 	Writes        uint64 // write system calls that carried them (FramesSent/Writes = coalescing)
@@ -1178,15 +1440,34 @@ type Stats struct {
 	PingTimeouts  uint64 // connections closed as silent
 	TokenExpired  uint64 // connections closed at token expiry
 	ProtocolErrs  uint64 // connections closed for protocol violations
+	Throttled     uint64 // handshakes refused with 429 (rate or connection limits); also in Refused
+	Forbidden     uint64 // joins, emits, presence queries refused by the policy
+	RateLimited   uint64 // client commands dropped by the command rate limit
+	AbuseCloses   uint64 // connections closed (1008) for hammering past the limit
+	Resumes       uint64 // joins with a since position (resume attempts)
+	Unrecovered   uint64 // resumes and live gaps that could not be filled from history (clients told to reload)
+	GapsRecovered uint64 // live gaps (missed publications) filled from history
+	BrokerErrors  uint64 // failed broker calls (publish, subscribe, history)
+
+	// BroadcastLatency is the time from a publication reaching this hub (from
+	// its broker) to the write of its frame to the last member's socket,
+	// one observation per publication that had members to write to. It
+	// includes WriteDelay and time spent waiting for a flush worker; it does
+	// not include the broker's own transit (see the broker's stats).
+	BroadcastLatency LatencyHistogram
 }
 
 type hubStats struct {
-	accepted, unauthorized, refused   atomic.Uint64
-	published, delivered              atomic.Uint64
-	framesSent, bytesSent, messagesIn atomic.Uint64
-	slowConsumers, pingTimeouts       atomic.Uint64
-	tokenExpired, protocolErrors      atomic.Uint64
-	writes                            atomic.Uint64
+	accepted, unauthorized, refused    atomic.Uint64
+	published, delivered               atomic.Uint64
+	framesSent, bytesSent, messagesIn  atomic.Uint64
+	slowConsumers, pingTimeouts        atomic.Uint64
+	tokenExpired, protocolErrors       atomic.Uint64
+	brokerErrors, resumes, unrecovered atomic.Uint64
+	gapsRecovered                      atomic.Uint64
+	writes                             atomic.Uint64
+	throttled, forbidden               atomic.Uint64
+	rateLimited, abuseCloses           atomic.Uint64
 }
 
 // Stats returns a snapshot of the hub's counters.
@@ -1208,6 +1489,15 @@ func (h *Hub) Stats() Stats {
 	s.PingTimeouts = st.pingTimeouts.Load()
 	s.TokenExpired = st.tokenExpired.Load()
 	s.ProtocolErrs = st.protocolErrors.Load()
+	s.Throttled = st.throttled.Load()
+	s.Forbidden = st.forbidden.Load()
+	s.RateLimited = st.rateLimited.Load()
+	s.AbuseCloses = st.abuseCloses.Load()
+	s.Resumes = st.resumes.Load()
+	s.Unrecovered = st.unrecovered.Load()
+	s.GapsRecovered = st.gapsRecovered.Load()
+	s.BrokerErrors = st.brokerErrors.Load()
+	s.BroadcastLatency = h.latency.snapshot()
 	return s
 }
 

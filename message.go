@@ -23,21 +23,25 @@ const tokenProtocolPrefix = "rthub.bearer."
 
 // Client → server operations.
 const (
-	cmdJoin    = "join"
-	cmdLeave   = "leave"
-	cmdEmit    = "emit"
-	cmdRefresh = "refresh"
-	cmdPing    = "ping"
+	cmdJoin     = "join"
+	cmdLeave    = "leave"
+	cmdEmit     = "emit"
+	cmdRefresh  = "refresh"
+	cmdPing     = "ping"
+	cmdPresence = "presence"
+	cmdViewing  = "viewing"
 )
 
 // command is one decoded client → server message.
 type command struct {
-	ID    uint64          `json:"id"`
-	Op    string          `json:"op"`
-	Room  string          `json:"room"`
-	Event string          `json:"event"`
-	Token string          `json:"token"`
-	Data  json.RawMessage `json:"data"`
+	ID     uint64          `json:"id"`
+	Op     string          `json:"op"`
+	Room   string          `json:"room"`
+	Event  string          `json:"event"`
+	Token  string          `json:"token"`
+	Target string          `json:"target"`
+	Since  *StreamPosition `json:"since"`
+	Data   json.RawMessage `json:"data"`
 }
 
 // decodeCommand parses one client message. The error wraps [ErrBadRequest] (not
@@ -61,7 +65,7 @@ func decodeCommand(b []byte) (command, error) {
 		return command{ID: id}, fmt.Errorf("%w: invalid JSON command", ErrBadRequest)
 	}
 	switch cmd.Op {
-	case cmdJoin, cmdLeave:
+	case cmdJoin, cmdLeave, cmdPresence:
 		if cmd.Room == "" {
 			return cmd, fmt.Errorf("%w: %s needs a room", ErrBadRequest, cmd.Op)
 		}
@@ -73,7 +77,7 @@ func decodeCommand(b []byte) (command, error) {
 		if cmd.Token == "" {
 			return cmd, fmt.Errorf("%w: refresh needs a token", ErrBadRequest)
 		}
-	case cmdPing:
+	case cmdPing, cmdViewing:
 	case "":
 		return cmd, fmt.Errorf("%w: missing op", ErrBadRequest)
 	default:
@@ -217,6 +221,17 @@ type welcomeMsg struct {
 	Rooms   []string `json:"rooms"`
 	Expires int64    `json:"expires"`
 	Ping    int64    `json:"ping"`
+	// Streams gives, for each room in Rooms, its stream position at the join
+	// (and, when the client asked to resume, whether it was recovered).
+	Streams map[string]streamInfo `json:"streams,omitempty"`
+}
+
+// streamInfo is where a join left a connection in a room's stream, as sent
+// in the welcome and in join replies.
+type streamInfo struct {
+	Offset    uint64 `json:"offset"`
+	Epoch     string `json:"epoch"`
+	Recovered *bool  `json:"recovered,omitempty"` // set only when the client gave a since position
 }
 
 type replyMsg struct {

@@ -17,6 +17,11 @@ var commandSeeds = []string{
 	`{"id":3,"op":"emit","event":"chat:message","room":"staff","data":{"text":"hi"}}`,
 	`{"id":4,"op":"refresh","token":"a.b.c"}`,
 	`{"id":5,"op":"ping"}`,
+	`{"id":6,"op":"presence","room":"staff"}`,
+	`{"id":7,"op":"viewing","target":"device:42"}`,
+	`{"id":8,"op":"viewing"}`,
+	`{"id":9,"op":"presence"}`,
+	`{"id":10,"op":"viewing","target":7}`,
 	`{"op":"ping"}`,
 	` {"id":18446744073709551615,"op":"ping"}`,
 	`{"id":1,"op":"join","room":`,
@@ -138,7 +143,7 @@ func FuzzDecodeMessage(f *testing.F) {
 			t.Fatalf("accepted op %q", cmd.Op)
 		}
 		switch cmd.Op {
-		case cmdJoin, cmdLeave:
+		case cmdJoin, cmdLeave, cmdPresence:
 			if cmd.Room == "" {
 				t.Fatalf("%s without a room", cmd.Op)
 			}
@@ -159,7 +164,7 @@ func FuzzDecodeMessage(f *testing.F) {
 
 func knownOp(op string) bool {
 	switch op {
-	case cmdJoin, cmdLeave, cmdEmit, cmdRefresh, cmdPing:
+	case cmdJoin, cmdLeave, cmdEmit, cmdRefresh, cmdPing, cmdPresence, cmdViewing:
 		return true
 	}
 	return false

@@ -396,6 +396,12 @@ type Policy struct {
 	// Use it for decisions the rules cannot express, e.g. "only devices listed in
 	// the token's claims". Nil means the rules alone decide.
 	Authorize func(ctx context.Context, id *Identity, act Action, room, event string) error
+
+	// Presence lists the room patterns (syntax in [ValidPattern], without
+	// {sub}) whose rooms track presence: who is there, online/offline and
+	// viewing events (see [PresenceOptions]). Presence costs a little memory
+	// per person and an event per arrival, so it is off unless listed.
+	Presence []string
 }
 
 // RoleRules is what one role may do. The zero value allows nothing.
@@ -429,6 +435,8 @@ type policy struct {
 	roles map[string]*rolePolicy // by role name, without "*"
 	every *rolePolicy            // rules of the role "*", nil if none
 	hook  func(ctx context.Context, id *Identity, act Action, room, event string) error
+
+	presence []pattern // rooms with presence on
 }
 
 // rolePolicy is the compiled form of RoleRules.
@@ -469,10 +477,26 @@ func compilePolicy(p Policy) (*policy, error) {
 			cp.roles[name] = rp
 		}
 	}
+	for i, s := range p.Presence {
+		pt, err := compilePattern(s)
+		if err == nil && pt.hasSub {
+			err = fmt.Errorf("%w: %s: {sub} is not allowed in presence rooms", ErrBadRoom, quoteTrunc(s))
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("rthub: policy: Presence[%d]: %w", i, err))
+			continue
+		}
+		cp.presence = append(cp.presence, pt)
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	return cp, nil
+}
+
+// presenceOn reports whether presence is tracked in the valid room.
+func (p *policy) presenceOn(room string) bool {
+	return anyMatch(p.presence, room, "")
 }
 
 // compileRole compiles one role's rules, reporting every problem with the field it

@@ -92,6 +92,16 @@ type Options struct {
 	// drops the connection (which then reconnects). Default 1 MiB; negative
 	// for no limit.
 	MaxMessageSize int64
+	// OnReset, if set, is called when the client may have missed events of
+	// room that the server cannot replay: after a reconnection beyond the
+	// server's history (or after the server lost the room's stream), or when
+	// the server's own delivery had a gap it could not fill. Reload the room's
+	// state (e.g. from your REST API) and keep listening. Without a reset,
+	// events resume exactly where they stopped: the client sends its last
+	// position per room when it reconnects, the server replays what was
+	// missed, and the client drops any duplicate. It runs on the client's
+	// read goroutine, like event handlers: it must not block.
+	OnReset func(room string)
 }
 
 // State is a client's connection state, reported to Options.OnState.
@@ -149,10 +159,12 @@ type Client struct {
 	nextID atomic.Uint64
 
 	mu    sync.Mutex
-	cn    *conn           // connection open for commands; nil while (re)connecting
-	ready chan struct{}   // closed when cn is set; replaced when it is lost
-	rooms map[string]bool // rooms in; true for the client's own (rejoined after a reconnection)
-	err   error           // why the client stopped; set before done is closed
+	cn    *conn                           // connection open for commands; nil while (re)connecting
+	ready chan struct{}                   // closed when cn is set; replaced when it is lost
+	rooms map[string]bool                 // rooms in; true for the client's own (rejoined after a reconnection)
+	pos   map[string]rthub.StreamPosition // last event seen per room, for resuming
+	view  string                          // what the client views (presence); declared again after a reconnection
+	err   error                           // why the client stopped; set before done is closed
 
 	hmu      sync.RWMutex
 	handlers map[string][]func(Event)
@@ -243,6 +255,7 @@ func newClient(ctx context.Context, url string, opts Options) (*Client, error) {
 		done:     make(chan struct{}),
 		ready:    make(chan struct{}),
 		rooms:    make(map[string]bool, len(opts.Rooms)),
+		pos:      make(map[string]rthub.StreamPosition),
 		handlers: make(map[string][]func(Event)),
 		sleep:    sleep,
 		rand:     rand.Float64,
@@ -342,7 +355,7 @@ func (c *Client) connect(ctx context.Context, first bool) (*conn, error) {
 		mode = websocket.CompressionNoContextTakeover
 	}
 	cn := newConn(c)
-	ws, resp, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{
+	ws, resp, err := websocket.Dial(ctx, c.sinceURL(), &websocket.DialOptions{
 		HTTPClient:      c.opts.HTTPClient,
 		HTTPHeader:      hdr,
 		Subprotocols:    []string{rthub.Subprotocol},
@@ -358,10 +371,21 @@ func (c *Client) connect(ctx context.Context, first bool) (*conn, error) {
 		_ = ws.CloseNow()
 		return nil, err
 	}
+	for room, st := range w.Streams {
+		c.joinedAt(room, st)
+	}
 	cn.start(ws, w)
 	if err := c.joinRooms(ctx, cn, w.Rooms, first); err != nil {
 		cn.close()
 		return nil, err
+	}
+	c.mu.Lock()
+	view := c.view
+	c.mu.Unlock()
+	if view != "" {
+		if err := c.callOn(ctx, cn, command{Op: "viewing", Target: &view}, nil); err != nil {
+			c.log.Warn("rthub/client: viewing not restored", slog.Any("err", err))
+		}
 	}
 	c.setConn(cn)
 	c.log.Debug("rthub/client: connected", slog.String("conn", w.Conn))
@@ -411,6 +435,9 @@ func (c *Client) joinRooms(ctx context.Context, cn *conn, auto []string, strict 
 	for r, own := range c.rooms {
 		if !own {
 			delete(c.rooms, r) // the server's rooms of the previous connection
+			if !slices.Contains(auto, r) {
+				delete(c.pos, r)
+			}
 		}
 	}
 	var todo []string
@@ -432,6 +459,9 @@ func (c *Client) joinRooms(ctx context.Context, cn *conn, auto []string, strict 
 		id := c.nextID.Add(1)
 		ok := cn.register(id, func(m *message) {
 			err := m.err()
+			if err == nil {
+				c.joinReplied(r, m.Data)
+			}
 			if err != nil && !strict && !errors.Is(err, rthub.ErrRateLimited) && !errors.Is(err, rthub.ErrInternal) {
 				c.mu.Lock()
 				delete(c.rooms, r)
@@ -447,7 +477,7 @@ func (c *Client) joinRooms(ctx context.Context, cn *conn, auto []string, strict 
 		if !ok {
 			return cn.err
 		}
-		b, err := json.Marshal(command{ID: id, Op: "join", Room: r})
+		b, err := json.Marshal(command{ID: id, Op: "join", Room: r, Since: c.since(r)})
 		if err != nil {
 			return err
 		}

@@ -64,11 +64,12 @@ func Handle[T any](c *Client, ev rthub.Event[T], fn func(room string, v T)) {
 // command may still take effect), [ErrDisconnected] if the connection was lost
 // before the reply, and [ErrClosed] once the client has stopped.
 func (c *Client) Join(ctx context.Context, room string) error {
-	err := c.call(ctx, command{Op: "join", Room: room}, func(m *message) {
+	err := c.call(ctx, command{Op: "join", Room: room, Since: c.since(room)}, func(m *message) {
 		if m.err() == nil { // on the reader goroutine, in order with the server's left/joined
 			c.mu.Lock()
 			c.rooms[room] = true
 			c.mu.Unlock()
+			c.joinReplied(room, m.Data)
 		}
 	})
 	return wrap(err, "join %q", room)
@@ -80,6 +81,7 @@ func (c *Client) Leave(ctx context.Context, room string) error {
 	forget := func() {
 		c.mu.Lock()
 		delete(c.rooms, room)
+		delete(c.pos, room)
 		c.mu.Unlock()
 	}
 	forget()
@@ -148,6 +150,34 @@ func (c *Client) refresh(ctx context.Context, cn *conn) error {
 // that the server is alive and processing this client's commands.
 func (c *Client) Ping(ctx context.Context) error {
 	return wrap(c.call(ctx, command{Op: "ping"}, nil), "ping")
+}
+
+// Presence returns who is in room (a room with presence on; see
+// [rthub.Presence]): one entry per person with their connections. Errors:
+// [rthub.ErrForbidden] if the client may not join room, [rthub.ErrBadRequest]
+// if the room has no presence.
+func (c *Client) Presence(ctx context.Context, room string) (rthub.Presence, error) {
+	var p rthub.Presence
+	var derr error
+	err := c.call(ctx, command{Op: "presence", Room: room}, func(m *message) {
+		if m.err() == nil {
+			derr = json.Unmarshal(m.Data, &p)
+		}
+	})
+	if err == nil && derr != nil {
+		err = fmt.Errorf("protocol: presence reply: %w", derr)
+	}
+	return p, wrap(err, "presence %q", room)
+}
+
+// Viewing declares what this client is looking at (e.g. "device:42"; "" for
+// nothing). Its presence rooms get a user:viewing event. The client declares
+// it again after a reconnection.
+func (c *Client) Viewing(ctx context.Context, target string) error {
+	c.mu.Lock()
+	c.view = target
+	c.mu.Unlock()
+	return wrap(c.call(ctx, command{Op: "viewing", Target: &target}, nil), "viewing %q", target)
 }
 
 // call sends cmd on the connection, waiting for one while reconnecting, and

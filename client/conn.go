@@ -28,6 +28,17 @@ type message struct {
 	Rooms   []string          `json:"rooms"`
 	Expires int64             `json:"expires"`
 	Ping    int64             `json:"ping"`
+	Offset  uint64            `json:"offset"`
+	Epoch   string            `json:"epoch"`
+	// Streams (welcome) gives each auto-joined room's position.
+	Streams map[string]stream `json:"streams"`
+}
+
+// stream is a room's position in a welcome or a join reply.
+type stream struct {
+	Offset    uint64 `json:"offset"`
+	Epoch     string `json:"epoch"`
+	Recovered *bool  `json:"recovered"`
 }
 
 // err returns a reply's error: nil for ok, a *rthub.ReplyError otherwise.
@@ -43,12 +54,14 @@ func (m *message) err() error {
 
 // command is a client → server command (docs/protocol.md §2.2).
 type command struct {
-	ID    uint64          `json:"id"`
-	Op    string          `json:"op"`
-	Room  string          `json:"room,omitempty"`
-	Event string          `json:"event,omitempty"`
-	Token string          `json:"token,omitempty"`
-	Data  json.RawMessage `json:"data,omitempty"`
+	ID     uint64                `json:"id"`
+	Op     string                `json:"op"`
+	Room   string                `json:"room,omitempty"`
+	Event  string                `json:"event,omitempty"`
+	Token  string                `json:"token,omitempty"`
+	Target *string               `json:"target,omitempty"`
+	Since  *rthub.StreamPosition `json:"since,omitempty"`
+	Data   json.RawMessage       `json:"data,omitempty"`
 }
 
 var (
@@ -117,6 +130,11 @@ func (cn *conn) readLoop() {
 	for {
 		typ, b, err := cn.ws.Read(cn.ctx)
 		if err != nil {
+			if errors.Is(err, websocket.ErrMessageTooBig) {
+				// A resume would replay it and fail again: give up the
+				// positions, so the rooms start afresh (reset) instead.
+				cn.c.forgetPositions()
+			}
 			cn.end(err)
 			return
 		}
@@ -256,6 +274,9 @@ func (c *Client) dispatch(cn *conn, b []byte) {
 	}
 	switch m.Type {
 	case "event":
+		if !c.advance(m.Room, m.Offset, m.Epoch) {
+			return // already seen (a replay overlapping what arrived live)
+		}
 		c.hmu.RLock()
 		hs := c.handlers[m.Event]
 		c.hmu.RUnlock()
@@ -274,8 +295,14 @@ func (c *Client) dispatch(cn *conn, b []byte) {
 	case "left":
 		c.mu.Lock()
 		delete(c.rooms, m.Room)
+		delete(c.pos, m.Room)
 		c.mu.Unlock()
 		c.log.Info("rthub/client: left room", slog.String("room", m.Room), slog.String("reason", m.Reason))
+	case "reset":
+		c.mu.Lock()
+		c.pos[m.Room] = rthub.StreamPosition{Offset: m.Offset, Epoch: m.Epoch}
+		c.mu.Unlock()
+		c.reset(m.Room)
 	case "expiring":
 		if c.opts.TokenFunc != nil {
 			select {

@@ -1,0 +1,246 @@
+// Unit tests of web/rthub.js with a fake WebSocket (node --test; run by
+// TestBrowserClient in browser_test.go).
+
+import { test, afterEach } from "node:test";
+import assert from "node:assert/strict";
+import { RthubClient, RthubError, backoffDelay, shouldReconnect } from "../web/rthub.js";
+
+class FakeWS {
+  static all = [];
+  constructor(url, protocols) {
+    this.url = url;
+    this.protocols = protocols;
+    this.readyState = 0;
+    this.sent = [];
+    FakeWS.all.push(this);
+  }
+  send(s) {
+    this.sent.push(JSON.parse(s));
+  }
+  close(code = 1000, reason = "") {
+    this.drop(code, reason);
+  }
+  // test side
+  open() {
+    this.readyState = 1;
+    this.onopen?.();
+  }
+  recv(m) {
+    this.onmessage?.({ data: JSON.stringify(m) });
+  }
+  drop(code, reason = "") {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
+  }
+  lastSent(op) {
+    return [...this.sent].reverse().find((m) => m.op === op);
+  }
+  reply(op, data, error) {
+    const m = this.lastSent(op);
+    assert.ok(m, `no ${op} sent`);
+    this.recv(error ? { type: "reply", id: m.id, error } : { type: "reply", id: m.id, ok: true, data });
+  }
+}
+
+const tick = (ms = 0) => new Promise((r) => setTimeout(r, ms));
+async function until(cond, what, ms = 2000) {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("timeout waiting for " + what);
+    await tick(2);
+  }
+}
+
+const clients = [];
+afterEach(() => {
+  for (const c of clients.splice(0)) c.close();
+});
+
+function newClient(extra = {}) {
+  FakeWS.all = [];
+  const reasons = [];
+  let n = 0;
+  const c = new RthubClient("ws://hub.test/ws", {
+    WebSocket: FakeWS,
+    token: async ({ reason }) => {
+      reasons.push(reason);
+      return "T" + ++n;
+    },
+    backoff: { min: 10, max: 40, jitter: 0 },
+    commandTimeout: 500,
+    ...extra,
+  });
+  clients.push(c);
+  const states = [];
+  c.onState((s) => states.push(s));
+  return { c, reasons, states };
+}
+
+const welcome = (rooms = ["staff"]) => ({ type: "welcome", version: 1, conn: "c1", user: "alice", roles: ["staff"], rooms, expires: 0, ping: 25 });
+
+async function connectLive(c, rooms) {
+  c.connect();
+  await until(() => FakeWS.all.length === 1, "socket");
+  const ws = FakeWS.all[0];
+  ws.open();
+  ws.recv(welcome(rooms));
+  await until(() => c.state === "live", "live");
+  return ws;
+}
+
+test("backoff: 1, 2, 4, 8, 16, 30 s, jitter within ±20 %", () => {
+  const d = [0, 1, 2, 3, 4, 5, 6].map((n) => backoffDelay(n, { jitter: 0 }));
+  assert.deepEqual(d, [1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+  assert.equal(backoffDelay(0, {}, () => 0), 800);
+  assert.equal(backoffDelay(0, {}, () => 1), 1200);
+});
+
+test("close codes: reconnect or stop (protocol §3)", () => {
+  for (const c of [1001, 1006, 1011, 4000, 4001, 4002, 4003, 4099]) assert.ok(shouldReconnect(c), String(c));
+  for (const c of [1000, 1002, 1003, 1007, 1008, 1009, 4100, 4101, 4199]) assert.ok(!shouldReconnect(c), String(c));
+});
+
+test("connect: token as subprotocol, own rooms joined before live, commands as promises", async () => {
+  const { c, reasons } = newClient({ rooms: ["device:7"] });
+  let connected = 0;
+  c.onConnected(() => connected++);
+  c.connect();
+  await until(() => FakeWS.all.length === 1, "socket");
+  const ws = FakeWS.all[0];
+  assert.deepEqual(ws.protocols, ["rthub.v1", "rthub.bearer.T1"]);
+  assert.deepEqual(reasons, ["connect"]);
+  ws.open();
+  ws.recv(welcome());
+  await until(() => ws.lastSent("join"), "join");
+  assert.equal(ws.lastSent("join").room, "device:7");
+  assert.equal(c.state, "connecting", "not live before the rejoin answered");
+  ws.reply("join", { room: "device:7" });
+  await until(() => c.state === "live", "live");
+  assert.equal(connected, 1);
+
+  const p = c.join("admin");
+  await tick();
+  ws.reply("join", null, { code: "forbidden", message: "role may not join room \"admin\"" });
+  await assert.rejects(p, (e) => e instanceof RthubError && e.code === "forbidden");
+  assert.ok(!c.rooms.has("admin"));
+
+  const seen = [];
+  c.on("sensor:data", (d, m) => seen.push([m.room, d.v]));
+  ws.recv({ type: "event", event: "sensor:data", room: "staff", data: { v: 1 } });
+  assert.deepEqual(seen, [["staff", 1]]);
+  c.close();
+});
+
+test("drain (1001): reconnects with backoff, rejoins rooms and restores viewing", async () => {
+  const { c, reasons, states } = newClient();
+  const ws = await connectLive(c);
+  const j = c.join("device:9");
+  await tick();
+  ws.reply("join", { room: "device:9" });
+  await j;
+  const v = c.viewing("device:9");
+  await tick();
+  ws.reply("viewing", null);
+  await v;
+  ws.drop(1001, "server shutting down");
+  assert.equal(c.state, "reconnecting");
+  await until(() => FakeWS.all.length === 2, "second socket");
+  assert.equal(reasons.at(-1), "reconnect");
+  const ws2 = FakeWS.all[1];
+  ws2.open();
+  ws2.recv(welcome());
+  await until(() => ws2.lastSent("join"), "rejoin");
+  assert.equal(ws2.lastSent("join").room, "device:9");
+  ws2.reply("join", { room: "device:9" });
+  await until(() => ws2.lastSent("viewing"), "viewing restored");
+  assert.equal(ws2.lastSent("viewing").target, "device:9");
+  ws2.reply("viewing", null);
+  await until(() => c.state === "live", "live again");
+  assert.deepEqual(states.slice(-3), ["live", "reconnecting", "live"]);
+  c.close();
+});
+
+test("4002: reconnects with a fresh token; 4101 and 1008 stop", async () => {
+  for (const [code, again, reason] of [[4002, true, "expired"], [4101, false], [1008, false]]) {
+    const { c, reasons } = newClient();
+    const ws = await connectLive(c);
+    ws.drop(code);
+    await tick(60);
+    assert.equal(FakeWS.all.length, again ? 2 : 1, `code ${code}`);
+    if (again) assert.equal(reasons.at(-1), reason);
+    else assert.equal(c.state, "closed", `code ${code}`);
+    c.close();
+  }
+});
+
+test("failed handshake: token asked with handshake-failed; a fatal token error stops", async () => {
+  FakeWS.all = [];
+  const reasons = [];
+  const c = new RthubClient("ws://hub.test/ws", {
+    WebSocket: FakeWS,
+    backoff: { min: 10, max: 40, jitter: 0 },
+    token: async ({ reason }) => {
+      reasons.push(reason);
+      if (reason === "handshake-failed") {
+        const e = new Error("session ended");
+        e.fatal = true;
+        throw e;
+      }
+      return "T";
+    },
+  });
+  c.connect();
+  await until(() => FakeWS.all.length === 1, "socket");
+  FakeWS.all[0].drop(1006); // refused before open: a browser sees only 1006
+  await until(() => c.state === "closed", "closed");
+  assert.deepEqual(reasons, ["connect", "handshake-failed"]);
+  assert.equal(c.error.message, "session ended");
+});
+
+test("expiring: refreshes the token on the same connection", async () => {
+  const { c, reasons } = newClient();
+  const ws = await connectLive(c);
+  ws.recv({ type: "expiring", expires: 123 });
+  await until(() => ws.lastSent("refresh"), "refresh");
+  assert.equal(reasons.at(-1), "expiring");
+  assert.equal(ws.lastSent("refresh").token, "T2");
+  ws.reply("refresh", { expires: 456 });
+  assert.equal(FakeWS.all.length, 1);
+  c.close();
+});
+
+test("commands wait for the connection; pending ones fail on a drop", async () => {
+  const { c } = newClient();
+  const ws = await connectLive(c);
+  const pending = c.ping();
+  await tick();
+  ws.drop(1006);
+  await assert.rejects(pending, (e) => e.code === "disconnected");
+  const waiting = c.ping(); // sent once live again
+  await until(() => FakeWS.all.length === 2, "reconnect");
+  const ws2 = FakeWS.all[1];
+  ws2.open();
+  ws2.recv(welcome());
+  await until(() => ws2.lastSent("ping"), "queued ping sent");
+  ws2.reply("ping", null);
+  await waiting;
+  c.close();
+});
+
+test("presenceRoom: snapshot after connecting, then the room's events", async () => {
+  const { c } = newClient();
+  const ws = await connectLive(c);
+  const pr = c.presenceRoom("staff");
+  await until(() => ws.lastSent("presence"), "presence");
+  ws.reply("presence", { room: "staff", count: 1, truncated: false, users: [{ user: "alice", name: "Alice", roles: ["staff"], conns: [{ conn: "c1" }] }] });
+  await until(() => pr.list().length === 1, "snapshot");
+  ws.recv({ type: "event", event: "user:online", room: "staff", data: { user: "bob", name: "Bob", roles: ["staff"] } });
+  ws.recv({ type: "event", event: "user:viewing", room: "staff", data: { user: "bob", conn: "c2", viewing: "device:42" } });
+  ws.recv({ type: "event", event: "user:viewing", room: "other", data: { user: "eve", conn: "c3", viewing: "x" } });
+  assert.deepEqual(pr.list().map((u) => [u.name, u.viewing]), [["Alice", []], ["Bob", ["device:42"]]]);
+  assert.deepEqual(pr.viewersOf("device:42").map((u) => u.user), ["bob"]);
+  ws.recv({ type: "event", event: "user:offline", room: "staff", data: { user: "bob" } });
+  assert.deepEqual(pr.list().map((u) => u.user), ["alice"]);
+  c.close();
+});

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/org/rthub"
+	"github.com/org/rthub/mqttbridge"
+)
+
+// newBridge maps the two device topics to hub events with mqttbridge:
+//
+//	{prefix}sensors/{device}/reading → sensor:data to device:{device} and staff
+//	{prefix}devices/{device}/status  → device:status to staff and device:{device}, on change only
+//
+// The decoders are Ingest's: they validate, persist and evaluate alerts
+// before the bridge publishes what they return. Readings use the bridge's
+// default overflow policy (drop the oldest: a dashboard wants the newest);
+// statuses block instead, so that no online/offline change is lost.
+func newBridge(hub *rthub.Hub, in *Ingest, cfg Config, url string, log *slog.Logger) (*mqttbridge.Bridge, error) {
+	readings := mqttbridge.EventRoute(SensorData, cfg.Prefix+"sensors/{device}/reading",
+		[]string{"device:{device}", roomStaff},
+		func(ctx context.Context, m *mqttbridge.Message) (ReadingEvent, error) {
+			return in.DecodeReading(ctx, m.Vars["device"], m.Payload, m.Received)
+		})
+	readings.Name = "readings"
+	status := mqttbridge.EventRoute(DeviceStatus, cfg.Prefix+"devices/{device}/status",
+		[]string{roomStaff, "device:{device}"},
+		func(ctx context.Context, m *mqttbridge.Message) (StatusEvent, error) {
+			ev, err := in.DecodeStatus(ctx, m.Vars["device"], m.Payload, m.Received)
+			if errors.Is(err, errUnchanged) {
+				return ev, mqttbridge.ErrSkip
+			}
+			return ev, err
+		})
+	status.Name = "status"
+	status.Overflow = mqttbridge.Block
+	return mqttbridge.New(quietPublisher{hub}, mqttbridge.Config{
+		URL:      url,
+		Username: cfg.MQTTUser,
+		Password: cfg.MQTTPass,
+		Routes:   []mqttbridge.Route{readings, status},
+		Logger:   log.With("component", "mqttbridge"),
+	})
+}
+
+// mqttState reads the bridge's Stats for system:health.
+func mqttState(b *mqttbridge.Bridge, embedded bool, sim *Simulator) func() MQTTState {
+	return func() MQTTState {
+		st := b.Stats()
+		s := MQTTState{Status: "connecting", Broker: "external", Received: st.Received, Published: st.Published,
+			DecodeErrors: st.DecodeErrors, Dropped: st.Dropped, Queued: st.Queued}
+		if st.Subscribed {
+			s.Status = "connected"
+		}
+		if embedded {
+			s.Broker = "embedded"
+		}
+		if sim != nil {
+			s.SimDevices = sim.Connected()
+		}
+		if st.LastError != nil {
+			s.LastError = st.LastError.Error()
+		}
+		return s
+	}
+}
+
+// quietPublisher is the hub as the bridge's Publisher, except that a publish
+// after the hub began draining is not an error: the simulated devices say
+// goodbye while the server shuts down, and their last status is stored by
+// the decoder anyway.
+type quietPublisher struct{ hub *rthub.Hub }
+
+func (q quietPublisher) Publish(ctx context.Context, room, event string, data any, opts ...rthub.PublishOption) error {
+	if err := q.hub.Publish(ctx, room, event, data, opts...); err != nil && !errors.Is(err, rthub.ErrHubClosed) {
+		return err
+	}
+	return nil
+}

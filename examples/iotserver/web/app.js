@@ -1,0 +1,489 @@
+// The dashboard: loads the page state once over REST, then only listens
+// (rthub.js). Everything it shows comes from the events in README.md.
+
+import { RthubClient } from "./rthub.js";
+import { sparkline, chart, newSVG } from "./chart.js";
+
+const $ = (id) => document.getElementById(id);
+const h = (tag, attrs = {}, ...kids) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("data-")) e.setAttribute(k, v);
+    else e[k] = v;
+  }
+  for (const k of kids) if (k !== null && k !== undefined) e.append(k);
+  return e;
+};
+
+const HISTORY = 300; // points kept per device and metric
+const UNITS = { temperature: "°C", humidity: "%", co2: "ppm" };
+const SESSION_KEY = "rthub-iot-session";
+
+const app = {
+  session: null, // {token, expires, user: {username, name, roles}}
+  client: null,
+  presence: null,
+  devices: new Map(), // id → {id, name, kind, status, last, history: Map(metric → [[t, v]])}
+  alerts: new Map(), // id → alert
+  rules: new Map(), // metric → open threshold
+  selected: "",
+  health: null,
+  healthAt: 0,
+  analytics: null,
+  dirty: new Set(),
+};
+window.__iot = app; // for the browser test and the curious
+
+// --- session and REST ---
+
+function loadSession() {
+  try {
+    const s = JSON.parse(sessionStorage.getItem(SESSION_KEY));
+    if (s && s.token && new Date(s.expires) > new Date()) return s;
+  } catch {}
+  return null;
+}
+
+function saveSession(s) {
+  app.session = s;
+  if (s) sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
+  else sessionStorage.removeItem(SESSION_KEY);
+}
+
+class HTTPError extends Error {
+  constructor(status, body) {
+    super((body && body.error && body.error.message) || `HTTP ${status}`);
+    this.status = status;
+  }
+}
+
+async function api(path, opts = {}) {
+  const headers = { ...(opts.headers || {}) };
+  if (app.session) headers.Authorization = "Bearer " + app.session.token;
+  if (opts.body) headers["Content-Type"] = "application/json";
+  const res = await fetch(path, { ...opts, headers });
+  const body = res.headers.get("Content-Type")?.includes("json") ? await res.json() : null;
+  if (!res.ok) throw new HTTPError(res.status, body);
+  return body;
+}
+
+const isAdmin = () => app.session && app.session.user.roles.includes("admin");
+
+// token is the client's token function: the stored token while it has more
+// than a minute left, a refreshed one otherwise, and always a refreshed one
+// after a failed handshake, so that a token the server no longer accepts (a
+// restart with a new secret) ends the session instead of retrying forever.
+async function token({ reason }) {
+  const left = new Date(app.session.expires) - Date.now();
+  if ((reason === "connect" || reason === "reconnect") && left > 60000) return app.session.token;
+  try {
+    const r = await api("/api/token", { method: "POST" });
+    saveSession(r);
+    return r.token;
+  } catch (e) {
+    if (e.status === 401) {
+      const err = new Error("session ended: sign in again");
+      err.fatal = true;
+      setTimeout(() => logout(err.message), 0);
+      throw err;
+    }
+    throw e; // the server is down: the client retries
+  }
+}
+
+// --- login ---
+
+function showLogin(msg = "") {
+  $("login-view").hidden = false;
+  $("dash").hidden = true;
+  $("whoami").hidden = true;
+  $("login-error").textContent = msg;
+  $("username").focus();
+}
+
+$("login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  $("login-error").textContent = "";
+  try {
+    const r = await api("/api/login", { method: "POST", body: JSON.stringify({ username: $("username").value, password: $("password").value }) });
+    saveSession(r);
+    $("password").value = "";
+    start();
+  } catch (e) {
+    $("login-error").textContent = e.status === 401 ? "Wrong user name or password." : "Login failed: " + e.message;
+  }
+});
+
+$("logout").addEventListener("click", () => logout());
+
+function logout(msg) {
+  if (app.client) app.client.close();
+  app.client = null;
+  saveSession(null);
+  setConn("idle", {});
+  showLogin(msg);
+}
+
+// --- connection ---
+
+function start() {
+  const s = app.session;
+  $("login-view").hidden = true;
+  $("dash").hidden = false;
+  $("whoami").hidden = false;
+  $("me").textContent = `${s.user.name} (${s.user.roles.join(", ")})`;
+  for (const e of document.querySelectorAll(".admin-only")) e.hidden = !isAdmin();
+  $("admin").hidden = !isAdmin();
+
+  const c = new RthubClient("/ws", { token, heartbeat: 10000 });
+  app.client = c;
+  c.onState(setConn);
+  c.onConnected(() => loadState().catch((e) => console.warn("loading state:", e)));
+  c.on("sensor:data", (d, m) => m.room === "staff" && onReading(d));
+  c.on("device:status", (d, m) => m.room === "staff" && onStatus(d));
+  c.on("alert:new", (a, m) => m.room === "staff" && onAlert(a));
+  c.on("alert:resolved", (a, m) => m.room === "staff" && onAlert(a));
+  c.on("system:health", (d) => {
+    app.health = d;
+    app.healthAt = Date.now();
+    renderHealth();
+  });
+  c.on("analytics:update", (d) => {
+    app.analytics = d;
+    renderAnalytics();
+  });
+  c.on("audit:entry", (e) => prependAudit(e));
+  app.presence = c.presenceRoom("staff");
+  app.presence.onChange(() => {
+    renderOnline();
+    for (const id of app.devices.keys()) app.dirty.add(id);
+    schedule();
+  });
+  c.connect();
+}
+
+let ticker = null;
+function setConn(state, info) {
+  const box = $("conn");
+  box.className = "conn conn-" + state;
+  box.dataset.state = state;
+  $("dash").classList.toggle("stale", state !== "live");
+  const render = () => {
+    let text = state;
+    if (state === "reconnecting") {
+      const s = Math.max(0, Math.ceil((info.nextRetryAt - Date.now()) / 1000));
+      text = s > 0 ? `reconnecting in ${s} s (attempt ${info.attempt})` : `reconnecting (attempt ${info.attempt})`;
+    } else if (state === "stale") {
+      text = `stale: nothing heard for ${Math.round((Date.now() - info.lastHeard) / 1000)} s`;
+    } else if (state === "closed") {
+      text = "disconnected" + (info.closeCode ? ` (${info.closeCode})` : "");
+    } else if (state === "idle") text = "offline";
+    if (state !== "live" && app.healthAt) text += ` · data as of ${new Date(app.healthAt).toLocaleTimeString()}`;
+    $("conn-text").textContent = text;
+  };
+  clearInterval(ticker);
+  render();
+  if (state === "reconnecting" || state === "stale") ticker = setInterval(render, 1000);
+}
+
+// loadState fetches the page state after every (re)connection: what
+// happened while disconnected is not replayed by the hub.
+async function loadState() {
+  const [devs, alerts, analytics, health] = await Promise.all([
+    api("/api/devices"),
+    api("/api/alerts"),
+    api("/api/analytics"),
+    api("/api/health"),
+  ]);
+  for (const d of devs.devices) {
+    const cur = app.devices.get(d.id) || { history: new Map() };
+    Object.assign(cur, { id: d.id, name: d.name, kind: d.kind, status: d.status, last: d.last });
+    app.devices.set(d.id, cur);
+    app.dirty.add(d.id);
+  }
+  app.rules = new Map(alerts.rules.map((r) => {
+    const m = /^([a-z0-9_]+)([<>])(-?[\d.]+)/.exec(r);
+    return [m[1], Number(m[3])];
+  }));
+  app.alerts = new Map(alerts.alerts.map((a) => [a.id, a]));
+  app.analytics = analytics;
+  app.health = health; // the server's latest (possibly a new process: no stale numbers)
+  app.healthAt = Date.now();
+  await Promise.all([...app.devices.keys()].map((id) => loadHistory(id, 120)));
+  if (isAdmin()) {
+    const a = await api("/api/audit");
+    $("audit").replaceChildren();
+    for (const e of a.entries.reverse()) prependAudit(e);
+  }
+  renderAlerts();
+  renderAnalytics();
+  renderHealth();
+  renderDetail();
+  schedule();
+}
+
+async function loadHistory(id, limit) {
+  const r = await api(`/api/devices/${encodeURIComponent(id)}/readings?limit=${limit}`);
+  const d = app.devices.get(id);
+  if (!d) return;
+  d.history = new Map();
+  for (const rd of r.readings) addPoint(d, rd);
+  app.dirty.add(id);
+}
+
+function addPoint(d, r) {
+  const t = Date.parse(r.at);
+  for (const [m, v] of Object.entries(r.values)) {
+    if (!d.history.has(m)) d.history.set(m, []);
+    const pts = d.history.get(m);
+    if (pts.length && pts[pts.length - 1][0] >= t) continue; // already have it (history + live overlap)
+    pts.push([t, v]);
+    if (pts.length > HISTORY) pts.splice(0, pts.length - HISTORY);
+  }
+}
+
+// --- events ---
+
+function onReading(r) {
+  let d = app.devices.get(r.device);
+  if (!d) {
+    d = { id: r.device, name: r.device, kind: "external", status: "unknown", history: new Map() };
+    app.devices.set(r.device, d);
+  }
+  d.last = r;
+  addPoint(d, r);
+  app.dirty.add(r.device);
+  schedule();
+}
+
+function onStatus(s) {
+  const d = app.devices.get(s.device);
+  if (!d) return;
+  d.status = s.status;
+  app.dirty.add(s.device);
+  schedule();
+}
+
+function onAlert(a) {
+  if (a.state === "open") app.alerts.set(a.id, a);
+  else app.alerts.delete(a.id);
+  app.dirty.add(a.device);
+  renderAlerts();
+  schedule();
+}
+
+// --- rendering (batched per animation frame) ---
+
+let frame = 0;
+function schedule() {
+  if (!frame) frame = requestAnimationFrame(render);
+}
+
+function render() {
+  frame = 0;
+  const box = $("devices");
+  const ids = [...app.devices.keys()].sort();
+  if (box.children.length !== ids.length) {
+    box.replaceChildren(...ids.map((id) => deviceCard(id)));
+  } else {
+    for (const id of app.dirty) updateCard(id);
+  }
+  if (app.dirty.has(app.selected)) renderDetail();
+  app.dirty.clear();
+  const online = ids.filter((id) => app.devices.get(id).status === "online").length;
+  $("dev-summary").textContent = `${online} of ${ids.length} online`;
+}
+
+function deviceCard(id) {
+  const card = h("div", { class: "device", "data-device": id, "data-testid": "device-" + id });
+  card.addEventListener("click", () => select(id));
+  card.append(
+    h("div", { class: "top" }, h("span", { class: "name" }), h("span", { class: "status" })),
+    h("div", { class: "id" }, id),
+    h("div", { class: "values" }),
+    newSVG("spark"),
+    h("div", { class: "viewers" }),
+  );
+  updateCard(id, card);
+  return card;
+}
+
+function mainMetric(d) {
+  return d.history.has("temperature") ? "temperature" : [...d.history.keys()][0];
+}
+
+function openAlertFor(id, metric) {
+  for (const a of app.alerts.values()) if (a.device === id && (!metric || a.metric === metric)) return a;
+  return null;
+}
+
+function updateCard(id, card = document.querySelector(`[data-device="${CSS.escape(id)}"]`)) {
+  const d = app.devices.get(id);
+  if (!card || !d) return;
+  card.querySelector(".name").textContent = d.name;
+  const st = card.querySelector(".status");
+  st.textContent = d.status;
+  st.className = "status " + d.status;
+  card.dataset.status = d.status;
+  card.classList.toggle("offline", d.status === "offline");
+  card.classList.toggle("selected", id === app.selected);
+  card.classList.toggle("alerting", !!openAlertFor(id));
+  const vals = card.querySelector(".values");
+  vals.replaceChildren();
+  if (d.last) {
+    for (const [m, v] of Object.entries(d.last.values).sort()) {
+      vals.append(h("span", { class: openAlertFor(id, m) ? "breach" : "", title: m }, h("b", {}, String(v)), " " + (UNITS[m] || m)));
+    }
+  }
+  card.dataset.readingAt = d.last ? d.last.at : "";
+  const m = mainMetric(d);
+  sparkline(card.querySelector("svg"), (m && d.history.get(m)) || [], app.rules.get(m));
+  const viewers = app.presence ? app.presence.viewersOf("device:" + id) : [];
+  card.querySelector(".viewers").textContent = viewers.length ? "viewing: " + viewers.map((u) => u.name).join(", ") : "";
+}
+
+async function select(id) {
+  const c = app.client;
+  const prev = app.selected;
+  if (prev === id) return;
+  app.selected = id;
+  app.dirty.add(prev);
+  app.dirty.add(id);
+  schedule();
+  renderDetail();
+  try {
+    if (prev) await c.leave("device:" + prev);
+    if (id) {
+      await c.join("device:" + id);
+      await c.viewing("device:" + id);
+      await loadHistory(id, HISTORY);
+    } else {
+      await c.viewing("");
+    }
+  } catch (e) {
+    console.warn("select:", e.message);
+  }
+  renderDetail();
+}
+
+$("detail-close").addEventListener("click", () => select(""));
+$("dropout").addEventListener("click", async () => {
+  if (!app.selected) return;
+  try {
+    await api(`/api/devices/${encodeURIComponent(app.selected)}/dropout?seconds=10`, { method: "POST" });
+  } catch (e) {
+    alert("dropout: " + e.message);
+  }
+});
+
+function renderDetail() {
+  const id = app.selected;
+  const d = app.devices.get(id);
+  $("detail").hidden = !d;
+  if (!d) return;
+  $("detail-title").textContent = `${d.name} (${id})`;
+  $("detail-status").textContent = d.status;
+  const viewers = app.presence ? app.presence.viewersOf("device:" + id) : [];
+  $("detail-viewers").textContent = viewers.length ? "Viewing now: " + viewers.map((u) => u.name).join(", ") : "";
+  const box = $("detail-charts");
+  box.replaceChildren();
+  let i = 0;
+  for (const [m, pts] of [...d.history.entries()].sort()) {
+    const svg = newSVG("chart");
+    const thr = app.rules.get(m);
+    const title = (UNITS[m] ? `${m} (${UNITS[m]})` : m) + (thr !== undefined ? ` · alert at ${thr}` : "");
+    box.append(h("div", {}, h("h3", {}, title), svg));
+    chart(svg, pts, { threshold: thr, cls: "m" + (i++ % 3) }); // after append: it reads the width
+  }
+}
+
+function renderAlerts() {
+  const ul = $("alerts");
+  const list = [...app.alerts.values()].sort((a, b) => b.id - a.id);
+  $("alert-count").textContent = String(list.length);
+  ul.replaceChildren(
+    ...(list.length
+      ? list.map((a) =>
+          h("li", { "data-alert": a.id, "data-device": a.device },
+            `${a.device}: ${a.metric} ${a.value} (${a.rule})`,
+            h("small", {}, "since " + new Date(a.opened_at).toLocaleTimeString()),
+          ),
+        )
+      : [h("li", { class: "empty" }, "none")]),
+  );
+}
+
+function renderOnline() {
+  const list = app.presence.list();
+  $("online-count").textContent = String(list.length);
+  $("online").replaceChildren(
+    ...list.map((u) =>
+      h("li", { "data-user": u.user },
+        h("span", {}, u.name + (u.user === app.session.user.username ? " (you)" : ""), " ", h("span", { class: "role" }, u.roles.join(", "))),
+        u.viewing.length ? h("span", { class: "viewing", "data-testid": "viewing-" + u.user }, "viewing " + u.viewing.map((v) => v.replace(/^device:/, "device ")).join(", ")) : null,
+        u.conns > 1 ? h("small", {}, `${u.conns} tabs`) : null,
+      ),
+    ),
+  );
+}
+
+function renderHealth() {
+  const x = app.health;
+  if (!x) return;
+  const mb = (b) => (b / 1048576).toFixed(1) + " MB";
+  const rows = [
+    ["connections", `${x.connections} (${x.users} users, ${x.rooms} rooms)`],
+    ["mqtt", [x.mqtt.status, x.mqtt.status === "connected" ? "ok" : "bad", `${x.mqtt.status}, ${x.mqtt.broker} broker`]],
+    ["devices (sim)", String(x.mqtt.sim_devices)],
+    ["database", [x.db.status, x.db.status === "ok" ? "ok" : "bad", `${x.db.kind} ${x.db.status} (${x.db.latency_ms.toFixed(1)} ms)`]],
+    ["event rate", `${x.rates.published.toFixed(1)}/s published, ${x.rates.delivered.toFixed(1)}/s delivered`],
+    ["mqtt rate", `${x.rates.mqtt.toFixed(1)}/s, ${x.mqtt.decode_errors} bad, ${x.mqtt.dropped} dropped`],
+    ["readings stored", `${x.db.written}` + (x.db.dropped ? ` (${x.db.dropped} dropped)` : "")],
+    ["open alerts", String(x.open_alerts)],
+    ["goroutines", String(x.goroutines)],
+    ["memory", `${mb(x.heap_bytes)} heap, ${mb(x.rss_bytes)} RSS`],
+    ["refused", `${x.refused.unauthorized} unauthorized, ${x.refused.forbidden} forbidden`],
+    ["uptime", `${Math.round(x.uptime)} s (node ${x.node})`],
+  ];
+  $("health").replaceChildren(
+    ...rows.flatMap(([k, v]) => {
+      const dd = Array.isArray(v) ? h("dd", { class: v[1] }, v[2]) : h("dd", {}, v);
+      dd.dataset.key = k;
+      return [h("dt", {}, k), dd];
+    }),
+  );
+  $("health-age").textContent = "at " + new Date(x.at).toLocaleTimeString();
+}
+
+function renderAnalytics() {
+  const a = app.analytics;
+  if (!a) return;
+  const tb = $("analytics").querySelector("tbody");
+  tb.replaceChildren(
+    ...a.devices.map((r) =>
+      h("tr", {}, h("td", {}, r.device), h("td", {}, r.metric), h("td", {}, r.avg.toFixed(1)), h("td", {}, r.min.toFixed(1)), h("td", {}, r.max.toFixed(1)), h("td", {}, String(r.count))),
+    ),
+  );
+  $("analytics-age").textContent = "computed " + new Date(a.computed_at).toLocaleTimeString();
+  $("analytics-alerts").textContent = `alerts: ${a.alerts.open} open, ${a.alerts.opened} opened and ${a.alerts.resolved} resolved in the window`;
+}
+
+function prependAudit(e) {
+  const tb = $("audit");
+  const tr = h("tr", { class: "audit-" + e.kind, "data-kind": e.kind },
+    h("td", {}, new Date(e.at).toLocaleTimeString()),
+    h("td", {}, e.kind),
+    h("td", {}, e.username || "—"),
+    h("td", {}, e.detail),
+    h("td", {}, e.remote_addr),
+  );
+  tb.prepend(tr);
+  while (tb.children.length > 200) tb.lastChild.remove();
+}
+
+// --- boot ---
+
+app.session = loadSession();
+if (app.session) start();
+else showLogin();

@@ -1,0 +1,85 @@
+package rthub
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLatencyHistogram(t *testing.T) {
+	var h latencyHist
+	if q := h.snapshot().Quantile(0.99); q != 0 {
+		t.Fatalf("empty p99 = %v", q)
+	}
+	for range 90 {
+		h.observe(200 * time.Microsecond) // bucket ≤250µs
+	}
+	for range 9 {
+		h.observe(20 * time.Millisecond) // ≤25ms
+	}
+	h.observe(time.Minute) // over every bound
+	s := h.snapshot()
+	if s.Count != 100 || s.Counts[1] != 90 || s.Counts[len(s.Counts)-1] != 99 {
+		t.Fatalf("snapshot %+v", s)
+	}
+	if s.Sum != 90*200*time.Microsecond+9*20*time.Millisecond+time.Minute {
+		t.Errorf("sum %v", s.Sum)
+	}
+	if p50 := s.Quantile(0.5); p50 <= 100*time.Microsecond || p50 > 250*time.Microsecond {
+		t.Errorf("p50 %v, want within (100µs, 250µs]", p50)
+	}
+	if p95 := s.Quantile(0.95); p95 <= 10*time.Millisecond || p95 > 25*time.Millisecond {
+		t.Errorf("p95 %v, want within (10ms, 25ms]", p95)
+	}
+	if p999 := s.Quantile(0.999); p999 != 10*time.Second {
+		t.Errorf("p99.9 %v, want the last bound", p999)
+	}
+}
+
+// TestHub_BroadcastLatency: publications to members are measured, once each.
+func TestHub_BroadcastLatency(t *testing.T) {
+	t.Parallel()
+	h, url := testHub(t, nil)
+	c := dial(t, url, testToken(t, "alice", time.Hour, "staff"))
+	c.readType("welcome")
+	before := h.Stats().BroadcastLatency.Count
+	for i := range 5 {
+		if err := h.Publish(t.Context(), "staff", "sensor:data", i); err != nil {
+			t.Fatal(err)
+		}
+		c.readType("event")
+	}
+	if err := h.Publish(t.Context(), "device:none", "sensor:data", 1); err != nil { // no members: not measured
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for h.Stats().BroadcastLatency.Count-before < 5 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	s := h.Stats().BroadcastLatency
+	if s.Count-before != 5 || s.Sum <= 0 {
+		t.Fatalf("latency histogram %+v, want 5 more observations", s)
+	}
+}
+
+// TestHub_CorrelationID: a publish's correlation ID reaches the client as
+// "cid"; an invalid one is dropped, not sent.
+func TestHub_CorrelationID(t *testing.T) {
+	t.Parallel()
+	h, url := testHub(t, nil)
+	c := dial(t, url, testToken(t, "alice", time.Hour, "staff"))
+	c.readType("welcome")
+	for _, tc := range []struct{ cid, want string }{
+		{"mqtt-7f3a", `"cid":"mqtt-7f3a"`},
+		{"bad\nid", ""},
+		{strings.Repeat("x", 129), ""},
+	} {
+		if err := h.Publish(t.Context(), "staff", "sensor:data", 1, WithCorrelationID(tc.cid)); err != nil {
+			t.Fatal(err)
+		}
+		b := c.readRaw()
+		if tc.want != "" && !strings.Contains(string(b), tc.want) || tc.want == "" && strings.Contains(string(b), `"cid"`) {
+			t.Fatalf("cid %q: frame %s", tc.cid, b)
+		}
+	}
+}

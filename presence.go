@@ -1,0 +1,297 @@
+package rthub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// PresenceOptions configures presence: who is in a room, as people rather
+// than connections. Presence is on only in the rooms [Policy].Presence lists.
+//
+// A person (a token subject) with five tabs in a room is one entry with five
+// connections. The room receives, as ordinary events:
+//
+//   - OnlineEvent when a person's first connection joins:
+//     {"user":"alice","name":"Alice","roles":["staff"]} (plus "info" when
+//     Info is set);
+//   - OfflineEvent when their last connection leaves: {"user":"alice"};
+//   - ViewingEvent when a connection declares what it is viewing (the
+//     "viewing" command), changes it, or, while the person stays online,
+//     leaves: {"user":"alice","conn":"c1","viewing":"device:42"}, with
+//     "viewing":"" when it ends.
+//
+// Other tabs of a person coming and going send nothing. Name and roles are
+// those of the person's first connection in the room.
+type PresenceOptions struct {
+	// OnlineEvent, OfflineEvent and ViewingEvent name the events. Defaults
+	// "user:online", "user:offline", "user:viewing".
+	OnlineEvent, OfflineEvent, ViewingEvent string
+	// MaxList caps the people a presence list returns (the "presence"
+	// command and [Hub.Presence]); Count is always the full number and
+	// Truncated says when the list was cut. Default 1000.
+	MaxList int
+	// Info, if set, returns extra public data about a person, included as
+	// "info" in OnlineEvent and in presence lists (e.g. an avatar URL from the
+	// token's claims). It is called once per person and room, when their first
+	// connection joins; the result must encode to JSON. Never put secrets here:
+	// everyone in the room sees it.
+	Info func(id *Identity) any
+}
+
+func (o *PresenceOptions) setDefaults() error {
+	def := func(p *string, v string) error {
+		if *p == "" {
+			*p = v
+			return nil
+		}
+		return validEventName(*p)
+	}
+	var errs []error
+	for _, e := range []struct {
+		p *string
+		v string
+	}{{&o.OnlineEvent, "user:online"}, {&o.OfflineEvent, "user:offline"}, {&o.ViewingEvent, "user:viewing"}} {
+		if err := def(e.p, e.v); err != nil {
+			errs = append(errs, fmt.Errorf("rthub: PresenceOptions: %w", err))
+		}
+	}
+	if o.MaxList == 0 {
+		o.MaxList = 1000
+	} else if o.MaxList < 0 {
+		errs = append(errs, errors.New("rthub: PresenceOptions.MaxList is negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Presence is who is in a room: the reply to the "presence" command and the
+// result of [Hub.Presence].
+type Presence struct {
+	Room string `json:"room"`
+	// Count is the number of people in the room (on this hub).
+	Count int `json:"count"`
+	// Users lists them, sorted by user, at most PresenceOptions.MaxList.
+	Users []PresenceUser `json:"users"`
+	// Truncated is true when Users holds fewer than Count people.
+	Truncated bool `json:"truncated"`
+}
+
+// PresenceUser is one person in a room.
+type PresenceUser struct {
+	User  string          `json:"user"`
+	Name  string          `json:"name,omitempty"`
+	Roles []string        `json:"roles,omitempty"`
+	Info  json.RawMessage `json:"info,omitempty"`
+	// Conns are the person's connections in the room, in join order.
+	Conns []PresenceConn `json:"conns"`
+}
+
+// PresenceConn is one connection (tab, device) of a person in a room.
+type PresenceConn struct {
+	Conn    string `json:"conn"`
+	Viewing string `json:"viewing,omitempty"`
+}
+
+// person is one subject's presence in one room.
+type person struct {
+	name  string
+	roles []string
+	info  json.RawMessage
+	conns []*conn
+}
+
+type onlineData struct {
+	User  string          `json:"user"`
+	Name  string          `json:"name,omitempty"`
+	Roles []string        `json:"roles,omitempty"`
+	Info  json.RawMessage `json:"info,omitempty"`
+}
+
+type offlineData struct {
+	User string `json:"user"`
+}
+
+type viewingData struct {
+	User    string `json:"user"`
+	Conn    string `json:"conn"`
+	Viewing string `json:"viewing"`
+}
+
+// presenceJoined records c, just added to rm's members, in rm's presence
+// and queues OnlineEvent when c is the person's first connection there. It
+// runs with rm.mu held and c.mu not held; the returned list (may be nil) is
+// for dispatch after rm.mu is released.
+func (h *Hub) presenceJoined(rm *room, name string, c *conn) *flushList {
+	id := c.ident.Load()
+	p := rm.pres[id.Subject]
+	if p != nil {
+		p.conns = append(p.conns, c)
+		return nil
+	}
+	p = &person{name: id.Name, roles: slices.Clone(id.Roles), conns: []*conn{c}}
+	if fn := h.opts.Presence.Info; fn != nil {
+		p.info = h.presenceInfo(fn, id)
+	}
+	rm.pres[id.Subject] = p
+	data, _ := json.Marshal(onlineData{User: id.Subject, Name: p.name, Roles: p.roles, Info: p.info})
+	return h.deliverLocked(rm, name, h.opts.Presence.OnlineEvent, data, "")
+}
+
+// presenceInfo calls PresenceOptions.Info, containing its failures.
+func (h *Hub) presenceInfo(fn func(*Identity) any, id *Identity) (raw json.RawMessage) {
+	defer func() {
+		if p := recover(); p != nil {
+			h.log.Error("rthub: PresenceOptions.Info panicked", "panic", p)
+			raw = nil
+		}
+	}()
+	v := fn(id)
+	if v == nil {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		h.log.Warn("rthub: PresenceOptions.Info result does not encode", "err", err)
+		return nil
+	}
+	return b
+}
+
+// presenceLeft removes c, just taken out of rm's members, from rm's presence:
+// OfflineEvent when it was the person's last connection, else ViewingEvent
+// with "" when it was viewing something. Same locking as presenceJoined.
+func (h *Hub) presenceLeft(rm *room, name string, c *conn, viewing string) *flushList {
+	sub := c.ident.Load().Subject
+	p := rm.pres[sub]
+	if p == nil {
+		return nil
+	}
+	p.conns = slices.DeleteFunc(p.conns, func(x *conn) bool { return x == c })
+	if len(p.conns) == 0 {
+		delete(rm.pres, sub)
+		data, _ := json.Marshal(offlineData{User: sub})
+		return h.deliverLocked(rm, name, h.opts.Presence.OfflineEvent, data, "")
+	}
+	if viewing == "" {
+		return nil
+	}
+	data, _ := json.Marshal(viewingData{User: sub, Conn: c.id})
+	return h.deliverLocked(rm, name, h.opts.Presence.ViewingEvent, data, "")
+}
+
+// setViewing records what c is viewing and tells its presence rooms. It runs
+// on c's read loop, which serializes a connection's viewing changes.
+func (h *Hub) setViewing(c *conn, target string) error {
+	if target != "" {
+		if err := ValidRoom(target); err != nil {
+			return fmt.Errorf("%w: viewing target: %s", ErrBadRequest, strings.TrimPrefix(err.Error(), "rthub: "))
+		}
+	}
+	c.mu.Lock()
+	if c.viewing == target {
+		c.mu.Unlock()
+		return nil
+	}
+	c.viewing = target
+	names := make([]string, 0, len(c.rooms))
+	for _, rr := range c.rooms {
+		names = append(names, rr.name)
+	}
+	c.mu.Unlock()
+	data, _ := json.Marshal(viewingData{User: c.ident.Load().Subject, Conn: c.id, Viewing: target})
+	for _, name := range names {
+		h.mu.RLock()
+		rm := h.rooms[name]
+		h.mu.RUnlock()
+		if rm == nil {
+			continue
+		}
+		rm.mu.Lock()
+		var fl *flushList
+		if p := rm.pres[c.ident.Load().Subject]; p != nil && slices.Contains(p.conns, c) {
+			fl = h.deliverLocked(rm, name, h.opts.Presence.ViewingEvent, data, "")
+		}
+		rm.mu.Unlock()
+		if fl != nil {
+			h.dispatch(fl)
+		}
+	}
+	return nil
+}
+
+// errPresenceOff answers a presence query for a room without presence.
+var errPresenceOff = fmt.Errorf("%w: presence is not enabled in this room", ErrBadRequest)
+
+// Presence returns who is in room on this hub. It is not subject to the
+// policy. Errors: [ErrBadRoom]; [ErrBadRequest] when [Policy].Presence does
+// not enable presence in room.
+func (h *Hub) Presence(ctx context.Context, room string) (Presence, error) {
+	if err := ctx.Err(); err != nil {
+		return Presence{}, err
+	}
+	if err := ValidRoom(room); err != nil {
+		return Presence{}, err
+	}
+	if !h.policy.presenceOn(room) {
+		return Presence{}, errPresenceOff
+	}
+	return h.presenceList(room), nil
+}
+
+// presenceList builds room's presence, capped at MaxList people.
+func (h *Hub) presenceList(room string) Presence {
+	out := Presence{Room: room, Users: []PresenceUser{}}
+	h.mu.RLock()
+	rm := h.rooms[room]
+	h.mu.RUnlock()
+	if rm == nil {
+		return out
+	}
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	out.Count = len(rm.pres)
+	subs := make([]string, 0, len(rm.pres))
+	for sub := range rm.pres {
+		subs = append(subs, sub)
+	}
+	slices.Sort(subs)
+	if len(subs) > h.opts.Presence.MaxList {
+		subs = subs[:h.opts.Presence.MaxList]
+		out.Truncated = true
+	}
+	for _, sub := range subs {
+		p := rm.pres[sub]
+		u := PresenceUser{User: sub, Name: p.name, Roles: p.roles, Info: p.info, Conns: make([]PresenceConn, len(p.conns))}
+		for i, c := range p.conns {
+			c.mu.Lock()
+			u.Conns[i] = PresenceConn{Conn: c.id, Viewing: c.viewing}
+			c.mu.Unlock()
+		}
+		out.Users = append(out.Users, u)
+	}
+	return out
+}
+
+// clientPresence answers the "presence" command: the room must have presence
+// on, and the client must be allowed to join it (members of a room and those
+// who may enter it may see who is there).
+func (h *Hub) clientPresence(c *conn, room string) (Presence, error) {
+	if err := ValidRoom(room); err != nil {
+		return Presence{}, err
+	}
+	if !h.policy.presenceOn(room) {
+		return Presence{}, errPresenceOff
+	}
+	if !c.inRoom(room) {
+		if err := h.policy.authorize(h.ctx, c.ident.Load(), ActionJoin, room, ""); err != nil {
+			r := c.refusal("presence", "forbidden")
+			r.Room = room
+			h.refused(h.ctx, r)
+			return Presence{}, err
+		}
+	}
+	return h.presenceList(room), nil
+}
