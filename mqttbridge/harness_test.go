@@ -11,10 +11,12 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -25,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/golang-jwt/jwt/v5"
@@ -379,6 +382,62 @@ func newHubServer(t *testing.T) *hubServer {
 	return &hubServer{hub: hub, url: "ws" + strings.TrimPrefix(srv.URL, "http")}
 }
 
+// rawClient reads a hub's frames directly, to see fields the Go client
+// does not expose (the event's "cid").
+type rawClient struct {
+	c *websocket.Conn
+}
+
+type rawFrame struct {
+	Type, Event, Room, Cid string
+	Data                   json.RawMessage
+}
+
+func (h *hubServer) rawDial(t *testing.T, sub, role string) *rawClient {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	hdr := http.Header{}
+	hdr.Set("Authorization", "Bearer "+h.token(t, sub, role))
+	c, _, err := websocket.Dial(ctx, h.url, &websocket.DialOptions{HTTPHeader: hdr, Subprotocols: []string{rthub.Subprotocol}})
+	if err != nil {
+		t.Fatalf("raw dial: %v", err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return &rawClient{c: c}
+}
+
+// next returns the next event frame, skipping the others (welcome, ...).
+func (r *rawClient) next(t *testing.T) rawFrame {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	for {
+		_, b, err := r.c.Read(ctx)
+		if err != nil {
+			t.Fatalf("raw read: %v", err)
+		}
+		var f rawFrame
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatalf("raw frame %q: %v", b, err)
+		}
+		if f.Type == "event" {
+			return f
+		}
+	}
+}
+
+func (h *hubServer) token(t *testing.T, sub, role string) string {
+	t.Helper()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": sub, "roles": []string{role}, "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString(hubSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
 // collector is a WebSocket client that records the events it receives.
 type collector struct {
 	mu      sync.Mutex
@@ -390,15 +449,9 @@ type collector struct {
 // events named events.
 func (h *hubServer) dial(t *testing.T, sub, role string, rooms []string, events ...string) *collector {
 	t.Helper()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"sub": sub, "roles": []string{role}, "exp": time.Now().Add(time.Hour).Unix(),
-	}).SignedString(hubSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	c, err := client.Dial(ctx, h.url, client.Options{Token: tok, Rooms: rooms})
+	c, err := client.Dial(ctx, h.url, client.Options{Token: h.token(t, sub, role), Rooms: rooms})
 	if err != nil {
 		t.Fatalf("dial hub as %s: %v", sub, err)
 	}

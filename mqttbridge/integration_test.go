@@ -57,6 +57,7 @@ func TestIntegration_ReadingToRooms(t *testing.T) {
 		hs := newHubServer(t)
 		staff := hs.dial(t, "alice", "staff", []string{"device:7"}, "sensor:data")
 		viewer := hs.dial(t, "bob", "viewer", []string{"device:8"}, "sensor:data")
+		raw := hs.rawDial(t, "carol", "staff")
 		rec := &corrRecorder{next: hs.hub}
 		p := prefix()
 		b := startBridge(t, rec, Config{URL: tb.url, Routes: []Route{readingRouteAt(p)}})
@@ -80,6 +81,13 @@ func TestIntegration_ReadingToRooms(t *testing.T) {
 		got = fmtEvents(staff.wait(t, 3))
 		if len(got) != 3 || got[2] != `sensor:data@staff {"celsius":-3,"device":"8"}` {
 			t.Fatalf("staff got %q", got)
+		}
+		// The correlation ID went through the hub to the client's frame.
+		if f := raw.next(t); f.Room != "staff" || f.Cid != "req-7" || f.Event != "sensor:data" {
+			t.Errorf("raw frame %+v, want sensor:data in staff with cid req-7", f)
+		}
+		if f := raw.next(t); f.Cid != "" {
+			t.Errorf("second raw frame %+v, want no cid", f)
 		}
 		rec.mu.Lock()
 		ids := slices.Clone(rec.ids)
