@@ -31,9 +31,9 @@ var _ Publisher = (*rthub.Hub)(nil)
 // [New] copies the Config and never modifies the caller's value.
 type Config struct {
 	// URL is the broker's address (required): tcp:// or mqtt:// for plain
-	// TCP (default port 1883 is not implied: give the port), tls://,
-	// ssl:// or mqtts:// for TLS, ws:// or wss:// for MQTT over WebSocket,
-	// e.g. "tcp://127.0.0.1:1883".
+	// TCP, tls://, ssl:// or mqtts:// for TLS, all with a port, e.g.
+	// "tcp://127.0.0.1:1883"; ws:// or wss:// with a path for MQTT over
+	// WebSocket, e.g. "wss://broker.example.com/mqtt".
 	URL string
 	// ClientID identifies the bridge to the broker; it must be unique among
 	// the broker's clients (a second client with the same ID takes the
@@ -83,6 +83,16 @@ type Config struct {
 	// shutdown ends the session at once. Default 60 s; negative for none
 	// (the session ends with each connection). Whole seconds.
 	SessionExpiry time.Duration
+	// ReceiveMaximum, if positive, is sent to the broker as the MQTT 5
+	// Receive Maximum: the broker sends at most this many QoS 1 and 2
+	// messages the bridge has not acknowledged yet, and keeps the rest (up to
+	// its own limits). The bridge acknowledges a message once it is queued,
+	// so this matters only with [Block]: without it, messages the broker
+	// sends while a route blocks wait in the MQTT client's memory. At most
+	// 65535. Default 0: not sent, which MQTT reads as 65535. Measure before
+	// lowering it: mochi-mqtt v2.7 was seen to stop delivering under a burst
+	// with 128.
+	ReceiveMaximum int
 	// MaxPayload is the largest MQTT packet the bridge accepts, in bytes,
 	// sent to the broker as the MQTT 5 Maximum Packet Size: the broker drops
 	// larger messages instead of sending them. Default 256 KiB.
@@ -104,11 +114,6 @@ type Config struct {
 	// discards them.
 	Logger *slog.Logger
 }
-
-// receiveMaximum is the MQTT 5 Receive Maximum the bridge announces: the
-// broker sends at most this many unacknowledged QoS 1 and 2 messages. The
-// bridge acknowledges a message once it is queued.
-const receiveMaximum = 128
 
 func (c *Config) setDefaults() []error {
 	var errs []error
@@ -139,6 +144,8 @@ func (c *Config) setDefaults() []error {
 		}
 		if u.Host == "" {
 			bad("URL %q has no host", c.URL)
+		} else if u.Port() == "" && !strings.HasPrefix(strings.ToLower(u.Scheme), "ws") {
+			bad("URL %q has no port (e.g. :1883, or :8883 for TLS)", c.URL)
 		}
 	}
 	if c.ClientID == "" {
@@ -180,6 +187,9 @@ func (c *Config) setDefaults() []error {
 		c.SessionExpiry = 0
 	}
 	defInt(&c.MaxPayload, 256<<10, "MaxPayload")
+	if c.ReceiveMaximum < 0 || c.ReceiveMaximum > 65535 {
+		bad("ReceiveMaximum %d is not in 0..65535", c.ReceiveMaximum)
+	}
 	defInt(&c.QueueSize, 1024, "QueueSize")
 	defInt(&c.QueueBytes, 8<<20, "QueueBytes")
 	defInt(&c.MaxKeys, 100_000, "MaxKeys")

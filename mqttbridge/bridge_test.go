@@ -28,6 +28,8 @@ func TestNew_InvalidConfig(t *testing.T) {
 		{"noURL", mod(func(c *Config) { c.URL = "" }), []string{"URL is empty"}},
 		{"badScheme", mod(func(c *Config) { c.URL = "http://x:1" }), []string{`scheme "http"`}},
 		{"noHost", mod(func(c *Config) { c.URL = "tcp://" }), []string{"has no host"}},
+		{"noPort", mod(func(c *Config) { c.URL = "tcp://localhost" }), []string{"has no port"}},
+		{"receiveMaximum", mod(func(c *Config) { c.ReceiveMaximum = 70000 }), []string{"ReceiveMaximum 70000"}},
 		{"noRoutes", mod(func(c *Config) { c.Routes = nil }), []string{"Routes is empty"}},
 		{"passwordOnly", mod(func(c *Config) { c.Password = "x" }), []string{"Password is set without Username"}},
 		{"negative", mod(func(c *Config) { c.QueueSize = -1; c.KeepAlive = -time.Second }), []string{"QueueSize is negative", "KeepAlive is negative"}},

@@ -20,7 +20,7 @@ func (b *Bridge) clientConfig() autopaho.ClientConfig {
 	keepAlive := uint16(c.KeepAlive / time.Second)
 	expiry := uint32(c.SessionExpiry / time.Second)
 	maxPacket := uint32(c.MaxPayload)
-	recvMax := uint16(receiveMaximum)
+	recvMax := uint16(c.ReceiveMaximum)
 	cc := autopaho.ClientConfig{
 		ServerUrls:                    []*url.URL{u},
 		TlsCfg:                        c.TLS,
@@ -40,8 +40,14 @@ func (b *Bridge) clientConfig() autopaho.ClientConfig {
 			if cp.Properties == nil {
 				cp.Properties = &paho.ConnectProperties{}
 			}
+			// paho's zero value would send Request Problem Information 0,
+			// and some brokers (mochi-mqtt) then strip the user properties
+			// of the PUBLISH packets too: correlation IDs would be lost.
+			cp.Properties.RequestProblemInfo = true
 			cp.Properties.MaximumPacketSize = &maxPacket
-			cp.Properties.ReceiveMaximum = &recvMax
+			if recvMax > 0 {
+				cp.Properties.ReceiveMaximum = &recvMax
+			}
 			if expiry > 0 {
 				cp.Properties.SessionExpiryInterval = &expiry
 			}
@@ -164,8 +170,11 @@ func (b *Bridge) subscribe(cm *autopaho.ConnectionManager, down chan struct{}) {
 		ctx, cancel := context.WithTimeout(b.ctx, b.cfg.ConnectTimeout)
 		sa, err := cm.Subscribe(ctx, sub)
 		cancel()
-		if err == nil {
-			err = subackError(sa, b.filters)
+		if sa != nil || err == nil {
+			// paho's own error for refused subscriptions names none of them.
+			if e := subackError(sa, b.filters); e != nil {
+				err = e
+			}
 		}
 		if err == nil {
 			b.mu.Lock()

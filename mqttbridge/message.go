@@ -33,7 +33,10 @@ type Message struct {
 	// CorrelationID is the MQTT 5 user property named by
 	// Config.CorrelationProperty (default "correlation-id"); if absent, the
 	// MQTT 5 Correlation Data, as is when it is printable UTF-8, else in
-	// hex. Empty when the message has neither.
+	// hex. Empty when the message has neither. The bridge publishes the
+	// message's event with [rthub.WithCorrelationID], so clients receive it
+	// as the event's "cid" (the hub ignores an ID over 128 bytes or not
+	// printable ASCII).
 	CorrelationID string
 	// ContentType is the MQTT 5 Content Type property, if any.
 	ContentType string

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/org/rthub"
 )
 
 // onPublish receives every message on the MQTT client's delivery goroutine:
@@ -141,8 +142,12 @@ func (b *Bridge) process(r *route, e *entry) {
 	if !ok {
 		return
 	}
+	var opts []rthub.PublishOption
+	if id := e.msg.CorrelationID; id != "" {
+		opts = append(opts, rthub.WithCorrelationID(id))
+	}
 	for _, room := range e.rooms {
-		b.publish(ctx, r, room, data)
+		b.publish(ctx, r, room, data, opts...)
 	}
 	r.stats.sent.Add(1)
 }
@@ -260,8 +265,8 @@ func (b *Bridge) changed(r *route, key string, data json.RawMessage) bool {
 }
 
 // publish hands one event to the Publisher.
-func (b *Bridge) publish(ctx context.Context, r *route, room string, data json.RawMessage) {
-	if err := b.pub.Publish(ctx, room, r.Event, data); err != nil {
+func (b *Bridge) publish(ctx context.Context, r *route, room string, data json.RawMessage, opts ...rthub.PublishOption) {
+	if err := b.pub.Publish(ctx, room, r.Event, data, opts...); err != nil {
 		r.stats.publishErrors.Add(1)
 		err = fmt.Errorf("route %q: publish %s to %q: %w", r.Name, r.Event, room, err)
 		b.noteErr(err)

@@ -1,0 +1,125 @@
+package mqttbridge_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log"
+	"net/url"
+	"time"
+
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
+	"github.com/org/rthub"
+	"github.com/org/rthub/mqttbridge"
+)
+
+// The IoT dashboard's mapping: readings to the device's room and to staff;
+// device status (including the broker's Last Will) on change only.
+func ExampleNew() {
+	var hub *rthub.Hub // from rthub.New; a nil *Hub is enough to configure
+	bridge, err := mqttbridge.New(hub, mqttbridge.Config{
+		URL: "tcp://127.0.0.1:1883",
+		Routes: []mqttbridge.Route{{
+			Topic:  "sensors/{device}/reading",
+			Event:  "sensor:data",
+			Rooms:  []string{"device:{device}", "staff"},
+			Decode: mqttbridge.JSONWithVars, // {"celsius":21.5} → {"celsius":21.5,"device":"7"}
+			// A burst from one device keeps only its newest reading queued.
+			Key:      "{device}",
+			Conflate: true,
+		}, {
+			Topic:    "devices/{device}/status",
+			Event:    "device:status",
+			Rooms:    []string{"device:{device}", "staff"},
+			Decode:   mqttbridge.Text, // "online", or the Last Will's "offline"
+			Key:      "{device}",
+			OnChange: true,
+		}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(bridge.Subscriptions())
+	// Then: go bridge.Run(ctx), or bridge.Start() and later bridge.Shutdown(ctx).
+
+	// Output:
+	// [sensors/+/reading devices/+/status]
+}
+
+func ExampleNew_invalidConfig() {
+	var hub *rthub.Hub
+	_, err := mqttbridge.New(hub, mqttbridge.Config{
+		URL: "tcp://127.0.0.1:1883",
+		Routes: []mqttbridge.Route{{
+			Topic: "sensors/{device}/reading",
+			Event: "sensor:data",
+			Rooms: []string{"device:{id}"},
+		}},
+	})
+	fmt.Println(errors.Is(err, mqttbridge.ErrInvalidConfig))
+	fmt.Println(err)
+
+	// Output:
+	// true
+	// mqttbridge: invalid config: Routes[0] ("sensors/{device}/reading"): template "device:{id}": unknown variable {id} (topic pattern "sensors/{device}/reading" has {device})
+}
+
+// Reading is the payload of the sensor:data event, shared by the server and
+// its clients.
+type Reading struct {
+	Device  string  `json:"device"`
+	Celsius float64 `json:"celsius"`
+}
+
+var SensorData = rthub.NewEvent[Reading]("sensor:data")
+
+// EventRoute ties a route to a typed event: the decoder must return the
+// event's payload type.
+func ExampleEventRoute() {
+	route := mqttbridge.EventRoute(SensorData, "sensors/{device}/reading", []string{"device:{device}", "staff"},
+		func(_ context.Context, m *mqttbridge.Message) (Reading, error) {
+			r := Reading{Device: m.Vars["device"]}
+			err := json.Unmarshal(m.Payload, &r)
+			return r, err
+		})
+	route.Conflate = true
+	fmt.Println(route.Event, route.Topic)
+
+	// Output:
+	// sensor:data sensors/{device}/reading
+}
+
+// A device (or a simulator) announces itself with a retained "online" and
+// leaves a Last Will, so that the broker publishes "offline" when its
+// connection drops without a DISCONNECT. A bridge route on
+// "devices/{device}/status" with OnChange then publishes device:status once
+// per change.
+func Example_deviceWithLastWill() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	u, _ := url.Parse("tcp://127.0.0.1:1883")
+	status := "devices/42/status"
+	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
+		ServerUrls: []*url.URL{u},
+		KeepAlive:  30,
+		WillMessage: &paho.WillMessage{
+			Topic: status, Payload: []byte("offline"), QoS: 1, Retain: true,
+		},
+		ClientConfig: paho.ClientConfig{ClientID: "device-42"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := cm.AwaitConnection(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// Announce "online" (again after each reconnection, e.g. from
+	// OnConnectionUp: the broker sent the Will when the connection dropped).
+	if _, err := cm.Publish(ctx, &paho.Publish{Topic: status, Payload: []byte("online"), QoS: 1, Retain: true}); err != nil {
+		log.Fatal(err)
+	}
+	// ... publish readings on "sensors/42/reading" ...
+	_ = cm.Disconnect(ctx) // a clean DISCONNECT: no Will; publish "offline" yourself first
+}
