@@ -19,6 +19,9 @@ type Event struct {
 	Room string
 	// Data is the payload, valid JSON. The handler owns it and may keep it.
 	Data json.RawMessage
+	// CID is the correlation ID its publisher gave it (rthub.WithCorrelationID),
+	// if any: log it to follow one event end to end.
+	CID string
 }
 
 // On registers fn for events named event. Handlers run on the client's read

@@ -29,6 +29,7 @@ type message struct {
 	Expires int64             `json:"expires"`
 	Ping    int64             `json:"ping"`
 	Offset  uint64            `json:"offset"`
+	CID     string            `json:"cid"`
 	Epoch   string            `json:"epoch"`
 	// Streams (welcome) gives each auto-joined room's position.
 	Streams map[string]stream `json:"streams"`
@@ -280,7 +281,7 @@ func (c *Client) dispatch(cn *conn, b []byte) {
 		c.hmu.RLock()
 		hs := c.handlers[m.Event]
 		c.hmu.RUnlock()
-		ev := Event{Name: m.Event, Room: m.Room, Data: m.Data}
+		ev := Event{Name: m.Event, Room: m.Room, Data: m.Data, CID: m.CID}
 		for _, h := range hs {
 			h(ev)
 		}
