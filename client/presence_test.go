@@ -54,3 +54,18 @@ func TestPresence(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestEventCID: a publish's correlation ID reaches the handler.
+func TestEventCID(t *testing.T) {
+	t.Parallel()
+	ts := startHub(t, nil)
+	got := make(chan Event, 1)
+	c := dialTest(t, ts.url, Options{Token: hourToken(t, "alice", "staff")})
+	c.On("sensor:data", func(e Event) { got <- e })
+	if err := ts.Hub().Publish(t.Context(), "staff", "sensor:data", 1, rthub.WithCorrelationID("mqtt-42")); err != nil {
+		t.Fatal(err)
+	}
+	if e := within(t, got, "event"); e.CID != "mqtt-42" {
+		t.Fatalf("CID = %q", e.CID)
+	}
+}
