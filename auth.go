@@ -140,6 +140,16 @@ type AuthOptions struct {
 	// entry. Default false, because query strings end up in access logs.
 	AllowQueryToken bool
 
+	// HTTPRefusalsForBrowsers, if true, refuses browsers' bad tokens with an
+	// HTTP 401 like everyone else's. By default a browser handshake (one with
+	// an Origin header that offers the rthub.v1 subprotocol) whose token is
+	// refused is upgraded and at once closed with a code the page can read —
+	// 4002 for an expired token (get a new one and reconnect), 4100 for any
+	// other (the reason is the error code, e.g. "token_signature_invalid") —
+	// because a browser's WebSocket API hides the HTTP status of a failed
+	// handshake and reports every refusal as 1006, like a dead server.
+	HTTPRefusalsForBrowsers bool
+
 	// ExpiryWarning is how long before a token's exp the hub sends the client an
 	// "expiring" message, asking it to refresh. Default (0) is 30s. Must not be
 	// negative.

@@ -554,6 +554,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id, err = h.auth.verify(tok, now)
 	}
 	if err != nil {
+		if !h.opts.Auth.HTTPRefusalsForBrowsers && r.Header.Get("Origin") != "" && offersSubprotocol(r.Header) {
+			h.refused(r.Context(), Refusal{Op: "handshake", Code: ErrorCode(err), Status: http.StatusUnauthorized,
+				ClientIP: ip, RemoteAddr: r.RemoteAddr, Origin: truncate(r.Header.Get("Origin"), 128)})
+			h.refuseInBand(w, r, err)
+			return
+		}
 		refuse(http.StatusUnauthorized, err, "")
 		return
 	}
@@ -633,6 +639,48 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer h.wg.Done() // Add is in register
 		c.readLoop()
 	}()
+}
+
+// refuseInBand answers a browser whose token was refused: it upgrades, sends
+// a close frame with a code the page can read (see
+// AuthOptions.HTTPRefusalsForBrowsers), waits briefly for the browser's
+// close, and drops the connection.
+func (h *Hub) refuseInBand(w http.ResponseWriter, r *http.Request, err error) {
+	up := ws.HTTPUpgrader{Timeout: h.opts.HandshakeTimeout, Protocol: func(p string) bool { return p == Subprotocol }}
+	nc, _, _, uerr := up.Upgrade(r, w)
+	if uerr != nil {
+		if nc != nil {
+			_ = nc.Close()
+		}
+		return
+	}
+	defer nc.Close()
+	code := CloseUnauthorized
+	if errors.Is(err, ErrTokenExpired) {
+		code = CloseTokenExpired
+	}
+	_ = nc.SetDeadline(time.Now().Add(h.opts.CloseTimeout))
+	if _, werr := nc.Write(closeFrame(code, ErrorCode(err))); werr != nil {
+		return
+	}
+	var buf [256]byte
+	for { // until the browser's close frame and FIN, or the deadline
+		if _, rerr := nc.Read(buf[:]); rerr != nil {
+			return
+		}
+	}
+}
+
+// offersSubprotocol reports whether the handshake explicitly offers rthub.v1.
+func offersSubprotocol(hd http.Header) bool {
+	for _, v := range hd.Values("Sec-WebSocket-Protocol") {
+		for p := range strings.SplitSeq(v, ",") {
+			if strings.TrimSpace(p) == Subprotocol {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // setupConn starts a new connection after register: auto-join (resuming
@@ -1460,7 +1508,9 @@ type Stats struct {
 
 	// BroadcastLatency is the time from a publication reaching this hub (from
 	// its broker) to the write of its frame to the last member's socket,
-	// one observation per publication that had members to write to. It
+	// one observation per publication that started at least one socket
+	// write (one whose members were all mid-write rides on those writes and
+	// is not observed). It
 	// includes WriteDelay and time spent waiting for a flush worker; it does
 	// not include the broker's own transit (see the broker's stats).
 	BroadcastLatency LatencyHistogram

@@ -52,13 +52,15 @@ func TestHub_BroadcastLatency(t *testing.T) {
 	if err := h.Publish(t.Context(), "device:none", "sensor:data", 1); err != nil { // no members: not measured
 		t.Fatal(err)
 	}
+	// A publication whose only recipient is still being written to rides on
+	// that write and is not measured: between 1 and 5 observations.
 	deadline := time.Now().Add(5 * time.Second)
-	for h.Stats().BroadcastLatency.Count-before < 5 && time.Now().Before(deadline) {
+	for h.Stats().BroadcastLatency.Count == before && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	s := h.Stats().BroadcastLatency
-	if s.Count-before != 5 || s.Sum <= 0 {
-		t.Fatalf("latency histogram %+v, want 5 more observations", s)
+	if n := s.Count - before; n < 1 || n > 5 || s.Sum <= 0 {
+		t.Fatalf("latency histogram %+v: %d more observations, want 1 to 5", s, n)
 	}
 }
 

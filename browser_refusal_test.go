@@ -1,0 +1,71 @@
+package rthub
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// TestHub_BrowserRefusals: a browser (Origin + subprotocol) with a bad token
+// gets a close code it can read; other clients keep getting HTTP 401.
+func TestHub_BrowserRefusals(t *testing.T) {
+	t.Parallel()
+	var refusals refusalLog
+	_, url := testHub(t, func(o *Options) { o.OnRefused = refusals.add })
+	browser := func(url, tok string) (int, string, int) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		// Same-origin, as a page served by the hub's host would send.
+		hdr := http.Header{"Origin": {"http" + url[len("ws"):]}}
+		c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: hdr,
+			Subprotocols: []string{Subprotocol, tokenProtocolPrefix + tok}})
+		if err != nil {
+			return 0, "", statusOf(resp)
+		}
+		defer c.CloseNow()
+		_, _, err = c.Read(ctx)
+		var ce websocket.CloseError
+		if !errors.As(err, &ce) {
+			t.Fatalf("read: %v, want a close frame", err)
+		}
+		return int(ce.Code), ce.Reason, 101
+	}
+	tests := []struct {
+		name, tok string
+		code      int
+		reason    string
+	}{
+		{"expired", testToken(t, "a", -time.Minute, "staff"), int(CloseTokenExpired), "token_expired"},
+		{"bad signature", testToken(t, "a", time.Hour, "staff") + "x", int(CloseUnauthorized), "token_signature_invalid"},
+		{"malformed", "not.a.jwt", int(CloseUnauthorized), "token_malformed"},
+	}
+	for _, tt := range tests {
+		code, reason, status := browser(url, tt.tok)
+		if status != 101 || code != tt.code || reason != tt.reason {
+			t.Errorf("%s: status %d, close %d %q; want 101 then %d %q", tt.name, status, code, reason, tt.code, tt.reason)
+		}
+	}
+	if _, ok := refusals.find("handshake", "token_expired"); !ok {
+		t.Error("in-band refusal not reported to OnRefused")
+	}
+	// Not a browser (no Origin): HTTP 401 as before.
+	if st, _, _ := upgradeResponse(t, url, http.Header{"Authorization": {"Bearer junk"}}); st != 401 {
+		t.Errorf("non-browser: %d, want 401", st)
+	}
+	// A foreign origin is still refused before any upgrade.
+	st, _, _ := upgradeResponse(t, url, http.Header{"Origin": {"https://evil.example"},
+		"Sec-Websocket-Protocol": {Subprotocol + ", " + tokenProtocolPrefix + "junk"}})
+	if st != 403 {
+		t.Errorf("foreign origin: %d, want 403", st)
+	}
+	// Opting out: browsers get the 401 too.
+	_, url2 := testHub(t, func(o *Options) { o.Auth.HTTPRefusalsForBrowsers = true })
+	if _, _, status := browser(url2, "not.a.jwt"); status != 401 {
+		t.Errorf("HTTPRefusalsForBrowsers: status %d, want 401", status)
+	}
+}
