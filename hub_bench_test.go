@@ -372,7 +372,13 @@ func BenchmarkIdleMemory(b *testing.B) {
 	}
 	for _, n := range []int{1000, 10000, 19000} {
 		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
-			h, url := benchHub(b, nil)
+			// RTHUB_BENCH_PRESENCE=1 turns presence on in the room: each
+			// connection is then also a person in its presence map.
+			h, url := benchHub(b, func(o *Options) {
+				if os.Getenv("RTHUB_BENCH_PRESENCE") == "1" {
+					o.Policy.Presence = []string{"bench"}
+				}
+			})
 			heap0, stack0, rss0 := memNow()
 			startFleet(b, url, n, true)
 			waitConns(b, h, n)

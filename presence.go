@@ -41,6 +41,12 @@ type PresenceOptions struct {
 	// connection joins; the result must encode to JSON. Never put secrets here:
 	// everyone in the room sees it.
 	Info func(id *Identity) any
+	// MaxEventPeople stops the online, offline and viewing events of a room
+	// while more than this many people are in it (on this hub): each event
+	// goes to every member, so in a room of n people arrivals cost n² frames.
+	// Lists keep working (capped at MaxList, with the full Count); clients of
+	// big rooms poll them. Default 1000.
+	MaxEventPeople int
 	// TTL is how long a presence entry lives in a cluster-wide presence store
 	// (a Broker that is a [PresenceStore], like the Redis broker) without being
 	// renewed; each hub renews its own every TTL/3. It bounds how long a
@@ -69,6 +75,11 @@ func (o *PresenceOptions) setDefaults() error {
 		o.MaxList = 1000
 	} else if o.MaxList < 0 {
 		errs = append(errs, errors.New("rthub: PresenceOptions.MaxList is negative"))
+	}
+	if o.MaxEventPeople == 0 {
+		o.MaxEventPeople = 1000
+	} else if o.MaxEventPeople < 0 {
+		errs = append(errs, errors.New("rthub: PresenceOptions.MaxEventPeople is negative"))
 	}
 	if o.TTL == 0 {
 		o.TTL = 30 * time.Second
@@ -153,8 +164,17 @@ func (h *Hub) presenceJoined(rm *room, name string, c *conn) (*flushList, []pres
 	if h.pstore != nil {
 		return nil, h.clusterJoined(rm, name, c, p)
 	}
+	if !h.presenceEventsOn(rm) {
+		return nil, nil
+	}
 	data, _ := json.Marshal(onlineData{User: id.Subject, Name: p.name, Roles: p.roles, Info: p.info})
 	return h.deliverLocked(rm, name, h.opts.Presence.OnlineEvent, data, ""), nil
+}
+
+// presenceEventsOn reports whether rm is small enough for presence events
+// (PresenceOptions.MaxEventPeople). rm.mu is held.
+func (h *Hub) presenceEventsOn(rm *room) bool {
+	return len(rm.pres) <= h.opts.Presence.MaxEventPeople
 }
 
 // presenceInfo calls PresenceOptions.Info, containing its failures.
@@ -191,7 +211,10 @@ func (h *Hub) presenceLeft(rm *room, name string, c *conn, viewing string) (*flu
 		delete(rm.pres, sub)
 	}
 	if h.pstore != nil {
-		return nil, h.clusterLeft(name, c, viewing)
+		return nil, h.clusterLeft(rm, name, c, viewing)
+	}
+	if !h.presenceEventsOn(rm) {
+		return nil, nil
 	}
 	if len(p.conns) == 0 {
 		data, _ := json.Marshal(offlineData{User: sub})
@@ -234,7 +257,7 @@ func (h *Hub) setViewing(c *conn, target string) error {
 		rm.mu.Lock()
 		var fl *flushList
 		var evs []presenceEvent
-		if p := rm.pres[c.ident.Load().Subject]; p != nil && slices.Contains(p.conns, c) {
+		if p := rm.pres[c.ident.Load().Subject]; p != nil && slices.Contains(p.conns, c) && h.presenceEventsOn(rm) {
 			if h.pstore != nil {
 				ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
 				if _, err := h.pstore.PresenceAdd(ctx, name, h.memberOf(c, p), h.opts.Presence.TTL); err != nil {

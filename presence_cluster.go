@@ -88,7 +88,7 @@ func (h *Hub) clusterJoined(rm *room, name string, c *conn, p *person) []presenc
 		h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: presence add", slog.String("room", name), slog.Any("err", err))
 		return nil
 	}
-	if !first {
+	if !first || !h.presenceEventsOn(rm) {
 		return nil
 	}
 	data, _ := json.Marshal(onlineData{User: c.ident.Load().Subject, Name: p.name, Roles: p.roles, Info: p.info})
@@ -97,7 +97,7 @@ func (h *Hub) clusterJoined(rm *room, name string, c *conn, p *person) []presenc
 
 // clusterLeft removes c from the store; it returns the offline event, or the
 // viewing-ended one. rm.mu is held.
-func (h *Hub) clusterLeft(name string, c *conn, viewing string) []presenceEvent {
+func (h *Hub) clusterLeft(rm *room, name string, c *conn, viewing string) []presenceEvent {
 	ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
 	defer cancel()
 	sub := c.ident.Load().Subject
@@ -106,6 +106,9 @@ func (h *Hub) clusterLeft(name string, c *conn, viewing string) []presenceEvent 
 		h.stats.brokerErrors.Add(1)
 		h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: presence remove", slog.String("room", name), slog.Any("err", err))
 		return nil // the entry expires on its own
+	}
+	if !h.presenceEventsOn(rm) {
+		return nil
 	}
 	if last {
 		data, _ := json.Marshal(offlineData{User: sub})

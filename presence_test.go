@@ -267,3 +267,26 @@ func TestPresence_Options(t *testing.T) {
 		})
 	}
 }
+
+// TestPresence_BigRoomsGoQuiet: past MaxEventPeople, arrivals send no event
+// (n² frames), lists still count everyone.
+func TestPresence_BigRoomsGoQuiet(t *testing.T) {
+	t.Parallel()
+	_, url := presenceHub(t, func(o *Options) { o.Presence.MaxEventPeople = 2 })
+	w := dial(t, url, testToken(t, "w", time.Hour, "staff"))
+	w.readType("welcome")
+	a := dial(t, url, testToken(t, "a", time.Hour, "staff"))
+	a.readType("welcome")
+	if ev := w.nextEvent("user:online"); !strings.Contains(string(ev.Data), `"user":"w"`) {
+		t.Fatalf("got %s", ev.Data)
+	}
+	if ev := w.nextEvent("user:online"); !strings.Contains(string(ev.Data), `"user":"a"`) {
+		t.Fatalf("got %s", ev.Data)
+	}
+	b := dial(t, url, testToken(t, "b", time.Hour, "staff"))
+	b.readType("welcome")
+	w.noEvent("user:online", "user:offline")
+	if p := presenceOf(t, w.cmd("presence", map[string]any{"room": "staff"})); p.Count != 3 {
+		t.Fatalf("count %d, want 3", p.Count)
+	}
+}
