@@ -294,7 +294,7 @@ func TestHub_SlowConsumer(t *testing.T) {
 // succession to a connection go out in one write, in order.
 func TestHub_WriteDelay(t *testing.T) {
 	t.Parallel()
-	h, url := testHub(t, func(o *Options) { o.WriteDelay = 200 * time.Millisecond })
+	h, url := testHub(t, func(o *Options) { o.WriteDelay = time.Second })
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	fc, err := fastDial(ctx, url, testToken(t, "del", time.Hour, "staff"))
@@ -305,14 +305,14 @@ func TestHub_WriteDelay(t *testing.T) {
 	if _, err := fc.next(); err != nil { // welcome
 		t.Fatal(err)
 	}
-	before := h.Stats()
-	const n = 5
-	for i := range n {
+	publish := func(i int) {
+		t.Helper()
 		if err := h.Publish(ctx, "staff", "sensor:data", map[string]int{"n": i}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for i := range n {
+	read := func(i int) {
+		t.Helper()
 		p, err := fc.next()
 		if err != nil {
 			t.Fatal(err)
@@ -320,6 +320,24 @@ func TestHub_WriteDelay(t *testing.T) {
 		if got, _ := eventNumber(p); got != i {
 			t.Fatalf("event %d: got n=%d", i, got)
 		}
+	}
+	// The room was quiet: the first event is not held (a second is a
+	// failure bound far above a write, far below the delay it would get).
+	start := time.Now()
+	publish(0)
+	read(0)
+	if d := time.Since(start); d >= time.Second {
+		t.Fatalf("the first event of a quiet room took %v: it was held", d)
+	}
+	time.Sleep(50 * time.Millisecond) // the write of event 0 is over
+	// The room is now busy: the next events wait together.
+	before := h.Stats()
+	const n = 4
+	for i := 1; i <= n; i++ {
+		publish(i)
+	}
+	for i := 1; i <= n; i++ {
+		read(i)
 	}
 	// The counters move just after the write returns: the client may be quicker.
 	after := h.Stats()

@@ -74,12 +74,14 @@ type Options struct {
 	SendQueueBytes    int
 	// WriteTimeout bounds one write to a connection's socket. Default 10 s.
 	WriteTimeout time.Duration
-	// WriteDelay, when positive, holds the writes of each publish for up to
-	// this long, so that events published meanwhile to the same connections
-	// go out in the same system call (coalescing). It trades up to WriteDelay
-	// of latency for CPU at high publish rates; replies and pings are never
-	// delayed. Default 0: write at once (frames still coalesce whenever they
-	// queue up behind a write in progress). 1–5 ms suits dashboards.
+	// WriteDelay, when positive, holds the writes of a room's event for up
+	// to this long when the room's previous event came less than WriteDelay
+	// before, so that the events of a busy room go out several per system
+	// call (coalescing). The first event after a quiet spell is written at
+	// once, so slow rooms keep their latency; busy rooms trade up to
+	// WriteDelay of latency for CPU. Replies and pings are never delayed.
+	// Default 0: write at once (frames still coalesce whenever they queue
+	// up behind a write in progress). 5–20 ms suits dashboards.
 	WriteDelay time.Duration
 	// PingInterval is how often the hub pings every connection. Default 25 s.
 	PingInterval time.Duration
@@ -226,11 +228,12 @@ type Hub struct {
 // room is the set of local members of one room. mu also orders publishes to
 // the room: an event is queued to every member before the next one is.
 type room struct {
-	mu      sync.Mutex
-	members []*conn            // in join order; see Hub.join
-	pres    map[string]*person // by subject; nil unless Policy.Presence covers the room
-	pos     StreamPosition     // the last publication delivered to the members: the seam for joins
-	dead    bool               // removed from the hub; publications are dropped
+	mu        sync.Mutex
+	members   []*conn            // in join order; see Hub.join
+	pres      map[string]*person // by subject; nil unless Policy.Presence covers the room
+	pos       StreamPosition     // the last publication delivered to the members: the seam for joins
+	lastEvent int64              // unix nanoseconds of the last event queued (adaptive WriteDelay)
+	dead      bool               // removed from the hub; publications are dropped
 }
 
 // New validates opts and returns a running Hub. Every problem in opts is
@@ -333,6 +336,7 @@ type flushList struct {
 	conns []*conn
 	left  atomic.Int32
 	born  int64 // unix nanoseconds when the broadcast was queued; 0: not measured
+	hold  bool  // its room is busy: dispatch after Options.WriteDelay
 }
 
 var flushLists = sync.Pool{New: func() any { return new(flushList) }}
@@ -350,7 +354,7 @@ func (h *Hub) schedule(c *conn) {
 // dispatch flushes the connections of one broadcast, at once or after
 // Options.WriteDelay.
 func (h *Hub) dispatch(l *flushList) {
-	if h.delayKick == nil || len(l.conns) == 0 {
+	if h.delayKick == nil || len(l.conns) == 0 || !l.hold {
 		h.dispatchNow(l)
 		return
 	}
@@ -404,7 +408,7 @@ func (h *Hub) dispatchDelayed() {
 func (h *Hub) dispatchNow(l *flushList) {
 	n := len(l.conns)
 	if n == 0 {
-		l.born = 0
+		l.born, l.hold = 0, false
 		flushLists.Put(l)
 		return
 	}
@@ -440,6 +444,7 @@ func (h *Hub) runJob(j flushJob, w *writev) {
 		}
 		clear(j.list.conns)
 		j.list.conns = j.list.conns[:0]
+		j.list.hold = false
 		flushLists.Put(j.list)
 	}
 }
@@ -1203,6 +1208,10 @@ func (h *Hub) deliverPayloadLocked(rm *room, payload []byte, except string) *flu
 	var n uint64
 	fl := flushLists.Get().(*flushList)
 	fl.born = time.Now().UnixNano()
+	if d := h.opts.WriteDelay; d > 0 {
+		fl.hold = rm.lastEvent != 0 && fl.born-rm.lastEvent < int64(d)
+		rm.lastEvent = fl.born
+	}
 	for _, c := range rm.members {
 		if except != "" && c.id == except {
 			continue

@@ -458,6 +458,7 @@ func BenchmarkCoalescing(b *testing.B) {
 		{"coalesce=on", 0, 0},
 		{"coalesce=on/delay=2ms", 0, 2 * time.Millisecond},
 		{"coalesce=on/delay=10ms", 0, 10 * time.Millisecond},
+		{"coalesce=on/delay=20ms", 0, 20 * time.Millisecond},
 	} {
 		b.Run(tc.name, func(b *testing.B) { benchCoalescing(b, tc.maxIov, tc.delay) })
 	}
