@@ -275,6 +275,17 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("server_bytes_per_conn %v", res.Summary["server_bytes_per_conn"])
 		}
 	})
+	t.Run("fanoutGoClient", func(t *testing.T) {
+		cfg := parse("-scenario", "fanout", "-client", "go", "-users", "10", "-rate", "20", "-duration", "1s", "-procs", "0")
+		res, err := run(t.Context(), cfg, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := res.Summary["published"].(uint64)
+		if d := res.Summary["delivery_pct"]; pub == 0 || d != 100.0 || res.Latency.N != pub*10 {
+			t.Errorf("Go client fanout: delivery %v, latency samples %d of %d", d, res.Latency.N, pub*10)
+		}
+	})
 	t.Run("fanoutInProcess", func(t *testing.T) {
 		dir := t.TempDir()
 		cfg := parse("-scenario", "fanout", "-users", "20", "-rate", "20", "-duration", "2s", "-procs", "0", "-out", dir)
@@ -304,4 +315,24 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestParseTick(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		t      int64
+		seq    uint64
+		wantOK bool
+	}{
+		{`{"type":"event","event":"load:tick","room":"r","data":{"t":1764100000000000000,"s":42,"p":"xx"},"offset":9,"epoch":"e"}`, 1764100000000000000, 42, true},
+		{`{"type":"event","event":"load:tick","room":"r","data":{"t":5,"s":7},"offset":9,"epoch":"e"}`, 5, 7, true},
+		{`{"type":"reply","id":1,"ok":true}`, 0, 0, false},
+		{`{"type":"event","data":{"t":x,"s":1}}`, 0, 0, false},
+		{`{"type":"event","data":{"t":1,"q":1}}`, 0, 0, false},
+	} {
+		tt, seq, ok := parseTick([]byte(tc.in))
+		if ok != tc.wantOK || tt != tc.t || seq != tc.seq {
+			t.Errorf("parseTick(%s) = %d, %d, %v", tc.in, tt, seq, ok)
+		}
+	}
 }

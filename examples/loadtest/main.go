@@ -38,6 +38,7 @@ type config struct {
 	SoakTol     float64       `json:"soak_tolerance_pct"`
 	Concurrency int           `json:"concurrency"`
 	Compression bool          `json:"compression"`
+	Client      string        `json:"client"`
 	AllowRemote bool          `json:"allow_remote"`
 	Out         string        `json:"-"`
 	secret      string
@@ -119,6 +120,7 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&cfg.SoakTol, "soak-tolerance", 5, "soak: largest RSS growth over the run, by fitted slope, in percent of mean RSS")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "dials in flight per process")
 	fs.BoolVar(&cfg.Compression, "compression", false, "offer permessage-deflate")
+	fs.StringVar(&cfg.Client, "client", "", "go (the rthub Go client: reconnects, resumes) | raw (light: one goroutine and 4 KiB per connection, no reconnection); default raw for connect and fanout, go otherwise")
 	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow a non-loopback host")
 	fs.StringVar(&cfg.Out, "out", "", "directory for result.json and report.html")
 	secret := fs.String("secret", "", "HS256 secret (default: env JWT_SECRET)")
@@ -138,6 +140,19 @@ func parseFlags(args []string) (config, error) {
 	}
 	if cfg.Scenario == "connect" {
 		cfg.Rate = 0
+	}
+	switch cfg.Client {
+	case "":
+		cfg.Client = "go"
+		if cfg.Scenario == "connect" || cfg.Scenario == "fanout" {
+			cfg.Client = "raw"
+		}
+	case "go", "raw":
+	default:
+		return cfg, fmt.Errorf("unknown -client %q: want go or raw", cfg.Client)
+	}
+	if cfg.Client == "raw" && cfg.Compression {
+		return cfg, errors.New("-compression needs -client go (the raw client does not inflate)")
 	}
 	cfg.secret = *secret
 	if cfg.secret == "" {

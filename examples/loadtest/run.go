@@ -104,7 +104,8 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Result, error) {
 	procs := max(cfg.Procs, 1)
 	for i := range procs {
 		wc := workerConfig{ID: i, URL: cfg.URL, Secret: cfg.secret, Roles: cfg.Roles, Room: cfg.Room,
-			Event: tickEvent, Concurrency: cfg.Concurrency, SourceAddrs: cfg.sourceAddrs(), Compression: cfg.Compression}
+			Event: tickEvent, Concurrency: cfg.Concurrency, SourceAddrs: cfg.sourceAddrs(), Compression: cfg.Compression,
+			Raw: cfg.Client == "raw"}
 		if cfg.Procs == 0 {
 			c.fleets = append(c.fleets, startInProcess(wc, c.reports))
 			continue

@@ -31,6 +31,7 @@ type workerConfig struct {
 	Concurrency int      `json:"concurrency"` // dials in flight
 	SourceAddrs []string `json:"source_addrs"`
 	Compression bool     `json:"compression"`
+	Raw         bool     `json:"raw"` // the light raw client (rawclient.go) instead of the Go client
 }
 
 const workerEnv = "RTHUB_LOADTEST_WORKER"
@@ -144,7 +145,11 @@ func (w *worker) setTarget(n int) {
 		w.slots = append(w.slots, s)
 		i := w.next
 		w.next++
-		w.wg.Go(func() { w.dial(s, i) })
+		if w.cfg.Raw {
+			w.wg.Go(func() { w.dialRaw(s, i) })
+		} else {
+			w.wg.Go(func() { w.dial(s, i) })
+		}
 	}
 	for len(w.slots) > n {
 		s := w.slots[len(w.slots)-1]
@@ -156,6 +161,9 @@ func (w *worker) setTarget(n int) {
 			w.mu.Unlock()
 			if c != nil {
 				_ = c.Close()
+			}
+			if p := s.nc.Load(); p != nil && w.cfg.Raw {
+				_ = (*p).Close()
 			}
 		})
 	}
@@ -238,15 +246,20 @@ func (w *worker) receive(s *slot, data []byte) {
 	if err := json.Unmarshal(data, &tk); err != nil {
 		return
 	}
+	w.record(s, now, tk.T, tk.Seq)
+}
+
+// record counts one received tick published at t (UnixNano).
+func (w *worker) record(s *slot, now time.Time, t int64, seq uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.cur.Received++
-	w.cur.Latency.Record(now.Sub(time.Unix(0, tk.T)))
-	if s.lastSeq != 0 && tk.Seq > s.lastSeq+1 {
-		w.cur.Missed += tk.Seq - s.lastSeq - 1
+	w.cur.Latency.Record(now.Sub(time.Unix(0, t)))
+	if s.lastSeq != 0 && seq > s.lastSeq+1 {
+		w.cur.Missed += seq - s.lastSeq - 1
 	}
-	if tk.Seq > s.lastSeq {
-		s.lastSeq = tk.Seq
+	if seq > s.lastSeq {
+		s.lastSeq = seq
 	}
 }
 

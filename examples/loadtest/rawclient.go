@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// The raw client is the load tool's light subscriber (-client raw): one
+// goroutine and a 4 KiB buffer per connection, frames read with gobwas/ws, the
+// tick's "t" and "s" read straight from the bytes. It costs the shared CPU a
+// fraction of what the full Go client (reconnection, handlers, JSON decoding
+// of every message) does, so a fanout run on one machine measures the server,
+// not the load generator. It does not reconnect: use the Go client for the
+// scenarios that test reconnection.
+
+func (w *worker) dialRaw(s *slot, i int) {
+	w.sem <- struct{}{}
+	start := time.Now()
+	nc, br, err := w.rawHandshake(i)
+	<-w.sem
+	w.mu.Lock()
+	w.cur.Attempts++
+	if err != nil {
+		w.cur.Failures++
+		if len(w.cur.Errors) < 3 {
+			w.cur.Errors = append(w.cur.Errors, err.Error())
+		}
+		w.mu.Unlock()
+		close(s.ready)
+		return
+	}
+	w.cur.Handshake.Record(time.Since(start))
+	w.mu.Unlock()
+	s.nc.Store(&nc)
+	s.up.Store(true)
+	w.connected.Add(1)
+	close(s.ready)
+	w.readRaw(s, nc, br)
+	if s.up.Swap(false) {
+		w.connected.Add(-1)
+	}
+}
+
+// rawHandshake connects, reads the welcome and joins the room.
+func (w *worker) rawHandshake(i int) (net.Conn, *bufio.Reader, error) {
+	tok, err := signToken(w.cfg.Secret, fmt.Sprintf("load-%d-%d", w.cfg.ID, i), w.cfg.Roles)
+	if err != nil {
+		return nil, nil, err
+	}
+	d := ws.Dialer{
+		Header:    ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + tok}}),
+		Protocols: []string{"rthub.v1"},
+		Timeout:   30 * time.Second,
+	}
+	if len(w.cfg.SourceAddrs) > 0 {
+		src := &net.TCPAddr{IP: net.ParseIP(w.cfg.SourceAddrs[i%len(w.cfg.SourceAddrs)])}
+		d.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nd := net.Dialer{LocalAddr: src, Timeout: 30 * time.Second}
+			return nd.DialContext(ctx, network, addr)
+		}
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
+	defer cancel()
+	nc, hbr, _, err := d.Dial(ctx, w.cfg.URL)
+	if err != nil {
+		return nil, nil, err
+	}
+	br := bufio.NewReaderSize(nc, 4096)
+	if hbr != nil {
+		br = hbr // holds the frames that came with the handshake response
+	}
+	fail := func(err error) (net.Conn, *bufio.Reader, error) {
+		nc.Close()
+		return nil, nil, err
+	}
+	_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, _, err := readFrame(br, nil); err != nil { // the welcome
+		return fail(err)
+	}
+	join, _ := json.Marshal(map[string]any{"id": 1, "op": "join", "room": w.cfg.Room})
+	if err := writeFrame(nc, ws.OpText, join); err != nil {
+		return fail(err)
+	}
+	for { // until the join's reply; a refusal fails the dial
+		op, p, err := readFrame(br, nil)
+		if err != nil {
+			return fail(err)
+		}
+		if op == ws.OpText && bytes.Contains(p, []byte(`"type":"reply"`)) {
+			if !bytes.Contains(p, []byte(`"ok":true`)) {
+				return fail(fmt.Errorf("join refused: %.200s", p))
+			}
+			break
+		}
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return nc, br, nil
+}
+
+// readRaw reads events until the connection ends, answering pings.
+func (w *worker) readRaw(s *slot, nc net.Conn, br *bufio.Reader) {
+	buf := make([]byte, 0, 4096)
+	for {
+		op, p, err := readFrame(br, buf)
+		if err != nil {
+			return
+		}
+		switch op {
+		case ws.OpPing:
+			if writeFrame(nc, ws.OpPong, p) != nil {
+				return
+			}
+		case ws.OpClose:
+			_ = writeFrame(nc, ws.OpClose, p)
+			nc.Close()
+			return
+		case ws.OpText:
+			if t, seq, ok := parseTick(p); ok {
+				w.record(s, time.Now(), t, seq)
+			}
+		}
+		buf = p[:0]
+	}
+}
+
+// readFrame reads one whole frame into buf (grown as needed).
+func readFrame(br *bufio.Reader, buf []byte) (ws.OpCode, []byte, error) {
+	h, err := ws.ReadHeader(br)
+	if err != nil {
+		return 0, nil, err
+	}
+	if h.Length > 16<<20 {
+		return 0, nil, fmt.Errorf("frame of %d bytes", h.Length)
+	}
+	if int64(cap(buf)) < h.Length {
+		buf = make([]byte, h.Length)
+	}
+	buf = buf[:h.Length]
+	if _, err := io.ReadFull(br, buf); err != nil {
+		return 0, nil, err
+	}
+	if !h.Fin {
+		return 0, nil, fmt.Errorf("fragmented frames are not supported by the raw client")
+	}
+	return h.OpCode, buf, nil
+}
+
+// writeFrame writes one masked client frame.
+func writeFrame(nc net.Conn, op ws.OpCode, p []byte) error {
+	f := ws.NewFrame(op, true, append([]byte(nil), p...))
+	f = ws.MaskFrameInPlace(f)
+	return ws.WriteFrame(nc, f)
+}
+
+// parseTick reads the tick's "t" and "s" from an event frame without
+// decoding the JSON: the data object starts {"t":…,"s":… (see tick).
+func parseTick(p []byte) (t int64, seq uint64, ok bool) {
+	i := bytes.Index(p, []byte(`"data":{"t":`))
+	if i < 0 {
+		return 0, 0, false
+	}
+	rest := p[i+len(`"data":{"t":`):]
+	j := bytes.IndexByte(rest, ',')
+	if j < 0 {
+		return 0, 0, false
+	}
+	t, err := strconv.ParseInt(string(rest[:j]), 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	rest = rest[j+1:]
+	if !bytes.HasPrefix(rest, []byte(`"s":`)) {
+		return 0, 0, false
+	}
+	rest = rest[len(`"s":`):]
+	k := bytes.IndexAny(rest, ",}")
+	if k < 0 {
+		return 0, 0, false
+	}
+	seq, err = strconv.ParseUint(string(rest[:k]), 10, 64)
+	return t, seq, err == nil
+}
