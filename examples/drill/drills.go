@@ -1,0 +1,328 @@
+// Package drill runs the failover drills of rthub on Redis: a private
+// redis-server, three drillserver nodes (cmd/drillserver) behind a private
+// nginx with the shipped configuration (deploy/nginx-rthub.conf), a
+// publisher sending numbered events at steady rates, and a fleet of Go
+// clients (github.com/org/rthub/client) that check every number of every
+// room they are in: lost, duplicated, out of order, resets, reconnect times.
+//
+// The drills are [Kill9], [RollingRestart], [RedisRestart] and [RedisBlip];
+// the tests run them at CI size, cmd/drill at any size. [Bench] is the
+// multi-node broadcast benchmark. docs/scaling.md has the results.
+package drill
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Config sizes a drill. Zero fields take the CI defaults.
+type Config struct {
+	Clients int // clients, through nginx; default 1000
+	Rooms   int // rooms "room:<i>", one per client besides "bcast"; default 20
+	// BroadcastRate is events/s to "bcast" (every client), RoomRate events/s
+	// to each "room:<i>". Defaults 5 and 2.
+	BroadcastRate, RoomRate float64
+	// Phase is how long events flow before the fault and after recovery;
+	// default 3 s.
+	Phase time.Duration
+	// DrainWindow is the nodes' graceful-shutdown spread; default 2 s.
+	DrainWindow time.Duration
+	// RedisDown is how long Redis stays down in RedisRestart; default 1 s.
+	RedisDown time.Duration
+	// Blips is how many times RedisBlip kills the node's Redis connections,
+	// each time once they are back; default 3.
+	Blips int
+}
+
+func (c *Config) fill() {
+	def := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defD := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	def(&c.Clients, 1000)
+	def(&c.Rooms, 20)
+	def(&c.Blips, 3)
+	if c.BroadcastRate == 0 {
+		c.BroadcastRate = 5
+	}
+	if c.RoomRate == 0 {
+		c.RoomRate = 2
+	}
+	defD(&c.Phase, 3*time.Second)
+	defD(&c.DrainWindow, 2*time.Second)
+	defD(&c.RedisDown, time.Second)
+}
+
+// Result is the outcome of one drill.
+type Result struct {
+	Drill string
+	Counts
+	PubErrors int64 // publications that failed and may or may not have been published
+	Retries   int64 // publications refused for certain and sent to another node
+	Duration  time.Duration
+	Server    ServerCounts // summed over the nodes running at the end
+	// Steps is, per fault step, the time from the fault until every client was
+	// connected again (RollingRestart: one per node).
+	Steps []time.Duration
+	Notes []string
+}
+
+// ServerCounts are the hub and broker counters of the nodes.
+type ServerCounts struct {
+	Resumes, Unrecovered, GapsRecovered, BrokerErrors, Resubscribes uint64
+	Conns                                                           []int // connections per running node at the end
+}
+
+func (r *Result) note(format string, args ...any) { r.Notes = append(r.Notes, fmt.Sprintf(format, args...)) }
+
+// fault is the middle of a drill: it breaks something and waits for the
+// recovery.
+type fault func(ctx context.Context, cl *Cluster, f *Fleet, res *Result) error
+
+// run is the frame of every drill: cluster, clients, publishing for a phase,
+// the fault, a phase more, then the check.
+func run(ctx context.Context, env *Env, cfg Config, name string, brk fault) (res Result, err error) {
+	cfg.fill()
+	res.Drill = name
+	start := time.Now()
+	cl, err := StartCluster(ctx, env, ClusterOptions{DrainWindow: cfg.DrainWindow})
+	if err != nil {
+		return res, err
+	}
+	defer cl.Close()
+	f, err := DialFleet(ctx, FleetOptions{URL: cl.Nginx.URL(), Secret: cl.Secret, Clients: cfg.Clients, Rooms: cfg.Rooms})
+	if err != nil {
+		return res, err
+	}
+	defer f.Close()
+	if st, err := cl.Stats(ctx); err == nil {
+		var per []string
+		for _, s := range st {
+			per = append(per, fmt.Sprintf("%s %d", s.Node, s.Hub.Connections))
+		}
+		env.logf("%s: %d clients connected through nginx in %v (%s)", name, cfg.Clients, time.Since(start).Round(time.Millisecond), strings.Join(per, ", "))
+	}
+	tok, err := Token(cl.Secret, "publisher", "publisher")
+	if err != nil {
+		return res, err
+	}
+	rates := map[string]float64{BroadcastRoom: cfg.BroadcastRate}
+	for i := range cfg.Rooms {
+		rates[fmt.Sprintf("room:%d", i)] = cfg.RoomRate
+	}
+	pub := StartPublisher(PublisherOptions{Targets: cl.Targets, Token: tok, Rates: rates})
+	stopped := false
+	defer func() {
+		if !stopped {
+			pub.Stop()
+		}
+	}()
+	if err := sleep(ctx, cfg.Phase); err != nil {
+		return res, err
+	}
+	if err := brk(ctx, cl, f, &res); err != nil {
+		return res, fmt.Errorf("%s: %w", name, err)
+	}
+	if err := sleep(ctx, cfg.Phase); err != nil {
+		return res, err
+	}
+	pub.Stop()
+	stopped = true
+	if err := f.WaitCaughtUp(ctx, 20*time.Second, pub); err != nil {
+		res.note("%v", err) // counted below as stuck (and lost, unless reported)
+	}
+	res.Counts = f.Check(pub.Accepted())
+	res.PubErrors, res.Retries = pub.Errors(), pub.Retries()
+	if res.PubErrors > 0 {
+		res.note("last publish error: %s", pub.LastError())
+	}
+	if n := f.bad.Load(); n > 0 {
+		res.note("%d undecodable events", n)
+	}
+	st, err := cl.Stats(ctx)
+	if err != nil {
+		res.note("%v", err)
+	}
+	for _, s := range st {
+		res.Server.Resumes += s.Hub.Resumes
+		res.Server.Unrecovered += s.Hub.Unrecovered
+		res.Server.GapsRecovered += s.Hub.GapsRecovered
+		res.Server.BrokerErrors += s.Hub.BrokerErrors
+		for _, sh := range s.Broker.Shards {
+			res.Server.Resubscribes += sh.Resubscribes
+		}
+		res.Server.Conns = append(res.Server.Conns, s.Hub.Connections)
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Kill9 is drill 1: kill -9 one node. Its clients reconnect through nginx to
+// the other nodes and resume there: 0 lost, 0 duplicated, no reset.
+func Kill9(ctx context.Context, env *Env, cfg Config) (Result, error) {
+	return run(ctx, env, cfg, "kill -9 one node", func(ctx context.Context, cl *Cluster, f *Fleet, res *Result) error {
+		n, t := cl.Nodes[1], cl.Targets[1]
+		t.SetDown(true)
+		if err := sleep(ctx, 100*time.Millisecond); err != nil { // publications in flight to it finish
+			return err
+		}
+		start := time.Now()
+		n.Kill9()
+		env.logf("kill -9 node %s (pid %d)", n.ID, n.Pid())
+		if err := waitFor(ctx, 5*time.Second, "clients of the killed node to notice", func() bool { return f.Drops() > 0 }); err != nil {
+			return err
+		}
+		if err := f.WaitAllConnected(ctx, 30*time.Second); err != nil {
+			return err
+		}
+		res.Steps = append(res.Steps, time.Since(start))
+		env.logf("%d clients moved to the other nodes in %v", f.Drops(), time.Since(start).Round(time.Millisecond))
+		return nil
+	})
+}
+
+// RollingRestart is drill 2: SIGTERM each node in turn, wait for it to
+// drain and exit, start it again. Every client is back within 30 s each
+// time: 0 lost, 0 duplicated, no reset.
+func RollingRestart(ctx context.Context, env *Env, cfg Config) (Result, error) {
+	cfg.fill()
+	return run(ctx, env, cfg, "rolling restart (SIGTERM)", func(ctx context.Context, cl *Cluster, f *Fleet, res *Result) error {
+		for i, n := range cl.Nodes {
+			t := cl.Targets[i]
+			t.SetDown(true)
+			if err := sleep(ctx, 100*time.Millisecond); err != nil {
+				return err
+			}
+			start := time.Now()
+			drops := f.Drops()
+			if err := n.Terminate(cfg.DrainWindow + 25*time.Second); err != nil {
+				return err
+			}
+			drained := time.Since(start)
+			if err := cl.Restart(ctx, n); err != nil {
+				return err
+			}
+			t.SetDown(false)
+			if err := f.WaitAllConnected(ctx, max(0, 30*time.Second-time.Since(start))); err != nil {
+				return fmt.Errorf("node %s: %w", n.ID, err)
+			}
+			step := time.Since(start)
+			res.Steps = append(res.Steps, step)
+			env.logf("node %s: SIGTERM, drained %d clients and exited in %v, restarted; all clients connected %v after the SIGTERM",
+				n.ID, f.Drops()-drops, drained.Round(time.Millisecond), step.Round(time.Millisecond))
+			if err := sleep(ctx, cfg.Phase/2); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// RedisRestart is drill 3: Redis (no persistence) is killed and started
+// again empty. The nodes resubscribe; rooms start new epochs; every client
+// is told (reset) about what it may have missed, nobody hangs, and delivery
+// resumes: no silent loss.
+func RedisRestart(ctx context.Context, env *Env, cfg Config) (Result, error) {
+	cfg.fill()
+	return run(ctx, env, cfg, "Redis restart (no persistence)", func(ctx context.Context, cl *Cluster, f *Fleet, res *Result) error {
+		start := time.Now()
+		if err := cl.Redis.Restart(ctx, cfg.RedisDown); err != nil {
+			return err
+		}
+		env.logf("redis-server killed, down %v, started empty", cfg.RedisDown)
+		for _, n := range cl.Nodes {
+			if err := waitFor(ctx, 30*time.Second, "node "+n.ID+" healthy again", n.Healthy); err != nil {
+				return err
+			}
+		}
+		if err := f.WaitAllConnected(ctx, 30*time.Second); err != nil {
+			return err
+		}
+		res.Steps = append(res.Steps, time.Since(start))
+		env.logf("every node resubscribed %v after the kill", time.Since(start).Round(time.Millisecond))
+		return nil
+	})
+}
+
+// RedisBlip is drill 4: a network blip between one node and Redis, made by
+// CLIENT KILL of the node's connections (named rthub-<node>), several times
+// in a row so that the node misses publications while it reconnects. The
+// node resubscribes and fills the gap from history: 0 lost, 0 duplicated, no
+// reset.
+func RedisBlip(ctx context.Context, env *Env, cfg Config) (Result, error) {
+	cfg.fill()
+	return run(ctx, env, cfg, "Redis blip (CLIENT KILL)", func(ctx context.Context, cl *Cluster, f *Fleet, res *Result) error {
+		n := cl.Nodes[1]
+		resubs := func() uint64 {
+			st, err := cl.Stats(ctx)
+			if err != nil {
+				return 0
+			}
+			for _, s := range st {
+				if s.Node == n.ID {
+					return s.Broker.Shards[0].Resubscribes
+				}
+			}
+			return 0
+		}
+		before := resubs()
+		start := time.Now()
+		for k := range cfg.Blips {
+			killed, err := cl.KillRedisClients(ctx, n.ID)
+			if err != nil {
+				return err
+			}
+			if killed == 0 {
+				return fmt.Errorf("no Redis connection named rthub-%s", n.ID)
+			}
+			env.logf("blip %d: CLIENT KILL of %d connections of node %s", k+1, killed, n.ID)
+			want := before + uint64(k) + 1
+			if err := waitFor(ctx, 30*time.Second, "node "+n.ID+" to resubscribe", func() bool { return resubs() >= want }); err != nil {
+				return err
+			}
+		}
+		if err := waitFor(ctx, 30*time.Second, "node "+n.ID+" healthy", n.Healthy); err != nil {
+			return err
+		}
+		res.Steps = append(res.Steps, time.Since(start))
+		return nil
+	})
+}
+
+// Table formats results as a Markdown table.
+func Table(rs ...Result) string {
+	var b strings.Builder
+	b.WriteString("| drill | clients | events | deliveries | lost | dup | out of order | resets | reported missed | stuck | drops | reconnect p50 | p99 | max | pub errors | hub gaps filled | hub unrecovered | resubscribes | took |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rs {
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s | %s | %s | %d | %d | %d | %d | %s |\n",
+			r.Drill, r.Clients, r.Events, r.Deliveries, r.Lost, r.Dup, r.OutOfOrder, r.Resets, r.Reported, r.Stuck,
+			r.Drops, ms(r.P(0.5)), ms(r.P(0.99)), ms(r.Max()), r.PubErrors,
+			r.Server.GapsRecovered, r.Server.Unrecovered, r.Server.Resubscribes, r.Duration.Round(100*time.Millisecond))
+	}
+	return b.String()
+}
+
+func ms(d time.Duration) string {
+	if d == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%d ms", d.Milliseconds())
+}
