@@ -31,9 +31,9 @@ type Config struct {
 	DrainWindow time.Duration
 	// RedisDown is how long Redis stays down in RedisRestart; default 1 s.
 	RedisDown time.Duration
-	// Blips is how many times RedisBlip kills the node's Redis connections,
-	// each time once they are back; default 3.
-	Blips int
+	// BlipFor is how long RedisBlip keeps killing the node's Redis
+	// connections; default 1 s.
+	BlipFor time.Duration
 }
 
 func (c *Config) fill() {
@@ -49,7 +49,6 @@ func (c *Config) fill() {
 	}
 	def(&c.Clients, 1000)
 	def(&c.Rooms, 20)
-	def(&c.Blips, 3)
 	if c.BroadcastRate == 0 {
 		c.BroadcastRate = 5
 	}
@@ -59,6 +58,7 @@ func (c *Config) fill() {
 	defD(&c.Phase, 3*time.Second)
 	defD(&c.DrainWindow, 2*time.Second)
 	defD(&c.RedisDown, time.Second)
+	defD(&c.BlipFor, time.Second)
 }
 
 // Result is the outcome of one drill.
@@ -81,7 +81,9 @@ type ServerCounts struct {
 	Conns                                                           []int // connections per running node at the end
 }
 
-func (r *Result) note(format string, args ...any) { r.Notes = append(r.Notes, fmt.Sprintf(format, args...)) }
+func (r *Result) note(format string, args ...any) {
+	r.Notes = append(r.Notes, fmt.Sprintf(format, args...))
+}
 
 // fault is the middle of a drill: it breaks something and waits for the
 // recovery.
@@ -262,8 +264,9 @@ func RedisRestart(ctx context.Context, env *Env, cfg Config) (Result, error) {
 }
 
 // RedisBlip is drill 4: a network blip between one node and Redis, made by
-// CLIENT KILL of the node's connections (named rthub-<node>), several times
-// in a row so that the node misses publications while it reconnects. The
+// CLIENT KILL of the node's connections (named rthub-<node>) every 20 ms
+// for Config.BlipFor, so that the node misses publications while it
+// reconnects (its reconnect backoff grows from 0 to 50, 100, 200 ms...). The
 // node resubscribes and fills the gap from history: 0 lost, 0 duplicated, no
 // reset.
 func RedisBlip(ctx context.Context, env *Env, cfg Config) (Result, error) {
@@ -284,24 +287,26 @@ func RedisBlip(ctx context.Context, env *Env, cfg Config) (Result, error) {
 		}
 		before := resubs()
 		start := time.Now()
-		for k := range cfg.Blips {
-			killed, err := cl.KillRedisClients(ctx, n.ID)
+		kills := 0
+		for time.Since(start) < cfg.BlipFor {
+			k, err := cl.KillRedisClients(ctx, n.ID)
 			if err != nil {
 				return err
 			}
-			if killed == 0 {
-				return fmt.Errorf("no Redis connection named rthub-%s", n.ID)
-			}
-			env.logf("blip %d: CLIENT KILL of %d connections of node %s", k+1, killed, n.ID)
-			want := before + uint64(k) + 1
-			if err := waitFor(ctx, 30*time.Second, "node "+n.ID+" to resubscribe", func() bool { return resubs() >= want }); err != nil {
+			kills += k
+			if err := sleep(ctx, 20*time.Millisecond); err != nil {
 				return err
 			}
 		}
-		if err := waitFor(ctx, 30*time.Second, "node "+n.ID+" healthy", n.Healthy); err != nil {
+		if kills == 0 {
+			return fmt.Errorf("no Redis connection named rthub-%s", n.ID)
+		}
+		env.logf("CLIENT KILL of node %s's connections every 20 ms for %v: %d killed", n.ID, cfg.BlipFor, kills)
+		if err := waitFor(ctx, 30*time.Second, "node "+n.ID+" to resubscribe", func() bool { return resubs() > before && n.Healthy() }); err != nil {
 			return err
 		}
 		res.Steps = append(res.Steps, time.Since(start))
+		env.logf("node %s resubscribed and healthy %v after the first kill", n.ID, time.Since(start).Round(time.Millisecond))
 		return nil
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,8 @@ type watcher struct {
 	up      bool
 	downAt  time.Time
 	outages []outage
+	lastErr error // why the last connection or attempt failed
+	tries   int   // failed attempts in the current outage
 }
 
 // outage is one disconnection of a client: from the state Reconnecting to
@@ -85,10 +88,13 @@ func (w *watcher) onReset(room string) {
 	w.mu.Unlock()
 }
 
-func (w *watcher) onState(s client.State, _ error) {
+func (w *watcher) onState(s client.State, err error) {
 	now := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if err != nil {
+		w.lastErr = err
+	}
 	switch s {
 	case client.Connected:
 		if !w.up {
@@ -99,12 +105,15 @@ func (w *watcher) onState(s client.State, _ error) {
 			w.outages = append(w.outages, outage{down: w.downAt, dur: now.Sub(w.downAt)})
 			w.downAt = time.Time{}
 		}
+		w.tries = 0
 	case client.Reconnecting, client.Closed:
 		if w.up {
 			w.up = false
 			w.fleet.connected.Add(-1)
 			w.downAt = now
 			w.fleet.drops.Add(1)
+		} else {
+			w.tries++
 		}
 	}
 }
@@ -207,9 +216,27 @@ func (f *Fleet) Close() {
 	wg.Wait()
 }
 
-// WaitAllConnected waits up to d until every client is connected.
+// WaitAllConnected waits up to d until every client is connected. Its error
+// describes a few of the clients still away.
 func (f *Fleet) WaitAllConnected(ctx context.Context, d time.Duration) error {
-	return waitFor(ctx, d, "every client connected", func() bool { return f.Connected() == len(f.ws) })
+	err := waitFor(ctx, d, "every client connected", func() bool { return f.Connected() == len(f.ws) })
+	if err == nil {
+		return nil
+	}
+	var away []string
+	n := 0
+	for _, w := range f.ws {
+		w.mu.Lock()
+		if !w.up {
+			n++
+			if len(away) < 5 {
+				away = append(away, fmt.Sprintf("client %d away %v after %d failed attempts, last error: %v",
+					w.id, time.Since(w.downAt).Round(time.Millisecond), w.tries, w.lastErr))
+			}
+		}
+		w.mu.Unlock()
+	}
+	return fmt.Errorf("%w: %d clients away:\n%s", err, n, strings.Join(away, "\n"))
 }
 
 // WaitCaughtUp waits up to d until every client has received the last
