@@ -64,6 +64,7 @@ func (c *Config) fill() {
 // Result is the outcome of one drill.
 type Result struct {
 	Drill string
+	kind  kind
 	Counts
 	PubErrors int64 // publications that failed and may or may not have been published
 	Retries   int64 // publications refused for certain and sent to another node
@@ -73,6 +74,71 @@ type Result struct {
 	// connected again (RollingRestart: one per node).
 	Steps []time.Duration
 	Notes []string
+}
+
+type kind int
+
+const (
+	kindKill9 kind = iota + 1
+	kindRolling
+	kindRedisRestart
+	kindBlip
+)
+
+// Problems lists how r falls short of its drill's guarantees; nil when it
+// kept them all.
+//
+// Drills 1, 2 and 4 (a node killed, nodes restarted, a blip): every
+// publication reaches every client of its room exactly once and in order,
+// with no reset (history covers every gap). Drill 2 also: each node's clients
+// all back within 30 s. Drill 3 (Redis lost everything): no silent loss:
+// every publication a client did not get is covered by a reset it was told
+// of; no duplicate, nothing out of order, nobody stuck.
+func (r Result) Problems() []string {
+	var p []string
+	bad := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	if r.Lost != 0 || r.Dup != 0 || r.OutOfOrder != 0 || r.Stuck != 0 {
+		bad("lost %d, duplicated %d, out of order %d, stuck %d: want 0 each", r.Lost, r.Dup, r.OutOfOrder, r.Stuck)
+	}
+	if r.Received == 0 || r.Deliveries == 0 {
+		bad("nothing delivered (%d of %d)", r.Received, r.Deliveries)
+	}
+	if r.kind != kindRedisRestart && (r.Resets != 0 || r.Reported != 0) {
+		bad("%d resets (%d publications reported missed): history should have covered every gap", r.Resets, r.Reported)
+	}
+	switch r.kind {
+	case kindKill9:
+		if r.Drops == 0 {
+			bad("no client lost its connection: the kill had no effect")
+		}
+	case kindRolling:
+		if len(r.Steps) != len(r.Server.Conns) {
+			bad("%d restart steps for %d nodes", len(r.Steps), len(r.Server.Conns))
+		}
+		for i, d := range r.Steps {
+			if d > 30*time.Second {
+				bad("restart of node %d: clients all back after %v, want within 30 s", i+1, d)
+			}
+		}
+		if m := r.Max(); m > 30*time.Second {
+			bad("a client was away %v, want at most 30 s", m)
+		}
+		if r.Drops < r.Clients {
+			bad("%d connections drained for %d clients: every node's clients should have moved", r.Drops, r.Clients)
+		}
+	case kindRedisRestart:
+		if r.Resets == 0 {
+			bad("no client was told to reset although Redis lost every stream")
+		}
+	case kindBlip:
+		if r.Server.Resubscribes == 0 {
+			bad("no node resubscribed after the CLIENT KILL")
+		}
+		if r.Server.GapsRecovered == 0 {
+			bad("the node filled no gap from history: the blip missed nothing, so it tested nothing")
+		}
+	}
+	return p
 }
 
 // ServerCounts are the hub and broker counters of the nodes.
@@ -91,9 +157,9 @@ type fault func(ctx context.Context, cl *Cluster, f *Fleet, res *Result) error
 
 // run is the frame of every drill: cluster, clients, publishing for a phase,
 // the fault, a phase more, then the check.
-func run(ctx context.Context, env *Env, cfg Config, name string, brk fault) (res Result, err error) {
+func run(ctx context.Context, env *Env, cfg Config, k kind, name string, brk fault) (res Result, err error) {
 	cfg.fill()
-	res.Drill = name
+	res.Drill, res.kind = name, k
 	start := time.Now()
 	cl, err := StartCluster(ctx, env, ClusterOptions{DrainWindow: cfg.DrainWindow})
 	if err != nil {
@@ -179,7 +245,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 // Kill9 is drill 1: kill -9 one node. Its clients reconnect through nginx to
 // the other nodes and resume there: 0 lost, 0 duplicated, no reset.
 func Kill9(ctx context.Context, env *Env, cfg Config) (Result, error) {
-	return run(ctx, env, cfg, "kill -9 one node", func(ctx context.Context, cl *Cluster, f *Fleet, res *Result) error {
+	return run(ctx, env, cfg, kindKill9, "kill -9 one node", func(ctx context.Context, cl *Cluster, f *Fleet, res *Result) error {
 		n, t := cl.Nodes[1], cl.Targets[1]
 		t.SetDown(true)
 		if err := sleep(ctx, 100*time.Millisecond); err != nil { // publications in flight to it finish
@@ -205,7 +271,7 @@ func Kill9(ctx context.Context, env *Env, cfg Config) (Result, error) {
 // time: 0 lost, 0 duplicated, no reset.
 func RollingRestart(ctx context.Context, env *Env, cfg Config) (Result, error) {
 	cfg.fill()
-	return run(ctx, env, cfg, "rolling restart (SIGTERM)", func(ctx context.Context, cl *Cluster, f *Fleet, res *Result) error {
+	return run(ctx, env, cfg, kindRolling, "rolling restart (SIGTERM)", func(ctx context.Context, cl *Cluster, f *Fleet, res *Result) error {
 		for i, n := range cl.Nodes {
 			t := cl.Targets[i]
 			t.SetDown(true)
@@ -243,7 +309,7 @@ func RollingRestart(ctx context.Context, env *Env, cfg Config) (Result, error) {
 // resumes: no silent loss.
 func RedisRestart(ctx context.Context, env *Env, cfg Config) (Result, error) {
 	cfg.fill()
-	return run(ctx, env, cfg, "Redis restart (no persistence)", func(ctx context.Context, cl *Cluster, f *Fleet, res *Result) error {
+	return run(ctx, env, cfg, kindRedisRestart, "Redis restart (no persistence)", func(ctx context.Context, cl *Cluster, f *Fleet, res *Result) error {
 		start := time.Now()
 		if err := cl.Redis.Restart(ctx, cfg.RedisDown); err != nil {
 			return err
@@ -271,7 +337,7 @@ func RedisRestart(ctx context.Context, env *Env, cfg Config) (Result, error) {
 // reset.
 func RedisBlip(ctx context.Context, env *Env, cfg Config) (Result, error) {
 	cfg.fill()
-	return run(ctx, env, cfg, "Redis blip (CLIENT KILL)", func(ctx context.Context, cl *Cluster, f *Fleet, res *Result) error {
+	return run(ctx, env, cfg, kindBlip, "Redis blip (CLIENT KILL)", func(ctx context.Context, cl *Cluster, f *Fleet, res *Result) error {
 		n := cl.Nodes[1]
 		resubs := func() uint64 {
 			st, err := cl.Stats(ctx)

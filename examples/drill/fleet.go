@@ -20,8 +20,9 @@ const SeqEvent = "drill:seq"
 
 // SeqData is the payload of SeqEvent.
 type SeqData struct {
-	Seq int64 `json:"seq"`
-	T   int64 `json:"t"`
+	Seq int64  `json:"seq"`
+	T   int64  `json:"t"`
+	Pad string `json:"pad,omitempty"` // padding to a payload size (benchmark)
 }
 
 // Token signs an HS256 token for sub with roles, valid for a day.

@@ -1,7 +1,9 @@
 package drill
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,8 +22,9 @@ import (
 type Env struct {
 	// Dir holds generated configurations and every process's log.
 	Dir string
-	// ServerBin is the drillserver binary (see [BuildServer]).
-	ServerBin string
+	// ServerBin and LoadBin are the drillserver and drillload binaries (see
+	// [Build]).
+	ServerBin, LoadBin string
 	// RedisServer and Nginx are the paths of redis-server and nginx.
 	RedisServer, Nginx string
 	// Logf receives progress lines; nil discards them.
@@ -49,16 +52,17 @@ func LookBinary(name string) (string, error) {
 	return "", fmt.Errorf("%s not found on PATH or in /usr/sbin, /usr/local/sbin, /sbin", name)
 }
 
-// BuildServer builds the drillserver binary into dir with "go build" and
-// returns its path. It must run inside this module (tests do; so does "go run
-// ./cmd/drill" from examples/drill).
-func BuildServer(ctx context.Context, dir string) (string, error) {
-	out := filepath.Join(dir, "drillserver")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/org/rthub/examples/drill/cmd/drillserver")
+// Build builds the drillserver and drillload binaries into dir with one "go
+// build" and sets env's ServerBin and LoadBin. It must run inside this module
+// (tests do; so does "go run ./cmd/drill" from examples/drill).
+func Build(ctx context.Context, env *Env, dir string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator),
+		"github.com/org/rthub/examples/drill/cmd/drillserver", "github.com/org/rthub/examples/drill/cmd/drillload")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build drillserver: %w\n%s", err, b)
+		return fmt.Errorf("go build drillserver drillload: %w\n%s", err, b)
 	}
-	return out, nil
+	env.ServerBin, env.LoadBin = filepath.Join(dir, "drillserver"), filepath.Join(dir, "drillload")
+	return nil
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -78,6 +82,8 @@ type proc struct {
 	log  string
 	done chan struct{} // closed when the process has exited
 	err  error         // Wait's result, set before done is closed
+
+	lines chan string // stdout lines, for processes started with startProcLines
 }
 
 // startProc starts bin with args, its stdout and stderr appended to logPath.
@@ -112,6 +118,60 @@ func (p *proc) exited() bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// startProcLines is startProc with the process's stdout lines delivered to
+// readLine instead of the log.
+func startProcLines(name, logPath, bin string, args ...string) (*proc, error) {
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = f
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{}), lines: make(chan string, 16)}
+	go func() { // owner: p; ends at the process's exit, after its output
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// readLine decodes the process's next stdout line (JSON) into v, waiting up
+// to d.
+func readLine(ctx context.Context, p *proc, d time.Duration, v any) error {
+	select {
+	case line, ok := <-p.lines:
+		if !ok {
+			<-p.done
+			return fmt.Errorf("%s exited (%v) without the expected output:\n%s", p.name, p.err, p.tail(2000))
+		}
+		if err := json.Unmarshal([]byte(line), v); err != nil {
+			return fmt.Errorf("%s: %q: %w", p.name, line, err)
+		}
+		return nil
+	case <-time.After(d):
+		return fmt.Errorf("%s: no output after %v", p.name, d)
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

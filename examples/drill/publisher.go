@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -35,6 +36,8 @@ type PublisherOptions struct {
 	Token   string // bearer token with role "publisher"
 	// Rates: events per second to each room.
 	Rates map[string]float64
+	// Pad adds this many bytes to each event's data.
+	Pad int
 }
 
 // Publisher publishes numbered events to rooms at steady rates, one room's
@@ -48,6 +51,7 @@ type PublisherOptions struct {
 // and not expected by the clients, who may still receive it.
 type Publisher struct {
 	opts   PublisherOptions
+	pad    string
 	hc     *http.Client
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -65,6 +69,7 @@ func StartPublisher(opts PublisherOptions) *Publisher {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Publisher{
 		opts:     opts,
+		pad:      strings.Repeat("x", opts.Pad),
 		cancel:   cancel,
 		accepted: make(map[string][]int64),
 		hc: &http.Client{
@@ -87,7 +92,9 @@ func (p *Publisher) run(ctx context.Context, room string, rate float64) {
 			return
 		case <-t.C:
 		}
-		if p.publish(ctx, room, seq) {
+		// The publication in flight finishes even when Stop is called, so that
+		// its outcome is known.
+		if p.publish(context.WithoutCancel(ctx), room, seq) {
 			p.mu.Lock()
 			p.accepted[room] = append(p.accepted[room], seq)
 			p.mu.Unlock()
@@ -98,7 +105,7 @@ func (p *Publisher) run(ctx context.Context, room string, rate float64) {
 // publish sends one event and reports whether a node accepted it.
 func (p *Publisher) publish(ctx context.Context, room string, seq int64) bool {
 	body, _ := json.Marshal(map[string]any{
-		"room": room, "event": SeqEvent, "data": SeqData{Seq: seq, T: time.Now().UnixNano()},
+		"room": room, "event": SeqEvent, "data": SeqData{Seq: seq, T: time.Now().UnixNano(), Pad: p.pad},
 	})
 	n := len(p.opts.Targets)
 	start := int(p.rr.Add(1))
