@@ -18,9 +18,9 @@ import (
 //
 //	RTHUB_DRILL_CLIENTS=5000 RTHUB_DRILL_PHASE=30s go test -run Drill -v -timeout 30m .
 //
-// or go run ./cmd/drill (see its -help). RTHUB_DRILL_REPORT=<file> appends
-// each drill's results table to the file (.ci/run prints it);
-// RTHUB_DRILL_KEEP=1 keeps the processes' logs (kept anyway on failure).
+// or go run ./cmd/drill (see its -help). Each test logs its results table
+// (go test -v shows it). RTHUB_DRILL_KEEP=1 keeps the processes' logs (kept
+// anyway on failure).
 
 func TestDrillKill9(t *testing.T)          { runDrill(t, drill.Kill9) }
 func TestDrillRollingRestart(t *testing.T) { runDrill(t, drill.RollingRestart) }
@@ -114,8 +114,8 @@ func config(t *testing.T) drill.Config {
 
 type drillFunc func(context.Context, *drill.Env, drill.Config) (drill.Result, error)
 
-// runDrill runs one drill, logs its table, appends it to
-// RTHUB_DRILL_REPORT, and checks the drill's guarantees (Result.Problems).
+// runDrill runs one drill, logs its table and checks the drill's guarantees
+// (Result.Problems).
 func runDrill(t *testing.T, fn drillFunc) {
 	t.Helper()
 	e := env(t)
@@ -129,12 +129,6 @@ func runDrill(t *testing.T, fn drillFunc) {
 	t.Logf("results:\n%s", table)
 	for _, n := range r.Notes {
 		t.Logf("note: %s", n)
-	}
-	if path := os.Getenv("RTHUB_DRILL_REPORT"); path != "" {
-		if f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err == nil {
-			_, _ = f.WriteString(table)
-			f.Close()
-		}
 	}
 	for _, p := range r.Problems() {
 		t.Error(p)
