@@ -92,7 +92,7 @@ func bucketBound(i int) time.Duration {
 func Bench(ctx context.Context, env *Env, cfg BenchConfig) (BenchResult, error) {
 	cfg.fill()
 	res := BenchResult{Config: cfg}
-	cl, err := StartCluster(ctx, env, ClusterOptions{Nodes: cfg.Nodes})
+	cl, err := StartCluster(ctx, env, ClusterOptions{Nodes: cfg.Nodes, NoNginx: true})
 	if err != nil {
 		return res, err
 	}

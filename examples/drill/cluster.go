@@ -33,8 +33,8 @@ type ClusterOptions struct {
 	Nodes       int           // default 3
 	DrainWindow time.Duration // the nodes' -drain; default 5 s
 	HistorySize int           // the nodes' -history; 0: the broker's default (100)
-	// Redis, if set, is used instead of starting a private redis-server.
-	Redis *Redis
+	// NoNginx leaves nginx out (the benchmark connects to the nodes).
+	NoNginx bool
 }
 
 // StartCluster starts redis-server, the nodes and nginx, each on a free port.
@@ -53,11 +53,8 @@ func StartCluster(ctx context.Context, env *Env, opts ClusterOptions) (cl *Clust
 			cl.Close()
 		}
 	}()
-	cl.Redis = opts.Redis
-	if cl.Redis == nil {
-		if cl.Redis, err = StartRedis(ctx, env); err != nil {
-			return cl, err
-		}
+	if cl.Redis, err = StartRedis(ctx, env); err != nil {
+		return cl, err
 	}
 	var addrs []string
 	for i := range opts.Nodes {
@@ -76,10 +73,14 @@ func StartCluster(ctx context.Context, env *Env, opts ClusterOptions) (cl *Clust
 		addrs = append(addrs, n.Addr())
 		cl.Targets = append(cl.Targets, &Target{Addr: n.Addr()})
 	}
-	if cl.Nginx, err = StartNginx(ctx, env, addrs); err != nil {
-		return cl, err
+	lb := "no nginx"
+	if !opts.NoNginx {
+		if cl.Nginx, err = StartNginx(ctx, env, addrs); err != nil {
+			return cl, err
+		}
+		lb = fmt.Sprintf("nginx :%d", cl.Nginx.Port)
 	}
-	env.logf("cluster: redis-server :%d, nodes %s, nginx :%d (logs in %s)", cl.Redis.Port, strings.Join(addrs, " "), cl.Nginx.Port, env.Dir)
+	env.logf("cluster: redis-server :%d, nodes %s, %s (logs in %s)", cl.Redis.Port, strings.Join(addrs, " "), lb, env.Dir)
 	return cl, nil
 }
 

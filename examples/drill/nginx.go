@@ -64,7 +64,7 @@ daemon off;
 master_process on;
 pid %[2]s/nginx.pid;
 error_log %[2]s/nginx-error.log warn;
-events { worker_connections 9000; }
+events { worker_connections 19000; }
 http {
     access_log off;
     client_body_temp_path %[2]s/nginx-tmp/body;

@@ -56,13 +56,20 @@ func run(args []string) error {
 	fs.DurationVar(&bcfg.Duration, "duration", 10*time.Second, "bench: publishing time")
 	fs.IntVar(&bcfg.Payload, "payload", 100, "bench: padding bytes per event")
 	keep := fs.Bool("keep", false, "keep the processes' logs (the directory is printed)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
+	// Flags may come before or after the command.
+	err := fs.Parse(args)
+	var cmd string
+	if err == nil && fs.NArg() > 0 {
+		cmd = fs.Arg(0)
+		err = fs.Parse(fs.Args()[1:])
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if cmd == "" || fs.NArg() != 0 {
 		fs.Usage()
 		return errors.New("want one command")
 	}
@@ -70,11 +77,10 @@ func run(args []string) error {
 	defer stop()
 
 	var env drill.Env
-	var err error
 	if env.RedisServer, err = drill.LookBinary("redis-server"); err != nil {
 		return err
 	}
-	if fs.Arg(0) != "bench" {
+	if cmd != "bench" {
 		if env.Nginx, err = drill.LookBinary("nginx"); err != nil {
 			return err
 		}
@@ -94,7 +100,7 @@ func run(args []string) error {
 		return err
 	}
 
-	if fs.Arg(0) == "bench" {
+	if cmd == "bench" {
 		r, err := drill.Bench(ctx, &env, bcfg)
 		if err != nil {
 			return err
@@ -105,8 +111,8 @@ func run(args []string) error {
 	drills := map[string]func(context.Context, *drill.Env, drill.Config) (drill.Result, error){
 		"kill9": drill.Kill9, "rolling": drill.RollingRestart, "redis-restart": drill.RedisRestart, "blip": drill.RedisBlip,
 	}
-	names := []string{fs.Arg(0)}
-	if fs.Arg(0) == "all" {
+	names := []string{cmd}
+	if cmd == "all" {
 		names = []string{"kill9", "rolling", "redis-restart", "blip"}
 	}
 	var results []drill.Result
