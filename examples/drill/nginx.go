@@ -58,7 +58,7 @@ func mainConf(dir string) string {
 		// Workers would run as nobody and could not use the scratch directory.
 		user = "user root;\n"
 	}
-	return fmt.Sprintf(`%sworker_processes 1;
+	return fmt.Sprintf(`%sworker_processes 2;
 worker_rlimit_nofile 20000;
 daemon off;
 master_process on;
