@@ -176,7 +176,7 @@ func run(ctx context.Context, env *Env, cfg Config, k kind, name string, brk fau
 		for _, s := range st {
 			per = append(per, fmt.Sprintf("%s %d", s.Node, s.Hub.Connections))
 		}
-		env.logf("%s: %d clients connected through nginx in %v (%s)", name, cfg.Clients, time.Since(start).Round(time.Millisecond), strings.Join(per, ", "))
+		env.logf("%s: cluster up and %d clients connected through nginx %v after the start (%s)", name, cfg.Clients, time.Since(start).Round(time.Millisecond), strings.Join(per, ", "))
 	}
 	tok, err := Token(cl.Secret, "publisher", "publisher")
 	if err != nil {

@@ -158,9 +158,9 @@ func (p *Publisher) post(ctx context.Context, addr string, body []byte) error {
 	case http.StatusNoContent, http.StatusOK:
 		return nil
 	case http.StatusServiceUnavailable:
-		return fmt.Errorf("%w: %s: %s", errNotPublished, resp.Status, b)
+		return fmt.Errorf("%w: %s: %s", errNotPublished, resp.Status, bytes.TrimSpace(b))
 	}
-	return fmt.Errorf("%s: %s", resp.Status, b)
+	return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
 }
 
 // Stop stops publishing and waits for the publications in flight.
