@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -373,6 +372,3 @@ func (n *Node) Tail() string {
 	}
 	return n.p.tail(4000)
 }
-
-// errNotRunning is returned for requests to a node that is down.
-var errNotRunning = errors.New("node not running")
