@@ -58,16 +58,17 @@ func StartCluster(ctx context.Context, env *Env, opts ClusterOptions) (cl *Clust
 	}
 	var addrs []string
 	for i := range opts.Nodes {
-		port, err := FreePort()
-		if err != nil {
-			return cl, err
-		}
-		n := &Node{env: env, ID: fmt.Sprintf("n%d", i+1), Port: port, args: []string{
+		n := &Node{env: env, ID: fmt.Sprintf("n%d", i+1), args: []string{
 			"-redis", cl.Redis.URL(), "-prefix", "drill:", "-secret", string(cl.Secret),
 			"-drain", opts.DrainWindow.String(), "-history", strconv.Itoa(opts.HistorySize),
 		}}
 		cl.Nodes = append(cl.Nodes, n)
-		if err := n.start(ctx); err != nil {
+		err := onFreePort(func(port int) (bool, error) {
+			n.Port = port
+			err := n.start(ctx)
+			return err != nil && n.p != nil && n.p.exited(), err
+		})
+		if err != nil {
 			return cl, err
 		}
 		addrs = append(addrs, n.Addr())

@@ -86,10 +86,22 @@ type Nginx struct {
 // StartNginx writes the configuration for nodes (host:port each) into
 // env.Dir and starts nginx on a free port.
 func StartNginx(ctx context.Context, env *Env, nodes []string) (*Nginx, error) {
-	port, err := FreePort()
+	n := &Nginx{}
+	err := onFreePort(func(port int) (bool, error) {
+		n.Port = port
+		var err error
+		n.p, err = startNginx(ctx, env, nodes, port)
+		return err != nil && n.p != nil, err // on failure, n.p is set only if nginx exited by itself
+	})
 	if err != nil {
 		return nil, err
 	}
+	return n, nil
+}
+
+// startNginx starts nginx on port; on failure it returns the process too if
+// it exited by itself.
+func startNginx(ctx context.Context, env *Env, nodes []string, port int) (*proc, error) {
 	site, err := RenderSite(nodes, port)
 	if err != nil {
 		return nil, err
@@ -109,7 +121,6 @@ func StartNginx(ctx context.Context, env *Env, nodes []string) (*Nginx, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Nginx{Port: port, p: p}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	err = waitFor(ctx, 10*time.Second, "nginx listening on "+addr, func() bool {
 		if p.exited() {
@@ -123,13 +134,13 @@ func StartNginx(ctx context.Context, env *Env, nodes []string) (*Nginx, error) {
 	})
 	if err == nil && p.exited() {
 		b, _ := os.ReadFile(filepath.Join(env.Dir, "nginx-error.log"))
-		err = fmt.Errorf("nginx exited at start: %v\n%s%s", p.err, p.tail(2000), b)
+		return p, fmt.Errorf("nginx exited at start: %v\n%s%s", p.err, p.tail(2000), b)
 	}
 	if err != nil {
 		p.kill()
 		return nil, err
 	}
-	return n, nil
+	return p, nil
 }
 
 // URL is the WebSocket URL of the hub behind nginx.

@@ -238,12 +238,32 @@ type Redis struct {
 
 // StartRedis starts redis-server on a free port.
 func StartRedis(ctx context.Context, env *Env) (*Redis, error) {
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
+	r := &Redis{env: env}
+	err := onFreePort(func(port int) (bool, error) {
+		r.Port = port
+		err := r.start(ctx)
+		return err != nil && r.p != nil && r.p.exited(), err
+	})
+	return r, err
+}
+
+// onFreePort calls start with a free port, and again with another one (up to
+// three times) when start reports that its process exited at once: another
+// process may have taken the port in between (tests of other packages run at
+// the same time).
+func onFreePort(start func(port int) (exited bool, err error)) error {
+	var err error
+	for range 3 {
+		var port int
+		if port, err = FreePort(); err != nil {
+			return err
+		}
+		var exited bool
+		if exited, err = start(port); err == nil || !exited {
+			return err
+		}
 	}
-	r := &Redis{env: env, Port: port}
-	return r, r.start(ctx)
+	return err
 }
 
 // URL is the redis:// URL of the server's database 0.
