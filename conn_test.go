@@ -663,8 +663,8 @@ func TestConn_PingPong(t *testing.T) {
 	fast := func(o *Options) {
 		// PongTimeout leaves the answering client's reader some slack on a
 		// loaded machine (-race, parallel tests).
-		o.PingInterval = 50 * time.Millisecond
-		o.PongTimeout = 250 * time.Millisecond
+		o.PingInterval = 100 * time.Millisecond
+		o.PongTimeout = time.Second
 	}
 
 	// One hub, two clients: one never sends anything and must be closed with
@@ -720,8 +720,8 @@ func TestConn_PingPong(t *testing.T) {
 			// Closed at the first tick after PongTimeout of silence: never
 			// earlier, and a tick (plus scheduling slack) later at most.
 			// The upper bound is loose: CI machines are noisy.
-			if took < 250*time.Millisecond || took > 5*time.Second {
-				t.Errorf("closed after %v, want within [250ms, 5s]", took)
+			if took < time.Second || took > 8*time.Second {
+				t.Errorf("closed after %v, want within [1s, 8s]", took)
 			}
 			break
 		}
