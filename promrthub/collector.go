@@ -79,11 +79,11 @@ type BridgeStats struct {
 
 // BridgeRoute holds the counters of one bridge route (mqttbridge.RouteStats).
 type BridgeRoute struct {
-	Name                                          string
-	Received, Sent, Published, PublishErrors      uint64
+	Name                                           string
+	Received, Sent, Published, PublishErrors       uint64
 	DecodeErrors, Skipped, Unchanged, InvalidTopic uint64
-	Dropped, Merged                               uint64
-	Queued, QueuedBytes, QueueHighWater           int
+	Dropped, Merged                                uint64
+	Queued, QueuedBytes, QueueHighWater            int
 }
 
 // Collector is a [prometheus.Collector] of a hub's metrics: it reads
