@@ -30,6 +30,7 @@ type api struct {
 	pub       otelrthub.Publisher // the hub, traced when tracing is on
 	ws        http.Handler        // the hub, traced when tracing is on
 	metrics   http.Handler        // GET /metrics
+	tracing   *tracing            // nil: off
 	store     Store
 	alerts    *AlertEngine
 	health    *healthReporter
@@ -413,21 +414,27 @@ func (a *api) publish(w http.ResponseWriter, r *http.Request, c *tokenClaims) {
 	if !printableASCII(cid, 128) {
 		cid = newCorrelationID()
 	}
-	ctx := withCorrelationID(r.Context(), cid)
+	ctx, end := a.tracing.requestSpan(r, "POST /api/publish")
+	ctx = withCorrelationID(ctx, cid)
 	w.Header().Set("X-Correlation-ID", cid)
 	err := a.pub.Publish(ctx, req.Room, req.Event, req.Data, rthub.WithCorrelationID(cid))
+	status := http.StatusAccepted
 	switch {
 	case err == nil:
 		a.log.InfoContext(ctx, "api: published", "user", c.Subject, "room", req.Room, "event", req.Event)
-		writeJSON(w, http.StatusAccepted, map[string]string{"cid": cid})
+		writeJSON(w, status, map[string]string{"cid": cid})
 	case errors.Is(err, rthub.ErrHubClosed):
-		httpError(w, http.StatusServiceUnavailable, "shutting_down", "server shutting down")
+		status = http.StatusServiceUnavailable
+		httpError(w, status, "shutting_down", "server shutting down")
 	case errors.Is(err, rthub.ErrBadRoom), errors.Is(err, rthub.ErrBadPayload):
-		httpError(w, http.StatusBadRequest, "bad_request", err.Error())
+		status = http.StatusBadRequest
+		httpError(w, status, "bad_request", err.Error())
 	default:
+		status = http.StatusServiceUnavailable
 		a.log.WarnContext(ctx, "api: publish", "user", c.Subject, "room", req.Room, "event", req.Event, "err", err)
-		httpError(w, http.StatusServiceUnavailable, "unavailable", "publish failed")
+		httpError(w, status, "unavailable", "publish failed")
 	}
+	end(status)
 }
 
 // printableASCII reports whether s is 1 to max bytes of printable ASCII.

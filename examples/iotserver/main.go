@@ -260,7 +260,7 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	}
 	closing := false
 	var closingMu sync.Mutex
-	a := &api{cfg: cfg, hub: hub, pub: pub, ws: tr.handler(hub), metrics: met.handler(log), store: store, alerts: alerts, health: health, analytics: analytics, audit: aud, sim: sim, log: log,
+	a := &api{cfg: cfg, hub: hub, pub: pub, ws: tr.handler(hub), metrics: met.handler(log), tracing: tr, store: store, alerts: alerts, health: health, analytics: analytics, audit: aud, sim: sim, log: log,
 		ready: readyCheck(store, func() bool { return bridge.Stats().Subscribed }, func() bool {
 			closingMu.Lock()
 			defer closingMu.Unlock()

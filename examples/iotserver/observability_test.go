@@ -232,7 +232,8 @@ func spans(out string) []span {
 // TestServer_Tracing: with OTEL_TRACES_EXPORTER=stdout, one reading is one
 // trace: the device's sensor.publish, the bridge's mqtt.ingest and the
 // hub's rthub.publish (with its broker call) under it, the correlation ID
-// on each; a WebSocket handshake is a span with its status.
+// on each; an HTTP publish continues its caller's trace; a WebSocket
+// handshake is a span with its status.
 func TestServer_Tracing(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, map[string]string{"OTEL_TRACES_EXPORTER": "stdout", "SIM_DEVICES": "1"})
@@ -274,6 +275,31 @@ func TestServer_Tracing(t *testing.T) {
 			t.Errorf("%s in trace %s, want %s", sp.Name, sp.SpanContext.TraceID, sensor.SpanContext.TraceID)
 		}
 	}
+	// An HTTP publish continues the caller's trace (W3C traceparent).
+	const callerTrace, callerSpan = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+	req, _ := http.NewRequestWithContext(t.Context(), "POST", s.url("/api/publish"),
+		strings.NewReader(`{"room":"staff","event":"announcement","data":1}`))
+	req.Header.Set("Authorization", "Bearer "+s.token(t, "admin"))
+	req.Header.Set("Traceparent", "00-"+callerTrace+"-"+callerSpan+"-01")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	eventually(t, 5*time.Second, "the HTTP publish's spans", func() bool {
+		var httpSpan string
+		for _, sp := range spans(s.out.String()) {
+			if sp.Name == "POST /api/publish" && sp.SpanContext.TraceID == callerTrace && sp.Parent.SpanID == callerSpan {
+				httpSpan = sp.SpanContext.SpanID
+			}
+		}
+		for _, sp := range spans(s.out.String()) {
+			if httpSpan != "" && sp.Name == "rthub.publish" && sp.Parent.SpanID == httpSpan {
+				return true
+			}
+		}
+		return false
+	})
 	var handshake bool
 	for _, sp := range spans(s.out.String()) {
 		if sp.Name == "rthub.handshake" && sp.attr("http.response.status_code") == float64(101) {

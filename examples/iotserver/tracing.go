@@ -211,3 +211,22 @@ func traceIDs(ctx context.Context) (traceID, spanID string) {
 	}
 	return sc.TraceID().String(), sc.SpanID().String()
 }
+
+// requestSpan starts a server span named name for r, child of the
+// caller's span when r has a W3C traceparent header; end records the
+// status. Without tracing it returns r's context and a no-op.
+func (t *tracing) requestSpan(r *http.Request, name string) (context.Context, func(status int)) {
+	if t == nil {
+		return r.Context(), func(int) {}
+	}
+	ctx := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := t.tracer.Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+	return ctx, func(status int) {
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+		if status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(status))
+		}
+		span.End()
+	}
+}
