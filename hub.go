@@ -187,6 +187,7 @@ type Hub struct {
 	limits   *limiter
 	broker   Broker
 	pstore   PresenceStore   // the broker's, when it keeps cluster-wide presence and Policy.Presence is set
+	resyncCh chan string     // rooms whose resync read failed, for the resyncer
 	roomLock [256]sync.Mutex // by room name hash: serializes a room's joins, leaves, (un)subscriptions
 	seed     maphash.Seed
 	handlers map[string]Handler
@@ -283,6 +284,7 @@ func New(opts Options) (*Hub, error) {
 		policy:   pol,
 		limits:   newLimiter(opts.Limits),
 		broker:   opts.Broker,
+		resyncCh: make(chan string, 4096),
 		seed:     maphash.MakeSeed(),
 		handlers: handlers,
 		comp:     newCompressor(opts.Compression.Level),
@@ -304,6 +306,7 @@ func New(opts Options) (*Hub, error) {
 		cancel()
 		return nil, fmt.Errorf("rthub: starting the broker: %w", err)
 	}
+	h.bg.Go(h.resyncer)
 	if ps, ok := h.broker.(PresenceStore); ok && len(pol.presence) > 0 {
 		h.pstore = ps
 		h.bg.Go(h.presenceKeeper)

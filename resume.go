@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"time"
 )
 
 // This file connects the hub to its Broker: publications come back from the
@@ -31,7 +32,7 @@ func (b brokerHandler) HandlePublication(pub Publication) {
 		return
 	}
 	rm.mu.Lock()
-	fl := h.advanceLocked(rm, pub.Room, &pub)
+	fl, _ := h.advanceLocked(rm, pub.Room, &pub)
 	rm.mu.Unlock()
 	h.dispatchAll(fl)
 }
@@ -47,10 +48,80 @@ func (b brokerHandler) HandleResync(rooms []string) {
 		if rm == nil {
 			continue
 		}
-		rm.mu.Lock()
-		fl := h.advanceLocked(rm, name, nil)
-		rm.mu.Unlock()
-		h.dispatchAll(fl)
+		if !h.resyncRoom(name) {
+			select {
+			case h.resyncCh <- name:
+			default:
+				h.log.LogAttrs(h.ctx, slog.LevelError, "rthub: resync retry queue full; room waits for its next event",
+					slog.String("room", name))
+			}
+		}
+	}
+}
+
+// resyncRoom reads what room missed from history; false when the read failed
+// (to be retried).
+func (h *Hub) resyncRoom(name string) bool {
+	h.mu.RLock()
+	rm := h.rooms[name]
+	h.mu.RUnlock()
+	if rm == nil {
+		return true
+	}
+	rm.mu.Lock()
+	fl, ok := h.advanceLocked(rm, name, nil)
+	rm.mu.Unlock()
+	h.dispatchAll(fl)
+	return ok
+}
+
+// resyncer retries the history reads of resyncs that failed (the broker may
+// still be reconnecting), with backoff from 100 ms to 5 s per room, until
+// they succeed or the hub stops: a quiet room must not keep its missed events
+// until its next publication.
+func (h *Hub) resyncer() {
+	type retry struct {
+		at    time.Time
+		delay time.Duration
+	}
+	pending := make(map[string]retry)
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	rearm := func() {
+		var next time.Time
+		for _, r := range pending {
+			if next.IsZero() || r.at.Before(next) {
+				next = r.at
+			}
+		}
+		if !next.IsZero() {
+			t.Reset(max(time.Until(next), 0))
+		}
+	}
+	for {
+		select {
+		case <-h.stop:
+			return
+		case room := <-h.resyncCh:
+			if _, ok := pending[room]; !ok {
+				pending[room] = retry{at: time.Now().Add(100 * time.Millisecond), delay: 100 * time.Millisecond}
+			}
+			rearm()
+		case now := <-t.C:
+			for room, r := range pending {
+				if r.at.After(now) {
+					continue
+				}
+				if h.resyncRoom(room) {
+					delete(pending, room)
+					continue
+				}
+				r.delay = min(2*r.delay, 5*time.Second)
+				r.at = time.Now().Add(r.delay)
+				pending[room] = r
+			}
+			rearm()
+		}
 	}
 }
 
@@ -67,16 +138,19 @@ func (h *Hub) dispatchAll(fls []*flushList) {
 // are dropped; a gap is filled from the broker's history; when history cannot
 // fill it (the stream was lost, or trimmed past the gap) the members get a
 // "reset" message, the stream jumps ahead, and they reload.
-func (h *Hub) advanceLocked(rm *room, name string, pub *Publication) []*flushList {
+//
+// ok is false when history could not be read for a resync (pub nil): the
+// caller retries.
+func (h *Hub) advanceLocked(rm *room, name string, pub *Publication) (fls []*flushList, ok bool) {
 	if rm.dead {
-		return nil
+		return nil, true
 	}
 	if pub != nil && pub.Epoch == rm.pos.Epoch {
 		switch {
 		case pub.Offset <= rm.pos.Offset:
-			return nil // a duplicate (the subscription seam, a redelivery)
+			return nil, true // a duplicate (the subscription seam, a redelivery)
 		case pub.Offset == rm.pos.Offset+1:
-			return []*flushList{h.deliverPubLocked(rm, pub)}
+			return []*flushList{h.deliverPubLocked(rm, pub)}, true
 		}
 	}
 	// A gap, an epoch change, or a resync: read history from our position.
@@ -87,7 +161,6 @@ func (h *Hub) advanceLocked(rm *room, name string, pub *Publication) []*flushLis
 	ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
 	pubs, cur, err := h.broker.History(ctx, name, rm.pos, limit)
 	cancel()
-	var fls []*flushList
 	switch {
 	case err == nil:
 		for i := range pubs {
@@ -101,7 +174,7 @@ func (h *Hub) advanceLocked(rm *room, name string, pub *Publication) []*flushLis
 		if pub == nil && cur.Epoch == rm.pos.Epoch && cur.Offset > rm.pos.Offset {
 			// Still short (History returned fewer than asked): the rest comes live,
 			// or a later resync reads it.
-			return fls
+			return fls, true
 		}
 	case errors.Is(err, ErrUnrecoverable):
 		h.stats.unrecovered.Add(1)
@@ -117,7 +190,7 @@ func (h *Hub) advanceLocked(rm *room, name string, pub *Publication) []*flushLis
 		h.stats.brokerErrors.Add(1)
 		h.log.LogAttrs(h.ctx, slog.LevelError, "rthub: reading room history", slog.String("room", name), slog.Any("err", err))
 		if pub == nil {
-			return fls
+			return fls, false
 		}
 		// Cannot tell what was missed: members must reload.
 		h.stats.unrecovered.Add(1)
@@ -127,7 +200,7 @@ func (h *Hub) advanceLocked(rm *room, name string, pub *Publication) []*flushLis
 	if pub != nil && pub.Epoch == rm.pos.Epoch && pub.Offset == rm.pos.Offset+1 {
 		fls = append(fls, h.deliverPubLocked(rm, pub))
 	}
-	return fls
+	return fls, true
 }
 
 // deliverPubLocked delivers the next publication of rm's stream and moves the

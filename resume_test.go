@@ -440,3 +440,54 @@ func TestResume_PublicationEnvelope(t *testing.T) {
 }
 
 func bearerHeader(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+
+// flakyHistory fails the first n History calls, as a broker still
+// reconnecting would.
+type flakyHistory struct {
+	*lossyBroker
+	mu    sync.Mutex
+	fails int
+}
+
+func (f *flakyHistory) History(ctx context.Context, room string, since StreamPosition, limit int) ([]Publication, StreamPosition, error) {
+	f.mu.Lock()
+	fail := f.fails > 0 && !since.IsZero()
+	if fail {
+		f.fails--
+	}
+	f.mu.Unlock()
+	if fail {
+		return nil, StreamPosition{}, fmt.Errorf("connection reset (test)")
+	}
+	return f.lossyBroker.History(ctx, room, since, limit)
+}
+
+// TestResume_ResyncRetried: when the history read of a resync fails, the hub
+// retries it: a quiet room gets its missed events without waiting for a
+// next publication.
+func TestResume_ResyncRetried(t *testing.T) {
+	t.Parallel()
+	mb, err := NewMemoryBroker(MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb := &flakyHistory{lossyBroker: &lossyBroker{MemoryBroker: mb, drop: map[uint64]bool{}}}
+	h, url := testHub(t, func(o *Options) { o.Broker = fb })
+	c := dial(t, url, testToken(t, "alice", time.Hour, "staff"))
+	c.readType("welcome")
+	jr := joinSince(t, c, "device:1", nil)
+	fb.mu.Lock()
+	fb.fails = 2
+	fb.mu.Unlock()
+	fb.lossyBroker.mu.Lock()
+	for i := uint64(1); i <= 3; i++ {
+		fb.drop[jr.Offset+i] = true
+	}
+	fb.lossyBroker.mu.Unlock()
+	publishN(t, h, "device:1", 1, 3)
+	fb.HandleResync([]string{"device:1"}) // fails; retried after 100 ms, 200 ms
+	checkSeq(t, c.roomEvents("device:1", 3), 1)
+	if h.Stats().BrokerErrors < 2 {
+		t.Errorf("BrokerErrors %d, want the two failed reads", h.Stats().BrokerErrors)
+	}
+}

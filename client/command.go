@@ -31,9 +31,11 @@ type Event struct {
 // message, including the replies that Join, Emit and the other commands wait
 // for, so it must not call them itself (start a goroutine if it must).
 //
-// Events that arrive before a handler for them is registered are dropped, as
-// are events published while the client is reconnecting: the hub keeps no
-// history. On is safe for concurrent use and may be called at any time.
+// Events that arrive before a handler for them is registered are dropped
+// (and count as seen: they are not replayed after a reconnection). Events
+// published while the client is reconnecting are replayed when it is back
+// (see Options.OnReset). On is safe for concurrent use and may be called at
+// any time.
 func (c *Client) On(event string, fn func(Event)) {
 	c.hmu.Lock()
 	defer c.hmu.Unlock()

@@ -44,7 +44,8 @@
 // client reconnects wait for the connection, bounded by their context. A
 // command in flight when the connection drops fails with [ErrDisconnected]:
 // it may or may not have been executed. Events published while the client is
-// away are not delivered later; the hub keeps no history.
+// away are replayed, in order, when it is back (docs/protocol.md §5); when the
+// server can no longer replay them, Options.OnReset is called instead.
 //
 // # Token expiry
 //

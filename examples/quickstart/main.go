@@ -14,6 +14,7 @@
 //	JWT_SECRET        HMAC secret, 32+ bytes (random: demo mode, tokens printed)
 //	PUBLISH_INTERVAL  how often each simulated device publishes (1s)
 //	WATCH             run the printing client (true)
+//	WRITE_DELAY       rthub.Options.WriteDelay: coalesce busy rooms' writes (0; e.g. 20ms)
 package main
 
 import (
@@ -76,6 +77,7 @@ type config struct {
 	demo     bool
 	interval time.Duration
 	watch    bool
+	delay    time.Duration // rthub.Options.WriteDelay
 }
 
 func configFromEnv() (config, error) {
@@ -97,6 +99,13 @@ func configFromEnv() (config, error) {
 			return cfg, fmt.Errorf("PUBLISH_INTERVAL=%q: want a positive duration like 500ms", v)
 		}
 		cfg.interval = d
+	}
+	if v := os.Getenv("WRITE_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > time.Second {
+			return cfg, fmt.Errorf("WRITE_DELAY=%q: want a duration from 0 to 1s, like 20ms", v)
+		}
+		cfg.delay = d
 	}
 	if v := os.Getenv("WATCH"); v != "" {
 		b, err := strconv.ParseBool(v)
@@ -130,6 +139,9 @@ func run(ctx context.Context, cfg config, ready chan<- string) error {
 		Policy:   policy,
 		Handlers: []rthub.Handler{ChatMessage.Relay()},
 		Logger:   log,
+		// Busy rooms coalesce their writes (the load tool's throughput runs);
+		// rooms slower than one event per delay are not held.
+		WriteDelay: cfg.delay,
 	})
 	if err != nil {
 		return err
