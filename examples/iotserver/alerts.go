@@ -161,9 +161,10 @@ func (e *AlertEngine) Evaluate(ctx context.Context, r ReadingEvent) {
 				continue
 			}
 			if err != nil {
-				e.log.Warn("alerts: open", "device", r.Device, "metric", metric, "err", err)
+				e.log.WarnContext(ctx, "alerts: open", "device", r.Device, "metric", metric, "err", err)
 				continue
 			}
+			e.log.InfoContext(ctx, "alerts: opened", "device", r.Device, "metric", metric, "value", v, "rule", rule.String())
 			e.open[k] = a
 			e.publish(ctx, AlertNew.Name(), a)
 		case isOpen && rule.resolves(v):
@@ -174,9 +175,10 @@ func (e *AlertEngine) Evaluate(ctx context.Context, r ReadingEvent) {
 			}
 			if err != nil {
 				e.open[k] = cur // try again with the next reading
-				e.log.Warn("alerts: resolve", "device", r.Device, "metric", metric, "err", err)
+				e.log.WarnContext(ctx, "alerts: resolve", "device", r.Device, "metric", metric, "err", err)
 				continue
 			}
+			e.log.InfoContext(ctx, "alerts: resolved", "device", r.Device, "metric", metric, "value", v)
 			e.publish(ctx, AlertResolved.Name(), a)
 		}
 	}

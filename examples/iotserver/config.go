@@ -40,6 +40,12 @@ type Config struct {
 	RetainTick time.Duration // RETENTION_INTERVAL
 	Shutdown   time.Duration // SHUTDOWN_TIMEOUT
 	Drain      time.Duration // WS_DRAIN_WINDOW
+
+	TraceExporter string // OTEL_TRACES_EXPORTER: none (default), stdout or otlp
+	OTLPEndpoint  string // OTEL_EXPORTER_OTLP_ENDPOINT; the exporter's default (http://localhost:4318) if empty
+	ServiceName   string // OTEL_SERVICE_NAME
+
+	logTo io.Writer // where logs go; os.Stderr if nil (tests set it)
 }
 
 // seedUser is a login created at start.
@@ -107,6 +113,10 @@ func configFromEnv(getenv func(string) string) (Config, error) {
 		RetainTick: dur("RETENTION_INTERVAL", 10*time.Minute, false),
 		Shutdown:   dur("SHUTDOWN_TIMEOUT", 15*time.Second, false),
 		Drain:      dur("WS_DRAIN_WINDOW", 5*time.Second, false),
+
+		TraceExporter: strings.ToLower(str("OTEL_TRACES_EXPORTER", "none")),
+		OTLPEndpoint:  getenv("OTEL_EXPORTER_OTLP_ENDPOINT"),
+		ServiceName:   str("OTEL_SERVICE_NAME", "iotserver"),
 		Sim: SimConfig{
 			Devices:      num("SIM_DEVICES", 6),
 			Interval:     dur("SIM_INTERVAL", time.Second, false),
@@ -151,6 +161,11 @@ func configFromEnv(getenv func(string) string) (Config, error) {
 				c.Origins = append(c.Origins, o)
 			}
 		}
+	}
+	switch c.TraceExporter {
+	case "none", "stdout", "otlp":
+	default:
+		errs = append(errs, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: want none, stdout or otlp", c.TraceExporter))
 	}
 	switch strings.ToLower(str("LOG_LEVEL", "info")) {
 	case "debug":
@@ -210,8 +225,19 @@ func (c Config) print(w io.Writer, mqttURL string) {
 	for i, r := range c.Rules {
 		rules[i] = r.String()
 	}
-	fmt.Fprintf(w, "  store:      %s\n  mqtt:       %s, topic prefix %q\n  simulator:  %s\n  alerts:     %s\n  intervals:  health %v, analytics %v (cache %v, window %v), retention %v checked every %v\n",
-		store, broker, c.Prefix, sim, strings.Join(rules, ", "), c.Health, c.Analytics, c.CacheTTL, c.Window, c.Retention, c.RetainTick)
+	tracing := "off (set OTEL_TRACES_EXPORTER=stdout or otlp)"
+	switch c.TraceExporter {
+	case "stdout":
+		tracing = "stdout, service " + c.ServiceName
+	case "otlp":
+		endpoint := c.OTLPEndpoint
+		if endpoint == "" {
+			endpoint = "http://localhost:4318"
+		}
+		tracing = "otlp " + redactURL(endpoint) + ", service " + c.ServiceName
+	}
+	fmt.Fprintf(w, "  store:      %s\n  mqtt:       %s, topic prefix %q\n  simulator:  %s\n  alerts:     %s\n  intervals:  health %v, analytics %v (cache %v, window %v), retention %v checked every %v\n  metrics:    GET /metrics (Prometheus)\n  tracing:    %s\n",
+		store, broker, c.Prefix, sim, strings.Join(rules, ", "), c.Health, c.Analytics, c.CacheTTL, c.Window, c.Retention, c.RetainTick, tracing)
 }
 
 // redactURL hides a URL's password.

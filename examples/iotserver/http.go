@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/org/rthub"
+	"github.com/org/rthub/otelrthub"
 )
 
 //go:embed web
@@ -26,6 +27,10 @@ var webFS embed.FS
 type api struct {
 	cfg       Config
 	hub       *rthub.Hub
+	pub       otelrthub.Publisher // the hub, traced when tracing is on
+	ws        http.Handler        // the hub, traced when tracing is on
+	metrics   http.Handler        // GET /metrics
+	tracing   *tracing            // nil: off
 	store     Store
 	alerts    *AlertEngine
 	health    *healthReporter
@@ -41,7 +46,8 @@ func (a *api) routes() http.Handler {
 	mux := http.NewServeMux()
 	web, _ := fs.Sub(webFS, "web")
 	static := http.FileServerFS(web)
-	mux.Handle("GET /ws", a.hub)
+	mux.Handle("GET /ws", a.ws)
+	mux.Handle("GET /metrics", a.metrics)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-cache")
 		http.ServeFileFS(w, r, web, "index.html")
@@ -61,6 +67,7 @@ func (a *api) routes() http.Handler {
 	mux.HandleFunc("GET /api/health", a.authed(a.healthGet))
 	mux.HandleFunc("GET /api/audit", a.admin(a.auditList))
 	mux.HandleFunc("POST /api/devices/{id}/dropout", a.admin(a.dropout))
+	mux.HandleFunc("POST /api/publish", a.admin(a.publish))
 	return securityHeaders(mux)
 }
 
@@ -370,4 +377,75 @@ func rss() uint64 {
 		return n << 10
 	}
 	return 0
+}
+
+// publishRequest is the body of POST /api/publish.
+type publishRequest struct {
+	Room  string          `json:"room"`
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data"`
+}
+
+// maxPublishBody bounds a POST /api/publish body (the hub's default
+// message size).
+const maxPublishBody = 64 << 10
+
+// publish publishes an event from an admin (POST /api/publish, body
+// {"room","event","data"}), e.g. an announcement to the staff room. The
+// X-Correlation-ID request header, if valid (printable ASCII, at most 128
+// bytes), is the event's correlation ID, else a new one; it is returned in
+// the same header and the body, and logged with the publish, so the event
+// can be followed to the clients (their events' cid). With tracing on, a
+// W3C traceparent header makes the span a child of the caller's.
+func (a *api) publish(w http.ResponseWriter, r *http.Request, c *tokenClaims) {
+	var req publishRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxPublishBody)).Decode(&req); err != nil || req.Room == "" || req.Event == "" {
+		httpError(w, http.StatusBadRequest, "bad_request", `want {"room","event","data"}`)
+		return
+	}
+	if len(req.Data) == 0 {
+		req.Data = json.RawMessage("null")
+	}
+	if rthub.ValidRoom(req.Event) != nil { // the hub's rule for event names; its error has no sentinel
+		httpError(w, http.StatusBadRequest, "bad_request", "event: a name such as announcement or ops:notice")
+		return
+	}
+	cid := r.Header.Get("X-Correlation-ID")
+	if !printableASCII(cid, 128) {
+		cid = newCorrelationID()
+	}
+	ctx, end := a.tracing.requestSpan(r, "POST /api/publish")
+	ctx = withCorrelationID(ctx, cid)
+	w.Header().Set("X-Correlation-ID", cid)
+	err := a.pub.Publish(ctx, req.Room, req.Event, req.Data, rthub.WithCorrelationID(cid))
+	status := http.StatusAccepted
+	switch {
+	case err == nil:
+		a.log.InfoContext(ctx, "api: published", "user", c.Subject, "room", req.Room, "event", req.Event)
+		writeJSON(w, status, map[string]string{"cid": cid})
+	case errors.Is(err, rthub.ErrHubClosed):
+		status = http.StatusServiceUnavailable
+		httpError(w, status, "shutting_down", "server shutting down")
+	case errors.Is(err, rthub.ErrBadRoom), errors.Is(err, rthub.ErrBadPayload):
+		status = http.StatusBadRequest
+		httpError(w, status, "bad_request", err.Error())
+	default:
+		status = http.StatusServiceUnavailable
+		a.log.WarnContext(ctx, "api: publish", "user", c.Subject, "room", req.Room, "event", req.Event, "err", err)
+		httpError(w, status, "unavailable", "publish failed")
+	}
+	end(status)
+}
+
+// printableASCII reports whether s is 1 to max bytes of printable ASCII.
+func printableASCII(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }

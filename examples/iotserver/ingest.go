@@ -89,6 +89,7 @@ func (in *Ingest) DecodeReading(ctx context.Context, device string, payload []by
 	in.writer.add(ev)
 	in.alerts.Evaluate(ctx, ev)
 	in.readings.Add(1)
+	in.log.DebugContext(ctx, "ingest: reading", "device", device, "values", len(p.Values)) // with cid (logging.go)
 	return ev, nil
 }
 

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/org/rthub"
+	"github.com/org/rthub/mqttbridge"
 )
 
 func main() {
@@ -51,7 +52,13 @@ func main() {
 // set, receives the HTTP address once the server accepts connections.
 func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (err error) {
 	start := time.Now()
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	// Every line logged with a context gets its correlation ID (cid) and,
+	// with tracing on, trace_id and span_id (logging.go).
+	logTo := cfg.logTo
+	if logTo == nil {
+		logTo = os.Stderr
+	}
+	log := slog.New(ctxHandler{slog.NewTextHandler(logTo, &slog.HandlerOptions{Level: cfg.LogLevel})})
 	// cleanup runs the stop steps registered so far, last first, on any
 	// return (a failed start included).
 	// One deadline for the whole shutdown, set when it starts.
@@ -79,6 +86,18 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	}()
 	onStop := func(name string, fn func(ctx context.Context)) { cleanups = append(cleanups, cleanup{name, fn}) }
 
+	// Tracing (off unless OTEL_TRACES_EXPORTER says otherwise), stopped
+	// last so that it exports the spans of the shutdown too.
+	tr, err := startTracing(ctx, cfg, out)
+	if err != nil {
+		return err
+	}
+	onStop("tracing", func(ctx context.Context) {
+		if err := tr.shutdown(ctx); err != nil {
+			log.Warn("tracing: shutdown", "err", err)
+		}
+	})
+
 	// Store.
 	var store Store
 	if cfg.Postgres != "" {
@@ -102,31 +121,43 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	}
 
 	// Hub. The audit trail gets every refusal (the hook must be fast: the
-	// auditor queues).
+	// auditor queues); the metrics count refusals and disconnects by code.
 	var aud *auditor
+	var bridge *mqttbridge.Bridge // set below, before /metrics is served
+	met := newMetrics(func() *mqttbridge.Bridge { return bridge })
+	onConnect, onDisconnect := connLogger(log.With("component", "hub"))
 	pol := policy
 	pol.Presence = []string{roomStaff}
 	origin := rthub.OriginOptions{Patterns: cfg.Origins}
+	hubBroker, err := tr.broker() // nil (the default memory broker) without tracing
+	if err != nil {
+		return err
+	}
 	hub, err := rthub.New(rthub.Options{
-		Auth:        rthub.AuthOptions{Keys: map[string]any{"": cfg.Secret}, Algorithms: []string{"HS256"}},
-		Policy:      pol,
-		Origin:      origin,
-		DrainWindow: cfg.Drain,
-		OnRefused:   func(_ context.Context, r rthub.Refusal) { aud.add(refusalEntry(r)) },
-		Logger:      log.With("component", "hub"),
+		Auth:         rthub.AuthOptions{Keys: map[string]any{"": cfg.Secret}, Algorithms: []string{"HS256"}},
+		Policy:       pol,
+		Origin:       origin,
+		DrainWindow:  cfg.Drain,
+		Broker:       hubBroker,
+		OnRefused:    met.col.OnRefused(tr.onRefused(func(_ context.Context, r rthub.Refusal) { aud.add(refusalEntry(r)) })),
+		OnConnect:    onConnect,
+		OnDisconnect: met.col.OnDisconnect(onDisconnect),
+		Logger:       log.With("component", "hub"),
 	})
 	if err != nil {
 		return err
 	}
 	onStop("hub", func(context.Context) { hub.Close() }) // no-op after Shutdown
+	met.col.SetHub(hub)
+	pub := tr.publisher(hub) // the hub, with a span per publish when tracing
 	aud = newAuditor(store, hub, log)
 	onStop("audit", aud.stop)
 
 	// Ingest: alert rules, the reading writer, the bridge.
 	alerts := NewAlertEngine(cfg.Rules, store, func(ctx context.Context, ev string, a Alert) {
 		for _, room := range []string{roomStaff, deviceRoom(a.Device)} {
-			if err := hub.Publish(ctx, room, ev, a); err != nil && !errors.Is(err, rthub.ErrHubClosed) {
-				log.Warn("publish alert", "err", err)
+			if err := pub.Publish(ctx, room, ev, a, rthub.WithCorrelationID(correlationID(ctx))); err != nil && !errors.Is(err, rthub.ErrHubClosed) {
+				log.WarnContext(ctx, "publish alert", "err", err)
 			}
 		}
 	}, log)
@@ -158,6 +189,9 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	var sim *Simulator
 	if cfg.Sim.Devices > 0 {
 		sim, err = NewSimulator(cfg.Sim, mqttURL, cfg.Prefix, log)
+		if err == nil {
+			sim.tracing = tr
+		}
 		if err != nil {
 			return err
 		}
@@ -165,7 +199,7 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 			return err
 		}
 	}
-	bridge, err := newBridge(hub, ingest, cfg, mqttURL, log)
+	bridge, err = newBridge(bridgePublisher{tr, pub}, tr, ingest, cfg, mqttURL, log)
 	if err != nil {
 		return err
 	}
@@ -226,7 +260,7 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	}
 	closing := false
 	var closingMu sync.Mutex
-	a := &api{cfg: cfg, hub: hub, store: store, alerts: alerts, health: health, analytics: analytics, audit: aud, sim: sim, log: log,
+	a := &api{cfg: cfg, hub: hub, pub: pub, ws: tr.handler(hub), metrics: met.handler(log), tracing: tr, store: store, alerts: alerts, health: health, analytics: analytics, audit: aud, sim: sim, log: log,
 		ready: readyCheck(store, func() bool { return bridge.Stats().Subscribed }, func() bool {
 			closingMu.Lock()
 			defer closingMu.Unlock()

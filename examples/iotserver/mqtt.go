@@ -18,25 +18,31 @@ import (
 // before the bridge publishes what they return. Readings use the bridge's
 // default overflow policy (drop the oldest: a dashboard wants the newest);
 // statuses block instead, so that no online/offline change is lost.
-func newBridge(hub *rthub.Hub, in *Ingest, cfg Config, url string, log *slog.Logger) (*mqttbridge.Bridge, error) {
+//
+// Each message's correlation ID (its "correlation-id" user property, which
+// the simulated devices set) reaches clients as the events' cid; with
+// tracing on, each decode is a span "mqtt.ingest" and each publish a span
+// "rthub.publish", children of the device's span when the message carries
+// a "traceparent" user property (tracing.go).
+func newBridge(pub mqttbridge.Publisher, tr *tracing, in *Ingest, cfg Config, url string, log *slog.Logger) (*mqttbridge.Bridge, error) {
 	readings := mqttbridge.EventRoute(SensorData, cfg.Prefix+"sensors/{device}/reading",
 		[]string{"device:{device}", roomStaff},
-		func(ctx context.Context, m *mqttbridge.Message) (ReadingEvent, error) {
+		ingestSpan(tr, func(ctx context.Context, m *mqttbridge.Message) (ReadingEvent, error) {
 			return in.DecodeReading(ctx, m.Vars["device"], m.Payload, m.Received)
-		})
+		}))
 	readings.Name = "readings"
 	status := mqttbridge.EventRoute(DeviceStatus, cfg.Prefix+"devices/{device}/status",
 		[]string{roomStaff, "device:{device}"},
-		func(ctx context.Context, m *mqttbridge.Message) (StatusEvent, error) {
+		ingestSpan(tr, func(ctx context.Context, m *mqttbridge.Message) (StatusEvent, error) {
 			ev, err := in.DecodeStatus(ctx, m.Vars["device"], m.Payload, m.Received)
 			if errors.Is(err, errUnchanged) {
 				return ev, mqttbridge.ErrSkip
 			}
 			return ev, err
-		})
+		}))
 	status.Name = "status"
 	status.Overflow = mqttbridge.Block
-	return mqttbridge.New(quietPublisher{hub}, mqttbridge.Config{
+	return mqttbridge.New(quietPublisher{pub}, mqttbridge.Config{
 		URL:      url,
 		Username: cfg.MQTTUser,
 		Password: cfg.MQTTPass,
@@ -71,10 +77,10 @@ func mqttState(b *mqttbridge.Bridge, embedded bool, sim *Simulator) func() MQTTS
 // after the hub began draining is not an error: the simulated devices say
 // goodbye while the server shuts down, and their last status is stored by
 // the decoder anyway.
-type quietPublisher struct{ hub *rthub.Hub }
+type quietPublisher struct{ pub mqttbridge.Publisher }
 
 func (q quietPublisher) Publish(ctx context.Context, room, event string, data any, opts ...rthub.PublishOption) error {
-	if err := q.hub.Publish(ctx, room, event, data, opts...); err != nil && !errors.Is(err, rthub.ErrHubClosed) {
+	if err := q.pub.Publish(ctx, room, event, data, opts...); err != nil && !errors.Is(err, rthub.ErrHubClosed) {
 		return err
 	}
 	return nil

@@ -86,6 +86,8 @@ var deviceKinds = []struct {
 // Simulator runs the simulated devices: each one an MQTT client of its own,
 // with a Last Will on its status topic, publishing readings.
 type Simulator struct {
+	tracing *tracing // nil: off; set before Start
+	boot    string   // random, in every correlation ID of this run
 	cfg     SimConfig
 	broker  *url.URL
 	prefix  string
@@ -125,7 +127,9 @@ func NewSimulator(cfg SimConfig, brokerURL, prefix string, log *slog.Logger) (*S
 	if cfg.Interval <= 0 {
 		return nil, errors.New("simulator: interval must be positive")
 	}
-	s := &Simulator{cfg: cfg, broker: u, prefix: prefix, log: log}
+	var boot [2]byte
+	_, _ = rand.Read(boot[:])
+	s := &Simulator{cfg: cfg, broker: u, prefix: prefix, log: log, boot: hex.EncodeToString(boot[:])}
 	seed := cfg.Seed
 	if seed == 0 {
 		seed = mrand.Uint64()
@@ -264,6 +268,7 @@ func (d *simDevice) run(ctx context.Context) {
 	}
 	t := time.NewTicker(d.sim.cfg.Interval)
 	defer t.Stop()
+	var seq uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -285,9 +290,18 @@ func (d *simDevice) run(ctx context.Context) {
 				continue
 			}
 			body, _ := json.Marshal(ReadingPayload{TS: now.UTC(), Values: d.sample(now)})
+			// The reading's correlation ID, "<device>.<run>.<n>", goes in the
+			// MQTT 5 user property the bridge reads (with the trace context
+			// when tracing is on).
+			seq++
+			cid := fmt.Sprintf("%s.%s.%d", d.id, d.sim.boot, seq)
+			topic := d.topic(readingTopic)
+			props := &paho.PublishProperties{}
+			end := d.sim.tracing.sensorSpan(ctx, d.id, topic, cid, &props.User)
 			pctx, cancel := context.WithTimeout(ctx, d.sim.cfg.Interval)
-			_, err := cm.Publish(pctx, &paho.Publish{Topic: d.topic(readingTopic), QoS: 0, Payload: body})
+			_, err := cm.Publish(pctx, &paho.Publish{Topic: topic, QoS: 0, Payload: body, Properties: props})
 			cancel()
+			end(err)
 			if err != nil && ctx.Err() == nil {
 				d.sim.log.Debug("simulator: publish", "device", d.id, "err", err)
 			}

@@ -69,11 +69,20 @@ type testServer struct {
 // stopped (gracefully) when the test ends.
 func startServer(t *testing.T, env map[string]string) *testServer {
 	t.Helper()
+	return startServerWith(t, env, nil)
+}
+
+// startServerWith is startServer with mod applied to the configuration.
+func startServerWith(t *testing.T, env map[string]string, mod func(*Config)) *testServer {
+	t.Helper()
 	all := baseEnv()
 	maps.Copy(all, env)
 	cfg, err := configFromEnv(envOf(all))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if mod != nil {
+		mod(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &testServer{cfg: cfg, out: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}

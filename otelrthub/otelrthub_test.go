@@ -1,0 +1,207 @@
+package otelrthub_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/org/rthub"
+	"github.com/org/rthub/client"
+	"github.com/org/rthub/otelrthub"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+)
+
+var secret = []byte("otelrthub-test-secret-0123456789abcdef")
+
+func token(t testing.TB, sub string, roles ...string) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+		"sub": sub, "roles": roles, "exp": time.Now().Add(time.Hour).Unix(),
+	}).SignedString(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// tracedHub starts a hub with every wrapper, recording spans.
+func tracedHub(t testing.TB) (*rthub.Hub, otelrthub.Publisher, string, *tracetest.SpanRecorder) {
+	t.Helper()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	opts := otelrthub.Options{TracerProvider: tp}
+	mb, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub, err := rthub.New(rthub.Options{
+		Auth: rthub.AuthOptions{Keys: map[string]any{"": secret}},
+		Policy: rthub.Policy{Roles: map[string]rthub.RoleRules{
+			"staff": {Join: []string{"staff"}, AutoJoin: []string{"staff"}},
+		}},
+		Broker:    otelrthub.WrapBroker(mb, opts),
+		OnRefused: otelrthub.OnRefused(nil),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(otelrthub.Handler(hub, opts))
+	t.Cleanup(func() { hub.Close(); srv.Close() })
+	pub := otelrthub.WrapPublisher(hub, otelrthub.PublishOptions{Options: opts,
+		CorrelationID: func(ctx context.Context) string { id, _ := ctx.Value(cidKey{}).(string); return id }})
+	return hub, pub, "ws" + strings.TrimPrefix(srv.URL, "http"), rec
+}
+
+type cidKey struct{}
+
+func attr(s sdktrace.ReadOnlySpan, key string) (attribute.Value, bool) {
+	for _, kv := range s.Attributes() {
+		if string(kv.Key) == key {
+			return kv.Value, true
+		}
+	}
+	return attribute.Value{}, false
+}
+
+func spansNamed(rec *tracetest.SpanRecorder, name string) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func TestHandler_handshakeSpans(t *testing.T) {
+	t.Parallel()
+	_, _, wsURL, rec := tracedHub(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, wsURL, client.Options{Token: token(t, "ann", "staff")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = client.Dial(ctx, wsURL, client.Options{Token: "bad"})
+	var he *client.HandshakeError
+	if !errors.As(err, &he) || he.Status != http.StatusUnauthorized {
+		t.Fatalf("bad token: %v", err)
+	}
+	spans := spansNamed(rec, "rthub.handshake")
+	if len(spans) != 2 {
+		t.Fatalf("%d handshake spans, want 2", len(spans))
+	}
+	byStatus := map[int64]sdktrace.ReadOnlySpan{}
+	for _, s := range spans {
+		if s.SpanKind() != trace.SpanKindServer {
+			t.Errorf("handshake span kind %v", s.SpanKind())
+		}
+		v, _ := attr(s, "http.response.status_code")
+		byStatus[v.AsInt64()] = s
+	}
+	ok, refused := byStatus[101], byStatus[401]
+	if ok == nil || refused == nil {
+		t.Fatalf("statuses %v, want 101 and 401", byStatus)
+	}
+	if ok.Status().Code == codes.Error {
+		t.Errorf("accepted handshake is an error: %v", ok.Status())
+	}
+	if refused.Status().Code != codes.Error || !strings.Contains(refused.Status().Description, "token_") {
+		t.Errorf("refused handshake status %+v, want an error with the code", refused.Status())
+	}
+	if evs := refused.Events(); len(evs) != 1 || evs[0].Name != "rthub.refused" {
+		t.Errorf("refused handshake events %v", evs)
+	}
+}
+
+func TestWrapPublisher_spansAndBroker(t *testing.T) {
+	t.Parallel()
+	_, pub, wsURL, rec := tracedHub(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, wsURL, client.Options{Token: token(t, "ann", "staff")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got := make(chan client.Event, 1)
+	c.On("tick", func(e client.Event) { got <- e })
+	pctx := context.WithValue(ctx, cidKey{}, "reading-42")
+	if err := pub.Publish(pctx, "staff", "tick", 1, rthub.WithCorrelationID("reading-42")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-got:
+		if e.CID != "reading-42" {
+			t.Errorf("client got cid %q", e.CID)
+		}
+	case <-ctx.Done():
+		t.Fatal("no event")
+	}
+	if err := pub.Publish(ctx, "bad room!", "tick", 1); err == nil {
+		t.Fatal("publish to a bad room succeeded")
+	}
+	ps := spansNamed(rec, "rthub.publish")
+	if len(ps) != 2 {
+		t.Fatalf("%d publish spans, want 2", len(ps))
+	}
+	p := ps[0]
+	if v, _ := attr(p, "rthub.cid"); v.AsString() != "reading-42" {
+		t.Errorf("rthub.cid = %q", v.AsString())
+	}
+	if v, _ := attr(p, "rthub.room"); v.AsString() != "staff" {
+		t.Errorf("rthub.room = %q", v.AsString())
+	}
+	if ps[1].Status().Code != codes.Error {
+		t.Errorf("failed publish status %v", ps[1].Status())
+	}
+	var child sdktrace.ReadOnlySpan
+	for _, b := range spansNamed(rec, "rthub.broker.publish") {
+		if b.Parent().SpanID() == p.SpanContext().SpanID() {
+			child = b
+		}
+	}
+	if child == nil {
+		t.Fatal("no broker publish span under the publish span")
+	}
+	if v, ok := attr(child, "rthub.offset"); !ok || v.AsInt64() < 1 {
+		t.Errorf("broker span offset %v", v)
+	}
+	if len(spansNamed(rec, "rthub.broker.subscribe")) == 0 {
+		t.Error("no broker subscribe span (the auto-join subscribes staff)")
+	}
+}
+
+// presenceBroker is a Broker that is also a PresenceStore.
+type presenceBroker struct {
+	rthub.Broker
+	rthub.PresenceStore
+}
+
+func TestWrapBroker_keepsPresenceStore(t *testing.T) {
+	t.Parallel()
+	mb, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := otelrthub.WrapBroker(mb, otelrthub.Options{}).(rthub.PresenceStore); ok != isPresence(mb) {
+		t.Errorf("memory broker: PresenceStore %v after wrapping, %v before", ok, isPresence(mb))
+	}
+	var pb rthub.Broker = presenceBroker{Broker: mb}
+	if _, ok := otelrthub.WrapBroker(pb, otelrthub.Options{}).(rthub.PresenceStore); !ok {
+		t.Error("a PresenceStore broker lost PresenceStore when wrapped")
+	}
+}
+
+func isPresence(b rthub.Broker) bool { _, ok := b.(rthub.PresenceStore); return ok }
