@@ -24,6 +24,7 @@ type Event[T any] struct {
 var events struct {
 	sync.Mutex
 	byName map[string]reflect.Type
+	docs   map[string]eventDoc // from Event.Describe
 }
 
 // NewEvent declares an event. The name follows the room-name syntax (letters,
@@ -51,6 +52,9 @@ func NewEvent[T any](name string) Event[T] {
 type EventInfo struct {
 	Name string
 	Type reflect.Type
+	// Summary and Rooms are what [Event.Describe] recorded, if anything.
+	Summary string
+	Rooms   []string
 }
 
 // Events lists every event declared with [NewEvent] in this process, sorted by
@@ -60,7 +64,8 @@ func Events() []EventInfo {
 	defer events.Unlock()
 	out := make([]EventInfo, 0, len(events.byName))
 	for n, t := range events.byName {
-		out = append(out, EventInfo{Name: n, Type: t})
+		d := events.docs[n]
+		out = append(out, EventInfo{Name: n, Type: t, Summary: d.summary, Rooms: append([]string(nil), d.rooms...)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
