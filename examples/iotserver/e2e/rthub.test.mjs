@@ -244,3 +244,59 @@ test("presenceRoom: snapshot after connecting, then the room's events", async ()
   assert.deepEqual(pr.list().map((u) => u.user), ["alice"]);
   c.close();
 });
+
+test("resume: positions in ?since= and join since, duplicates dropped, reset reported", async () => {
+  const { c } = newClient();
+  const got = [];
+  const resets = [];
+  c.on("sensor:data", (d, ev) => got.push(`${ev.room}:${d.n}`));
+  c.onReset((room) => resets.push(room));
+  const ws = await connectLive(c);
+  const j = c.join("device:9");
+  await tick();
+  ws.reply("join", { room: "device:9", offset: 4, epoch: "e1" });
+  await j;
+  const ev = (room, n, offset, epoch = "e1") => ({ type: "event", event: "sensor:data", room, data: { n }, offset, epoch });
+  ws.recv(ev("device:9", 5, 5));
+  ws.recv(ev("staff", 1, 11));
+  ws.recv(ev("device:9", 5, 5)); // duplicate: dropped
+  ws.drop(1006);
+  await until(() => FakeWS.all.length === 2, "second socket");
+  const ws2 = FakeWS.all[1];
+  const since = JSON.parse(Buffer.from(new URL(ws2.url).searchParams.get("since"), "base64url").toString());
+  assert.deepEqual(since, { "device:9": { offset: 5, epoch: "e1" }, staff: { offset: 11, epoch: "e1" } });
+  ws2.open();
+  ws2.recv({ ...welcome(), streams: { staff: { offset: 12, epoch: "e1", recovered: true } } });
+  ws2.recv(ev("staff", 2, 12)); // replayed after the welcome
+  await until(() => ws2.lastSent("join"), "rejoin");
+  assert.deepEqual(ws2.lastSent("join").since, { offset: 5, epoch: "e1" });
+  ws2.recv(ev("device:9", 6, 6)); // replayed before the reply
+  ws2.reply("join", { room: "device:9", offset: 6, epoch: "e1", recovered: true });
+  await until(() => c.state === "live", "live again");
+  ws2.recv(ev("device:9", 6, 6)); // duplicate again
+  ws2.recv({ type: "reset", room: "staff", offset: 40, epoch: "e2" });
+  ws2.recv(ev("staff", 3, 41, "e2"));
+  assert.deepEqual(got, ["device:9:5", "staff:1", "staff:2", "device:9:6", "staff:3"]);
+  assert.deepEqual(resets, ["staff"]);
+  c.close();
+});
+
+test("refused token in-band: 4100 before the welcome stops, 4002 retries with a fresh token", async () => {
+  for (const [code, again] of [[4100, false], [4002, true]]) {
+    const { c, reasons } = newClient();
+    c.connect();
+    await until(() => FakeWS.all.length === 1, "socket");
+    const ws = FakeWS.all[0];
+    ws.open();
+    ws.drop(code, code === 4002 ? "token_expired" : "token_signature_invalid");
+    if (again) {
+      await until(() => FakeWS.all.length === 2, "retry");
+      assert.equal(reasons.at(-1), "expired");
+    } else {
+      await tick(60);
+      assert.equal(c.state, "closed");
+      assert.equal(FakeWS.all.length, 1);
+    }
+    c.close();
+  }
+});

@@ -140,6 +140,8 @@ function start() {
   app.client = c;
   c.onState(setConn);
   c.onConnected(() => loadState().catch((e) => console.warn("loading state:", e)));
+  // Events the server could not replay (history exceeded or lost): reload.
+  c.onReset(() => loadState().catch((e) => console.warn("loading state:", e)));
   c.on("sensor:data", (d, m) => m.room === "staff" && onReading(d));
   c.on("device:status", (d, m) => m.room === "staff" && onStatus(d));
   c.on("alert:new", (a, m) => m.room === "staff" && onAlert(a));

@@ -88,6 +88,8 @@ export class RthubClient {
     this.closeCode = 0;
     this.error = null;
     this._viewing = "";
+    this._pos = new Map(); // room → {offset, epoch} of the last event seen: sent back to resume
+    this._resetFns = new Set();
     this._handlers = new Map(); // event → Set(fn)
     this._stateFns = new Set();
     this._connFns = new Set();
@@ -133,6 +135,17 @@ export class RthubClient {
     return () => this._stateFns.delete(fn);
   }
 
+  /**
+   * Calls fn(room) when events of room were missed and cannot be replayed (the
+   * server's history was exceeded or lost): reload that room's state. Otherwise
+   * a reconnection resumes every room exactly where it stopped (the client
+   * sends its last positions; duplicates are dropped).
+   */
+  onReset(fn) {
+    this._resetFns.add(fn);
+    return () => this._resetFns.delete(fn);
+  }
+
   /** Calls fn(welcome) after every (re)connection, once rooms are rejoined: reload page state here. */
   onConnected(fn) {
     this._connFns.add(fn);
@@ -162,14 +175,17 @@ export class RthubClient {
 
   /** Joins a room; it is rejoined after every reconnection until leave(). */
   async join(room) {
-    const data = await this.command("join", { room });
+    const since = this._pos.get(room);
+    const data = await this.command("join", since ? { room, since } : { room });
     this.rooms.add(room);
+    this._joinedAt(room, data);
     return data;
   }
 
   /** Leaves a room (and stops rejoining it). */
   async leave(room) {
     this.rooms.delete(room);
+    this._pos.delete(room);
     return this.command("leave", { room });
   }
 
@@ -253,7 +269,7 @@ export class RthubClient {
     if (this._stopped) return;
     let ws;
     try {
-      ws = new this.WebSocket(this.url, [PROTOCOL, BEARER + token]);
+      ws = new this.WebSocket(this._sinceURL(), [PROTOCOL, BEARER + token]);
     } catch (e) {
       this.error = e;
       return this._retry();
@@ -285,6 +301,10 @@ export class RthubClient {
       this.closeCode = ev.code;
       this._failAll(new RthubError("disconnected", `connection closed (${ev.code})`));
       if (this._stopped) return;
+      if (opened && !welcomed && ev.code === 4002) return this._retry("expired"); // token refused in-band (protocol §1)
+      if (opened && !welcomed && ev.code >= 4100 && ev.code <= 4199) {
+        return this._stop(ev.code, new Error(`token refused: ${ev.reason || ev.code}`));
+      }
       if (!opened || !welcomed) {
         // The handshake failed: a refused token looks the same as a dead server.
         this.error = new Error(`connection failed (${ev.code})`);
@@ -308,6 +328,7 @@ export class RthubClient {
     this.serverRooms = new Set(m.rooms || []);
     this.error = null;
     this.attempt = 0; // the backoff starts again from its minimum
+    for (const [room, st] of Object.entries(m.streams || {})) this._joinedAt(room, st);
     // Rejoin our own rooms, then restore viewing, before calling it live.
     const ws = this._ws;
     const sendRaw = (op, fields) =>
@@ -320,14 +341,15 @@ export class RthubClient {
         this._pending.set(id, { resolve, reject, timer, op });
         ws.send(JSON.stringify({ id, op, ...fields }));
       });
-    const joins = [...this.rooms].filter((r) => !this.serverRooms.has(r)).map((room) =>
-      sendRaw("join", { room }).catch((e) => {
+    const joins = [...this.rooms].filter((r) => !this.serverRooms.has(r)).map((room) => {
+      const since = this._pos.get(room);
+      return sendRaw("join", since ? { room, since } : { room }).then((d) => this._joinedAt(room, d)).catch((e) => {
         if (e.code !== "rate_limited" && e.code !== "internal" && e.code !== "disconnected" && e.code !== "timeout") {
           this.rooms.delete(room); // refused now: dropped, as the Go client does
         }
         console.warn(`rthub: rejoin ${room}: ${e.message}`);
-      }),
-    );
+      });
+    });
     await Promise.all(joins);
     if (this._viewing) await sendRaw("viewing", { target: this._viewing }).catch(() => {});
     if (this._ws !== ws) return;
@@ -347,6 +369,12 @@ export class RthubClient {
   _dispatch(m) {
     switch (m.type) {
       case "event": {
+        if (m.offset) {
+          // Resume bookkeeping: drop what was seen (a replay overlapping live events).
+          const p = this._pos.get(m.room);
+          if (p && p.epoch === m.epoch && m.offset <= p.offset) return;
+          this._pos.set(m.room, { offset: m.offset, epoch: m.epoch });
+        }
         const fns = this._handlers.get(m.event);
         if (fns)
           for (const fn of [...fns]) {
@@ -375,11 +403,52 @@ export class RthubClient {
       case "left":
         this.serverRooms.delete(m.room);
         this.rooms.delete(m.room);
+        this._pos.delete(m.room);
+        return;
+      case "reset":
+        this._pos.set(m.room, { offset: m.offset, epoch: m.epoch });
+        this._reset(m.room);
         return;
       case "expiring":
         this.refresh("expiring").catch((e) => console.warn("rthub: token refresh failed:", e.message));
         return;
     }
+  }
+
+  // _joinedAt records where a join (or the welcome) left us in a room's
+  // stream, and reports a resume the server could not honour.
+  _joinedAt(room, st) {
+    if (!st || !st.epoch) return;
+    const p = this._pos.get(room);
+    if (!p || st.recovered !== true || p.epoch !== st.epoch) this._pos.set(room, { offset: st.offset, epoch: st.epoch });
+    if (st.recovered === false) this._reset(room);
+  }
+
+  _reset(room) {
+    for (const fn of [...this._resetFns]) {
+      try {
+        fn(room);
+      } catch (e) {
+        console.error(e);
+      }
+    }
+  }
+
+  // _sinceURL is the URL with the positions of our rooms, for the server to
+  // resume the rooms it joins by itself (protocol §5).
+  _sinceURL() {
+    const rooms = new Set([...this.rooms, ...this.serverRooms]);
+    const since = {};
+    let n = 0;
+    for (const [room, p] of this._pos) {
+      if (rooms.has(room)) {
+        since[room] = p;
+        n++;
+      }
+    }
+    if (n === 0) return this.url;
+    const b64 = btoa(JSON.stringify(since)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    return this.url + (this.url.includes("?") ? "&" : "?") + "since=" + b64;
   }
 
   _failAll(err) {
