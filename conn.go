@@ -576,6 +576,7 @@ func (c *conn) readMessage() ([]byte, error) {
 			return nil, &protocolError{code: CloseInvalidPayload, msg: "text message is not valid UTF-8"}
 		}
 		c.hub.stats.messagesIn.Add(1)
+		c.hub.stats.bytesIn.Add(uint64(len(msg)))
 		return msg, nil
 	}
 }

@@ -581,6 +581,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, err, id.Subject)
 		return
 	}
+	if len(since) > 0 {
+		h.stats.reconnects.Add(1)
+	}
 	if err := h.limits.admit(ip, id.Subject); err != nil {
 		w.Header().Set("Retry-After", "10")
 		refuse(http.StatusTooManyRequests, err, id.Subject)
@@ -1215,19 +1218,24 @@ func (h *Hub) deliverPayloadLocked(rm *room, payload []byte, except string) *flu
 		fl.hold = rm.lastEvent != 0 && fl.born-rm.lastEvent < int64(d)
 		rm.lastEvent = fl.born
 	}
+	var wire uint64
 	for _, c := range rm.members {
 		if except != "" && c.id == except {
 			continue
 		}
-		queued, start := c.enqueue(p.frame(c.deflate))
+		f := p.frame(c.deflate)
+		queued, start := c.enqueue(f)
 		if queued {
 			n++
+			wire += uint64(len(f))
 		}
 		if start {
 			fl.conns = append(fl.conns, c)
 		}
 	}
 	h.stats.delivered.Add(n)
+	h.stats.eventBytes.Add(n * uint64(len(payload)))
+	h.stats.eventWire.Add(wire)
 	return fl
 }
 
@@ -1496,27 +1504,31 @@ type Stats struct {
 	Users       int // distinct subjects connected
 	Rooms       int // rooms with at least one local member
 
-	Accepted      uint64 // connections upgraded
-	Unauthorized  uint64 // handshakes refused with 401
-	Refused       uint64 // handshakes refused otherwise (400, 503, upgrade failures)
-	Published     uint64 // Publish calls handed to the broker (with or without local members)
-	Delivered     uint64 // event frames queued to connections
-	FramesSent    uint64 // frames written to sockets (events, replies, control)
-	Writes        uint64 // write system calls that carried them (FramesSent/Writes = coalescing)
-	BytesSent     uint64 // bytes written to sockets
-	MessagesIn    uint64 // client messages read
-	SlowConsumers uint64 // connections closed because their queue overflowed
-	PingTimeouts  uint64 // connections closed as silent
-	TokenExpired  uint64 // connections closed at token expiry
-	ProtocolErrs  uint64 // connections closed for protocol violations
-	Throttled     uint64 // handshakes refused with 429 (rate or connection limits); also in Refused
-	Forbidden     uint64 // joins, emits, presence queries refused by the policy
-	RateLimited   uint64 // client commands dropped by the command rate limit
-	AbuseCloses   uint64 // connections closed (1008) for hammering past the limit
-	Resumes       uint64 // joins with a since position (resume attempts)
-	Unrecovered   uint64 // resumes and live gaps that could not be filled from history (clients told to reload)
-	GapsRecovered uint64 // live gaps (missed publications) filled from history
-	BrokerErrors  uint64 // failed broker calls (publish, subscribe, history)
+	Accepted       uint64 // connections upgraded
+	Unauthorized   uint64 // handshakes refused with 401
+	Refused        uint64 // handshakes refused otherwise (400, 503, upgrade failures)
+	Published      uint64 // Publish calls handed to the broker (with or without local members)
+	Delivered      uint64 // event frames queued to connections
+	FramesSent     uint64 // frames written to sockets (events, replies, control)
+	Writes         uint64 // write system calls that carried them (FramesSent/Writes = coalescing)
+	BytesSent      uint64 // bytes written to sockets
+	MessagesIn     uint64 // client messages read
+	SlowConsumers  uint64 // connections closed because their queue overflowed
+	PingTimeouts   uint64 // connections closed as silent
+	TokenExpired   uint64 // connections closed at token expiry
+	ProtocolErrs   uint64 // connections closed for protocol violations
+	Throttled      uint64 // handshakes refused with 429 (rate or connection limits); also in Refused
+	Forbidden      uint64 // joins, emits, presence queries refused by the policy
+	RateLimited    uint64 // client commands dropped by the command rate limit
+	AbuseCloses    uint64 // connections closed (1008) for hammering past the limit
+	Resumes        uint64 // joins with a since position (resume attempts)
+	Unrecovered    uint64 // resumes and live gaps that could not be filled from history (clients told to reload)
+	GapsRecovered  uint64 // live gaps (missed publications) filled from history
+	BrokerErrors   uint64 // failed broker calls (publish, subscribe, history)
+	Reconnects     uint64 // handshakes that carried since positions: clients coming back
+	BytesReceived  uint64 // message bytes read from clients (after inflating)
+	EventBytes     uint64 // event messages queued to connections, uncompressed bytes
+	EventWireBytes uint64 // the same events as frames on the wire (compressed when negotiated): EventWireBytes/EventBytes is the compression ratio
 
 	// BroadcastLatency is the time from a publication reaching this hub (from
 	// its broker) to the write of its frame to the last member's socket,
@@ -1536,6 +1548,8 @@ type hubStats struct {
 	tokenExpired, protocolErrors       atomic.Uint64
 	brokerErrors, resumes, unrecovered atomic.Uint64
 	gapsRecovered                      atomic.Uint64
+	reconnects, bytesIn                atomic.Uint64
+	eventBytes, eventWire              atomic.Uint64
 	writes                             atomic.Uint64
 	throttled, forbidden               atomic.Uint64
 	rateLimited, abuseCloses           atomic.Uint64
@@ -1568,6 +1582,10 @@ func (h *Hub) Stats() Stats {
 	s.Unrecovered = st.unrecovered.Load()
 	s.GapsRecovered = st.gapsRecovered.Load()
 	s.BrokerErrors = st.brokerErrors.Load()
+	s.Reconnects = st.reconnects.Load()
+	s.BytesReceived = st.bytesIn.Load()
+	s.EventBytes = st.eventBytes.Load()
+	s.EventWireBytes = st.eventWire.Load()
 	s.BroadcastLatency = h.latency.snapshot()
 	return s
 }

@@ -1,6 +1,7 @@
 package rthub
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -83,5 +84,42 @@ func TestHub_CorrelationID(t *testing.T) {
 		if tc.want != "" && !strings.Contains(string(b), tc.want) || tc.want == "" && strings.Contains(string(b), `"cid"`) {
 			t.Fatalf("cid %q: frame %s", tc.cid, b)
 		}
+	}
+}
+
+// TestHub_ByteCounters: received bytes, event bytes before and after
+// compression, and reconnects (handshakes with since) are counted.
+func TestHub_ByteCounters(t *testing.T) {
+	t.Parallel()
+	h, url := testHub(t, nil)
+	tok := testToken(t, "alice", time.Hour, "staff")
+	defl := dialRaw(t, url, rawOpts{token: tok, extensions: rawDeflateOffer})
+	defl.next(nil) // welcome
+	s0 := h.Stats()
+	big := strings.Repeat(`{"metric":"temperature","value":21.5},`, 100)
+	if err := h.Publish(t.Context(), "staff", "sensor:data", json.RawMessage("["+big[:len(big)-1]+"]")); err != nil {
+		t.Fatal(err)
+	}
+	if m := defl.next(nil); !m.compressed {
+		t.Fatal("event not compressed")
+	}
+	defl.write(text(`{"id":1,"op":"ping"}`))
+	if r, _ := defl.repliesUntil(1); len(r) != 0 {
+		t.Fatal(r)
+	}
+	s1 := h.Stats()
+	if eb := s1.EventBytes - s0.EventBytes; eb < uint64(len(big)) {
+		t.Errorf("EventBytes grew by %d, want ≥ %d", eb, len(big))
+	}
+	if wb, eb := s1.EventWireBytes-s0.EventWireBytes, s1.EventBytes-s0.EventBytes; wb == 0 || wb*2 > eb {
+		t.Errorf("EventWireBytes %d for %d bytes of events: compression not counted", wb, eb)
+	}
+	if s1.BytesReceived-s0.BytesReceived != uint64(len(`{"id":1,"op":"ping"}`)) {
+		t.Errorf("BytesReceived grew by %d", s1.BytesReceived-s0.BytesReceived)
+	}
+	c := dial(t, url+"?since="+sinceParam(map[string]StreamPosition{"staff": {Offset: 1, Epoch: "x"}}), tok)
+	c.readType("welcome")
+	if h.Stats().Reconnects != 1 {
+		t.Errorf("Reconnects = %d, want 1", h.Stats().Reconnects)
 	}
 }

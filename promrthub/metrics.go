@@ -36,6 +36,9 @@ const (
 	mWrites            = "rthub_socket_writes_total"
 	mBytesSent         = "rthub_sent_bytes_total"
 	mMessagesIn        = "rthub_received_messages_total"
+	mBytesIn           = "rthub_received_bytes_total"
+	mEventBytes        = "rthub_event_bytes_total"
+	mReconnects        = "rthub_reconnects_total"
 	mForbidden         = "rthub_forbidden_total"
 	mRateLimited       = "rthub_rate_limited_total"
 	mResumes           = "rthub_resumes_total"
@@ -85,6 +88,9 @@ var catalog = []Metric{
 	{mWrites, "counter", "Write system calls that carried the frames; frames_sent / socket_writes is the coalescing factor.", nil, "hub"},
 	{mBytesSent, "counter", "Bytes written to WebSocket sockets, after compression (outbound bandwidth).", nil, "hub"},
 	{mMessagesIn, "counter", "Messages read from clients.", nil, "hub"},
+	{mBytesIn, "counter", "Message bytes read from clients (after inflating).", nil, "hub"},
+	{mEventBytes, "counter", "Event bytes queued to connections, by form: plain (uncompressed) and wire (as framed, compressed where negotiated); wire / plain is the compression ratio.", []string{"form"}, "hub"},
+	{mReconnects, "counter", "Handshakes carrying since positions: clients reconnecting to resume (one per connection).", nil, "hub"},
 	{mForbidden, "counter", "Joins, emits and presence queries refused by the room policy.", nil, "hub"},
 	{mRateLimited, "counter", "Client commands dropped by the per-connection command rate limit.", nil, "hub"},
 	{mResumes, "counter", "Joins with a since position: a reconnecting client resuming a room (one per room).", nil, "hub"},
