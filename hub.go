@@ -235,6 +235,7 @@ type room struct {
 	pos       StreamPosition     // the last publication delivered to the members: the seam for joins
 	lastEvent int64              // unix nanoseconds of the last event queued (adaptive WriteDelay)
 	dead      bool               // removed from the hub; publications are dropped
+	ready     bool               // subscribed and pos read: until then publications are dropped
 }
 
 // New validates opts and returns a running Hub. Every problem in opts is
@@ -908,9 +909,10 @@ type joinResult struct {
 //
 // Locks: the room's entry in h.roomLock serializes the joins and leaves of a
 // room and its broker (un)subscriptions, and is taken first. Then h.mu, a
-// room's mu, a conn's mu, in that order. Network calls to the broker happen
-// with only the room lock and the room's mu held (never h.mu), and only for a
-// room that is new or for a resume. A room keeps its members in a slice, in
+// room's mu, a conn's mu, in that order — but a room's mu is never waited for
+// while h.mu is held (h.mu is released first), because a room's mu may be held
+// across a broker call: subscribing a new room, a resume's history read, a gap
+// being filled, a cluster presence update. A room keeps its members in a slice, in
 // join order; each roomRef remembers its index, written only with both the
 // room's and the conn's mutex held. Presence events and replays are queued
 // with the room's mu held, so they stay in order with the room's events.
@@ -932,6 +934,9 @@ func (h *Hub) joinAt(c *conn, name string, server bool, since *StreamPosition) (
 	}
 	c.mu.Unlock()
 
+	// The room lock keeps the room from being created or removed meanwhile,
+	// so h.mu is released before rm.mu is taken: rm.mu may be held across a
+	// broker call (a gap being filled), and h.mu must never wait on that.
 	h.mu.Lock()
 	rm := h.rooms[name]
 	created := rm == nil
@@ -942,8 +947,8 @@ func (h *Hub) joinAt(c *conn, name string, server bool, since *StreamPosition) (
 		}
 		h.rooms[name] = rm
 	}
-	rm.mu.Lock()
 	h.mu.Unlock()
+	rm.mu.Lock()
 	if created {
 		pos, err := h.subscribe(name)
 		if err != nil {
@@ -952,6 +957,7 @@ func (h *Hub) joinAt(c *conn, name string, server bool, since *StreamPosition) (
 			return res, err
 		}
 		rm.pos = pos
+		rm.ready = true
 	}
 	res.pos = rm.pos
 
@@ -1014,20 +1020,21 @@ func (h *Hub) lockRoom(name string) *sync.Mutex {
 // removeIfEmpty drops rm from the hub, and unsubscribes its room, if it has no
 // members. The caller holds the room's lockRoom entry, not rm.mu or h.mu.
 func (h *Hub) removeIfEmpty(rm *room, name string) {
-	h.mu.Lock()
 	rm.mu.Lock()
 	empty := len(rm.members) == 0 && !rm.dead
 	if empty {
-		rm.dead = true
-		if h.rooms[name] == rm {
-			delete(h.rooms, name)
-		}
+		rm.dead = true // no join can come in between: the caller holds the room lock
 	}
 	rm.mu.Unlock()
-	h.mu.Unlock()
-	if empty {
-		h.unsubscribe(name)
+	if !empty {
+		return
 	}
+	h.mu.Lock()
+	if h.rooms[name] == rm {
+		delete(h.rooms, name)
+	}
+	h.mu.Unlock()
+	h.unsubscribe(name)
 }
 
 // leave takes c out of room name; it reports whether c was in it.

@@ -186,23 +186,30 @@ func (h *Hub) presenceSweep() {
 		name  string
 		conns []string
 	}
-	var rooms []roomConns
+	type named struct {
+		name string
+		rm   *room
+	}
+	var presRooms []named
 	h.mu.RLock()
 	for name, rm := range h.rooms {
-		if rm.pres == nil {
-			continue
+		if rm.pres != nil {
+			presRooms = append(presRooms, named{name, rm})
 		}
-		rm.mu.Lock()
-		rc := roomConns{name: name}
-		for _, p := range rm.pres {
+	}
+	h.mu.RUnlock()
+	var rooms []roomConns
+	for _, n := range presRooms { // rm.mu is never taken under h.mu: it may be held across a broker call
+		n.rm.mu.Lock()
+		rc := roomConns{name: n.name}
+		for _, p := range n.rm.pres {
 			for _, c := range p.conns {
 				rc.conns = append(rc.conns, c.id)
 			}
 		}
-		rm.mu.Unlock()
+		n.rm.mu.Unlock()
 		rooms = append(rooms, rc)
 	}
-	h.mu.RUnlock()
 	for _, rc := range rooms {
 		ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
 		if len(rc.conns) > 0 {

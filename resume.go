@@ -142,8 +142,8 @@ func (h *Hub) dispatchAll(fls []*flushList) {
 // ok is false when history could not be read for a resync (pub nil): the
 // caller retries.
 func (h *Hub) advanceLocked(rm *room, name string, pub *Publication) (fls []*flushList, ok bool) {
-	if rm.dead {
-		return nil, true
+	if rm.dead || !rm.ready {
+		return nil, true // being created: its seam is read after the subscription
 	}
 	if pub != nil && pub.Epoch == rm.pos.Epoch {
 		switch {
