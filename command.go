@@ -74,6 +74,7 @@ func (c *conn) reply(id uint64, data any, err error) {
 	m := replyMsg{Type: "reply", ID: id}
 	if err != nil {
 		m.Error = replyErrorFor(err)
+		c.hub.stats.replyErrors[replyErrorIndex(m.Error.Code)].Add(1)
 	} else {
 		m.OK = true
 		m.Data = data

@@ -106,6 +106,35 @@ func ErrorCode(err error) string {
 	return "internal"
 }
 
+// maxReplyCodes sizes the per-code reply error counters: every code of
+// errorCodes, and one slot for the application's own codes.
+const maxReplyCodes = 32
+
+func init() {
+	if len(errorCodes) >= maxReplyCodes {
+		panic("rthub: raise maxReplyCodes")
+	}
+}
+
+// replyErrorIndex is code's index in errorCodes, or the last slot for a code
+// of the application's own (a *ReplyError with another code).
+func replyErrorIndex(code string) int {
+	for i, ec := range errorCodes {
+		if ec.code == code {
+			return i
+		}
+	}
+	return maxReplyCodes - 1
+}
+
+// replyErrorCode is the inverse of replyErrorIndex ("other" for the last slot).
+func replyErrorCode(i int) string {
+	if i < len(errorCodes) {
+		return errorCodes[i].code
+	}
+	return "other"
+}
+
 // sentinelForCode is the inverse of [ErrorCode]; nil for an unknown code.
 func sentinelForCode(code string) error {
 	for _, ec := range errorCodes {

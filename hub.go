@@ -1537,6 +1537,14 @@ type Stats struct {
 	EventBytes     uint64 // event messages queued to connections, uncompressed bytes
 	EventWireBytes uint64 // the same events as frames on the wire (compressed when negotiated): EventWireBytes/EventBytes is the compression ratio
 
+	QueuedFrames int // frames waiting in connections' send queues now
+	QueuedBytes  int // their bytes
+
+	// ReplyErrors counts error replies to client commands by error code
+	// ("forbidden", "rate_limited", ...; docs/protocol.md §2.4). Nil when
+	// there were none.
+	ReplyErrors map[string]uint64
+
 	// BroadcastLatency is the time from a publication reaching this hub (from
 	// its broker) to the write of its frame to the last member's socket,
 	// one observation per publication that started at least one socket
@@ -1556,6 +1564,7 @@ type hubStats struct {
 	brokerErrors, resumes, unrecovered atomic.Uint64
 	gapsRecovered                      atomic.Uint64
 	reconnects, bytesIn                atomic.Uint64
+	replyErrors                        [maxReplyCodes]atomic.Uint64 // by replyErrorIndex
 	eventBytes, eventWire              atomic.Uint64
 	writes                             atomic.Uint64
 	throttled, forbidden               atomic.Uint64
@@ -1566,8 +1575,24 @@ type hubStats struct {
 func (h *Hub) Stats() Stats {
 	h.mu.RLock()
 	s := Stats{Connections: len(h.conns), Users: len(h.users), Rooms: len(h.rooms)}
+	for _, c := range h.conns {
+		c.mu.Lock()
+		if c.queue != nil {
+			s.QueuedFrames += len(c.queue.bufs)
+		}
+		s.QueuedBytes += c.queued
+		c.mu.Unlock()
+	}
 	h.mu.RUnlock()
 	st := &h.stats
+	for i := range st.replyErrors {
+		if n := st.replyErrors[i].Load(); n > 0 {
+			if s.ReplyErrors == nil {
+				s.ReplyErrors = make(map[string]uint64)
+			}
+			s.ReplyErrors[replyErrorCode(i)] = n
+		}
+	}
 	s.Accepted = st.accepted.Load()
 	s.Unauthorized = st.unauthorized.Load()
 	s.Refused = st.refused.Load()

@@ -123,3 +123,25 @@ func TestHub_ByteCounters(t *testing.T) {
 		t.Errorf("Reconnects = %d, want 1", h.Stats().Reconnects)
 	}
 }
+
+// TestHub_QueueAndReplyErrors: reply errors are counted by code; queue
+// depth is reported (zero once written).
+func TestHub_QueueAndReplyErrors(t *testing.T) {
+	t.Parallel()
+	h, url := testHub(t, nil)
+	c := dial(t, url, testToken(t, "alice", time.Hour, "staff"))
+	c.readType("welcome")
+	c.cmd("join", map[string]any{"room": "admin"})    // forbidden
+	c.cmd("join", map[string]any{"room": "bad room"}) // bad_room
+	c.cmd("join", map[string]any{"room": "admin"})    // forbidden
+	s := h.Stats()
+	if s.ReplyErrors["forbidden"] != 2 || s.ReplyErrors["bad_room"] != 1 || len(s.ReplyErrors) != 2 {
+		t.Fatalf("ReplyErrors %v", s.ReplyErrors)
+	}
+	if s.QueuedFrames < 0 || s.QueuedBytes < 0 {
+		t.Fatalf("queue %d frames, %d bytes", s.QueuedFrames, s.QueuedBytes)
+	}
+	if replyErrorCode(replyErrorIndex("my_app_code")) != "other" || replyErrorCode(replyErrorIndex("forbidden")) != "forbidden" {
+		t.Fatal("code index round trip")
+	}
+}

@@ -260,6 +260,11 @@ func (c *Collector) collectHub(ch chan<- prometheus.Metric, s rthub.Stats) {
 	c.counter(ch, mEventBytes, s.EventBytes, "plain")
 	c.counter(ch, mEventBytes, s.EventWireBytes, "wire")
 	c.counter(ch, mReconnects, s.Reconnects)
+	c.gauge(ch, mQueueFrames, float64(s.QueuedFrames))
+	c.gauge(ch, mQueueBytes, float64(s.QueuedBytes))
+	for code, n := range s.ReplyErrors {
+		c.counter(ch, mReplyErrors, n, code)
+	}
 	c.counter(ch, mForbidden, s.Forbidden)
 	c.counter(ch, mRateLimited, s.RateLimited)
 	c.counter(ch, mResumes, s.Resumes)

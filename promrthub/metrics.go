@@ -39,6 +39,9 @@ const (
 	mBytesIn           = "rthub_received_bytes_total"
 	mEventBytes        = "rthub_event_bytes_total"
 	mReconnects        = "rthub_reconnects_total"
+	mQueueFrames       = "rthub_send_queue_frames"
+	mQueueBytes        = "rthub_send_queue_bytes"
+	mReplyErrors       = "rthub_reply_errors_total"
 	mForbidden         = "rthub_forbidden_total"
 	mRateLimited       = "rthub_rate_limited_total"
 	mResumes           = "rthub_resumes_total"
@@ -90,6 +93,9 @@ var catalog = []Metric{
 	{mMessagesIn, "counter", "Messages read from clients.", nil, "hub"},
 	{mBytesIn, "counter", "Message bytes read from clients (after inflating).", nil, "hub"},
 	{mEventBytes, "counter", "Event bytes queued to connections, by form: plain (uncompressed) and wire (as framed, compressed where negotiated); wire / plain is the compression ratio.", []string{"form"}, "hub"},
+	{mQueueFrames, "gauge", "Frames waiting in the connections' send queues now (slow readers build this up before they are closed as slow consumers).", nil, "hub"},
+	{mQueueBytes, "gauge", "Bytes waiting in the connections' send queues now.", nil, "hub"},
+	{mReplyErrors, "counter", "Error replies to client commands, by error code (forbidden, rate_limited, bad_request, ...; other for application codes).", []string{"code"}, "hub"},
 	{mReconnects, "counter", "Handshakes carrying since positions: clients reconnecting to resume (one per connection).", nil, "hub"},
 	{mForbidden, "counter", "Joins, emits and presence queries refused by the room policy.", nil, "hub"},
 	{mRateLimited, "counter", "Client commands dropped by the per-connection command rate limit.", nil, "hub"},

@@ -274,7 +274,8 @@ func exported(t *testing.T) map[string]bool {
 
 type stats struct{}
 
-func (stats) Stats() rthub.Stats { return rthub.Stats{} }
+// Stats has one reply error code: a labelled family appears only with a series.
+func (stats) Stats() rthub.Stats { return rthub.Stats{ReplyErrors: map[string]uint64{"forbidden": 0}} }
 
 // metricRef finds the metric names in a file: the families of rthub, the
 // process and the Go runtime.
