@@ -374,6 +374,9 @@ func TestSubscribeWhileDisconnected(t *testing.T) {
 	if err := <-subscribed; err != nil {
 		t.Fatalf("Subscribe across the restart: %v", err)
 	}
+	// The resync is told on the connection's goroutine, which may still be on
+	// its way there when Subscribe's confirmation came back.
+	eventually(t, 5*time.Second, "the resync", func() bool { return len(rec.Resyncs()) > 0 })
 	resyncs := rec.Resyncs()
 	if len(resyncs) != 1 || !slices.Equal(resyncs[0], []string{"x:1", "x:2", "x:3"}) {
 		t.Fatalf("resyncs %v, want one of x:1 x:2 x:3", resyncs)
