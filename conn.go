@@ -415,6 +415,9 @@ func (p peerClosed) Error() string { return "rthub: closed by peer" }
 func (c *conn) readLoop() {
 	defer c.teardown()
 	for {
+		if c.raw != nil && c.rd == c.nc {
+			waitReadable(c.raw) // idle connections park here, on a small stack
+		}
 		msg, err := c.readMessage()
 		if err != nil {
 			c.readErr = err

@@ -60,8 +60,10 @@ func TestWriteEventReference(t *testing.T) {
 	}
 }
 
+var describedEvent = NewEvent[docInner]("test:described")
+
 func TestEventDescribe(t *testing.T) {
-	ev := NewEvent[docInner]("test:described").Describe("described", "r:1")
+	ev := describedEvent.Describe("described", "r:1")
 	for _, info := range Events() {
 		if info.Name == ev.Name() {
 			if info.Summary != "described" || len(info.Rooms) != 1 || info.Rooms[0] != "r:1" {

@@ -177,11 +177,17 @@ func (l *refusalLog) find(op, code string) (Refusal, bool) {
 	return Refusal{}, false
 }
 
+// Events are declared once per process (NewEvent panics on a duplicate, and
+// -count runs a test again in the same process).
+var (
+	rateFree   = NewEvent[chatMessage]("test:free")
+	rateCostly = NewEvent[chatMessage]("test:costly")
+)
+
 func TestRateLimit_Commands(t *testing.T) {
 	t.Parallel()
 	var refusals refusalLog
-	free := NewEvent[chatMessage]("test:free")
-	costly := NewEvent[chatMessage]("test:costly")
+	free, costly := rateFree, rateCostly
 	nop := func(context.Context, Incoming[chatMessage]) error { return nil }
 	h, url := testHub(t, func(o *Options) {
 		o.Handlers = append(o.Handlers, free.Handle(nop), costly.Handle(nop))

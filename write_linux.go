@@ -101,3 +101,17 @@ func syscallConn(nc net.Conn) syscall.RawConn {
 	}
 	return rc
 }
+
+// waitReadable parks until the socket has data (or an error or EOF to
+// report), using a non-blocking one-byte MSG_PEEK. It parks on a short call
+// chain, so an idle connection's goroutine uses well under a quarter of its
+// stack and the garbage collector shrinks the stack to its minimum: the
+// read path's deeper chain (frame header → io.ReadFull → net.Conn.Read) keeps
+// it at twice that. See docs/performance.md (idle memory).
+func waitReadable(raw syscall.RawConn) {
+	var b [1]byte
+	_ = raw.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return err != syscall.EAGAIN // data, EOF or an error: let the read report it
+	})
+}

@@ -17,3 +17,6 @@ func newWritev(int) *writev { return nil }
 func tryWritev(syscall.RawConn, net.Buffers, *writev) (int64, net.Buffers, error) {
 	panic("unreachable")
 }
+
+// waitReadable is a no-op off Linux: the read itself waits.
+func waitReadable(syscall.RawConn) {}
