@@ -275,6 +275,18 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("server_bytes_per_conn %v", res.Summary["server_bytes_per_conn"])
 		}
 	})
+	t.Run("fanoutRawCompressed", func(t *testing.T) {
+		// 2 KB events are over the hub's 1 KiB threshold: the raw client must inflate them.
+		cfg := parse("-scenario", "fanout", "-compression", "-users", "10", "-rate", "20", "-payload", "2000", "-duration", "1s", "-procs", "0")
+		res, err := run(t.Context(), cfg, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := res.Summary["published"].(uint64)
+		if d := res.Summary["delivery_pct"]; pub == 0 || d != 100.0 || res.Latency.N != pub*10 {
+			t.Errorf("compressed raw fanout: delivery %v, latency samples %d of %d", d, res.Latency.N, pub*10)
+		}
+	})
 	t.Run("fanoutGoClient", func(t *testing.T) {
 		cfg := parse("-scenario", "fanout", "-client", "go", "-users", "10", "-rate", "20", "-duration", "1s", "-procs", "0")
 		res, err := run(t.Context(), cfg, io.Discard)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"compress/flate"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,7 +13,9 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 )
 
 // The raw client is the load tool's light subscriber (-client raw): one
@@ -20,8 +23,9 @@ import (
 // tick's "t" and "s" read straight from the bytes. It costs the shared CPU a
 // fraction of what the full Go client (reconnection, handlers, JSON decoding
 // of every message) does, so a fanout run on one machine measures the server,
-// not the load generator. It does not reconnect: use the Go client for the
-// scenarios that test reconnection.
+// not the load generator. With -compression it offers permessage-deflate
+// and inflates compressed frames. It does not reconnect: use the Go client
+// for the scenarios that test reconnection.
 
 func (w *worker) dialRaw(s *slot, i int) {
 	w.sem <- struct{}{}
@@ -62,6 +66,13 @@ func (w *worker) rawHandshake(i int) (net.Conn, *bufio.Reader, error) {
 		Protocols: []string{"rthub.v1"},
 		Timeout:   30 * time.Second,
 	}
+	if w.cfg.Compression {
+		// Offer permessage-deflate without context takeover (what the hub accepts);
+		// compressed frames are inflated in readRaw.
+		p := wsflate.DefaultParameters
+		p.ClientNoContextTakeover, p.ServerNoContextTakeover = true, true
+		d.Extensions = []httphead.Option{p.Option()}
+	}
 	if len(w.cfg.SourceAddrs) > 0 {
 		src := &net.TCPAddr{IP: net.ParseIP(w.cfg.SourceAddrs[i%len(w.cfg.SourceAddrs)])}
 		d.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
@@ -84,7 +95,7 @@ func (w *worker) rawHandshake(i int) (net.Conn, *bufio.Reader, error) {
 		return nil, nil, err
 	}
 	_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, _, err := readFrame(br, nil); err != nil { // the welcome
+	if _, _, _, err := readFrame(br, nil); err != nil { // the welcome
 		return fail(err)
 	}
 	join, _ := json.Marshal(map[string]any{"id": 1, "op": "join", "room": w.cfg.Room})
@@ -92,7 +103,7 @@ func (w *worker) rawHandshake(i int) (net.Conn, *bufio.Reader, error) {
 		return fail(err)
 	}
 	for { // until the join's reply; a refusal fails the dial
-		op, p, err := readFrame(br, nil)
+		op, p, _, err := readFrame(br, nil)
 		if err != nil {
 			return fail(err)
 		}
@@ -110,10 +121,25 @@ func (w *worker) rawHandshake(i int) (net.Conn, *bufio.Reader, error) {
 // readRaw reads events until the connection ends, answering pings.
 func (w *worker) readRaw(s *slot, nc net.Conn, br *bufio.Reader) {
 	buf := make([]byte, 0, 4096)
+	var inflated bytes.Buffer
+	var fr io.ReadCloser
 	for {
-		op, p, err := readFrame(br, buf)
+		op, p, compressed, err := readFrame(br, buf)
 		if err != nil {
 			return
+		}
+		if compressed { // RFC 7692: append the stripped tail, inflate the message
+			src := io.MultiReader(bytes.NewReader(p), bytes.NewReader([]byte{0, 0, 0xff, 0xff}))
+			if fr == nil {
+				fr = flate.NewReader(src)
+			} else if err := fr.(flate.Resetter).Reset(src, nil); err != nil {
+				return
+			}
+			inflated.Reset()
+			if _, err := inflated.ReadFrom(fr); err != nil && err != io.ErrUnexpectedEOF {
+				return
+			}
+			p = inflated.Bytes()
 		}
 		switch op {
 		case ws.OpPing:
@@ -133,26 +159,27 @@ func (w *worker) readRaw(s *slot, nc net.Conn, br *bufio.Reader) {
 	}
 }
 
-// readFrame reads one whole frame into buf (grown as needed).
-func readFrame(br *bufio.Reader, buf []byte) (ws.OpCode, []byte, error) {
+// readFrame reads one whole frame into buf (grown as needed); compressed
+// reports RSV1 (permessage-deflate).
+func readFrame(br *bufio.Reader, buf []byte) (ws.OpCode, []byte, bool, error) {
 	h, err := ws.ReadHeader(br)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, false, err
 	}
 	if h.Length > 16<<20 {
-		return 0, nil, fmt.Errorf("frame of %d bytes", h.Length)
+		return 0, nil, false, fmt.Errorf("frame of %d bytes", h.Length)
 	}
 	if int64(cap(buf)) < h.Length {
 		buf = make([]byte, h.Length)
 	}
 	buf = buf[:h.Length]
 	if _, err := io.ReadFull(br, buf); err != nil {
-		return 0, nil, err
+		return 0, nil, false, err
 	}
 	if !h.Fin {
-		return 0, nil, fmt.Errorf("fragmented frames are not supported by the raw client")
+		return 0, nil, false, fmt.Errorf("fragmented frames are not supported by the raw client")
 	}
-	return h.OpCode, buf, nil
+	return h.OpCode, buf, h.Rsv1(), nil
 }
 
 // writeFrame writes one masked client frame.
