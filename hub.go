@@ -685,14 +685,8 @@ func (h *Hub) refuseInBand(w http.ResponseWriter, r *http.Request, err error) {
 
 // offersSubprotocol reports whether the handshake explicitly offers rthub.v1.
 func offersSubprotocol(hd http.Header) bool {
-	for _, v := range hd.Values("Sec-WebSocket-Protocol") {
-		for p := range strings.SplitSeq(v, ",") {
-			if strings.TrimSpace(p) == Subprotocol {
-				return true
-			}
-		}
-	}
-	return false
+	v1, _ := protocolOffer(hd)
+	return v1
 }
 
 // setupConn starts a new connection after register: auto-join (resuming
@@ -817,19 +811,24 @@ func validWebSocketKey(k string) bool {
 // offersV1 reports whether the client's subprotocols allow version 1: it
 // offers rthub.v1, or offers no rthub.vN at all (plain tools like wscat).
 func offersV1(hd http.Header) bool {
-	other := false
+	v1, other := protocolOffer(hd)
+	return v1 || !other
+}
+
+// protocolOffer reads the offered subprotocols: v1 reports rthub.v1, other
+// another rthub.vN.
+func protocolOffer(hd http.Header) (v1, other bool) {
 	for _, v := range hd.Values("Sec-WebSocket-Protocol") {
 		for part := range strings.SplitSeq(v, ",") {
-			p := strings.TrimSpace(part)
-			if p == Subprotocol {
-				return true
-			}
-			if strings.HasPrefix(p, "rthub.v") {
+			switch p := strings.TrimSpace(part); {
+			case p == Subprotocol:
+				return true, other
+			case strings.HasPrefix(p, "rthub.v"):
 				other = true
 			}
 		}
 	}
-	return !other
+	return false, other
 }
 
 var (
@@ -1017,6 +1016,13 @@ func (h *Hub) lockRoom(name string) *sync.Mutex {
 	return lk
 }
 
+// room returns the room called name, or nil.
+func (h *Hub) room(name string) *room {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.rooms[name]
+}
+
 // removeIfEmpty drops rm from the hub, and unsubscribes its room, if it has no
 // members. The caller holds the room's lockRoom entry, not rm.mu or h.mu.
 func (h *Hub) removeIfEmpty(rm *room, name string) {
@@ -1041,9 +1047,7 @@ func (h *Hub) removeIfEmpty(rm *room, name string) {
 func (h *Hub) leave(c *conn, name string) bool {
 	lk := h.lockRoom(name)
 	defer lk.Unlock()
-	h.mu.RLock()
-	rm := h.rooms[name]
-	h.mu.RUnlock()
+	rm := h.room(name)
 	if rm == nil {
 		return false
 	}

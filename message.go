@@ -145,10 +145,20 @@ func truncate(s string, n int) string {
 // appendEvent appends the JSON envelope of an event frame. data must be valid
 // JSON; event and room are quoted as JSON strings.
 func appendEvent(dst []byte, event, room string, data []byte) []byte {
+	return appendEventCID(dst, "", event, room, data)
+}
+
+// appendEventCID is appendEvent with a "cid" member (a correlation ID) when
+// cid is not empty.
+func appendEventCID(dst []byte, cid, event, room string, data []byte) []byte {
 	dst = append(dst, `{"type":"event","event":`...)
 	dst = appendJSONString(dst, event)
 	dst = append(dst, `,"room":`...)
 	dst = appendJSONString(dst, room)
+	if cid != "" {
+		dst = append(dst, `,"cid":`...)
+		dst = appendJSONString(dst, cid)
+	}
 	dst = append(dst, `,"data":`...)
 	if len(data) == 0 {
 		data = []byte("null")

@@ -1,6 +1,7 @@
 package rthub
 
 import (
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -39,7 +40,7 @@ func (l LatencyHistogram) Quantile(q float64) time.Duration {
 }
 
 // latencyBounds are the buckets of the broadcast latency histogram.
-var latencyBounds = []time.Duration{
+var latencyBounds = [...]time.Duration{
 	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
 	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond,
 	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
@@ -49,14 +50,14 @@ var latencyBounds = []time.Duration{
 
 // latencyHist records durations with atomic counters: no lock, no allocation.
 type latencyHist struct {
-	buckets [16]atomic.Uint64 // per bucket (not cumulative); len(latencyBounds)
-	over    atomic.Uint64     // above the last bound
-	sum     atomic.Int64      // nanoseconds
+	buckets [len(latencyBounds)]atomic.Uint64 // per bucket (not cumulative)
+	over    atomic.Uint64                     // above the last bound
+	sum     atomic.Int64                      // nanoseconds
 }
 
 func (h *latencyHist) observe(d time.Duration) {
 	h.sum.Add(int64(d))
-	for i, b := range latencyBounds {
+	for i, b := range &latencyBounds {
 		if d <= b {
 			h.buckets[i].Add(1)
 			return
@@ -66,7 +67,7 @@ func (h *latencyHist) observe(d time.Duration) {
 }
 
 func (h *latencyHist) snapshot() LatencyHistogram {
-	s := LatencyHistogram{Bounds: latencyBounds, Counts: make([]uint64, len(latencyBounds))}
+	s := LatencyHistogram{Bounds: slices.Clone(latencyBounds[:]), Counts: make([]uint64, len(latencyBounds))}
 	var cum uint64
 	for i := range latencyBounds {
 		cum += h.buckets[i].Load()

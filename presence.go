@@ -149,22 +149,19 @@ type viewingData struct {
 func (h *Hub) presenceJoined(rm *room, name string, c *conn) (*flushList, []presenceEvent) {
 	id := c.ident.Load()
 	p := rm.pres[id.Subject]
-	if p != nil {
-		p.conns = append(p.conns, c)
-		if h.pstore != nil {
-			return nil, h.clusterJoined(rm, name, c, p)
+	first := p == nil
+	if first {
+		p = &person{name: id.Name, roles: slices.Clone(id.Roles)}
+		if fn := h.opts.Presence.Info; fn != nil {
+			p.info = h.presenceInfo(fn, id)
 		}
-		return nil, nil
+		rm.pres[id.Subject] = p
 	}
-	p = &person{name: id.Name, roles: slices.Clone(id.Roles), conns: []*conn{c}}
-	if fn := h.opts.Presence.Info; fn != nil {
-		p.info = h.presenceInfo(fn, id)
-	}
-	rm.pres[id.Subject] = p
+	p.conns = append(p.conns, c)
 	if h.pstore != nil {
-		return nil, h.clusterJoined(rm, name, c, p)
+		return nil, h.clusterJoined(rm, name, c, p) // the cluster decides who is first
 	}
-	if !h.presenceEventsOn(rm) {
+	if !first || !h.presenceEventsOn(rm) {
 		return nil, nil
 	}
 	data, _ := json.Marshal(onlineData{User: id.Subject, Name: p.name, Roles: p.roles, Info: p.info})
@@ -248,9 +245,7 @@ func (h *Hub) setViewing(c *conn, target string) error {
 	c.mu.Unlock()
 	data, _ := json.Marshal(viewingData{User: c.ident.Load().Subject, Conn: c.id, Viewing: target})
 	for _, name := range names {
-		h.mu.RLock()
-		rm := h.rooms[name]
-		h.mu.RUnlock()
+		rm := h.room(name)
 		if rm == nil {
 			continue
 		}
@@ -309,9 +304,7 @@ func (h *Hub) presenceList(room string) (Presence, error) {
 // localPresence builds room's presence, capped at MaxList people.
 func (h *Hub) localPresence(room string) Presence {
 	out := Presence{Room: room, Users: []PresenceUser{}}
-	h.mu.RLock()
-	rm := h.rooms[room]
-	h.mu.RUnlock()
+	rm := h.room(room)
 	if rm == nil {
 		return out
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -150,20 +151,10 @@ func (h *Hub) clusterList(room string) (Presence, error) {
 	}
 	for _, u := range users {
 		pu := byUser[u]
-		slices.SortFunc(pu.Conns, func(a, b PresenceConn) int { return compareStrings(a.Conn, b.Conn) })
+		slices.SortFunc(pu.Conns, func(a, b PresenceConn) int { return strings.Compare(a.Conn, b.Conn) })
 		out.Users = append(out.Users, *pu)
 	}
 	return out, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // presenceKeeper renews this hub's presence entries and sweeps expired ones

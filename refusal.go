@@ -92,7 +92,7 @@ func (h *Hub) refused(ctx context.Context, r Refusal) {
 	}
 }
 
-// connRefusal starts a Refusal for an established connection.
+// refusal starts a Refusal for an established connection.
 func (c *conn) refusal(op, code string) Refusal {
 	return Refusal{Op: op, Code: code, Subject: c.ident.Load().Subject, ConnID: c.id,
 		ClientIP: c.ip, RemoteAddr: c.remoteAddr}

@@ -25,9 +25,7 @@ type brokerHandler struct{ h *Hub }
 // HandlePublication delivers pub to the room's local members.
 func (b brokerHandler) HandlePublication(pub Publication) {
 	h := b.h
-	h.mu.RLock()
-	rm := h.rooms[pub.Room]
-	h.mu.RUnlock()
+	rm := h.room(pub.Room)
 	if rm == nil {
 		return
 	}
@@ -42,13 +40,7 @@ func (b brokerHandler) HandlePublication(pub Publication) {
 func (b brokerHandler) HandleResync(rooms []string) {
 	h := b.h
 	for _, name := range rooms {
-		h.mu.RLock()
-		rm := h.rooms[name]
-		h.mu.RUnlock()
-		if rm == nil {
-			continue
-		}
-		if !h.resyncRoom(name) {
+		if !h.resyncRoom(name) { // true for a room no longer here
 			select {
 			case h.resyncCh <- name:
 			default:
@@ -62,9 +54,7 @@ func (b brokerHandler) HandleResync(rooms []string) {
 // resyncRoom reads what room missed from history; false when the read failed
 // (to be retried).
 func (h *Hub) resyncRoom(name string) bool {
-	h.mu.RLock()
-	rm := h.rooms[name]
-	h.mu.RUnlock()
+	rm := h.room(name)
 	if rm == nil {
 		return true
 	}
@@ -329,25 +319,6 @@ func appendPublication(dst []byte, except, cid, event, room string, data []byte)
 		return append(dst[:n], dst[n+1:]...) // drop the event's own "{"
 	}
 	return appendEventCID(dst, cid, event, room, data)
-}
-
-// appendEventCID is appendEvent with a "cid" member when cid is set.
-func appendEventCID(dst []byte, cid, event, room string, data []byte) []byte {
-	if cid == "" {
-		return appendEvent(dst, event, room, data)
-	}
-	dst = append(dst, `{"type":"event","event":`...)
-	dst = appendJSONString(dst, event)
-	dst = append(dst, `,"room":`...)
-	dst = appendJSONString(dst, room)
-	dst = append(dst, `,"cid":`...)
-	dst = appendJSONString(dst, cid)
-	dst = append(dst, `,"data":`...)
-	if len(data) == 0 {
-		data = []byte("null")
-	}
-	dst = append(dst, data...)
-	return append(dst, '}')
 }
 
 // splitPublication undoes appendPublication's except member.
