@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -45,7 +46,8 @@ type Config struct {
 	OTLPEndpoint  string // OTEL_EXPORTER_OTLP_ENDPOINT; the exporter's default (http://localhost:4318) if empty
 	ServiceName   string // OTEL_SERVICE_NAME
 
-	logTo io.Writer // where logs go; os.Stderr if nil (tests set it)
+	logTo    io.Writer                 // where logs go; os.Stderr if nil (tests set it)
+	stopStep func(ctx context.Context) // tests: one more stop step, run right after the simulator's
 }
 
 // seedUser is a login created at start.

@@ -50,6 +50,10 @@ func main() {
 // HTTP server, the simulated devices, the MQTT bridge, the reading writer,
 // the embedded broker and the store, all within SHUTDOWN_TIMEOUT. ready, if
 // set, receives the HTTP address once the server accepts connections.
+// shutdownGrace is how long past the shutdown deadline a stop step that
+// ignores its context is waited for before it is abandoned.
+const shutdownGrace = 2 * time.Second
+
 func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (err error) {
 	start := time.Now()
 	// Every line logged with a context gets its correlation ID (cid) and,
@@ -69,6 +73,29 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	var cleanups []cleanup
 	var stopCtx context.Context
 	var stopStart time.Time
+	// step runs one stop step under the shutdown deadline (stopCtx, set
+	// before any step runs). Every step honours its context; should one
+	// not return anyway (a library that ignores it, a write with no
+	// deadline), it is abandoned shortly after the deadline, loudly, so
+	// that the process still exits and the steps after it still run: an
+	// orchestrator's SIGKILL would lose them all.
+	step := func(name string, fn func(ctx context.Context)) {
+		t := time.Now()
+		done := make(chan struct{})
+		go func() { // owned by step; abandoned if it overruns (the process is ending)
+			defer close(done)
+			fn(stopCtx)
+		}()
+		dl, _ := stopCtx.Deadline()
+		wait := time.NewTimer(max(time.Until(dl)+shutdownGrace, shutdownGrace/10))
+		defer wait.Stop()
+		select {
+		case <-done:
+			log.Debug("stopped", "what", name, "took", time.Since(t).Round(time.Millisecond))
+		case <-wait.C:
+			log.Error("shutdown: step abandoned, still running past the deadline", "what", name, "took", time.Since(t).Round(time.Millisecond))
+		}
+	}
 	defer func() {
 		if stopCtx == nil {
 			var cancel context.CancelFunc
@@ -76,9 +103,7 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 			defer cancel()
 		}
 		for i := len(cleanups) - 1; i >= 0; i-- {
-			t := time.Now()
-			cleanups[i].fn(stopCtx)
-			log.Debug("stopped", "what", cleanups[i].name, "took", time.Since(t).Round(time.Millisecond))
+			step(cleanups[i].name, cleanups[i].fn)
 		}
 		if !stopStart.IsZero() {
 			log.Info("shutdown complete", "took", time.Since(stopStart).Round(time.Millisecond))
@@ -216,6 +241,9 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 		sim.Start(simCtx)
 		onStop("simulator", func(context.Context) { stopSim(); sim.Wait() })
 	}
+	if cfg.stopStep != nil {
+		onStop("test step", cfg.stopStep)
+	}
 
 	// Periodic jobs.
 	var idb [3]byte
@@ -302,28 +330,27 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
 	stopCtx = sctx
 	cleanups = append([]cleanup{{"deadline", func(context.Context) { cancel() }}}, cleanups...)
-	stopJobs()
-	jobs.Wait()
+	step("periodic jobs", func(context.Context) { stopJobs(); jobs.Wait() })
 	// Hub first: net/http neither closes nor waits for hijacked connections.
-	t := time.Now()
-	if e := hub.Shutdown(sctx); e != nil {
-		log.Warn("hub drain cut short", "err", e)
-	}
-	log.Debug("stopped", "what", "hub (drain)", "took", time.Since(t).Round(time.Millisecond))
-	t = time.Now()
+	step("hub (drain)", func(ctx context.Context) {
+		if e := hub.Shutdown(ctx); e != nil {
+			log.Warn("hub drain cut short", "err", e)
+		}
+	})
 	// REST requests are short; what keeps Shutdown waiting is usually a
 	// browser's speculative connection that never sends a request (net/http
 	// waits up to 5 s for those). Give requests a second, then close.
-	hctx, hcancel := context.WithTimeout(sctx, time.Second)
-	if e := srv.Shutdown(hctx); e != nil {
-		if errors.Is(e, context.DeadlineExceeded) {
-			_ = srv.Close()
-		} else if !errors.Is(e, http.ErrServerClosed) {
-			log.Warn("http shutdown", "err", e)
+	step("http server", func(ctx context.Context) {
+		hctx, hcancel := context.WithTimeout(ctx, time.Second)
+		defer hcancel()
+		if e := srv.Shutdown(hctx); e != nil {
+			if errors.Is(e, context.DeadlineExceeded) {
+				_ = srv.Close()
+			} else if !errors.Is(e, http.ErrServerClosed) {
+				log.Warn("http shutdown", "err", e)
+			}
 		}
-	}
-	hcancel()
-	log.Debug("stopped", "what", "http server", "took", time.Since(t).Round(time.Millisecond))
+	})
 	// The deferred cleanups stop the simulator, the bridge, the writer,
 	// the auditor, the broker and the store, in that order.
 	return err

@@ -280,8 +280,19 @@ func (d *simDevice) run(ctx context.Context) {
 				cancel()
 			}
 			dctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			_ = cm.Disconnect(dctx)
+			err := cm.Disconnect(dctx)
 			cancel()
+			if err != nil {
+				// paho writes the DISCONNECT with no deadline: if the broker
+				// stopped reading, that write never returns. Closing the
+				// socket ends it, and with it the connection manager.
+				d.sim.log.Warn("simulator: disconnect", "device", d.id, "err", err)
+				d.mu.Lock()
+				if d.conn != nil {
+					_ = d.conn.Close()
+				}
+				d.mu.Unlock()
+			}
 			<-cm.Done()
 			return
 		case now := <-t.C:

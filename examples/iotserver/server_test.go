@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -84,6 +85,9 @@ func startServerWith(t *testing.T, env map[string]string, mod func(*Config)) *te
 	if mod != nil {
 		mod(&cfg)
 	}
+	if cfg.logTo == nil { // kept, and shown if the test fails
+		cfg.logTo = &syncBuffer{}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &testServer{cfg: cfg, out: &syncBuffer{}, cancel: cancel, done: make(chan error, 1)}
 	ready := make(chan string, 1)
@@ -107,13 +111,52 @@ func (s *testServer) stop(t *testing.T) {
 	s.cancel()
 	select {
 	case err, ok := <-s.done:
-		if ok && err != nil {
+		if !ok {
+			return // stopped by the test already
+		}
+		if err != nil {
 			t.Errorf("run: %v", err)
 		}
 		close(s.done)
+		if strings.Contains(s.logs(), "step abandoned") {
+			t.Errorf("a shutdown step overran the deadline\n%s", hungReport(s))
+		} else if t.Failed() {
+			t.Logf("server logs:\n%s", tail(s.logs(), 60))
+		}
 	case <-time.After(s.cfg.Shutdown + 5*time.Second):
-		t.Errorf("server did not stop within SHUTDOWN_TIMEOUT (%v) + 5 s", s.cfg.Shutdown)
+		t.Errorf("server did not stop within SHUTDOWN_TIMEOUT (%v) + 5 s\n%s", s.cfg.Shutdown, hungReport(s))
 	}
+}
+
+// logs returns what the server logged (when the test captures it).
+func (s *testServer) logs() string {
+	if l, ok := s.cfg.logTo.(*syncBuffer); ok {
+		return l.String()
+	}
+	return ""
+}
+
+// tail returns the last n lines of text.
+func tail(text string, n int) string {
+	lines := strings.Split(strings.TrimSpace(text), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// hungReport is what a hung shutdown leaves to go on: the server's last
+// log lines and the stacks of the goroutines in this module and rthub's.
+func hungReport(s *testServer) string {
+	var b strings.Builder
+	b.WriteString("output:\n" + tail(s.out.String(), 20) + "\nlast log lines:\n" + tail(s.logs(), 60))
+	buf := make([]byte, 8<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	b.WriteString("\ngoroutines in rthub code:\n")
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, "org/rthub") && !strings.Contains(g, "hungReport") {
+			b.WriteString(g)
+			b.WriteString("\n\n")
+		}
+	}
+	return b.String()
 }
 
 func (s *testServer) url(path string) string { return "http://" + s.addr + path }
@@ -254,4 +297,44 @@ func fmtAudit(es []AuditEntry) string {
 		fmt.Fprintf(&b, "\n  %s %s %q %s", e.Kind, e.Username, e.Detail, e.RemoteAddr)
 	}
 	return b.String()
+}
+
+// TestServer_ShutdownAbandonsStuckStep: a stop step that ignores its
+// context (here one that blocks until the test ends) does not keep the
+// process from exiting: it is abandoned shortly after SHUTDOWN_TIMEOUT,
+// with an error log naming it, and the steps after it still run.
+func TestServer_ShutdownAbandonsStuckStep(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	defer close(release)
+	logs := &syncBuffer{}
+	s := startServerWith(t, map[string]string{"SHUTDOWN_TIMEOUT": "1s", "LOG_LEVEL": "debug"}, func(c *Config) {
+		c.logTo = logs
+		c.stopStep = func(context.Context) { <-release }
+	})
+	start := time.Now()
+	s.cancel()
+	select {
+	case err := <-s.done:
+		close(s.done)
+		if err != nil {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(s.cfg.Shutdown + shutdownGrace + 5*time.Second):
+		t.Fatalf("run did not return\n%s", hungReport(s))
+	}
+	took := time.Since(start)
+	if took < s.cfg.Shutdown {
+		t.Errorf("run returned after %v, before the deadline (%v): the stuck step was not waited for", took, s.cfg.Shutdown)
+	}
+	l := logs.String()
+	if !logHas(l, "shutdown: step abandoned, still running past the deadline", `what="test step"`) {
+		t.Errorf("no error log naming the abandoned step:\n%s", tail(l, 30))
+	}
+	// Steps registered before it (stopped after it) still ran.
+	for _, what := range []string{"mqtt bridge", "embedded broker", "store"} {
+		if !strings.Contains(l, `msg=stopped what="`+what+`"`) && !strings.Contains(l, "msg=stopped what="+what+" ") {
+			t.Errorf("step %q did not run after the abandoned one:\n%s", what, tail(l, 30))
+		}
+	}
 }
