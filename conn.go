@@ -178,6 +178,7 @@ func (c *conn) kickLocked() bool {
 
 func (c *conn) dropQueueLocked() {
 	if c.queue != nil {
+		c.hub.stats.droppedFrames.Add(uint64(len(c.queue.bufs)))
 		releaseBatch(c.queue)
 		c.queue = nil
 		c.queued = 0

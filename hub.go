@@ -1191,6 +1191,7 @@ func (h *Hub) publish(ctx context.Context, room, event string, data []byte, opts
 		o(&cfg)
 	}
 	h.stats.published.Add(1)
+	h.stats.events.of([]byte(event)).published.Add(1)
 	payload := appendPublication(make([]byte, 0, 96+len(event)+len(room)+len(cfg.cid)+len(data)), cfg.except, cfg.cid, event, room, data)
 	if cfg.cid != "" && h.log.Enabled(ctx, slog.LevelDebug) {
 		h.log.LogAttrs(ctx, slog.LevelDebug, "rthub: publish", slog.String("room", room),
@@ -1212,12 +1213,14 @@ func (h *Hub) deliverLocked(rm *room, room, event string, data []byte, except st
 		return nil
 	}
 	payload := appendEvent(make([]byte, 0, 64+len(event)+len(room)+len(data)), event, room, data)
-	return h.deliverPayloadLocked(rm, payload, except)
+	return h.deliverPayloadLocked(rm, payload, except, h.stats.events.of([]byte(event)))
 }
 
 // deliverPayloadLocked queues one encoded server message to rm's members
 // but except (a connection ID, or ""), with rm.mu held; see deliverLocked.
-func (h *Hub) deliverPayloadLocked(rm *room, payload []byte, except string) *flushList {
+// ev counts the deliveries and drops of the message's event (nil: not an
+// event).
+func (h *Hub) deliverPayloadLocked(rm *room, payload []byte, except string, ev *eventCounter) *flushList {
 	if len(rm.members) == 0 {
 		return nil
 	}
@@ -1229,7 +1232,7 @@ func (h *Hub) deliverPayloadLocked(rm *room, payload []byte, except string) *flu
 		fl.hold = rm.lastEvent != 0 && fl.born-rm.lastEvent < int64(d)
 		rm.lastEvent = fl.born
 	}
-	var wire uint64
+	var wire, dropped uint64
 	for _, c := range rm.members {
 		if except != "" && c.id == except {
 			continue
@@ -1239,12 +1242,23 @@ func (h *Hub) deliverPayloadLocked(rm *room, payload []byte, except string) *flu
 		if queued {
 			n++
 			wire += uint64(len(f))
+		} else {
+			dropped++
 		}
 		if start {
 			fl.conns = append(fl.conns, c)
 		}
 	}
 	h.stats.delivered.Add(n)
+	if dropped > 0 {
+		h.stats.droppedFrames.Add(dropped)
+	}
+	if ev != nil {
+		ev.delivered.Add(n)
+		if dropped > 0 {
+			ev.dropped.Add(dropped)
+		}
+	}
 	h.stats.eventBytes.Add(n * uint64(len(payload)))
 	h.stats.eventWire.Add(wire)
 	return fl
@@ -1540,9 +1554,15 @@ type Stats struct {
 	BytesReceived  uint64 // message bytes read from clients (after inflating)
 	EventBytes     uint64 // event messages queued to connections, uncompressed bytes
 	EventWireBytes uint64 // the same events as frames on the wire (compressed when negotiated): EventWireBytes/EventBytes is the compression ratio
+	DroppedFrames  uint64 // frames never written: refused by a closing connection or a full send queue, or discarded from the queue of one that closed
 
 	QueuedFrames int // frames waiting in connections' send queues now
 	QueuedBytes  int // their bytes
+
+	// Events counts publications, deliveries and drops by event name (at
+	// most MaxEventNames names; see OtherEvents). Nil before the first
+	// publication.
+	Events map[string]EventCounts
 
 	// ReplyErrors counts error replies to client commands by error code
 	// ("forbidden", "rate_limited", ...; docs/protocol.md §2.4). Nil when
@@ -1573,6 +1593,8 @@ type hubStats struct {
 	writes                             atomic.Uint64
 	throttled, forbidden               atomic.Uint64
 	rateLimited, abuseCloses           atomic.Uint64
+	droppedFrames                      atomic.Uint64
+	events                             eventCounters
 }
 
 // Stats returns a snapshot of the hub's counters.
@@ -1622,6 +1644,8 @@ func (h *Hub) Stats() Stats {
 	s.BytesReceived = st.bytesIn.Load()
 	s.EventBytes = st.eventBytes.Load()
 	s.EventWireBytes = st.eventWire.Load()
+	s.DroppedFrames = st.droppedFrames.Load()
+	s.Events = st.events.snapshot()
 	s.BroadcastLatency = h.latency.snapshot()
 	return s
 }

@@ -1,7 +1,9 @@
 package rthub
 
 import (
+	"bytes"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -76,4 +78,95 @@ func (h *latencyHist) snapshot() LatencyHistogram {
 	s.Count = cum + h.over.Load()
 	s.Sum = time.Duration(h.sum.Load())
 	return s
+}
+
+// EventCounts counts one event's publications and their fate on this hub.
+type EventCounts struct {
+	Published uint64 // Publish calls for the event made on this hub (one per room)
+	Delivered uint64 // frames of it queued to connections on this hub (one per recipient)
+	// Dropped counts the recipients on this hub a frame of it could not be
+	// queued to: the connection was closing, or its send queue was full
+	// (it is then closed as a slow consumer). Frames discarded later, from
+	// the queue of a connection that dies, are in Stats.DroppedFrames only.
+	Dropped uint64
+}
+
+// OtherEvents is the key of [Stats.Events] under which events are counted
+// once [MaxEventNames] distinct names have been seen. It cannot be an event
+// name (those are room-shaped).
+const OtherEvents = "(other)"
+
+// MaxEventNames bounds the number of keys [Stats.Events] holds, [OtherEvents]
+// included, so that a publisher inventing names cannot grow it (or a metrics
+// backend's cardinality) without bound: once MaxEventNames-1 names have their
+// own counts, further names are counted as OtherEvents.
+const MaxEventNames = 256
+
+// eventCounters counts publications, deliveries and drops by event name.
+// One lookup per publication (not per recipient) on the hot path: a read
+// lock and a map index.
+type eventCounters struct {
+	mu sync.RWMutex
+	m  map[string]*eventCounter
+}
+
+type eventCounter struct{ published, delivered, dropped atomic.Uint64 }
+
+// of returns the counters of the event named name (as bytes: the lookup does
+// not allocate), creating them on first use.
+func (e *eventCounters) of(name []byte) *eventCounter {
+	e.mu.RLock()
+	c := e.m[string(name)]
+	e.mu.RUnlock()
+	if c != nil {
+		return c
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c = e.m[string(name)]; c != nil {
+		return c
+	}
+	key := string(name)
+	if len(e.m) >= MaxEventNames-1 { // keep a key for OtherEvents
+		key = OtherEvents
+		if c = e.m[key]; c != nil {
+			return c
+		}
+	}
+	if e.m == nil {
+		e.m = make(map[string]*eventCounter)
+	}
+	c = new(eventCounter)
+	e.m[key] = c
+	return c
+}
+
+// snapshot returns the counts by event name, nil if none.
+func (e *eventCounters) snapshot() map[string]EventCounts {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	if len(e.m) == 0 {
+		return nil
+	}
+	out := make(map[string]EventCounts, len(e.m))
+	for name, c := range e.m {
+		out[name] = EventCounts{Published: c.published.Load(), Delivered: c.delivered.Load(), Dropped: c.dropped.Load()}
+	}
+	return out
+}
+
+// eventNameOf returns the event name of an encoded event message, as
+// appendEventCID writes it (the name needs no escaping: names are
+// room-shaped), or nil if msg is not one.
+func eventNameOf(msg []byte) []byte {
+	const prefix = `{"type":"event","event":"`
+	if !bytes.HasPrefix(msg, []byte(prefix)) {
+		return nil
+	}
+	rest := msg[len(prefix):]
+	i := bytes.IndexByte(rest, '"')
+	if i <= 0 {
+		return nil
+	}
+	return rest[:i]
 }

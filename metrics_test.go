@@ -2,6 +2,7 @@ package rthub
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -143,5 +144,86 @@ func TestHub_QueueAndReplyErrors(t *testing.T) {
 	}
 	if replyErrorCode(replyErrorIndex("my_app_code")) != "other" || replyErrorCode(replyErrorIndex("forbidden")) != "forbidden" {
 		t.Fatal("code index round trip")
+	}
+}
+
+// TestHub_EventCounts: publications, deliveries and drops are counted by
+// event; a drop (a full send queue) is counted for its event and in
+// DroppedFrames with the frame it discarded from the queue.
+func TestHub_EventCounts(t *testing.T) {
+	t.Parallel()
+	// A room's second event within WriteDelay is held in the queue; a third
+	// that does not fit next to it overflows the queue.
+	h, url := testHub(t, func(o *Options) {
+		o.WriteDelay = time.Second
+		o.SendQueueBytes = 3000
+	})
+	c := dial(t, url, testToken(t, "alice", time.Hour, "staff"))
+	c.readType("welcome")
+	small := json.RawMessage(`{"v":1}`)
+	for range 2 {
+		if err := h.Publish(t.Context(), "staff", "alpha", small); err != nil {
+			t.Fatal(err)
+		}
+		c.readType("event")
+		time.Sleep(1100 * time.Millisecond) // past WriteDelay: not held
+	}
+	big := json.RawMessage(`"` + strings.Repeat("x", 2000) + `"`)
+	for i := range 3 {
+		if err := h.Publish(t.Context(), "staff", "beta", big); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			c.readType("event") // written at once; the next one is held
+		}
+	}
+	s := h.Stats()
+	if got, want := s.Events["alpha"], (EventCounts{Published: 2, Delivered: 2}); got != want {
+		t.Errorf("alpha: %+v, want %+v", got, want)
+	}
+	if got, want := s.Events["beta"], (EventCounts{Published: 3, Delivered: 2, Dropped: 1}); got != want {
+		t.Errorf("beta: %+v, want %+v", got, want)
+	}
+	if s.DroppedFrames != 2 { // beta #3 refused, beta #2 discarded from the queue
+		t.Errorf("DroppedFrames = %d, want 2", s.DroppedFrames)
+	}
+	if s.SlowConsumers != 1 {
+		t.Errorf("SlowConsumers = %d, want 1", s.SlowConsumers)
+	}
+}
+
+// TestHub_EventCountsBounded: names past MaxEventNames-1 share OtherEvents.
+func TestHub_EventCountsBounded(t *testing.T) {
+	t.Parallel()
+	h, _ := testHub(t, nil)
+	for i := range MaxEventNames + 44 {
+		if err := h.Publish(t.Context(), "staff", fmt.Sprintf("ev:%d", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev := h.Stats().Events
+	if len(ev) != MaxEventNames {
+		t.Errorf("%d keys, want %d", len(ev), MaxEventNames)
+	}
+	if got := ev[OtherEvents].Published; got != 45 {
+		t.Errorf("%s published %d, want 45", OtherEvents, got)
+	}
+	if ev["ev:0"].Published != 1 || ev[fmt.Sprintf("ev:%d", MaxEventNames-2)].Published != 1 {
+		t.Errorf("early names not counted: %v", ev["ev:0"])
+	}
+}
+
+func TestEventNameOf(t *testing.T) {
+	for _, tc := range []struct{ msg, want string }{
+		{string(appendEvent(nil, "sensor:data", "device:1", []byte(`{}`))), "sensor:data"},
+		{string(appendEventCID(nil, "cid-1", "alert:new", "staff", nil)), "alert:new"},
+		{`{"type":"reset","room":"staff"}`, ""},
+		{`{"type":"event","event":""}`, ""},
+		{`{"type":"event","event":"unterminated`, ""},
+		{``, ""},
+	} {
+		if got := string(eventNameOf([]byte(tc.msg))); got != tc.want {
+			t.Errorf("eventNameOf(%q) = %q, want %q", tc.msg, got, tc.want)
+		}
 	}
 }

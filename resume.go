@@ -175,7 +175,7 @@ func (h *Hub) advanceLocked(rm *room, name string, pub *Publication) (fls []*flu
 		h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: room stream not recoverable, members told to reload",
 			slog.String("room", name), slog.String("from", rm.pos.String()), slog.String("to", target.String()))
 		rm.pos = target
-		fls = append(fls, h.deliverPayloadLocked(rm, appendReset(nil, name, target), ""))
+		fls = append(fls, h.deliverPayloadLocked(rm, appendReset(nil, name, target), "", nil))
 	default:
 		h.stats.brokerErrors.Add(1)
 		h.log.LogAttrs(h.ctx, slog.LevelError, "rthub: reading room history", slog.String("room", name), slog.Any("err", err))
@@ -185,7 +185,7 @@ func (h *Hub) advanceLocked(rm *room, name string, pub *Publication) (fls []*flu
 		// Cannot tell what was missed: members must reload.
 		h.stats.unrecovered.Add(1)
 		rm.pos = StreamPosition{Offset: pub.Offset - 1, Epoch: pub.Epoch}
-		fls = append(fls, h.deliverPayloadLocked(rm, appendReset(nil, name, rm.pos), ""))
+		fls = append(fls, h.deliverPayloadLocked(rm, appendReset(nil, name, rm.pos), "", nil))
 	}
 	if pub != nil && pub.Epoch == rm.pos.Epoch && pub.Offset == rm.pos.Offset+1 {
 		fls = append(fls, h.deliverPubLocked(rm, pub))
@@ -201,7 +201,11 @@ func (h *Hub) deliverPubLocked(rm *room, pub *Publication) *flushList {
 		return nil
 	}
 	except, body := splitPublication(pub.Data)
-	return h.deliverPayloadLocked(rm, appendPosition(make([]byte, 0, len(body)+48), body, pub.Position()), except)
+	var ev *eventCounter
+	if name := eventNameOf(body); name != nil {
+		ev = h.stats.events.of(name)
+	}
+	return h.deliverPayloadLocked(rm, appendPosition(make([]byte, 0, len(body)+48), body, pub.Position()), except, ev)
 }
 
 // replayLocked queues to c (not yet a member of rm) the publications after

@@ -252,6 +252,12 @@ func (c *Collector) collectHub(ch chan<- prometheus.Metric, s rthub.Stats) {
 	c.counter(ch, mClosed, s.AbuseCloses, "abuse")
 	c.counter(ch, mPublished, s.Published)
 	c.counter(ch, mDelivered, s.Delivered)
+	for name, e := range s.Events {
+		c.counter(ch, mEvents, e.Published, name, "published")
+		c.counter(ch, mEvents, e.Delivered, name, "delivered")
+		c.counter(ch, mEvents, e.Dropped, name, "dropped")
+	}
+	c.counter(ch, mDroppedFrames, s.DroppedFrames)
 	c.counter(ch, mFramesSent, s.FramesSent)
 	c.counter(ch, mWrites, s.Writes)
 	c.counter(ch, mBytesSent, s.BytesSent)

@@ -205,6 +205,8 @@ func TestCollector_realTraffic(t *testing.T) {
 		{"rthub_connections_accepted_total", nil, clients},
 		{"rthub_published_total", nil, events},
 		{"rthub_delivered_total", nil, clients * events},
+		{"rthub_events_total", []string{"event", "tick", "outcome", "published"}, events},
+		{"rthub_events_total", []string{"event", "tick", "outcome", "delivered"}, clients * events},
 		{"rthub_frames_sent_total", nil, clients * events},
 		{"rthub_socket_writes_total", nil, 1},
 		{"rthub_sent_bytes_total", nil, clients * events * 20},

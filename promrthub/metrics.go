@@ -42,6 +42,8 @@ const (
 	mQueueFrames       = "rthub_send_queue_frames"
 	mQueueBytes        = "rthub_send_queue_bytes"
 	mReplyErrors       = "rthub_reply_errors_total"
+	mEvents            = "rthub_events_total"
+	mDroppedFrames     = "rthub_dropped_frames_total"
 	mForbidden         = "rthub_forbidden_total"
 	mRateLimited       = "rthub_rate_limited_total"
 	mResumes           = "rthub_resumes_total"
@@ -87,6 +89,8 @@ var catalog = []Metric{
 	{mClosed, "counter", "Connections closed by the hub, by reason: slow_consumer (4000, send queue overflow), ping_timeout (4001), token_expired (4002), protocol_error, abuse (1008, commands past the limit).", []string{"reason"}, "hub"},
 	{mPublished, "counter", "Publish calls handed to the broker (one per room), with or without local members.", nil, "hub"},
 	{mDelivered, "counter", "Event frames queued to connections (one per recipient).", nil, "hub"},
+	{mEvents, "counter", "Events by name and outcome: published (Publish calls on this hub, one per room), delivered (frames queued to connections on this hub, one per recipient), dropped (recipients on this hub whose connection was closing or whose send queue was full). At most 256 event names; the rest are counted as event=\"(other)\".", []string{"event", "outcome"}, "hub"},
+	{mDroppedFrames, "counter", "Frames never written: refused by a closing connection or a full send queue, or discarded from the queue of a connection that closed (events, replies and control frames).", nil, "hub"},
 	{mFramesSent, "counter", "Frames written to sockets: events, replies and control frames.", nil, "hub"},
 	{mWrites, "counter", "Write system calls that carried the frames; frames_sent / socket_writes is the coalescing factor.", nil, "hub"},
 	{mBytesSent, "counter", "Bytes written to WebSocket sockets, after compression (outbound bandwidth).", nil, "hub"},

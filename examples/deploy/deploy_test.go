@@ -274,8 +274,11 @@ func exported(t *testing.T) map[string]bool {
 
 type stats struct{}
 
-// Stats has one reply error code: a labelled family appears only with a series.
-func (stats) Stats() rthub.Stats { return rthub.Stats{ReplyErrors: map[string]uint64{"forbidden": 0}} }
+// Stats has one reply error code and one event: a labelled family appears
+// only with a series.
+func (stats) Stats() rthub.Stats {
+	return rthub.Stats{ReplyErrors: map[string]uint64{"forbidden": 0}, Events: map[string]rthub.EventCounts{"tick": {}}}
+}
 
 // metricRef finds the metric names in a file: the families of rthub, the
 // process and the Go runtime.
