@@ -86,8 +86,10 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 			defer close(done)
 			fn(stopCtx)
 		}()
+		// Until the deadline plus the grace; once that has passed, a
+		// moment for each remaining step.
 		dl, _ := stopCtx.Deadline()
-		wait := time.NewTimer(max(time.Until(dl)+shutdownGrace, shutdownGrace/10))
+		wait := time.NewTimer(max(time.Until(dl)+shutdownGrace, shutdownGrace/20))
 		defer wait.Stop()
 		select {
 		case <-done:
