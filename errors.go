@@ -19,6 +19,10 @@ var (
 	ErrForbidden = errors.New("rthub: forbidden")
 	// ErrBadRoom means a room name is empty, too long or has illegal characters.
 	ErrBadRoom = errors.New("rthub: bad room name")
+	// ErrBadEvent means an event name given to a server-side call (Publish,
+	// NewEvent, the presence options) is not a legal name: names follow the
+	// rules of room names ([ValidRoom]).
+	ErrBadEvent = errors.New("rthub: bad event name")
 	// ErrTooManyRooms means a join would exceed Options.MaxRoomsPerConn.
 	ErrTooManyRooms = errors.New("rthub: too many rooms")
 	// ErrUnknownEvent means a client emitted an event the hub has no handler for.

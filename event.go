@@ -73,7 +73,7 @@ func Events() []EventInfo {
 
 func validEventName(name string) error {
 	if err := ValidRoom(name); err != nil {
-		return fmt.Errorf("rthub: invalid event name %q", truncate(name, 64))
+		return fmt.Errorf("%w %q", ErrBadEvent, truncate(name, 64))
 	}
 	return nil
 }

@@ -1152,7 +1152,7 @@ func validCorrelationID(id string) bool {
 // with encoding/json, except a json.RawMessage, which must be valid JSON and
 // is sent as is. The event is encoded (and compressed) once, whatever the
 // number of recipients; it returns once the event is queued to every member,
-// never waiting for a slow client. Errors: [ErrHubClosed], [ErrBadRoom],
+// never waiting for a slow client. Errors: [ErrHubClosed], [ErrBadRoom], [ErrBadEvent],
 // [ErrBadPayload], or ctx's error.
 func (h *Hub) Publish(ctx context.Context, room, event string, data any, opts ...PublishOption) error {
 	var raw []byte

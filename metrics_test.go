@@ -2,6 +2,7 @@ package rthub
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -225,5 +226,29 @@ func TestEventNameOf(t *testing.T) {
 		if got := string(eventNameOf([]byte(tc.msg))); got != tc.want {
 			t.Errorf("eventNameOf(%q) = %q, want %q", tc.msg, got, tc.want)
 		}
+	}
+}
+
+// TestHub_PublishErrors: Publish's argument errors are testable sentinels.
+func TestHub_PublishErrors(t *testing.T) {
+	t.Parallel()
+	h, _ := testHub(t, nil)
+	for _, tc := range []struct {
+		room, event string
+		data        any
+		want        error
+	}{
+		{"staff", "bad event", nil, ErrBadEvent},
+		{"staff", "", nil, ErrBadEvent},
+		{"bad room", "tick", nil, ErrBadRoom},
+		{"staff", "tick", json.RawMessage(`{`), ErrBadPayload},
+		{"staff", "tick", func() {}, ErrBadPayload},
+	} {
+		if err := h.Publish(t.Context(), tc.room, tc.event, tc.data); !errors.Is(err, tc.want) {
+			t.Errorf("Publish(%q, %q) = %v, want %v", tc.room, tc.event, err, tc.want)
+		}
+	}
+	if n := len(h.Stats().Events); n != 0 {
+		t.Errorf("refused publications counted under %d event names", n)
 	}
 }
