@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,5 +69,43 @@ func TestHub_BrowserRefusals(t *testing.T) {
 	_, url2 := testHub(t, func(o *Options) { o.Auth.HTTPRefusalsForBrowsers = true })
 	if _, _, status := browser(url2, "not.a.jwt"); status != 401 {
 		t.Errorf("HTTPRefusalsForBrowsers: status %d, want 401", status)
+	}
+}
+
+// hidingWriter is a middleware's ResponseWriter that hides http.Hijacker
+// (and has no Unwrap): the mistake that makes every upgrade fail.
+type hidingWriter struct{ w http.ResponseWriter }
+
+func (h hidingWriter) Header() http.Header         { return h.w.Header() }
+func (h hidingWriter) Write(b []byte) (int, error) { return h.w.Write(b) }
+func (h hidingWriter) WriteHeader(code int)        { h.w.WriteHeader(code) }
+
+// TestHub_UpgradeFailedReported: an upgrade that fails after every check
+// passed (here: a middleware hides the hijacker) reaches OnRefused with
+// code upgrade_failed and the status the client got, and is counted.
+func TestHub_UpgradeFailedReported(t *testing.T) {
+	t.Parallel()
+	var refusals refusalLog
+	h, err := New(Options{Auth: AuthOptions{Keys: map[string]any{"": testSecret}}, Policy: testPolicy, OnRefused: refusals.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(hidingWriter{w}, r)
+	}))
+	t.Cleanup(func() { h.Close(); srv.Close() })
+	_, resp, err := dialErr("ws"+strings.TrimPrefix(srv.URL, "http"), testToken(t, "alice", time.Hour, "staff"))
+	if err == nil || resp == nil || resp.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("dial through a hiding middleware: %v, %v; want a 500", err, resp)
+	}
+	r, ok := refusals.find("handshake", "upgrade_failed")
+	if !ok {
+		t.Fatal("failed upgrade not reported to OnRefused")
+	}
+	if r.Status != http.StatusInternalServerError || r.Subject != "alice" {
+		t.Errorf("refusal %+v, want status 500 for alice", r)
+	}
+	if s := h.Stats(); s.Refused != 1 || s.Accepted != 0 || s.Connections != 0 {
+		t.Errorf("stats: refused %d, accepted %d, connections %d", s.Refused, s.Accepted, s.Connections)
 	}
 }

@@ -612,7 +612,21 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if nc != nil {
 			_ = nc.Close()
 		}
-		h.stats.refused.Add(1)
+		// Past the checks above: a middleware's ResponseWriter that cannot
+		// hijack (500; a deployment error, so a warning), an HTTP/1.0
+		// request (400), or a client that went away or did not take the
+		// response within HandshakeTimeout (no status: nobody saw one).
+		status := 0
+		if rej, ok := errors.AsType[*ws.ConnectionRejectedError](err); ok {
+			status = rej.StatusCode()
+		}
+		h.refused(r.Context(), Refusal{Op: "handshake", Code: codeUpgradeFailed, Status: status, Subject: id.Subject,
+			ClientIP: ip, RemoteAddr: r.RemoteAddr, Origin: truncate(r.Header.Get("Origin"), 128)})
+		level := slog.LevelDebug
+		if errors.Is(err, ws.ErrNotHijacker) {
+			level = slog.LevelWarn
+		}
+		h.log.LogAttrs(r.Context(), level, "rthub: upgrade failed", slog.String("err", err.Error()))
 		return
 	}
 	admitted = false // from here the connection owns the slot; teardown releases it

@@ -17,7 +17,12 @@ type Refusal struct {
 	Op string
 	// Code is the error code the client received ("forbidden",
 	// "token_expired", "rate_limited", "too_many_connections", ...; see
-	// docs/protocol.md).
+	// docs/protocol.md). A handshake that passed every check but whose
+	// upgrade then failed has Code "upgrade_failed": Status 500 when the
+	// http.ResponseWriter cannot be hijacked (a middleware that hides
+	// http.Hijacker and has no Unwrap method), 400 for an HTTP/1.0 request,
+	// 0 when the client went away or did not read the response within
+	// HandshakeTimeout (nobody saw a status).
 	Code string
 	// Status is the HTTP status of a refused handshake; 0 otherwise.
 	Status int
@@ -36,6 +41,9 @@ type Refusal struct {
 	// Origin is a refused handshake's Origin header (truncated), if any.
 	Origin string
 }
+
+// codeUpgradeFailed is the Refusal code of a failed upgrade.
+const codeUpgradeFailed = "upgrade_failed"
 
 // refused records a refusal: a log line (no token, short fields only), the
 // counters, and Options.OnRefused.
