@@ -232,6 +232,7 @@ type room struct {
 	mu        sync.Mutex
 	members   []*conn            // in join order; see Hub.join
 	pres      map[string]*person // by subject; nil unless Policy.Presence covers the room
+	presSeq   uint64             // the last online/offline seq (single node; see nextPresenceSeq)
 	pos       StreamPosition     // the last publication delivered to the members: the seam for joins
 	lastEvent int64              // unix nanoseconds of the last event queued (adaptive WriteDelay)
 	dead      bool               // removed from the hub; publications are dropped

@@ -130,10 +130,25 @@ type onlineData struct {
 	Name  string          `json:"name,omitempty"`
 	Roles []string        `json:"roles,omitempty"`
 	Info  json.RawMessage `json:"info,omitempty"`
+	Seq   uint64          `json:"seq,omitempty"`
 }
 
 type offlineData struct {
 	User string `json:"user"`
+	Seq  uint64 `json:"seq,omitempty"`
+}
+
+// nextPresenceSeq returns the seq of an online or offline transition in rm
+// on a single node: microseconds since 1970, or one more than the last one,
+// so it only grows (also across a clock step back). Cluster presence takes
+// its seq from the PresenceStore instead. rm.mu is held.
+func nextPresenceSeq(rm *room) uint64 {
+	s := uint64(time.Now().UnixMicro())
+	if s <= rm.presSeq {
+		s = rm.presSeq + 1
+	}
+	rm.presSeq = s
+	return s
 }
 
 type viewingData struct {
@@ -164,7 +179,7 @@ func (h *Hub) presenceJoined(rm *room, name string, c *conn) (*flushList, []pres
 	if !first || !h.presenceEventsOn(rm) {
 		return nil, nil
 	}
-	data, _ := json.Marshal(onlineData{User: id.Subject, Name: p.name, Roles: p.roles, Info: p.info})
+	data, _ := json.Marshal(onlineData{User: id.Subject, Name: p.name, Roles: p.roles, Info: p.info, Seq: nextPresenceSeq(rm)})
 	return h.deliverLocked(rm, name, h.opts.Presence.OnlineEvent, data, ""), nil
 }
 
@@ -214,7 +229,7 @@ func (h *Hub) presenceLeft(rm *room, name string, c *conn, viewing string) (*flu
 		return nil, nil
 	}
 	if len(p.conns) == 0 {
-		data, _ := json.Marshal(offlineData{User: sub})
+		data, _ := json.Marshal(offlineData{User: sub, Seq: nextPresenceSeq(rm)})
 		return h.deliverLocked(rm, name, h.opts.Presence.OfflineEvent, data, ""), nil
 	}
 	if viewing == "" {
@@ -255,7 +270,7 @@ func (h *Hub) setViewing(c *conn, target string) error {
 		if p := rm.pres[c.ident.Load().Subject]; p != nil && slices.Contains(p.conns, c) && h.presenceEventsOn(rm) {
 			if h.pstore != nil {
 				ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
-				if _, err := h.pstore.PresenceAdd(ctx, name, h.memberOf(c, p), h.opts.Presence.TTL); err != nil {
+				if _, _, err := h.pstore.PresenceAdd(ctx, name, h.memberOf(c, p), h.opts.Presence.TTL); err != nil {
 					h.stats.brokerErrors.Add(1)
 				}
 				cancel()

@@ -23,19 +23,35 @@ import (
 // of it.
 type PresenceStore interface {
 	// PresenceAdd records or updates a connection in room for ttl. first
-	// reports whether it is its user's only live connection in the room.
-	PresenceAdd(ctx context.Context, room string, m PresenceMember, ttl time.Duration) (first bool, err error)
+	// reports whether it is its user's only live connection in the room;
+	// seq then orders that transition (see [PresenceLeft].Seq).
+	PresenceAdd(ctx context.Context, room string, m PresenceMember, ttl time.Duration) (first bool, seq uint64, err error)
 	// PresenceRemove removes a connection; last reports whether its user
-	// has no live connection left in the room.
-	PresenceRemove(ctx context.Context, room, user, conn string) (last bool, err error)
+	// has no live connection left in the room, and seq orders that
+	// transition.
+	PresenceRemove(ctx context.Context, room, user, conn string) (last bool, seq uint64, err error)
 	// PresenceTouch renews the TTL of conns in room.
 	PresenceTouch(ctx context.Context, room string, conns []string, ttl time.Duration) error
 	// PresenceExpire removes the connections of room whose TTL passed and
 	// returns the users that left with them (each reported by one caller
 	// only).
-	PresenceExpire(ctx context.Context, room string) (offline []string, err error)
+	PresenceExpire(ctx context.Context, room string) (offline []PresenceLeft, err error)
 	// PresenceList returns room's live connections.
 	PresenceList(ctx context.Context, room string) ([]PresenceMember, error)
+}
+
+// PresenceLeft is a user a [PresenceStore] sweep found with no live
+// connection left in a room.
+type PresenceLeft struct {
+	User string
+	// Seq orders the room's online and offline transitions across nodes:
+	// the store assigns it atomically with the transition, strictly
+	// increasing per room (the store's clock in microseconds, or one more
+	// than the last). Online and offline events carry it as "seq", so a
+	// client that gets two events of one person out of order (published by
+	// two nodes at once) keeps the later one. 0 when the store does not
+	// order transitions.
+	Seq uint64
 }
 
 // PresenceMember is one connection's presence entry in a [PresenceStore].
@@ -83,7 +99,7 @@ func (h *Hub) memberOf(c *conn, p *person) PresenceMember {
 func (h *Hub) clusterJoined(rm *room, name string, c *conn, p *person) []presenceEvent {
 	ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
 	defer cancel()
-	first, err := h.pstore.PresenceAdd(ctx, name, h.memberOf(c, p), h.opts.Presence.TTL)
+	first, seq, err := h.pstore.PresenceAdd(ctx, name, h.memberOf(c, p), h.opts.Presence.TTL)
 	if err != nil {
 		h.stats.brokerErrors.Add(1)
 		h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: presence add", slog.String("room", name), slog.Any("err", err))
@@ -92,7 +108,7 @@ func (h *Hub) clusterJoined(rm *room, name string, c *conn, p *person) []presenc
 	if !first || !h.presenceEventsOn(rm) {
 		return nil
 	}
-	data, _ := json.Marshal(onlineData{User: c.ident.Load().Subject, Name: p.name, Roles: p.roles, Info: p.info})
+	data, _ := json.Marshal(onlineData{User: c.ident.Load().Subject, Name: p.name, Roles: p.roles, Info: p.info, Seq: seq})
 	return []presenceEvent{{room: name, event: h.opts.Presence.OnlineEvent, data: data}}
 }
 
@@ -102,7 +118,7 @@ func (h *Hub) clusterLeft(rm *room, name string, c *conn, viewing string) []pres
 	ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
 	defer cancel()
 	sub := c.ident.Load().Subject
-	last, err := h.pstore.PresenceRemove(ctx, name, sub, c.id)
+	last, seq, err := h.pstore.PresenceRemove(ctx, name, sub, c.id)
 	if err != nil {
 		h.stats.brokerErrors.Add(1)
 		h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: presence remove", slog.String("room", name), slog.Any("err", err))
@@ -112,7 +128,7 @@ func (h *Hub) clusterLeft(rm *room, name string, c *conn, viewing string) []pres
 		return nil
 	}
 	if last {
-		data, _ := json.Marshal(offlineData{User: sub})
+		data, _ := json.Marshal(offlineData{User: sub, Seq: seq})
 		return []presenceEvent{{room: name, event: h.opts.Presence.OfflineEvent, data: data}}
 	}
 	if viewing != "" {
@@ -218,7 +234,7 @@ func (h *Hub) presenceSweep() {
 		}
 		var evs []presenceEvent
 		for _, u := range gone {
-			data, _ := json.Marshal(offlineData{User: u})
+			data, _ := json.Marshal(offlineData{User: u.User, Seq: u.Seq})
 			evs = append(evs, presenceEvent{room: rc.name, event: h.opts.Presence.OfflineEvent, data: data})
 		}
 		h.publishPresence(evs)

@@ -61,6 +61,17 @@ func presenceOf(t *testing.T, r serverMsg) Presence {
 	return p
 }
 
+// seqOf returns the "seq" of an online or offline event's data; it fails
+// the test if there is none.
+func seqOf(t *testing.T, data json.RawMessage) uint64 {
+	t.Helper()
+	var d struct{ Seq uint64 }
+	if err := json.Unmarshal(data, &d); err != nil || d.Seq == 0 {
+		t.Fatalf("no seq in %s", data)
+	}
+	return d.Seq
+}
+
 func TestPresence_MultiTab(t *testing.T) {
 	t.Parallel()
 	h, url := presenceHub(t, nil)
@@ -71,7 +82,8 @@ func TestPresence_MultiTab(t *testing.T) {
 	// Alice's first tab: one online event, with name and roles.
 	tab1 := dial(t, url, testToken(t, "alice", time.Hour, "staff"))
 	on := watcher.nextEvent("user:online", "user:offline")
-	if on.Event != "user:online" || on.Room != "staff" || string(on.Data) != `{"user":"alice","name":"ALICE","roles":["staff"]}` {
+	onSeq := seqOf(t, on.Data)
+	if on.Event != "user:online" || on.Room != "staff" || string(on.Data) != fmt.Sprintf(`{"user":"alice","name":"ALICE","roles":["staff"],"seq":%d}`, onSeq) {
 		t.Fatalf("got %s %s %s", on.Event, on.Room, on.Data)
 	}
 	// Four more tabs: no event.
@@ -104,8 +116,11 @@ func TestPresence_MultiTab(t *testing.T) {
 	watcher.noEvent("user:online", "user:offline")
 	tabs[4].c.CloseNow()
 	off := watcher.nextEvent("user:online", "user:offline")
-	if off.Event != "user:offline" || string(off.Data) != `{"user":"alice"}` {
+	if off.Event != "user:offline" || string(off.Data) != fmt.Sprintf(`{"user":"alice","seq":%d}`, seqOf(t, off.Data)) {
 		t.Fatalf("got %s %s, want user:offline alice", off.Event, off.Data)
+	}
+	if seqOf(t, off.Data) <= onSeq {
+		t.Fatalf("offline seq %d not after online seq %d", seqOf(t, off.Data), onSeq)
 	}
 	watcher.noEvent("user:online", "user:offline")
 	if p := presenceOf(t, watcher.cmd("presence", map[string]any{"room": "staff"})); p.Count != 1 || p.Users[0].User != "watcher" {
@@ -229,7 +244,7 @@ func TestPresence_ServerJoinsAndLimits(t *testing.T) {
 			t.Fatal(err)
 		}
 		ev := watcher.nextEvent("here", "gone")
-		if want := fmt.Sprintf(`{"user":%q,"name":%q,"roles":["guest"],"info":{"len":5}}`, sub, strings.ToUpper(sub)); ev.Event != "here" || string(ev.Data) != want {
+		if want := fmt.Sprintf(`{"user":%q,"name":%q,"roles":["guest"],"info":{"len":5},"seq":%d}`, sub, strings.ToUpper(sub), seqOf(t, ev.Data)); ev.Event != "here" || string(ev.Data) != want {
 			t.Fatalf("got %s %s, want here %s", ev.Event, ev.Data, want)
 		}
 	}
@@ -240,7 +255,7 @@ func TestPresence_ServerJoinsAndLimits(t *testing.T) {
 	if err := h.LeaveUser(t.Context(), subs[0], "device:1"); err != nil {
 		t.Fatal(err)
 	}
-	if ev := watcher.nextEvent("here", "gone"); ev.Event != "gone" || string(ev.Data) != `{"user":"user0"}` {
+	if ev := watcher.nextEvent("here", "gone"); ev.Event != "gone" || string(ev.Data) != fmt.Sprintf(`{"user":"user0","seq":%d}`, seqOf(t, ev.Data)) {
 		t.Fatalf("got %s %s", ev.Event, ev.Data)
 	}
 	if _, err := h.Presence(t.Context(), "user:w"); !errors.Is(err, ErrBadRequest) {

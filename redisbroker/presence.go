@@ -3,6 +3,7 @@ package redisbroker
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -16,42 +17,61 @@ import (
 //	<prefix>{room}:pc  sorted set: connection → expiry (Redis time, ms)
 //	<prefix>{room}:pm  hash: connection → JSON of its rthub.PresenceMember
 //	<prefix>{room}:pu  hash: user → number of its live connections
+//	<prefix>{room}:ps  string: the seq of the room's last online/offline transition
 //
 // The scripts keep the three in step, with Redis's own clock, so the answers
 // "first connection of this user" and "last one" are exact across nodes, and a
 // crashed node's connections are swept (by any node) once their TTL passes.
+// Each first-connection and last-connection transition gets a seq in the same
+// script (Redis's clock in µs, or one more than the last), so online and
+// offline events published by two nodes at once can be put back in order.
+
+// presenceSeqLua assigns the next seq of a transition to the local seq (ps:
+// the fourth key; now_us: Redis time in µs). Kept a day: seqs follow the
+// clock, so a lost key matters only if Redis's clock steps back.
+const presenceSeqLua = `
+local function nextseq(ps, now_us)
+  local seq = math.max(now_us, (tonumber(redis.call('get', ps)) or 0) + 1)
+  redis.call('set', ps, string.format('%.0f', seq), 'PX', 86400000)
+  return seq
+end
+local t = redis.call('time')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+`
 
 var _ rthub.PresenceStore = (*Broker)(nil)
 
-// presenceAddScript: KEYS pc pm pu; ARGV conn json user ttl_ms.
-// Returns 1 when the user had no other live connection.
-var presenceAddScript = rueidis.NewLuaScript(`
-local pc, pm, pu = KEYS[1], KEYS[2], KEYS[3]
+// presenceAddScript: KEYS pc pm pu ps; ARGV conn json user ttl_ms.
+// Returns {1, seq} when the user had no other live connection, else {0, 0}.
+var presenceAddScript = rueidis.NewLuaScript(presenceSeqLua + `
+local pc, pm, pu, ps = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local conn, member, user, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
-local t = redis.call('time')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local first = 0
+local now = math.floor(now_us / 1000)
+local first, seq = 0, 0
 if not redis.call('zscore', pc, conn) then
-  if redis.call('hincrby', pu, user, 1) == 1 then first = 1 end
+  if redis.call('hincrby', pu, user, 1) == 1 then
+    first = 1
+    seq = nextseq(ps, now_us)
+  end
 end
 redis.call('zadd', pc, now + ttl, conn)
 redis.call('hset', pm, conn, member)
-for _, k in ipairs(KEYS) do redis.call('pexpire', k, ttl * 4) end
-return first
+for i = 1, 3 do redis.call('pexpire', KEYS[i], ttl * 4) end
+return {first, seq}
 `)
 
-// presenceRemoveScript: KEYS pc pm pu; ARGV conn user. Returns 1 when it was
-// the user's last live connection.
-var presenceRemoveScript = rueidis.NewLuaScript(`
-local pc, pm, pu = KEYS[1], KEYS[2], KEYS[3]
+// presenceRemoveScript: KEYS pc pm pu ps; ARGV conn user. Returns {1, seq}
+// when it was the user's last live connection, else {0, 0}.
+var presenceRemoveScript = rueidis.NewLuaScript(presenceSeqLua + `
+local pc, pm, pu, ps = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local conn, user = ARGV[1], ARGV[2]
-if redis.call('zrem', pc, conn) == 0 then return 0 end
+if redis.call('zrem', pc, conn) == 0 then return {0, 0} end
 redis.call('hdel', pm, conn)
 if redis.call('hincrby', pu, user, -1) <= 0 then
   redis.call('hdel', pu, user)
-  return 1
+  return {1, nextseq(ps, now_us)}
 end
-return 0
+return {0, 0}
 `)
 
 // presenceTouchScript: KEYS pc pm pu; ARGV ttl_ms conn... Renews entries that
@@ -62,16 +82,15 @@ local ttl = tonumber(ARGV[1])
 local t = redis.call('time')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i = 2, #ARGV do redis.call('zadd', pc, 'XX', now + ttl, ARGV[i]) end
-for _, k in ipairs(KEYS) do redis.call('pexpire', k, ttl * 4) end
+for i = 1, 3 do redis.call('pexpire', KEYS[i], ttl * 4) end
 return 0
 `)
 
-// presenceExpireScript: KEYS pc pm pu. Removes expired connections and
-// returns the users left with none.
-var presenceExpireScript = rueidis.NewLuaScript(`
-local pc, pm, pu = KEYS[1], KEYS[2], KEYS[3]
-local t = redis.call('time')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+// presenceExpireScript: KEYS pc pm pu ps. Removes expired connections and
+// returns the users left with none, each followed by its seq.
+var presenceExpireScript = rueidis.NewLuaScript(presenceSeqLua + `
+local pc, pm, pu, ps = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local now = math.floor(now_us / 1000)
 local gone = {}
 for _, conn in ipairs(redis.call('zrangebyscore', pc, '-inf', now, 'LIMIT', 0, 1000)) do
   local m = redis.call('hget', pm, conn)
@@ -82,6 +101,7 @@ for _, conn in ipairs(redis.call('zrangebyscore', pc, '-inf', now, 'LIMIT', 0, 1
     if redis.call('hincrby', pu, user, -1) <= 0 then
       redis.call('hdel', pu, user)
       table.insert(gone, user)
+      table.insert(gone, string.format('%.0f', nextseq(ps, now_us)))
     end
   end
 end
@@ -98,39 +118,47 @@ if #conns == 0 then return {} end
 return redis.call('hmget', pm, unpack(conns))
 `)
 
+// presenceKeys returns room's pc, pm, pu and ps keys.
 func (b *Broker) presenceKeys(room string) []string {
-	return []string{b.names.prefix + "{" + room + "}:pc", b.names.prefix + "{" + room + "}:pm", b.names.prefix + "{" + room + "}:pu"}
+	p := b.names.prefix + "{" + room + "}:"
+	return []string{p + "pc", p + "pm", p + "pu", p + "ps"}
 }
 
 func ttlMs(d time.Duration) string { return strconv.FormatInt(max(d.Milliseconds(), 1), 10) }
 
 // PresenceAdd implements [rthub.PresenceStore].
-func (b *Broker) PresenceAdd(ctx context.Context, room string, m rthub.PresenceMember, ttl time.Duration) (bool, error) {
+func (b *Broker) PresenceAdd(ctx context.Context, room string, m rthub.PresenceMember, ttl time.Duration) (bool, uint64, error) {
 	if err := b.check(ctx, room); err != nil {
-		return false, err
+		return false, 0, err
 	}
 	js, err := json.Marshal(m)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
-	n, err := presenceAddScript.Exec(ctx, b.shardOf(room).client, b.presenceKeys(room),
-		[]string{m.Conn, string(js), m.User, ttlMs(ttl)}).AsInt64()
+	r, err := presenceAddScript.Exec(ctx, b.shardOf(room).client, b.presenceKeys(room),
+		[]string{m.Conn, string(js), m.User, ttlMs(ttl)}).AsIntSlice()
+	if err == nil && len(r) != 2 {
+		err = fmt.Errorf("unexpected reply %v", r)
+	}
 	if err != nil {
-		return false, b.wrap(ctx, "presence add", room, err)
+		return false, 0, b.wrap(ctx, "presence add", room, err)
 	}
-	return n == 1, nil
+	return r[0] == 1, uint64(r[1]), nil
 }
 
 // PresenceRemove implements [rthub.PresenceStore].
-func (b *Broker) PresenceRemove(ctx context.Context, room, user, conn string) (bool, error) {
+func (b *Broker) PresenceRemove(ctx context.Context, room, user, conn string) (bool, uint64, error) {
 	if err := b.check(ctx, room); err != nil {
-		return false, err
+		return false, 0, err
 	}
-	n, err := presenceRemoveScript.Exec(ctx, b.shardOf(room).client, b.presenceKeys(room), []string{conn, user}).AsInt64()
+	r, err := presenceRemoveScript.Exec(ctx, b.shardOf(room).client, b.presenceKeys(room), []string{conn, user}).AsIntSlice()
+	if err == nil && len(r) != 2 {
+		err = fmt.Errorf("unexpected reply %v", r)
+	}
 	if err != nil {
-		return false, b.wrap(ctx, "presence remove", room, err)
+		return false, 0, b.wrap(ctx, "presence remove", room, err)
 	}
-	return n == 1, nil
+	return r[0] == 1, uint64(r[1]), nil
 }
 
 // PresenceTouch implements [rthub.PresenceStore].
@@ -150,15 +178,23 @@ func (b *Broker) PresenceTouch(ctx context.Context, room string, conns []string,
 }
 
 // PresenceExpire implements [rthub.PresenceStore].
-func (b *Broker) PresenceExpire(ctx context.Context, room string) ([]string, error) {
+func (b *Broker) PresenceExpire(ctx context.Context, room string) ([]rthub.PresenceLeft, error) {
 	if err := b.check(ctx, room); err != nil {
 		return nil, err
 	}
-	users, err := presenceExpireScript.Exec(ctx, b.shardOf(room).client, b.presenceKeys(room), nil).AsStrSlice()
+	flat, err := presenceExpireScript.Exec(ctx, b.shardOf(room).client, b.presenceKeys(room), nil).AsStrSlice()
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return nil, b.wrap(ctx, "presence expire", room, err)
 	}
-	return users, nil
+	var gone []rthub.PresenceLeft
+	for i := 0; i+1 < len(flat); i += 2 {
+		seq, err := strconv.ParseUint(flat[i+1], 10, 64)
+		if err != nil {
+			return gone, b.wrap(ctx, "presence expire", room, fmt.Errorf("bad seq %q", flat[i+1]))
+		}
+		gone = append(gone, rthub.PresenceLeft{User: flat[i], Seq: seq})
+	}
+	return gone, nil
 }
 
 // PresenceList implements [rthub.PresenceStore].

@@ -60,15 +60,26 @@ func presenceToken(t *testing.T, sub string) string {
 
 // presenceLog collects "event user" strings of presence events and markers.
 type presenceLog struct {
-	mu  sync.Mutex
-	got []string
+	mu      sync.Mutex
+	got     []string
+	lastSeq uint64   // of the last online/offline event
+	badSeq  []string // online/offline events whose seq did not grow
 }
 
 func (l *presenceLog) on(e client.Event) {
-	var d struct{ User, N string }
+	var d struct {
+		User, N string
+		Seq     uint64
+	}
 	_ = json.Unmarshal(e.Data, &d)
 	l.mu.Lock()
 	l.got = append(l.got, strings.TrimSpace(e.Name+" "+d.User+d.N))
+	if e.Name != "marker" {
+		if d.Seq <= l.lastSeq {
+			l.badSeq = append(l.badSeq, fmt.Sprintf("%s %s seq %d after %d", e.Name, d.User, d.Seq, l.lastSeq))
+		}
+		l.lastSeq = max(l.lastSeq, d.Seq)
+	}
 	l.mu.Unlock()
 }
 
@@ -174,7 +185,7 @@ func TestClusterPresence(t *testing.T) {
 
 	// A crashed node leaves an entry nobody renews: it expires, and exactly
 	// one node publishes the offline event.
-	first, err := brA.PresenceAdd(ctx, "staff", rthub.PresenceMember{User: "ghost", Conn: "crashed-node-1"}, time.Second)
+	first, _, err := brA.PresenceAdd(ctx, "staff", rthub.PresenceMember{User: "ghost", Conn: "crashed-node-1"}, time.Second)
 	if err != nil || !first {
 		t.Fatalf("PresenceAdd = %v, %v", first, err)
 	}
@@ -184,6 +195,13 @@ func TestClusterPresence(t *testing.T) {
 	if p, _ := watcher.Presence(ctx, "staff"); p.Count != 1 {
 		t.Fatalf("presence after the sweep %+v, want only the watcher", p)
 	}
+	// The events came one after another, so their seqs grew, whichever
+	// node (or sweep) published them.
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if len(log.badSeq) > 0 || log.lastSeq == 0 {
+		t.Errorf("presence seqs did not grow: %q (last %d)", log.badSeq, log.lastSeq)
+	}
 }
 
 // TestPresenceStore checks the store's answers directly.
@@ -191,13 +209,37 @@ func TestPresenceStore(t *testing.T) {
 	url := redisURL(t)
 	b := node(t, redisbroker.Options{Prefix: uniquePrefix(t, url)}, url)
 	ctx := context.Background()
+	// Every transition (first connection, last one gone) gets a larger seq
+	// than the one before it; other calls get 0.
+	var lastSeq uint64
+	checkSeq := func(what string, transition bool, seq uint64) {
+		t.Helper()
+		switch {
+		case !transition && seq != 0:
+			t.Errorf("%s: seq %d without a transition", what, seq)
+		case transition && seq <= lastSeq:
+			t.Errorf("%s: seq %d after %d, want larger", what, seq, lastSeq)
+		case transition:
+			lastSeq = seq
+		}
+	}
 	add := func(user, conn string, ttl time.Duration) bool {
 		t.Helper()
-		first, err := b.PresenceAdd(ctx, "r", rthub.PresenceMember{User: user, Conn: conn, Name: strings.ToUpper(user)}, ttl)
+		first, seq, err := b.PresenceAdd(ctx, "r", rthub.PresenceMember{User: user, Conn: conn, Name: strings.ToUpper(user)}, ttl)
 		if err != nil {
 			t.Fatal(err)
 		}
+		checkSeq("add "+user+"/"+conn, first, seq)
 		return first
+	}
+	remove := func(user, conn string) bool {
+		t.Helper()
+		last, seq, err := b.PresenceRemove(ctx, "r", user, conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkSeq("remove "+user+"/"+conn, last, seq)
+		return last
 	}
 	if !add("u", "c1", time.Minute) || add("u", "c2", time.Minute) || add("u", "c1", time.Minute) || !add("v", "c3", time.Minute) {
 		t.Fatal("first flags wrong")
@@ -206,13 +248,13 @@ func TestPresenceStore(t *testing.T) {
 	if err != nil || len(ms) != 3 {
 		t.Fatalf("list %+v %v", ms, err)
 	}
-	if last, _ := b.PresenceRemove(ctx, "r", "u", "c1"); last {
+	if remove("u", "c1") {
 		t.Fatal("removing one of two: last")
 	}
-	if last, _ := b.PresenceRemove(ctx, "r", "u", "c1"); last {
+	if remove("u", "c1") {
 		t.Fatal("removing twice: last")
 	}
-	if last, _ := b.PresenceRemove(ctx, "r", "u", "c2"); !last {
+	if !remove("u", "c2") {
 		t.Fatal("removing the last: not last")
 	}
 	add("w", "c4", 300*time.Millisecond)
@@ -221,7 +263,12 @@ func TestPresenceStore(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	gone, err := b.PresenceExpire(ctx, "r")
-	if err != nil || fmt.Sprint(gone) != "[v w]" && fmt.Sprint(gone) != "[w v]" {
+	var users []string
+	for _, g := range gone {
+		users = append(users, g.User)
+		checkSeq("expire "+g.User, true, g.Seq)
+	}
+	if err != nil || fmt.Sprint(users) != "[v w]" && fmt.Sprint(users) != "[w v]" {
 		t.Fatalf("expired %v %v, want v and w", gone, err)
 	}
 	if gone, _ := b.PresenceExpire(ctx, "r"); len(gone) != 0 {

@@ -245,6 +245,28 @@ test("presenceRoom: snapshot after connecting, then the room's events", async ()
   c.close();
 });
 
+test("presenceRoom: online/offline out of order across nodes, the later seq wins", async () => {
+  const { c } = newClient();
+  const ws = await connectLive(c);
+  const pr = c.presenceRoom("staff");
+  await until(() => ws.lastSent("presence"), "presence");
+  ws.reply("presence", { room: "staff", count: 1, truncated: false, users: [{ user: "alice", name: "Alice", roles: ["staff"], conns: [{ conn: "c1" }] }] });
+  await until(() => pr.list().length === 1, "snapshot");
+  const ev = (event, user, seq) => ws.recv({ type: "event", event, room: "staff", data: { user, seq } });
+  // Bob left on node A (seq 10) and came back on node B (seq 11); B's event arrives first.
+  ev("user:online", "bob", 11);
+  ev("user:offline", "bob", 10);
+  assert.deepEqual(pr.list().map((u) => u.user).sort(), ["alice", "bob"], "the stale offline is ignored");
+  // Carol came (20) and left (21); the offline arrives first.
+  ev("user:offline", "carol", 21);
+  ev("user:online", "carol", 20);
+  assert.deepEqual(pr.list().map((u) => u.user).sort(), ["alice", "bob"], "the stale online is ignored");
+  // In order, both apply.
+  ev("user:offline", "bob", 12);
+  assert.deepEqual(pr.list().map((u) => u.user), ["alice"]);
+  c.close();
+});
+
 test("resume: positions in ?since= and join since, duplicates dropped, reset reported", async () => {
   const { c } = newClient();
   const got = [];

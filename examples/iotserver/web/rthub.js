@@ -515,17 +515,29 @@ export class PresenceRoom {
     this.users = new Map(); // user → {user, name, roles, conns: Map(conn → viewing)}
     this.count = 0;
     this._fns = new Set();
+    // user → seq of the last online/offline event applied. Two nodes can
+    // publish one person's online and offline at the same moment and they
+    // can arrive in either order; "seq" says which came last (protocol §2.3).
+    this._seqs = new Map();
     const mine = (fn) => (data, meta) => {
       if (meta.room === room) {
         fn(data);
         this._changed();
       }
     };
+    const fresh = (d) => {
+      if (!d.seq) return true;
+      if ((this._seqs.get(d.user) || 0) >= d.seq) return false; // older than what we applied
+      this._seqs.set(d.user, d.seq);
+      return true;
+    };
     this._offs = [
       client.on("user:online", mine((d) => {
-        if (!this.users.has(d.user)) this.users.set(d.user, { user: d.user, name: d.name || d.user, roles: d.roles || [], conns: new Map() });
+        if (fresh(d) && !this.users.has(d.user)) this.users.set(d.user, { user: d.user, name: d.name || d.user, roles: d.roles || [], conns: new Map() });
       })),
-      client.on("user:offline", mine((d) => this.users.delete(d.user))),
+      client.on("user:offline", mine((d) => {
+        if (fresh(d)) this.users.delete(d.user);
+      })),
       client.on("user:viewing", mine((d) => {
         let u = this.users.get(d.user);
         if (!u) {
