@@ -24,13 +24,38 @@ type MemoryBrokerOptions struct {
 	// whose TTL passed (expired history is never returned, whatever this is).
 	// 0 means 1 second.
 	SweepInterval time.Duration
+	// MaxHistoryBytes bounds the memory all rooms' history may take (the
+	// publications' bytes plus about 100 bytes each), so that many busy
+	// rooms nobody watches cannot grow the process without bound: past it,
+	// the history of the rooms that published least recently is dropped
+	// first (a client resuming one of them is told recovered:false, as
+	// after a TTL). The bound is kept per internal shard (1/64 of it each),
+	// so it holds within a shard's share. 0 means 64 MiB; negative means no
+	// bound.
+	MaxHistoryBytes int64
+}
+
+// DefaultMaxHistoryBytes is MemoryBrokerOptions.MaxHistoryBytes's default.
+const DefaultMaxHistoryBytes = 64 << 20
+
+// pubOverhead is what a kept publication costs beyond its data: the
+// Publication value in the ring and the data's allocation header, roughly.
+const pubOverhead = 100
+
+// MemoryBrokerStats is a snapshot of a memory broker's streams (shared by
+// its peers).
+type MemoryBrokerStats struct {
+	Rooms            int    // rooms with a stream (history or a position)
+	HistoryBytes     int64  // bytes of kept history, as MaxHistoryBytes counts them
+	HistoryEvictions uint64 // room histories dropped to stay within MaxHistoryBytes
 }
 
 // MemoryBroker is the single-process [Broker], the hub's default: publications
 // go from Publish straight to the handlers of the nodes that subscribed the
 // room, and each room keeps a bounded history in memory (a ring of its last
 // HistoryLimits.Size publications), so a client that reconnects to the same
-// process resumes without loss.
+// process resumes without loss. All rooms' history together stays within
+// MemoryBrokerOptions.MaxHistoryBytes (64 MiB by default).
 //
 // Several hubs in one process can share streams: [MemoryBroker.Peer] returns
 // another node of the same in-memory cluster, which is how tests run a
@@ -73,7 +98,13 @@ func NewMemoryBroker(opts MemoryBrokerOptions) (*MemoryBroker, error) {
 		opts.SweepInterval = time.Second
 	}
 	opts.History.Rules = slices.Clone(opts.History.Rules) // the caller's slice may change
-	s := &memoryStore{opts: opts, seed: maphash.MakeSeed()}
+	if opts.MaxHistoryBytes == 0 {
+		opts.MaxHistoryBytes = DefaultMaxHistoryBytes
+	}
+	s := &memoryStore{opts: opts, seed: maphash.MakeSeed(), shardBudget: -1}
+	if opts.MaxHistoryBytes > 0 {
+		s.shardBudget = max(opts.MaxHistoryBytes/memoryShards, 1)
+	}
 	for i := range s.shards {
 		s.shards[i] = memoryShard{
 			turn:  make(chan struct{}, 1),
@@ -159,9 +190,10 @@ func (b *MemoryBroker) Publish(ctx context.Context, room string, data []byte) (S
 	r := s.room(b.store, room, now)
 	r.offset++
 	pub := Publication{Room: room, Offset: r.offset, Epoch: r.epoch, Data: data}
-	r.push(pub)
+	s.bytes += r.push(pub)
 	r.lastPub, r.touched = now, now
 	s.reschedule(r)
+	s.fit(b.store, r)
 	subs := s.subs[room]
 	s.mu.Unlock()
 
@@ -304,9 +336,24 @@ const memoryShards = 64
 
 // memoryStore is what the nodes of one in-memory cluster share.
 type memoryStore struct {
-	opts   MemoryBrokerOptions
-	seed   maphash.Seed
-	shards [memoryShards]memoryShard
+	opts        MemoryBrokerOptions
+	seed        maphash.Seed
+	shardBudget int64 // history bytes per shard; -1: no bound
+	evictions   atomic.Uint64
+	shards      [memoryShards]memoryShard
+}
+
+// Stats returns a snapshot of the streams b shares with its peers.
+func (b *MemoryBroker) Stats() MemoryBrokerStats {
+	st := MemoryBrokerStats{HistoryEvictions: b.store.evictions.Load()}
+	for i := range b.store.shards {
+		s := &b.store.shards[i]
+		s.mu.Lock()
+		st.Rooms += len(s.rooms)
+		st.HistoryBytes += s.bytes
+		s.mu.Unlock()
+	}
+	return st
 }
 
 func (s *memoryStore) shard(room string) *memoryShard {
@@ -323,6 +370,37 @@ type memoryShard struct {
 	rooms map[string]*memoryRoom
 	subs  map[string][]*MemoryBroker // copy-on-write slices
 	exp   expiryHeap
+	bytes int64 // history bytes kept (see pubOverhead)
+}
+
+// fit drops whole room histories, the least recently published first, until
+// the shard's history is within its budget again; keep (the room just
+// published to) goes last. A whole history at a time, so that a shard over
+// budget is not scanned again at every publish.
+func (s *memoryShard) fit(st *memoryStore, keep *memoryRoom) {
+	for st.shardBudget >= 0 && s.bytes > st.shardBudget {
+		var victim *memoryRoom
+		for _, r := range s.rooms {
+			if len(r.buf) > 0 && r != keep && (victim == nil || r.lastPub.Before(victim.lastPub)) {
+				victim = r
+			}
+		}
+		if victim == nil {
+			victim = keep // one room alone is over the budget
+		}
+		if len(victim.buf) == 0 {
+			return
+		}
+		s.dropHistory(victim)
+		st.evictions.Add(1)
+	}
+}
+
+// dropHistory frees r's history; its position lives on.
+func (s *memoryShard) dropHistory(r *memoryRoom) {
+	s.bytes -= r.bytes
+	r.buf, r.head, r.bytes = nil, 0, 0
+	s.reschedule(r)
 }
 
 // setSubscriber adds or removes node n from room's subscribers.
@@ -374,8 +452,7 @@ func (s *memoryShard) expire(now time.Time) {
 	for len(s.exp) > 0 && !s.exp[0].deadline.After(now) {
 		r := s.exp[0]
 		if len(r.buf) > 0 {
-			r.buf, r.head = nil, 0 // history expired; the position lives on
-			s.reschedule(r)
+			s.dropHistory(r) // history expired; the position lives on
 			continue
 		}
 		heap.Pop(&s.exp)
@@ -392,6 +469,7 @@ type memoryRoom struct {
 	limits  HistoryLimits
 	buf     []Publication // the last len(buf) publications; a ring once full
 	head    int           // index of the oldest in buf once it is full
+	bytes   int64         // what buf holds, as MaxHistoryBytes counts it
 	lastPub time.Time     // last publication: history expires TTL after it
 	touched time.Time     // last publication or History: the position expires MetaTTL after it
 
@@ -407,16 +485,21 @@ func (r *memoryRoom) nextDeadline() time.Time {
 }
 
 // push appends p, the room's latest publication, dropping the oldest one
-// beyond the size limit.
-func (r *memoryRoom) push(p Publication) {
+// beyond the size limit. It returns the change in the bytes r keeps.
+func (r *memoryRoom) push(p Publication) int64 {
+	n := int64(len(p.Data) + pubOverhead)
 	switch size := r.limits.Size; {
 	case size == 0:
+		return 0
 	case len(r.buf) < size:
 		r.buf = append(r.buf, p)
 	default:
+		n -= int64(len(r.buf[r.head].Data) + pubOverhead)
 		r.buf[r.head] = p
 		r.head = (r.head + 1) % size
 	}
+	r.bytes += n
+	return n
 }
 
 // at returns the kept publication with offset off.
