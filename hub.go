@@ -1571,6 +1571,12 @@ type Stats struct {
 	EventWireBytes uint64 // the same events as frames on the wire (compressed when negotiated): EventWireBytes/EventBytes is the compression ratio
 	DroppedFrames  uint64 // frames never written: refused by a closing connection or a full send queue, or discarded from the queue of one that closed
 
+	// HistoryBytes and HistoryEvictions are the in-memory broker's (see
+	// [MemoryBrokerStats]); 0 with another broker, whose history lives
+	// outside the process.
+	HistoryBytes     int64
+	HistoryEvictions uint64
+
 	QueuedFrames int // frames waiting in connections' send queues now
 	QueuedBytes  int // their bytes
 
@@ -1661,6 +1667,10 @@ func (h *Hub) Stats() Stats {
 	s.EventWireBytes = st.eventWire.Load()
 	s.DroppedFrames = st.droppedFrames.Load()
 	s.Events = st.events.snapshot()
+	if mb, ok := h.broker.(interface{ Stats() MemoryBrokerStats }); ok {
+		ms := mb.Stats()
+		s.HistoryBytes, s.HistoryEvictions = ms.HistoryBytes, ms.HistoryEvictions
+	}
 	s.BroadcastLatency = h.latency.snapshot()
 	return s
 }

@@ -277,6 +277,8 @@ func (c *Collector) collectHub(ch chan<- prometheus.Metric, s rthub.Stats) {
 	c.counter(ch, mUnrecovered, s.Unrecovered)
 	c.counter(ch, mGapsRecovered, s.GapsRecovered)
 	c.counter(ch, mBrokerErrors, s.BrokerErrors)
+	c.gauge(ch, mHistoryBytes, float64(s.HistoryBytes))
+	c.counter(ch, mHistoryEvictions, s.HistoryEvictions)
 
 	l := s.BroadcastLatency
 	buckets := make(map[float64]uint64, len(l.Bounds))

@@ -43,6 +43,8 @@ const (
 	mQueueBytes        = "rthub_send_queue_bytes"
 	mReplyErrors       = "rthub_reply_errors_total"
 	mEvents            = "rthub_events_total"
+	mHistoryBytes      = "rthub_history_bytes"
+	mHistoryEvictions  = "rthub_history_evictions_total"
 	mDroppedFrames     = "rthub_dropped_frames_total"
 	mForbidden         = "rthub_forbidden_total"
 	mRateLimited       = "rthub_rate_limited_total"
@@ -107,6 +109,8 @@ var catalog = []Metric{
 	{mUnrecovered, "counter", "Resumes and live gaps that history could not fill: clients told recovered:false, to reload.", nil, "hub"},
 	{mGapsRecovered, "counter", "Live gaps (publications missed by this node) filled from the broker's history.", nil, "hub"},
 	{mBrokerErrors, "counter", "Failed broker calls made by the hub: publish, subscribe, history.", nil, "hub"},
+	{mHistoryBytes, "gauge", "Bytes of room history the in-memory broker keeps (0 with Redis, whose history is in Redis); bounded by MemoryBrokerOptions.MaxHistoryBytes.", nil, "hub"},
+	{mHistoryEvictions, "counter", "Room histories the in-memory broker dropped to stay within MaxHistoryBytes, least recently published first (clients resuming them get recovered:false).", nil, "hub"},
 	{mLatency, "histogram", "Broadcast latency: a publication reaching this hub to its frame written to the last member's socket.", nil, "hub"},
 
 	{mRefusals, "counter", "Refusals reported to Options.OnRefused, by op (handshake, join, emit, presence, refresh, abuse), error code and HTTP status (empty unless a handshake).", []string{"op", "code", "status"}, "hook"},
