@@ -191,6 +191,10 @@ func TestHub_EventCounts(t *testing.T) {
 	if s.SlowConsumers != 1 {
 		t.Errorf("SlowConsumers = %d, want 1", s.SlowConsumers)
 	}
+	// The default broker keeps the 5 publications' history.
+	if s.HistoryBytes < 2*2000+2*7 || s.HistoryEvictions != 0 {
+		t.Errorf("history: %d bytes, %d evictions", s.HistoryBytes, s.HistoryEvictions)
+	}
 }
 
 // TestHub_EventCountsBounded: names past MaxEventNames-1 share OtherEvents.
