@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -1105,4 +1106,47 @@ func doRequest(t *testing.T, req *http.Request) (int, http.Header, []byte) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, resp.Header, body
+}
+
+// TestHub_PingsSpread: connections are pinged in slots spread over the
+// PingInterval, not all at the same instant.
+func TestHub_PingsSpread(t *testing.T) {
+	t.Parallel()
+	const conns, interval = 40, 2 * time.Second
+	_, url := testHub(t, func(o *Options) { o.PingInterval = interval })
+	start := time.Now()
+	rcs := make([]*rawConn, conns)
+	for i := range rcs { // one user each: a user's handshakes are rate-limited
+		rcs[i] = dialRaw(t, url, rawOpts{token: testToken(t, fmt.Sprintf("u%d", i), time.Hour, "staff")})
+		rcs[i].next(nil) // welcome
+	}
+	// Read each connection for one interval (and some): its pings' times.
+	pings := make([][]time.Duration, conns)
+	var wg sync.WaitGroup
+	for i, rc := range rcs {
+		wg.Go(func() {
+			end := start.Add(interval + 600*time.Millisecond)
+			for {
+				h, _, err := rc.readFrame(time.Until(end))
+				if err != nil {
+					return // the deadline
+				}
+				if h.OpCode == ws.OpPing {
+					pings[i] = append(pings[i], time.Since(start))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	first, last := time.Duration(1<<62), time.Duration(0)
+	for i, p := range pings {
+		if len(p) == 0 || len(p) > 2 { // two: its slot came again in the extra 600 ms
+			t.Errorf("connection %d pinged %d times in %v (%v), want once", i, len(p), interval+600*time.Millisecond, p)
+			continue
+		}
+		first, last = min(first, p[0]), max(last, p[0])
+	}
+	if last-first < interval/2 {
+		t.Errorf("pings from %v to %v: not spread over the %v interval", first, last, interval)
+	}
 }

@@ -479,19 +479,33 @@ func (h *Hub) flushWorker() {
 // pinger pings every connection each PingInterval and closes the ones that
 // have been silent for PongTimeout: one goroutine and one ticker for the hub,
 // no timer per connection.
+//
+// Each connection has its own slot in the interval (a hash of it, so stable
+// for its life): the slots are pingSlot apart, and each tick pings only the
+// connections of one slot. Pinging every connection at the same instant sent
+// 10,000 pings and woke 10,000 readers for the pongs at once, every
+// PingInterval, and the broadcasts caught in that burst waited for it (the
+// 10,000-subscriber p99 doubled from then on).
 func (h *Hub) pinger() {
-	t := time.NewTicker(h.opts.PingInterval)
+	slots := max(int(h.opts.PingInterval/pingSlot), 1)
+	t := time.NewTicker(h.opts.PingInterval / time.Duration(slots))
 	defer t.Stop()
+	seed := maphash.MakeSeed()
 	var batch []*conn
-	for {
+	for slot := 0; ; slot = (slot + 1) % slots {
 		select {
 		case <-h.stop:
 			return
 		case now := <-t.C:
-			h.limits.prune(now)
+			if slot == 0 {
+				h.limits.prune(now)
+			}
 			batch = h.snapshotConns(batch[:0])
 			limit := now.Add(-h.opts.PongTimeout).UnixNano()
 			for _, c := range batch {
+				if slots > 1 && maphash.Comparable(seed, c)%uint64(slots) != uint64(slot) {
+					continue
+				}
 				if c.lastIn.Load() < limit {
 					if c.closeWith(ClosePingTimeout, "ping timeout") {
 						h.stats.pingTimeouts.Add(1)
@@ -504,6 +518,10 @@ func (h *Hub) pinger() {
 		}
 	}
 }
+
+// pingSlot is the spacing of the pinger's slots (see pinger): a 25 s
+// PingInterval has 100 of them, each pinging about 1 % of the connections.
+const pingSlot = 250 * time.Millisecond
 
 func (h *Hub) snapshotConns(dst []*conn) []*conn {
 	h.mu.RLock()
