@@ -20,6 +20,20 @@ func sameShardRooms(b *MemoryBroker, n int) []string {
 	return rooms
 }
 
+// startedMemory returns a started memory broker, closed when the test ends.
+func startedMemory(t *testing.T, opts MemoryBrokerOptions) *MemoryBroker {
+	t.Helper()
+	b, err := NewMemoryBroker(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(t.Context(), nopHandler{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close(context.Background()) })
+	return b
+}
+
 type nopHandler struct{}
 
 func (nopHandler) HandlePublication(Publication) {}
@@ -30,15 +44,9 @@ func (nopHandler) HandleResync([]string)         {}
 // refused as unrecoverable, the others resume; Stats tells.
 func TestMemoryBrokerHistoryBudget(t *testing.T) {
 	const perShard = 3000 // bytes
-	b, err := NewMemoryBroker(MemoryBrokerOptions{MaxHistoryBytes: perShard * memoryShards})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := startedMemory(t, MemoryBrokerOptions{MaxHistoryBytes: perShard * memoryShards})
 	ctx := context.Background()
-	if err := b.Start(ctx, nopHandler{}); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(ctx)
+	var err error
 	rooms := sameShardRooms(b, 3)
 	data := []byte(`"` + strings.Repeat("x", 398) + `"`) // 400 bytes: 500 counted
 	publish := func(room string, n int) StreamPosition {
@@ -88,15 +96,8 @@ func TestMemoryBrokerHistoryBudget(t *testing.T) {
 // TestMemoryBrokerHistoryUnbounded: a negative MaxHistoryBytes evicts
 // nothing.
 func TestMemoryBrokerHistoryUnbounded(t *testing.T) {
-	b, err := NewMemoryBroker(MemoryBrokerOptions{MaxHistoryBytes: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := startedMemory(t, MemoryBrokerOptions{MaxHistoryBytes: -1})
 	ctx := context.Background()
-	if err := b.Start(ctx, nopHandler{}); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(ctx)
 	big := []byte(`"` + strings.Repeat("x", 1<<20) + `"`)
 	for range 3 {
 		if _, err := b.Publish(ctx, "room:a", big); err != nil {

@@ -228,13 +228,20 @@ test("commands wait for the connection; pending ones fail on a drop", async () =
   c.close();
 });
 
-test("presenceRoom: snapshot after connecting, then the room's events", async () => {
+// presenceWithAlice connects a client and its presenceRoom("staff"), whose
+// snapshot holds alice.
+async function presenceWithAlice() {
   const { c } = newClient();
   const ws = await connectLive(c);
   const pr = c.presenceRoom("staff");
   await until(() => ws.lastSent("presence"), "presence");
   ws.reply("presence", { room: "staff", count: 1, truncated: false, users: [{ user: "alice", name: "Alice", roles: ["staff"], conns: [{ conn: "c1" }] }] });
   await until(() => pr.list().length === 1, "snapshot");
+  return { c, ws, pr };
+}
+
+test("presenceRoom: snapshot after connecting, then the room's events", async () => {
+  const { c, ws, pr } = await presenceWithAlice();
   ws.recv({ type: "event", event: "user:online", room: "staff", data: { user: "bob", name: "Bob", roles: ["staff"] } });
   ws.recv({ type: "event", event: "user:viewing", room: "staff", data: { user: "bob", conn: "c2", viewing: "device:42" } });
   ws.recv({ type: "event", event: "user:viewing", room: "other", data: { user: "eve", conn: "c3", viewing: "x" } });
@@ -246,12 +253,7 @@ test("presenceRoom: snapshot after connecting, then the room's events", async ()
 });
 
 test("presenceRoom: online/offline out of order across nodes, the later seq wins", async () => {
-  const { c } = newClient();
-  const ws = await connectLive(c);
-  const pr = c.presenceRoom("staff");
-  await until(() => ws.lastSent("presence"), "presence");
-  ws.reply("presence", { room: "staff", count: 1, truncated: false, users: [{ user: "alice", name: "Alice", roles: ["staff"], conns: [{ conn: "c1" }] }] });
-  await until(() => pr.list().length === 1, "snapshot");
+  const { c, ws, pr } = await presenceWithAlice();
   const ev = (event, user, seq) => ws.recv({ type: "event", event, room: "staff", data: { user, seq } });
   // Bob left on node A (seq 10) and came back on node B (seq 11); B's event arrives first.
   ev("user:online", "bob", 11);
