@@ -294,7 +294,9 @@ func TestHub_SlowConsumer(t *testing.T) {
 // succession to a connection go out in one write, in order.
 func TestHub_WriteDelay(t *testing.T) {
 	t.Parallel()
-	h, url := testHub(t, func(o *Options) { o.WriteDelay = time.Second })
+	// No pings: one could join the held frames (a connection's ping slot
+	// may come at any point of the interval).
+	h, url := testHub(t, func(o *Options) { o.WriteDelay = time.Second; o.PingInterval = time.Hour })
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	fc, err := fastDial(ctx, url, testToken(t, "del", time.Hour, "staff"))

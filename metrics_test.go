@@ -158,6 +158,7 @@ func TestHub_EventCounts(t *testing.T) {
 	h, url := testHub(t, func(o *Options) {
 		o.WriteDelay = time.Second
 		o.SendQueueBytes = 3000
+		o.PingInterval = time.Hour // no ping frame in the counts
 	})
 	c := dial(t, url, testToken(t, "alice", time.Hour, "staff"))
 	c.readType("welcome")
