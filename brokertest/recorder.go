@@ -117,6 +117,12 @@ func (r *Recorder) Err() error {
 // t after [WaitTimeout].
 func (r *Recorder) WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
+	r.waitFor(t, func() string { return what }, cond)
+}
+
+// waitFor is WaitFor with the failure's description built when it fails.
+func (r *Recorder) waitFor(t testing.TB, what func() string, cond func() bool) {
+	t.Helper()
 	deadline := time.NewTimer(WaitTimeout)
 	defer deadline.Stop()
 	for {
@@ -129,7 +135,7 @@ func (r *Recorder) WaitFor(t testing.TB, what string, cond func() bool) {
 		select {
 		case <-ch:
 		case <-deadline.C:
-			t.Fatalf("brokertest: waited %v for %s", WaitTimeout, what)
+			t.Fatalf("brokertest: waited %v for %s", WaitTimeout, what())
 		}
 	}
 }
@@ -147,8 +153,15 @@ func (r *Recorder) Wait(t testing.TB, room string, n int) []rthub.Publication {
 // off arrived.
 func (r *Recorder) WaitOffset(t testing.TB, room string, off uint64) {
 	t.Helper()
-	r.WaitFor(t, fmt.Sprintf("offset %d of %s", off, room), func() bool {
+	var last rthub.Publication
+	var n int
+	var errs []error
+	r.waitFor(t, func() string {
+		return fmt.Sprintf("offset %d of %s (last received: offset %d epoch %q, %d publications of the room, violations %v)",
+			off, room, last.Offset, last.Epoch, n, errs)
+	}, func() bool {
 		p, ok := r.last[room]
+		last, n, errs = p, len(r.pubs[room]), slices.Clone(r.errs)
 		return ok && p.Offset >= off
 	})
 }
