@@ -1224,7 +1224,7 @@ func (h *Hub) publish(ctx context.Context, room, event string, data []byte, opts
 		o(&cfg)
 	}
 	h.stats.published.Add(1)
-	h.stats.events.of([]byte(event)).published.Add(1)
+	h.stats.events.of(event).published.Add(1)
 	payload := appendPublication(make([]byte, 0, 96+len(event)+len(room)+len(cfg.cid)+len(data)), cfg.except, cfg.cid, event, room, data)
 	if cfg.cid != "" && h.log.Enabled(ctx, slog.LevelDebug) {
 		h.log.LogAttrs(ctx, slog.LevelDebug, "rthub: publish", slog.String("room", room),
@@ -1246,7 +1246,7 @@ func (h *Hub) deliverLocked(rm *room, room, event string, data []byte, except st
 		return nil
 	}
 	payload := appendEvent(make([]byte, 0, 64+len(event)+len(room)+len(data)), event, room, data)
-	return h.deliverPayloadLocked(rm, payload, except, h.stats.events.of([]byte(event)))
+	return h.deliverPayloadLocked(rm, payload, except, h.stats.events.of(event))
 }
 
 // deliverPayloadLocked queues one encoded server message to rm's members

@@ -112,32 +112,49 @@ type eventCounters struct {
 
 type eventCounter struct{ published, delivered, dropped atomic.Uint64 }
 
-// of returns the counters of the event named name (as bytes: the lookup does
-// not allocate), creating them on first use.
-func (e *eventCounters) of(name []byte) *eventCounter {
+// of returns the counters of the event named name, creating them on first
+// use.
+func (e *eventCounters) of(name string) *eventCounter {
+	e.mu.RLock()
+	c := e.m[name]
+	e.mu.RUnlock()
+	if c != nil {
+		return c
+	}
+	return e.add(name)
+}
+
+// ofBytes is of for a name read from a message: the lookup does not
+// allocate (only a first sighting does).
+func (e *eventCounters) ofBytes(name []byte) *eventCounter {
 	e.mu.RLock()
 	c := e.m[string(name)]
 	e.mu.RUnlock()
 	if c != nil {
 		return c
 	}
+	return e.add(string(name))
+}
+
+// add creates the counters of name, or returns those of OtherEvents once
+// MaxEventNames-1 names have their own.
+func (e *eventCounters) add(name string) *eventCounter {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if c = e.m[string(name)]; c != nil {
+	if c := e.m[name]; c != nil {
 		return c
 	}
-	key := string(name)
 	if len(e.m) >= MaxEventNames-1 { // keep a key for OtherEvents
-		key = OtherEvents
-		if c = e.m[key]; c != nil {
+		name = OtherEvents
+		if c := e.m[name]; c != nil {
 			return c
 		}
 	}
 	if e.m == nil {
 		e.m = make(map[string]*eventCounter)
 	}
-	c = new(eventCounter)
-	e.m[key] = c
+	c := new(eventCounter)
+	e.m[name] = c
 	return c
 }
 

@@ -203,7 +203,7 @@ func (h *Hub) deliverPubLocked(rm *room, pub *Publication) *flushList {
 	except, body := splitPublication(pub.Data)
 	var ev *eventCounter
 	if name := eventNameOf(body); name != nil {
-		ev = h.stats.events.of(name)
+		ev = h.stats.events.ofBytes(name)
 	}
 	return h.deliverPayloadLocked(rm, appendPosition(make([]byte, 0, len(body)+48), body, pub.Position()), except, ev)
 }
