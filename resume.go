@@ -325,8 +325,29 @@ func appendPublication(dst []byte, except, cid, event, room string, data []byte)
 	return appendEventCID(dst, cid, event, room, data)
 }
 
-// splitPublication undoes appendPublication's except member.
+// MetaSeparator starts and ends a metadata record that a broker wrapper may
+// put before a publication's data, e.g. otelrthub's trace context:
+// "\x1e" + meta + "\x1e" + data. The hub skips such a record, so a node
+// without the wrapper still sends clients the data alone. The record must not
+// contain the separator.
+const MetaSeparator = '\x1e'
+
+// skipMeta returns data without a leading metadata record (see
+// MetaSeparator).
+func skipMeta(data []byte) []byte {
+	if len(data) == 0 || data[0] != MetaSeparator {
+		return data
+	}
+	if i := bytes.IndexByte(data[1:], MetaSeparator); i >= 0 {
+		return data[i+2:]
+	}
+	return data
+}
+
+// splitPublication undoes appendPublication's except member (and skips a
+// metadata record).
 func splitPublication(data []byte) (except string, body []byte) {
+	data = skipMeta(data)
 	if !bytes.HasPrefix(data, []byte(exceptPrefix)) {
 		return "", data
 	}

@@ -1,6 +1,7 @@
 package rthub
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -422,6 +423,16 @@ func TestResume_PublicationEnvelope(t *testing.T) {
 		gotExcept, body := splitPublication(p)
 		if gotExcept != except || string(body) != `{"type":"event","event":"a:b","room":"r","data":{"x":1}}` {
 			t.Fatalf("split(%s) = %q, %s", p, gotExcept, body)
+		}
+		// A broker wrapper's metadata record before the data is skipped;
+		// an unterminated one is left (the data is then not JSON, and no
+		// wrapper writes it).
+		meta := append([]byte("\x1e00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\x1e"), p...)
+		if gotExcept, metaBody := splitPublication(meta); gotExcept != except || !bytes.Equal(metaBody, body) {
+			t.Fatalf("split with a metadata record = %q, %s", gotExcept, metaBody)
+		}
+		if got := skipMeta([]byte("\x1eunterminated")); string(got) != "\x1eunterminated" {
+			t.Fatalf("skipMeta(unterminated) = %q", got)
 		}
 		frame := appendPosition(nil, body, StreamPosition{Offset: 42, Epoch: "e\"1"})
 		var m eventMsg

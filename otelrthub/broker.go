@@ -1,6 +1,7 @@
 package otelrthub
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/org/rthub"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -15,9 +17,19 @@ import (
 // "rthub.broker.publish" (with the stream offset it assigned),
 // "rthub.broker.subscribe", "rthub.broker.unsubscribe" and
 // "rthub.broker.history" (an unrecoverable position is an event, not an
-// error). Start and Close pass through. If b is also an
-// [rthub.PresenceStore], so is the result (its calls are not traced), so
-// cluster presence keeps working. Give the result to rthub Options.Broker.
+// error). Close passes through. If b is also an [rthub.PresenceStore], so is
+// the result (its calls are not traced), so cluster presence keeps working.
+// Give the result to rthub Options.Broker.
+//
+// Across nodes: a publication made under a sampled span carries that span's
+// W3C trace context in a metadata record before its data (see
+// [rthub.MetaSeparator]), and every node that wrapped its broker starts a
+// consumer span "rthub.broker.deliver" for it, a child of the publisher's
+// span, around handing it to its hub (queuing it to the room's members).
+// One sensor reading is then one trace from the MQTT ingest on one node to
+// the delivery on every node. History returns the data without the record,
+// and a hub whose broker is not wrapped skips it, so nodes can be wrapped
+// one at a time.
 func WrapBroker(b rthub.Broker, opts Options) rthub.Broker {
 	tb := &tracedBroker{next: b, tr: opts.tracer()}
 	if ps, ok := b.(rthub.PresenceStore); ok {
@@ -54,8 +66,77 @@ func end(span trace.Span, err error) {
 }
 
 func (b *tracedBroker) Start(ctx context.Context, h rthub.BrokerHandler) error {
-	return b.next.Start(ctx, h)
+	return b.next.Start(ctx, tracedHandler{next: h, tr: b.tr})
 }
+
+// traceMeta returns the metadata record carrying ctx's sampled span context
+// ("\x1e" + traceparent + "\x1e"), or nil.
+func traceMeta(ctx context.Context) []byte {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() || !sc.IsSampled() {
+		return nil
+	}
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	tp := carrier.Get("traceparent")
+	if tp == "" {
+		return nil
+	}
+	meta := make([]byte, 0, len(tp)+2)
+	meta = append(meta, rthub.MetaSeparator)
+	meta = append(meta, tp...)
+	return append(meta, rthub.MetaSeparator)
+}
+
+// metaLen returns the length of the metadata record data starts with (0 if
+// none).
+func metaLen(data []byte) int {
+	if len(data) == 0 || data[0] != rthub.MetaSeparator {
+		return 0
+	}
+	if i := bytes.IndexByte(data[1:], rthub.MetaSeparator); i >= 0 {
+		return i + 2
+	}
+	return 0
+}
+
+// splitMeta returns the trace context of a publication's metadata record
+// (invalid if none) and the data without it.
+func splitMeta(data []byte) (trace.SpanContext, []byte) {
+	n := metaLen(data)
+	if n == 0 {
+		return trace.SpanContext{}, data
+	}
+	carrier := propagation.MapCarrier{"traceparent": string(data[1 : n-1])}
+	ctx := propagation.TraceContext{}.Extract(context.Background(), carrier)
+	return trace.SpanContextFromContext(ctx), data[n:]
+}
+
+// tracedHandler starts "rthub.broker.deliver" for publications that carry a
+// trace context and hands the hub the data without it.
+type tracedHandler struct {
+	next rthub.BrokerHandler
+	tr   trace.Tracer
+}
+
+func (h tracedHandler) HandlePublication(p rthub.Publication) {
+	sc, data := splitMeta(p.Data)
+	if !sc.IsValid() {
+		h.next.HandlePublication(p)
+		return
+	}
+	p.Data = data
+	_, span := h.tr.Start(trace.ContextWithRemoteSpanContext(context.Background(), sc), "rthub.broker.deliver",
+		trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("rthub.room", p.Room), attribute.Int64("rthub.offset", int64(p.Offset)),
+			attribute.String("rthub.epoch", p.Epoch))
+	}
+	h.next.HandlePublication(p)
+	span.End()
+}
+
+func (h tracedHandler) HandleResync(rooms []string) { h.next.HandleResync(rooms) }
 
 func (b *tracedBroker) Close(ctx context.Context) error { return b.next.Close(ctx) }
 
@@ -63,6 +144,9 @@ func (b *tracedBroker) Publish(ctx context.Context, room string, data []byte) (r
 	ctx, span := b.start(ctx, "rthub.broker.publish")
 	if span.IsRecording() {
 		span.SetAttributes(attribute.String("rthub.room", room), attribute.Int("rthub.bytes", len(data)))
+	}
+	if meta := traceMeta(ctx); meta != nil {
+		data = append(meta, data...)
 	}
 	pos, err := b.next.Publish(ctx, room, data)
 	if err == nil && span.IsRecording() {
@@ -90,6 +174,9 @@ func (b *tracedBroker) History(ctx context.Context, room string, since rthub.Str
 	ctx, span := b.start(ctx, "rthub.broker.history", attribute.String("rthub.room", room),
 		attribute.Int64("rthub.since", int64(since.Offset)), attribute.Int("rthub.limit", limit))
 	pubs, pos, err := b.next.History(ctx, room, since, limit)
+	for i := range pubs {
+		pubs[i].Data = pubs[i].Data[metaLen(pubs[i].Data):]
+	}
 	span.SetAttributes(attribute.Int("rthub.publications", len(pubs)))
 	if errors.Is(err, rthub.ErrUnrecoverable) {
 		span.AddEvent("rthub.unrecoverable", trace.WithTimestamp(time.Now()))

@@ -2,6 +2,7 @@ package otelrthub_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -205,3 +206,112 @@ func TestWrapBroker_keepsPresenceStore(t *testing.T) {
 }
 
 func isPresence(b rthub.Broker) bool { _, ok := b.(rthub.PresenceStore); return ok }
+
+// TestWrapBroker_acrossNodes: three hubs on one in-memory cluster. A
+// publication on node A under a span reaches node B (wrapped) as a
+// "rthub.broker.deliver" span in the same trace, child of A's broker publish
+// span; node C (not wrapped) skips the trace context; clients on both get
+// the event as published, and a resume from history too.
+func TestWrapBroker_acrossNodes(t *testing.T) {
+	t.Parallel()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	opts := otelrthub.Options{TracerProvider: tp}
+	first, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := func(b rthub.Broker) (*rthub.Hub, string) {
+		t.Helper()
+		hub, err := rthub.New(rthub.Options{
+			Auth: rthub.AuthOptions{Keys: map[string]any{"": secret}},
+			Policy: rthub.Policy{Roles: map[string]rthub.RoleRules{
+				"staff": {Join: []string{"staff"}, AutoJoin: []string{"staff"}},
+			}},
+			Broker: b,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(hub)
+		t.Cleanup(func() { hub.Close(); srv.Close() })
+		return hub, "ws" + strings.TrimPrefix(srv.URL, "http")
+	}
+	hubA, _ := node(otelrthub.WrapBroker(first, opts))
+	_, urlB := node(otelrthub.WrapBroker(first.Peer(), opts))
+	_, urlC := node(first.Peer()) // not wrapped
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := map[string]chan client.Event{}
+	for name, url := range map[string]string{"B": urlB, "C": urlC} {
+		c, err := client.Dial(ctx, url, client.Options{Token: token(t, "ann", "staff")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ch := make(chan client.Event, 4)
+		c.On("tick", func(e client.Event) { ch <- e })
+		got[name] = ch
+	}
+
+	pctx, parent := tp.Tracer("test").Start(ctx, "ingest")
+	if err := hubA.Publish(pctx, "staff", "tick", map[string]int{"n": 7}); err != nil {
+		t.Fatal(err)
+	}
+	parent.End()
+	for name, ch := range got {
+		select {
+		case e := <-ch:
+			if string(e.Data) != `{"n":7}` {
+				t.Errorf("node %s: client got %s", name, e.Data)
+			}
+		case <-ctx.Done():
+			t.Fatalf("node %s: no event", name)
+		}
+	}
+	var pubSpan sdktrace.ReadOnlySpan
+	for _, s := range spansNamed(rec, "rthub.broker.publish") {
+		if s.Parent().SpanID() == parent.SpanContext().SpanID() {
+			pubSpan = s
+		}
+	}
+	if pubSpan == nil {
+		t.Fatal("no broker publish span under the ingest span")
+	}
+	// Node A's own delivery and node B's: each a child of the publish span.
+	deliveries := 0
+	for _, s := range spansNamed(rec, "rthub.broker.deliver") {
+		if s.SpanContext().TraceID() != parent.SpanContext().TraceID() || s.Parent().SpanID() != pubSpan.SpanContext().SpanID() {
+			t.Errorf("deliver span %v, parent %v; want a child of %v", s.SpanContext().SpanID(), s.Parent().SpanID(), pubSpan.SpanContext().SpanID())
+			continue
+		}
+		if !s.Parent().IsRemote() || s.SpanKind() != trace.SpanKindConsumer {
+			t.Errorf("deliver span: remote parent %v, kind %v", s.Parent().IsRemote(), s.SpanKind())
+		}
+		if v, _ := attr(s, "rthub.room"); v.AsString() != "staff" {
+			t.Errorf("deliver span room %q", v.AsString())
+		}
+		deliveries++
+	}
+	if deliveries != 1 {
+		t.Errorf("%d deliver spans, want 1 (node B; node A has no member in the room, C is not wrapped)", deliveries)
+	}
+
+	// History (what a resume reads) has the data without the trace context
+	// through a wrapped broker; the stored data has it.
+	wrapped := otelrthub.WrapBroker(first, opts)
+	_, cur, err := wrapped.History(ctx, "staff", rthub.StreamPosition{}, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	since := rthub.StreamPosition{Offset: cur.Offset - 1, Epoch: cur.Epoch}
+	pubs, _, err := wrapped.History(ctx, "staff", since, -1)
+	if err != nil || len(pubs) != 1 || !json.Valid(pubs[0].Data) {
+		t.Fatalf("history through the wrapper: %v, %+v", err, pubs)
+	}
+	raw, _, err := first.History(ctx, "staff", since, -1)
+	if err != nil || len(raw) != 1 || raw[0].Data[0] != rthub.MetaSeparator {
+		t.Fatalf("stored publication: %v, %+v; want the trace context first", err, raw)
+	}
+}
