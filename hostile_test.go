@@ -343,6 +343,7 @@ func hostileAttacks(e *hostileEnv) []attack {
 		{"connection flood by one user", func(t *testing.T) {
 			tok := staff(t, "hoarder")
 			var ok, limited, throttled int
+			start := time.Now()
 			for range 30 {
 				st, _, body := e.upgrade(t, bearer(tok))
 				switch st {
@@ -361,8 +362,13 @@ func hostileAttacks(e *hostileEnv) []attack {
 			// upgradeResponse drops each upgraded connection; the hub notices
 			// at once (EOF), so the per-user cap is checked against the
 			// connections still being torn down too.
-			if ok == 0 || ok+limited+throttled != 30 || throttled < 5 {
-				t.Fatalf("ok %d, too_many_connections %d, rate_limited %d", ok, limited, throttled)
+			// The user's handshake bucket (burst 20, 2/s) refills while the
+			// 30 run, slowly on a loaded machine: at most 20 + 2/s of them
+			// pass the rate check (ok or too_many_connections).
+			took := time.Since(start)
+			maxAdmitted := 20 + int(2*took.Seconds()) + 1
+			if ok == 0 || ok+limited+throttled != 30 || ok+limited > maxAdmitted || (throttled == 0 && maxAdmitted < 30) {
+				t.Fatalf("ok %d, too_many_connections %d, rate_limited %d in %v (at most %d past the rate)", ok, limited, throttled, took, maxAdmitted)
 			}
 			held := make([]*rawConn, 0, 5)
 			waitUserGone(t, e.h, "hoarder2")
