@@ -34,33 +34,49 @@ func token(t testing.TB, sub string, roles ...string) string {
 	return s
 }
 
-// tracedHub starts a hub with every wrapper, recording spans.
-func tracedHub(t testing.TB) (*rthub.Hub, otelrthub.Publisher, string, *tracetest.SpanRecorder) {
-	t.Helper()
+// recordingOptions returns wrapper options whose spans rec records.
+func recordingOptions(t testing.TB) (otelrthub.Options, *tracetest.SpanRecorder) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	opts := otelrthub.Options{TracerProvider: tp}
-	mb, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	return otelrthub.Options{TracerProvider: tp}, rec
+}
+
+// staffHub starts a hub on broker b (staff auto-join "staff") served by
+// handler(hub), and returns it with its WebSocket URL.
+func staffHub(t testing.TB, b rthub.Broker, onRefused func(context.Context, rthub.Refusal), handler func(*rthub.Hub) http.Handler) (*rthub.Hub, string) {
+	t.Helper()
 	hub, err := rthub.New(rthub.Options{
 		Auth: rthub.AuthOptions{Keys: map[string]any{"": secret}},
 		Policy: rthub.Policy{Roles: map[string]rthub.RoleRules{
 			"staff": {Join: []string{"staff"}, AutoJoin: []string{"staff"}},
 		}},
-		Broker:    otelrthub.WrapBroker(mb, opts),
-		OnRefused: otelrthub.OnRefused(nil),
+		Broker:    b,
+		OnRefused: onRefused,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(otelrthub.Handler(hub, opts))
+	srv := httptest.NewServer(handler(hub))
 	t.Cleanup(func() { hub.Close(); srv.Close() })
+	return hub, "ws" + strings.TrimPrefix(srv.URL, "http")
+}
+
+func plainHandler(h *rthub.Hub) http.Handler { return h }
+
+// tracedHub starts a hub with every wrapper, recording spans.
+func tracedHub(t testing.TB) (*rthub.Hub, otelrthub.Publisher, string, *tracetest.SpanRecorder) {
+	t.Helper()
+	opts, rec := recordingOptions(t)
+	mb, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub, url := staffHub(t, otelrthub.WrapBroker(mb, opts), otelrthub.OnRefused(nil),
+		func(h *rthub.Hub) http.Handler { return otelrthub.Handler(h, opts) })
 	pub := otelrthub.WrapPublisher(hub, otelrthub.PublishOptions{Options: opts,
 		CorrelationID: func(ctx context.Context) string { id, _ := ctx.Value(cidKey{}).(string); return id }})
-	return hub, pub, "ws" + strings.TrimPrefix(srv.URL, "http"), rec
+	return hub, pub, url, rec
 }
 
 type cidKey struct{}
@@ -82,6 +98,33 @@ func spansNamed(rec *tracetest.SpanRecorder, name string) []sdktrace.ReadOnlySpa
 		}
 	}
 	return out
+}
+
+// ticks connects a staff client to url (closed when the test ends) and
+// returns the "tick" events it gets.
+func ticks(ctx context.Context, t *testing.T, url string) chan client.Event {
+	t.Helper()
+	c, err := client.Dial(ctx, url, client.Options{Token: token(t, "ann", "staff")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ch := make(chan client.Event, 4)
+	c.On("tick", func(e client.Event) { ch <- e })
+	return ch
+}
+
+// childNamed returns the ended span called name whose parent is parent; it
+// fails the test if there is none.
+func childNamed(t *testing.T, rec *tracetest.SpanRecorder, name string, parent trace.SpanContext) sdktrace.ReadOnlySpan {
+	t.Helper()
+	for _, s := range spansNamed(rec, name) {
+		if s.Parent().SpanID() == parent.SpanID() {
+			return s
+		}
+	}
+	t.Fatalf("no %s span under span %v", name, parent.SpanID())
+	return nil
 }
 
 func TestHandler_handshakeSpans(t *testing.T) {
@@ -131,13 +174,7 @@ func TestWrapPublisher_spansAndBroker(t *testing.T) {
 	_, pub, wsURL, rec := tracedHub(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, wsURL, client.Options{Token: token(t, "ann", "staff")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	got := make(chan client.Event, 1)
-	c.On("tick", func(e client.Event) { got <- e })
+	got := ticks(ctx, t, wsURL)
 	pctx := context.WithValue(ctx, cidKey{}, "reading-42")
 	if err := pub.Publish(pctx, "staff", "tick", 1, rthub.WithCorrelationID("reading-42")); err != nil {
 		t.Fatal(err)
@@ -167,15 +204,7 @@ func TestWrapPublisher_spansAndBroker(t *testing.T) {
 	if ps[1].Status().Code != codes.Error {
 		t.Errorf("failed publish status %v", ps[1].Status())
 	}
-	var child sdktrace.ReadOnlySpan
-	for _, b := range spansNamed(rec, "rthub.broker.publish") {
-		if b.Parent().SpanID() == p.SpanContext().SpanID() {
-			child = b
-		}
-	}
-	if child == nil {
-		t.Fatal("no broker publish span under the publish span")
-	}
+	child := childNamed(t, rec, "rthub.broker.publish", p.SpanContext())
 	if v, ok := attr(child, "rthub.offset"); !ok || v.AsInt64() < 1 {
 		t.Errorf("broker span offset %v", v)
 	}
@@ -214,30 +243,12 @@ func isPresence(b rthub.Broker) bool { _, ok := b.(rthub.PresenceStore); return 
 // the event as published, and a resume from history too.
 func TestWrapBroker_acrossNodes(t *testing.T) {
 	t.Parallel()
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	opts := otelrthub.Options{TracerProvider: tp}
+	opts, rec := recordingOptions(t)
 	first, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := func(b rthub.Broker) (*rthub.Hub, string) {
-		t.Helper()
-		hub, err := rthub.New(rthub.Options{
-			Auth: rthub.AuthOptions{Keys: map[string]any{"": secret}},
-			Policy: rthub.Policy{Roles: map[string]rthub.RoleRules{
-				"staff": {Join: []string{"staff"}, AutoJoin: []string{"staff"}},
-			}},
-			Broker: b,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := httptest.NewServer(hub)
-		t.Cleanup(func() { hub.Close(); srv.Close() })
-		return hub, "ws" + strings.TrimPrefix(srv.URL, "http")
-	}
+	node := func(b rthub.Broker) (*rthub.Hub, string) { return staffHub(t, b, nil, plainHandler) }
 	hubA, _ := node(otelrthub.WrapBroker(first, opts))
 	_, urlB := node(otelrthub.WrapBroker(first.Peer(), opts))
 	_, urlC := node(first.Peer()) // not wrapped
@@ -245,17 +256,10 @@ func TestWrapBroker_acrossNodes(t *testing.T) {
 	defer cancel()
 	got := map[string]chan client.Event{}
 	for name, url := range map[string]string{"B": urlB, "C": urlC} {
-		c, err := client.Dial(ctx, url, client.Options{Token: token(t, "ann", "staff")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		ch := make(chan client.Event, 4)
-		c.On("tick", func(e client.Event) { ch <- e })
-		got[name] = ch
+		got[name] = ticks(ctx, t, url)
 	}
 
-	pctx, parent := tp.Tracer("test").Start(ctx, "ingest")
+	pctx, parent := opts.TracerProvider.Tracer("test").Start(ctx, "ingest")
 	if err := hubA.Publish(pctx, "staff", "tick", map[string]int{"n": 7}); err != nil {
 		t.Fatal(err)
 	}
@@ -270,15 +274,7 @@ func TestWrapBroker_acrossNodes(t *testing.T) {
 			t.Fatalf("node %s: no event", name)
 		}
 	}
-	var pubSpan sdktrace.ReadOnlySpan
-	for _, s := range spansNamed(rec, "rthub.broker.publish") {
-		if s.Parent().SpanID() == parent.SpanContext().SpanID() {
-			pubSpan = s
-		}
-	}
-	if pubSpan == nil {
-		t.Fatal("no broker publish span under the ingest span")
-	}
+	pubSpan := childNamed(t, rec, "rthub.broker.publish", parent.SpanContext())
 	// Node A's own delivery and node B's: each a child of the publish span.
 	deliveries := 0
 	for _, s := range spansNamed(rec, "rthub.broker.deliver") {
