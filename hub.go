@@ -488,31 +488,46 @@ func (h *Hub) flushWorker() {
 // 10,000-subscriber p99 doubled from then on).
 func (h *Hub) pinger() {
 	slots := max(int(h.opts.PingInterval/pingSlot), 1)
-	t := time.NewTicker(h.opts.PingInterval / time.Duration(slots))
+	step := h.opts.PingInterval / time.Duration(slots)
+	start := time.Now() // before the ticker: tick k comes k steps after it or later
+	t := time.NewTicker(step)
 	defer t.Stop()
 	seed := maphash.MakeSeed()
+	var done int64 // ticks handled so far
 	var batch []*conn
-	for slot := 0; ; slot = (slot + 1) % slots {
+	for {
 		select {
 		case <-h.stop:
 			return
 		case now := <-t.C:
-			if slot == 0 {
-				h.limits.prune(now)
+			// A Ticker drops ticks when this goroutine is late: catch up
+			// from the clock, so that no slot is skipped (its connections
+			// would go two intervals without a ping), but at most one round.
+			due := int64(now.Sub(start) / step)
+			from := max(done, due-int64(slots))
+			done = due
+			if from >= due {
+				continue
 			}
 			batch = h.snapshotConns(batch[:0])
 			limit := now.Add(-h.opts.PongTimeout).UnixNano()
-			for _, c := range batch {
-				if slots > 1 && maphash.Comparable(seed, c)%uint64(slots) != uint64(slot) {
-					continue
+			for tick := from; tick < due; tick++ {
+				slot := uint64(tick % int64(slots))
+				if slot == 0 {
+					h.limits.prune(now)
 				}
-				if c.lastIn.Load() < limit {
-					if c.closeWith(ClosePingTimeout, "ping timeout") {
-						h.stats.pingTimeouts.Add(1)
+				for _, c := range batch {
+					if slots > 1 && maphash.Comparable(seed, c)%uint64(slots) != slot {
+						continue
 					}
-					continue
+					if c.lastIn.Load() < limit {
+						if c.closeWith(ClosePingTimeout, "ping timeout") {
+							h.stats.pingTimeouts.Add(1)
+						}
+						continue
+					}
+					c.sendControl(pingFrame)
 				}
-				c.sendControl(pingFrame)
 			}
 			clear(batch)
 		}
