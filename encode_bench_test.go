@@ -25,16 +25,8 @@ func BenchmarkEnvelope(b *testing.B) {
 		b.Run(fmt.Sprintf("size=%d/encoding-json", size), func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(data)))
-			type envelope struct {
-				Type   string          `json:"type"`
-				Event  string          `json:"event"`
-				Room   string          `json:"room"`
-				Data   json.RawMessage `json:"data"`
-				Offset uint64          `json:"offset"`
-				Epoch  string          `json:"epoch"`
-			}
 			for b.Loop() {
-				out, err := json.Marshal(envelope{"event", "sensor:data", "device:42", data, 123456, "9c1f0a2b3c4d5e6f"})
+				out, err := json.Marshal(eventMsg{"event", "sensor:data", "device:42", data, 123456, "9c1f0a2b3c4d5e6f"})
 				if err != nil {
 					b.Fatal(err)
 				}
