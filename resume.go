@@ -332,16 +332,24 @@ func appendPublication(dst []byte, except, cid, event, room string, data []byte)
 // contain the separator.
 const MetaSeparator = '\x1e'
 
-// skipMeta returns data without a leading metadata record (see
-// MetaSeparator).
-func skipMeta(data []byte) []byte {
+// SplitMeta splits a publication's data into its leading metadata record
+// (without the separators; nil if there is none, or it is not terminated)
+// and the rest. See [MetaSeparator].
+func SplitMeta(data []byte) (meta, rest []byte) {
 	if len(data) == 0 || data[0] != MetaSeparator {
-		return data
+		return nil, data
 	}
-	if i := bytes.IndexByte(data[1:], MetaSeparator); i >= 0 {
-		return data[i+2:]
+	i := bytes.IndexByte(data[1:], MetaSeparator)
+	if i < 0 {
+		return nil, data
 	}
-	return data
+	return data[1 : i+1], data[i+2:]
+}
+
+// skipMeta returns data without a leading metadata record.
+func skipMeta(data []byte) []byte {
+	_, rest := SplitMeta(data)
+	return rest
 }
 
 // splitPublication undoes appendPublication's except member (and skips a

@@ -1,7 +1,6 @@
 package otelrthub
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"time"
@@ -88,28 +87,16 @@ func traceMeta(ctx context.Context) []byte {
 	return append(meta, rthub.MetaSeparator)
 }
 
-// metaLen returns the length of the metadata record data starts with (0 if
-// none).
-func metaLen(data []byte) int {
-	if len(data) == 0 || data[0] != rthub.MetaSeparator {
-		return 0
-	}
-	if i := bytes.IndexByte(data[1:], rthub.MetaSeparator); i >= 0 {
-		return i + 2
-	}
-	return 0
-}
-
 // splitMeta returns the trace context of a publication's metadata record
 // (invalid if none) and the data without it.
 func splitMeta(data []byte) (trace.SpanContext, []byte) {
-	n := metaLen(data)
-	if n == 0 {
+	meta, rest := rthub.SplitMeta(data)
+	if meta == nil {
 		return trace.SpanContext{}, data
 	}
-	carrier := propagation.MapCarrier{"traceparent": string(data[1 : n-1])}
+	carrier := propagation.MapCarrier{"traceparent": string(meta)}
 	ctx := propagation.TraceContext{}.Extract(context.Background(), carrier)
-	return trace.SpanContextFromContext(ctx), data[n:]
+	return trace.SpanContextFromContext(ctx), rest
 }
 
 // tracedHandler starts "rthub.broker.deliver" for publications that carry a
@@ -175,7 +162,7 @@ func (b *tracedBroker) History(ctx context.Context, room string, since rthub.Str
 		attribute.Int64("rthub.since", int64(since.Offset)), attribute.Int("rthub.limit", limit))
 	pubs, pos, err := b.next.History(ctx, room, since, limit)
 	for i := range pubs {
-		pubs[i].Data = pubs[i].Data[metaLen(pubs[i].Data):]
+		_, pubs[i].Data = rthub.SplitMeta(pubs[i].Data)
 	}
 	span.SetAttributes(attribute.Int("rthub.publications", len(pubs)))
 	if errors.Is(err, rthub.ErrUnrecoverable) {
