@@ -61,6 +61,7 @@ type conn struct {
 	lastIn  atomic.Int64  // unix nanoseconds of the last frame read
 	hdr     [14]byte      // frame header scratch; read loop only
 	readErr error         // why the read loop ended; read loop only
+	ctrlTAT int64         // control-frame limit (GCRA theoretical arrival, unix ns); read loop only
 
 	mu      sync.Mutex
 	queue   *batch        // frames waiting for the writer; nil when empty
@@ -72,6 +73,8 @@ type conn struct {
 	drained chan struct{} // signalled when the writer takes the queue; made by waitQueue
 	closeRx bool          // the client's close frame was read
 	close   []byte        // pending close frame
+	pong    []byte        // pending pong: only the latest ping is answered (RFC 6455 §5.5.3)
+	pingDue bool          // the keepalive ping is pending
 	code    CloseCode
 	rooms   []roomRef
 	viewing string // what the client says it is viewing (presence); "" for nothing
@@ -146,19 +149,35 @@ func (c *conn) prepend(frame []byte) {
 	c.queued += len(frame)
 }
 
-// sendControl queues a control frame (pong); it is not subject to the queue
-// limits but is dropped once the connection is closing.
-func (c *conn) sendControl(frame []byte) {
+// sendPing queues the keepalive ping. At most one is pending: a ping not yet
+// written when the next is due is not queued twice.
+func (c *conn) sendPing() {
+	c.mu.Lock()
+	if c.closing || c.pingDue {
+		c.mu.Unlock()
+		return
+	}
+	c.pingDue = true
+	start := c.kickLocked()
+	c.mu.Unlock()
+	if start {
+		c.hub.schedule(c)
+	}
+}
+
+// sendPong queues the answer to a client's ping. Only the latest ping is
+// answered (RFC 6455 §5.5.3): a pong still pending is replaced, so the pongs
+// a connection holds are bounded by one frame of at most 127 bytes, whatever
+// the client sends and however slowly it reads. Control frames therefore sit
+// outside the data queue's bounds (SendQueueMessages, SendQueueBytes) but are
+// bounded by these two slots.
+func (c *conn) sendPong(payload []byte) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		return
 	}
-	if c.queue == nil {
-		c.queue = batchPool.Get().(*batch)
-	}
-	c.queue.bufs = append(c.queue.bufs, frame)
-	c.queued += len(frame)
+	c.pong = appendFrame(c.pong[:0], opPong, false, payload)
 	start := c.kickLocked()
 	c.mu.Unlock()
 	if start {
@@ -265,6 +284,24 @@ func (c *conn) takeWork() (b *batch, cf []byte, closing bool) {
 	c.queue = nil
 	c.queued = 0
 	c.signalDrainedLocked()
+	if c.pingDue || c.pong != nil {
+		// The pending control frames go first.
+		if b == nil {
+			b = batchPool.Get().(*batch)
+		}
+		var ctrl [2][]byte
+		n := 0
+		if c.pingDue {
+			ctrl[n] = pingFrame
+			n++
+		}
+		if c.pong != nil {
+			ctrl[n] = c.pong // handed over: the next pong gets a new buffer
+			n++
+		}
+		c.pingDue, c.pong = false, nil
+		b.bufs = slices.Insert(b.bufs, 0, ctrl[:n]...)
+	}
 	if b == nil && c.close != nil {
 		cf, c.close = c.close, nil
 	}
@@ -447,6 +484,10 @@ func (c *conn) closeForReadError(err error) {
 		c.mu.Lock()
 		c.closeRx = true
 		c.mu.Unlock()
+	case errors.Is(err, errControlFlood):
+		if c.closeWith(ClosePolicyViolation, "control frame flood") {
+			c.hub.refused(c.hub.ctx, c.refusal("abuse", "rate_limited"))
+		}
 	case errors.As(err, &pe):
 		c.hub.stats.protocolErrors.Add(1)
 		c.closeWith(pe.code, pe.msg)
@@ -535,9 +576,12 @@ func (c *conn) readMessage() ([]byte, error) {
 			}
 			unmask(payload, h.mask)
 			switch h.op {
-			case opPing:
-				c.sendControl(appendFrame(make([]byte, 0, 2+len(payload)), opPong, false, payload))
-			case opPong:
+			case opPing, opPong:
+				if ok, abusive := c.hub.allowControl(c, time.Now()); abusive {
+					return nil, errControlFlood
+				} else if ok && h.op == opPing {
+					c.sendPong(payload)
+				}
 			case opClose:
 				code, err := parseClosePayload(payload)
 				if err != nil {

@@ -526,7 +526,7 @@ func (h *Hub) pinger() {
 						}
 						continue
 					}
-					c.sendControl(pingFrame)
+					c.sendPing()
 				}
 			}
 			clear(batch)
