@@ -158,9 +158,6 @@ func (h *Hub) refresh(c *conn, cmd command) {
 	}
 	c.ident.Store(id)
 	h.scheduleExpiry(c, id)
-	if id.ExpiresAt.IsZero() {
-		c.expGen.Add(1) // no expiry any more: cancel the old timers
-	}
 
 	c.mu.Lock()
 	var check []string

@@ -57,7 +57,8 @@ type conn struct {
 	limit      *cmdLimit // command rate state, made on the first command; read loop only
 
 	ident   atomic.Pointer[Identity]
-	expGen  atomic.Uint64 // bumped on refresh; stale expiry timers compare it
+	expiry    deadline     // the token's warning and exp on the hub's clock; removed at teardown
+	warnedExp atomic.Int64 // the exp (unix seconds) the expiring warning was sent for
 	lastIn  atomic.Int64  // unix nanoseconds of the last frame read
 	hdr     [14]byte      // frame header scratch; read loop only
 	readErr error         // why the read loop ended; read loop only
@@ -543,6 +544,7 @@ func (c *conn) teardown() {
 	code := c.code
 	c.mu.Unlock()
 	_ = c.nc.Close()
+	c.hub.clock.cancel(&c.expiry)
 	c.hub.unregister(c)
 	if code == 0 {
 		code = CloseAbnormal

@@ -676,6 +676,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		deflate:    neg.accepted(),
 		writing:    true, // held until setupConn: the welcome goes first, after the auto-joins
 	}
+	c.expiry = deadline{idx: -1, fn: c.expiryDue}
 	// Keep bytes the client sent right after its request (pipelined frames)
 	// but not net/http's 4 KiB reader.
 	if n := rw.Reader.Buffered(); n > 0 {
@@ -805,25 +806,48 @@ func (h *Hub) callHook(c *conn, fn func()) {
 }
 
 // scheduleExpiry arranges the expiring warning and the close at exp for the
-// identity the connection holds now; a later refresh makes them stale.
+// identity the connection holds now (after a refresh too), or cancels them
+// when it has no exp. The connection has one entry in the hub's clock, moved
+// here and removed at teardown (see deadlines).
 func (h *Hub) scheduleExpiry(c *conn, id *Identity) {
 	if id.ExpiresAt.IsZero() {
+		h.clock.cancel(&c.expiry)
 		return
 	}
-	gen := c.expGen.Add(1)
+	at := id.ExpiresAt
+	if c.warnedExp.Load() != at.Unix() {
+		at = at.Add(-h.auth.expiryWarning()) // at once if that is past
+	}
+	h.clock.schedule(&c.expiry, at)
+}
+
+// expiryDue runs on the clock when the connection's entry is due: it warns
+// that the token is expiring (once per token) and moves the entry to exp, or
+// closes the connection at exp.
+func (c *conn) expiryDue() {
+	h := c.hub
+	id := c.ident.Load()
 	exp := id.ExpiresAt
-	warnAt := exp.Add(-h.auth.expiryWarning())
-	h.clock.add(warnAt, func() {
-		if c.expGen.Load() == gen {
-			c.sendJSON(expiringMsg{Type: "expiring", Expires: exp.Unix()})
-		}
-	})
-	h.clock.add(exp, func() {
-		if c.expGen.Load() == gen {
+	if exp.IsZero() {
+		return
+	}
+	now := time.Now()
+	if !now.Before(exp) {
+		if c.closeWith(CloseTokenExpired, "token expired") {
 			h.stats.tokenExpired.Add(1)
-			c.closeWith(CloseTokenExpired, "token expired")
 		}
-	})
+		return
+	}
+	if c.warnedExp.Swap(exp.Unix()) != exp.Unix() {
+		c.sendJSON(expiringMsg{Type: "expiring", Expires: exp.Unix()})
+	}
+	// Under c.mu: teardown marks the connection closed under it before it
+	// cancels the entry, so the entry is never scheduled again after that.
+	c.mu.Lock()
+	if !c.closed {
+		h.clock.schedule(&c.expiry, exp)
+	}
+	c.mu.Unlock()
 }
 
 // sendJSON queues one control message of the protocol.
