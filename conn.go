@@ -1,6 +1,7 @@
 package rthub
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -47,6 +48,8 @@ type roomRef struct {
 // Both are counted in the hub's WaitGroup.
 type conn struct {
 	hub        *Hub
+	ctx        context.Context    // the connection's: cancelled at teardown (and by Hub.Close)
+	cancel     context.CancelFunc // cancels ctx; teardown calls it after OnDisconnect
 	nc         net.Conn
 	raw        syscall.RawConn // for non-blocking writes; nil: blocking only
 	rd         io.Reader       // nc, or bytes buffered during the handshake followed by nc
@@ -56,13 +59,13 @@ type conn struct {
 	deflate    bool
 	limit      *cmdLimit // command rate state, made on the first command; read loop only
 
-	ident   atomic.Pointer[Identity]
+	ident     atomic.Pointer[Identity]
 	expiry    deadline     // the token's warning and exp on the hub's clock; removed at teardown
 	warnedExp atomic.Int64 // the exp (unix seconds) the expiring warning was sent for
-	lastIn  atomic.Int64  // unix nanoseconds of the last frame read
-	hdr     [14]byte      // frame header scratch; read loop only
-	readErr error         // why the read loop ended; read loop only
-	ctrlTAT int64         // control-frame limit (GCRA theoretical arrival, unix ns); read loop only
+	lastIn    atomic.Int64 // unix nanoseconds of the last frame read
+	hdr       [14]byte     // frame header scratch; read loop only
+	readErr   error        // why the read loop ended; read loop only
+	ctrlTAT   int64        // control-frame limit (GCRA theoretical arrival, unix ns); read loop only
 
 	mu      sync.Mutex
 	queue   *batch        // frames waiting for the writer; nil when empty
@@ -550,6 +553,7 @@ func (c *conn) teardown() {
 		code = CloseAbnormal
 	}
 	c.hub.disconnected(c, CloseError{Code: code}, c.readErr)
+	c.cancel()
 }
 
 // readMessage reads one complete data message, answering control frames on
