@@ -319,6 +319,7 @@ func hostileAttacks(e *hostileEnv) []attack {
 		{"handshake flood from one address", func(t *testing.T) {
 			ip := e.nextIP()
 			var throttled int
+			start := time.Now()
 			for i := range 40 {
 				st, resp, body := upgradeResponse(t, e.url, http.Header{"Authorization": {"Bearer junk"}, "X-Forwarded-For": {ip}})
 				switch {
@@ -334,10 +335,12 @@ func hostileAttacks(e *hostileEnv) []attack {
 					t.Fatalf("handshake %d: %d %s", i, st, body)
 				}
 			}
-			// 1 handshake per second refills the bucket: a slow machine lets
-			// a few more through, never most.
-			if throttled < 15 {
-				t.Fatalf("%d of the 20 handshakes past the burst throttled", throttled)
+			// 1 handshake per second refills the bucket while the 40 run: a
+			// slow machine lets that many more through (CI under load: 40
+			// handshakes in 10 s), never more.
+			refilled := int(time.Since(start).Seconds()) + 1
+			if throttled < 20-refilled {
+				t.Fatalf("%d of the 20 handshakes past the burst throttled; %d may refill in %v", throttled, refilled, time.Since(start))
 			}
 		}},
 		{"connection flood by one user", func(t *testing.T) {

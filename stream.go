@@ -220,16 +220,16 @@ func (h *Hub) syncRoom(rm *room) {
 			fls = append(fls, more...)
 			if again && attempt >= 3 {
 				// History keeps falling short of what was held: jump to
-				// the held publications and have the members reload.
-				fls = append(fls, h.resetLocked(rm, "history does not reach the held publications"))
-				more, _ = h.drainLocked(rm)
-				fls = append(fls, more...)
-				again = len(rm.pending) > 0
-				if again {
-					rm.syncing = false
-					rm.pending = nil
-					again = false
+				// the held publications and have the members reload (or,
+				// if only dropped ones are missing, let the next live
+				// publication show the gap again).
+				if fl, ok := h.resetLocked(rm, "history does not reach the held publications"); ok {
+					fls = append(fls, fl)
+					more, _ = h.drainLocked(rm)
+					fls = append(fls, more...)
 				}
+				rm.syncing, rm.pending, rm.lost = false, nil, false
+				again = false
 			}
 		}
 		rm.mu.Unlock()
@@ -265,34 +265,45 @@ func (h *Hub) applyHistoryLocked(rm *room, pubs []Publication, cur StreamPositio
 			h.stats.gapsRecovered.Add(1)
 		}
 	case errors.Is(err, ErrUnrecoverable):
-		if len(rm.pending) == 0 {
-			rm.pos = cur // jump to the broker's position
+		if fl, ok := h.resetLocked(rm, "not recoverable"); ok {
+			fls = append(fls, fl)
+		} else {
+			rm.pos = cur // nothing held: jump to the broker's position
 			h.stats.unrecovered.Add(1)
 			h.logReset(rm, "not recoverable")
 			fls = append(fls, h.deliverPayloadLocked(rm, appendReset(nil, rm.name, rm.pos), "", nil))
-		} else {
-			fls = append(fls, h.resetLocked(rm, "not recoverable"))
 		}
 	default:
 		h.stats.brokerErrors.Add(1)
 		h.log.LogAttrs(h.ctx, slog.LevelError, "rthub: reading room history", slog.String("room", rm.name), slog.Any("err", err))
-		if len(rm.pending) == 0 {
+		// Cannot tell what was missed: members must reload; with nothing
+		// held (a resync), the read is retried later.
+		fl, ok := h.resetLocked(rm, "history read failed")
+		if !ok {
 			return fls, true
 		}
-		// Cannot tell what was missed: members must reload.
-		fls = append(fls, h.resetLocked(rm, "history read failed"))
+		fls = append(fls, fl)
 	}
 	return fls, false
 }
 
 // resetLocked moves rm's position to just before its first held publication
-// and tells the members to reload (a "reset" message). rm.mu is held.
-func (h *Hub) resetLocked(rm *room, why string) *flushList {
-	p := rm.pending[0]
+// that is not a duplicate and tells the members to reload (a "reset"
+// message); ok is false, and nothing is done, when nothing is held beyond
+// the position. rm.mu is held.
+func (h *Hub) resetLocked(rm *room, why string) (fl *flushList, ok bool) {
+	i := 0
+	for i < len(rm.pending) && rm.pending[i].Epoch == rm.pos.Epoch && rm.pending[i].Offset <= rm.pos.Offset {
+		i++
+	}
+	if i == len(rm.pending) {
+		return nil, false
+	}
+	p := rm.pending[i]
 	h.stats.unrecovered.Add(1)
 	rm.pos = StreamPosition{Offset: p.Offset - 1, Epoch: p.Epoch}
 	h.logReset(rm, why)
-	return h.deliverPayloadLocked(rm, appendReset(nil, rm.name, rm.pos), "", nil)
+	return h.deliverPayloadLocked(rm, appendReset(nil, rm.name, rm.pos), "", nil), true
 }
 
 func (h *Hub) logReset(rm *room, why string) {
