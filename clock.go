@@ -121,3 +121,48 @@ func (d *deadlines) run(stop <-chan struct{}) {
 		}
 	}
 }
+
+// scheduleExpiry arranges the expiring warning and the close at exp for the
+// identity the connection holds now (after a refresh too), or cancels them
+// when it has no exp. The connection has one entry in the hub's clock, moved
+// here and removed at teardown (see deadlines).
+func (h *Hub) scheduleExpiry(c *conn, id *Identity) {
+	if id.ExpiresAt.IsZero() {
+		h.clock.cancel(&c.expiry)
+		return
+	}
+	at := id.ExpiresAt
+	if c.warnedExp.Load() != at.Unix() {
+		at = at.Add(-h.auth.expiryWarning()) // at once if that is past
+	}
+	h.clock.schedule(&c.expiry, at)
+}
+
+// expiryDue runs on the clock when the connection's entry is due: it warns
+// that the token is expiring (once per token) and moves the entry to exp, or
+// closes the connection at exp.
+func (c *conn) expiryDue() {
+	h := c.hub
+	id := c.ident.Load()
+	exp := id.ExpiresAt
+	if exp.IsZero() {
+		return
+	}
+	now := time.Now()
+	if !now.Before(exp) {
+		if c.closeWith(CloseTokenExpired, "token expired") {
+			h.stats.tokenExpired.Add(1)
+		}
+		return
+	}
+	if c.warnedExp.Swap(exp.Unix()) != exp.Unix() {
+		c.sendJSON(expiringMsg{Type: "expiring", Expires: exp.Unix()})
+	}
+	// Under c.mu: teardown marks the connection closed under it before it
+	// cancels the entry, so the entry is never scheduled again after that.
+	c.mu.Lock()
+	if !c.closed {
+		h.clock.schedule(&c.expiry, exp)
+	}
+	c.mu.Unlock()
+}

@@ -2,8 +2,10 @@ package rthub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -663,4 +665,14 @@ func validCloseCode(code uint16) bool {
 		return true
 	}
 	return false
+}
+
+// sendJSON queues one control message of the protocol.
+func (c *conn) sendJSON(v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.hub.log.Error("rthub: encoding message", slog.Any("err", err))
+		return
+	}
+	c.send(textFrame(b))
 }

@@ -187,3 +187,141 @@ func eventNameOf(msg []byte) []byte {
 	}
 	return rest[:i]
 }
+
+// Stats is a snapshot of a hub's counters. Counters only grow; gauges
+// (Connections, Users, Rooms) are current values.
+type Stats struct {
+	Connections int // open connections
+	Users       int // distinct subjects connected
+	Rooms       int // rooms with at least one local member
+
+	Accepted       uint64 // connections upgraded
+	Unauthorized   uint64 // handshakes refused with 401
+	Refused        uint64 // handshakes refused otherwise (400, 503, upgrade failures)
+	Published      uint64 // Publish calls handed to the broker (with or without local members)
+	Delivered      uint64 // event frames queued to connections
+	FramesSent     uint64 // frames written to sockets (events, replies, control)
+	Writes         uint64 // write system calls that carried them (FramesSent/Writes = coalescing)
+	BytesSent      uint64 // bytes written to sockets
+	MessagesIn     uint64 // client messages read
+	SlowConsumers  uint64 // connections closed because their queue overflowed
+	PingTimeouts   uint64 // connections closed as silent
+	TokenExpired   uint64 // connections closed at token expiry
+	ProtocolErrs   uint64 // connections closed for protocol violations
+	Throttled      uint64 // handshakes refused with 429 (rate or connection limits); also in Refused
+	Forbidden      uint64 // joins, emits, presence queries refused by the policy
+	RateLimited    uint64 // client commands dropped by the command rate limit
+	AbuseCloses    uint64 // connections closed (1008) for hammering past the limit
+	Resumes        uint64 // joins with a since position (resume attempts)
+	Unrecovered    uint64 // resumes and live gaps that could not be filled from history (clients told to reload)
+	GapsRecovered  uint64 // live gaps (missed publications) filled from history
+	BrokerErrors   uint64 // failed broker calls (publish, subscribe, history)
+	Reconnects     uint64 // handshakes that carried since positions: clients coming back
+	BytesReceived  uint64 // message bytes read from clients (after inflating)
+	EventBytes     uint64 // event messages queued to connections, uncompressed bytes
+	EventWireBytes uint64 // the same events as frames on the wire (compressed when negotiated): EventWireBytes/EventBytes is the compression ratio
+	DroppedFrames  uint64 // frames never written: refused by a closing connection or a full send queue, or discarded from the queue of one that closed
+
+	// HistoryBytes and HistoryEvictions are the in-memory broker's (see
+	// [MemoryBrokerStats]); 0 with another broker, whose history lives
+	// outside the process.
+	HistoryBytes     int64
+	HistoryEvictions uint64
+
+	QueuedFrames int // frames waiting in connections' send queues now
+	QueuedBytes  int // their bytes
+
+	// Events counts publications, deliveries and drops by event name (at
+	// most MaxEventNames names; see OtherEvents). Nil before the first
+	// publication.
+	Events map[string]EventCounts
+
+	// ReplyErrors counts error replies to client commands by error code
+	// ("forbidden", "rate_limited", ...; docs/protocol.md §2.4). Nil when
+	// there were none.
+	ReplyErrors map[string]uint64
+
+	// BroadcastLatency is the time from a publication reaching this hub (from
+	// its broker) to the write of its frame to the last member's socket,
+	// one observation per publication that started at least one socket
+	// write (one whose members were all mid-write rides on those writes and
+	// is not observed). It
+	// includes WriteDelay and time spent waiting for a flush worker; it does
+	// not include the broker's own transit (see the broker's stats).
+	BroadcastLatency LatencyHistogram
+}
+
+type hubStats struct {
+	accepted, unauthorized, refused    atomic.Uint64
+	published, delivered               atomic.Uint64
+	framesSent, bytesSent, messagesIn  atomic.Uint64
+	slowConsumers, pingTimeouts        atomic.Uint64
+	tokenExpired, protocolErrors       atomic.Uint64
+	brokerErrors, resumes, unrecovered atomic.Uint64
+	gapsRecovered                      atomic.Uint64
+	reconnects, bytesIn                atomic.Uint64
+	replyErrors                        [maxReplyCodes]atomic.Uint64 // by replyErrorIndex
+	eventBytes, eventWire              atomic.Uint64
+	writes                             atomic.Uint64
+	throttled, forbidden               atomic.Uint64
+	rateLimited, abuseCloses           atomic.Uint64
+	droppedFrames                      atomic.Uint64
+	events                             eventCounters
+}
+
+// Stats returns a snapshot of the hub's counters.
+func (h *Hub) Stats() Stats {
+	h.mu.RLock()
+	s := Stats{Connections: len(h.conns), Users: len(h.users), Rooms: len(h.rooms)}
+	for _, c := range h.conns {
+		c.mu.Lock()
+		if c.queue != nil {
+			s.QueuedFrames += len(c.queue.bufs)
+		}
+		s.QueuedBytes += c.queued
+		c.mu.Unlock()
+	}
+	h.mu.RUnlock()
+	st := &h.stats
+	for i := range st.replyErrors {
+		if n := st.replyErrors[i].Load(); n > 0 {
+			if s.ReplyErrors == nil {
+				s.ReplyErrors = make(map[string]uint64)
+			}
+			s.ReplyErrors[replyErrorCode(i)] = n
+		}
+	}
+	s.Accepted = st.accepted.Load()
+	s.Unauthorized = st.unauthorized.Load()
+	s.Refused = st.refused.Load()
+	s.Published = st.published.Load()
+	s.Delivered = st.delivered.Load()
+	s.FramesSent = st.framesSent.Load()
+	s.Writes = st.writes.Load()
+	s.BytesSent = st.bytesSent.Load()
+	s.MessagesIn = st.messagesIn.Load()
+	s.SlowConsumers = st.slowConsumers.Load()
+	s.PingTimeouts = st.pingTimeouts.Load()
+	s.TokenExpired = st.tokenExpired.Load()
+	s.ProtocolErrs = st.protocolErrors.Load()
+	s.Throttled = st.throttled.Load()
+	s.Forbidden = st.forbidden.Load()
+	s.RateLimited = st.rateLimited.Load()
+	s.AbuseCloses = st.abuseCloses.Load()
+	s.Resumes = st.resumes.Load()
+	s.Unrecovered = st.unrecovered.Load()
+	s.GapsRecovered = st.gapsRecovered.Load()
+	s.BrokerErrors = st.brokerErrors.Load()
+	s.Reconnects = st.reconnects.Load()
+	s.BytesReceived = st.bytesIn.Load()
+	s.EventBytes = st.eventBytes.Load()
+	s.EventWireBytes = st.eventWire.Load()
+	s.DroppedFrames = st.droppedFrames.Load()
+	s.Events = st.events.snapshot()
+	if mb, ok := h.broker.(interface{ Stats() MemoryBrokerStats }); ok {
+		ms := mb.Stats()
+		s.HistoryBytes, s.HistoryEvictions = ms.HistoryBytes, ms.HistoryEvictions
+	}
+	s.BroadcastLatency = h.latency.snapshot()
+	return s
+}

@@ -1,0 +1,166 @@
+package rthub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Options configures a [Hub]. Zero fields take the documented defaults; [New]
+// copies the Options and never writes to the caller's value.
+type Options struct {
+	// Auth configures token verification. At least one key is required.
+	Auth AuthOptions
+	// Policy says which roles may join and emit to which rooms. The zero Policy
+	// lets clients join nothing; the server-side API ([Hub.JoinConn],
+	// [Hub.JoinUser]) is not subject to it.
+	Policy Policy
+	// Handlers receive events emitted by clients, one per event name (see
+	// [Event.Handle] and [Event.Relay]). An emit of any other event is answered
+	// with the error code unknown_event.
+	Handlers []Handler
+	// Compression configures permessage-deflate; by default it is negotiated
+	// when the client offers it.
+	Compression CompressionOptions
+	// Origin says which browser origins may connect; by default only the
+	// hub's own (same-origin). See [OriginOptions].
+	Origin OriginOptions
+	// Limits bounds commands per connection, connections per user and IP, and
+	// handshake rates; see [Limits] for the defaults.
+	Limits Limits
+	// Presence configures the presence events and lists of the rooms
+	// Policy.Presence enables; see [PresenceOptions].
+	Presence PresenceOptions
+	// Broker carries publications between the hubs of a cluster and keeps
+	// each room's recent history, from which a reconnecting client resumes
+	// (docs/protocol.md §5). Nil means a [MemoryBroker] with the default
+	// history (100 events per room for 5 minutes): a single node that still
+	// resumes clients. The hub starts the broker in New and closes it when
+	// the hub stops; give each hub its own Broker value.
+	Broker Broker
+	// BrokerTimeout bounds each broker call the hub makes on its own:
+	// subscribing a room, reading history for a resume or a gap. Default 5 s.
+	BrokerTimeout time.Duration
+
+	// MaxMessageSize bounds an inbound message, in bytes, after reassembly and
+	// decompression. Larger messages close the connection with 1009. Default 64 KiB.
+	MaxMessageSize int64
+	// MaxRoomsPerConn bounds the rooms one connection may be in; a join past it
+	// is answered with too_many_rooms. Default 100.
+	MaxRoomsPerConn int
+	// SendQueueMessages and SendQueueBytes bound each connection's outbound
+	// queue. A client whose queue overflows does not read fast enough: it is
+	// closed with 4000 (slow consumer) and the publisher never waits for it.
+	// Defaults 1024 messages and 4 MiB.
+	SendQueueMessages int
+	SendQueueBytes    int
+	// WriteTimeout bounds one write to a connection's socket. Default 10 s.
+	WriteTimeout time.Duration
+	// WriteDelay, when positive, holds the writes of a room's event for up
+	// to this long when the room's previous event came less than WriteDelay
+	// before, so that the events of a busy room go out several per system
+	// call (coalescing). The first event after a quiet spell is written at
+	// once, so slow rooms keep their latency; busy rooms trade up to
+	// WriteDelay of latency for CPU. Replies and pings are never delayed.
+	// Default 0: write at once (frames still coalesce whenever they queue
+	// up behind a write in progress). 5–20 ms suits dashboards.
+	WriteDelay time.Duration
+	// PingInterval is how often the hub pings every connection. Default 25 s.
+	PingInterval time.Duration
+	// PongTimeout closes (4001) a connection from which nothing was read for
+	// this long. Default 2 × PingInterval.
+	PongTimeout time.Duration
+	// HandshakeTimeout bounds writing the upgrade response. Reading the request
+	// headers is bounded by your http.Server's ReadHeaderTimeout: set it (10 s is
+	// reasonable), or slow clients can hold connections open. Default 10 s.
+	HandshakeTimeout time.Duration
+	// CloseTimeout is how long the hub waits for a client to answer a close
+	// frame before dropping the TCP connection. Default 3 s.
+	CloseTimeout time.Duration
+	// DrainWindow spreads the closes of [Hub.Shutdown] over this long, so that
+	// clients do not all reconnect in the same second. Default 5 s; the window
+	// shrinks to fit Shutdown's context deadline.
+	DrainWindow time.Duration
+
+	// OnConnect, if set, is called after a connection is established and its
+	// auto-join rooms joined. It runs on the connection's goroutine before any
+	// command is read: it must not block for long. ctx is the connection's:
+	// it is cancelled when the connection ends (and by Close), so work the
+	// hook starts for the connection can stop with it.
+	OnConnect func(ctx context.Context, c ConnInfo)
+	// OnDisconnect, if set, is called once when a connection ends, with the
+	// close code it ended with (a [CloseError]). Same constraints as
+	// OnConnect. ctx is the connection's, cancelled right after the hook
+	// returns.
+	OnDisconnect func(ctx context.Context, c ConnInfo, err error)
+	// OnRefused, if set, is called for every refused handshake, join, emit,
+	// presence query and refresh, and for connections closed for abuse (see
+	// [Refusal]) — an audit trail of forbidden attempts. Commands dropped by
+	// the rate limit are only counted ([Stats].RateLimited), not reported
+	// one by one. It runs synchronously on the refusing goroutine: keep it
+	// fast, hand slow work off.
+	OnRefused func(ctx context.Context, r Refusal)
+	// Logger receives the hub's logs; nil discards them. Tokens are never logged.
+	Logger *slog.Logger
+
+	testMaxIov int // tests only: frames per writev (1 = no coalescing)
+}
+
+func (o *Options) setDefaults() error {
+	var errs []error
+	def := func(d *time.Duration, v time.Duration, name string) {
+		if *d == 0 {
+			*d = v
+		} else if *d < 0 {
+			errs = append(errs, fmt.Errorf("rthub: %s is negative", name))
+		}
+	}
+	defInt := func(p *int, v int, name string) {
+		if *p == 0 {
+			*p = v
+		} else if *p < 0 {
+			errs = append(errs, fmt.Errorf("rthub: %s is negative", name))
+		}
+	}
+	if o.MaxMessageSize == 0 {
+		o.MaxMessageSize = 64 << 10
+	} else if o.MaxMessageSize < 0 {
+		errs = append(errs, errors.New("rthub: MaxMessageSize is negative"))
+	}
+	defInt(&o.MaxRoomsPerConn, 100, "MaxRoomsPerConn")
+	defInt(&o.SendQueueMessages, 1024, "SendQueueMessages")
+	defInt(&o.SendQueueBytes, 4<<20, "SendQueueBytes")
+	def(&o.WriteTimeout, 10*time.Second, "WriteTimeout")
+	if o.WriteDelay < 0 {
+		errs = append(errs, errors.New("rthub: WriteDelay is negative"))
+	} else if o.WriteDelay > time.Second {
+		errs = append(errs, fmt.Errorf("rthub: WriteDelay %v is over 1 s", o.WriteDelay))
+	}
+	def(&o.PingInterval, 25*time.Second, "PingInterval")
+	def(&o.PongTimeout, 2*o.PingInterval, "PongTimeout")
+	def(&o.HandshakeTimeout, 10*time.Second, "HandshakeTimeout")
+	def(&o.CloseTimeout, 3*time.Second, "CloseTimeout")
+	def(&o.DrainWindow, 5*time.Second, "DrainWindow")
+	def(&o.BrokerTimeout, 5*time.Second, "BrokerTimeout")
+	if o.PongTimeout > 0 && o.PingInterval > 0 && o.PongTimeout <= o.PingInterval {
+		errs = append(errs, fmt.Errorf("rthub: PongTimeout (%v) must be longer than PingInterval (%v)", o.PongTimeout, o.PingInterval))
+	}
+	if err := o.Compression.setDefaults(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.Origin.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.Limits.setDefaults(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.Presence.setDefaults(); err != nil {
+		errs = append(errs, err)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return errors.Join(errs...)
+}
