@@ -1,7 +1,6 @@
 package rthub
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -200,7 +199,7 @@ func (h *Hub) deliverPubLocked(rm *room, pub *Publication) *flushList {
 	if len(rm.members) == 0 {
 		return nil
 	}
-	except, body := splitPublication(pub.Data)
+	except, body := pub.Except, pub.Data
 	var ev *eventCounter
 	if name := eventNameOf(body); name != nil {
 		ev = h.stats.events.ofBytes(name)
@@ -246,7 +245,7 @@ func (h *Hub) replayLocked(rm *room, name string, c *conn, since StreamPosition)
 			if p.Offset != at.Offset+1 || p.Epoch != at.Epoch || p.Offset > rm.pos.Offset {
 				break
 			}
-			if except, body := splitPublication(p.Data); except != c.id {
+			if except, body := p.Except, p.Data; except != c.id {
 				frames = append(frames, appendFrameFor(body, p.Position()))
 			}
 			at = p.Position()
@@ -302,73 +301,6 @@ func (h *Hub) unsubscribe(room string) {
 		h.stats.brokerErrors.Add(1)
 		h.log.Warn("rthub: unsubscribing a room", slog.String("room", room), slog.Any("err", err))
 	}
-}
-
-// Publications carry the event as the hub will send it, minus the stream
-// position, which only the broker assigns:
-//
-//	{"type":"event","event":"e","room":"r","data":…}
-//
-// or, when one connection is to be left out (WithExcept), the same object
-// with a first member "except":"<conn id>", which the hub removes again.
-const exceptPrefix = `{"except":"`
-
-func appendPublication(dst []byte, except, cid, event, room string, data []byte) []byte {
-	if except != "" {
-		dst = append(dst, exceptPrefix...)
-		dst = append(dst, except...) // connection IDs are [0-9a-f-]
-		dst = append(dst, `",`...)
-		n := len(dst)
-		dst = appendEventCID(dst, cid, event, room, data)
-		return append(dst[:n], dst[n+1:]...) // drop the event's own "{"
-	}
-	return appendEventCID(dst, cid, event, room, data)
-}
-
-// MetaSeparator starts and ends a metadata record that a broker wrapper may
-// put before a publication's data, e.g. otelrthub's trace context:
-// "\x1e" + meta + "\x1e" + data. The hub skips such a record, so a node
-// without the wrapper still sends clients the data alone. The record must not
-// contain the separator.
-const MetaSeparator = '\x1e'
-
-// SplitMeta splits a publication's data into its leading metadata record
-// (without the separators; nil if there is none, or it is not terminated)
-// and the rest. See [MetaSeparator].
-func SplitMeta(data []byte) (meta, rest []byte) {
-	if len(data) == 0 || data[0] != MetaSeparator {
-		return nil, data
-	}
-	i := bytes.IndexByte(data[1:], MetaSeparator)
-	if i < 0 {
-		return nil, data
-	}
-	return data[1 : i+1], data[i+2:]
-}
-
-// skipMeta returns data without a leading metadata record.
-func skipMeta(data []byte) []byte {
-	_, rest := SplitMeta(data)
-	return rest
-}
-
-// splitPublication undoes appendPublication's except member (and skips a
-// metadata record).
-func splitPublication(data []byte) (except string, body []byte) {
-	data = skipMeta(data)
-	if !bytes.HasPrefix(data, []byte(exceptPrefix)) {
-		return "", data
-	}
-	rest := data[len(exceptPrefix):]
-	i := bytes.IndexByte(rest, '"')
-	if i < 0 || i+1 >= len(rest) || rest[i+1] != ',' {
-		return "", data
-	}
-	body = rest[i+1:] // ",…}": the object's other members
-	b := make([]byte, 0, len(body))
-	b = append(b, '{')
-	b = append(b, body[1:]...)
-	return string(rest[:i]), b
 }
 
 // appendPosition appends body (a JSON object) with the stream position added
