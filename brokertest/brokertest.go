@@ -420,13 +420,13 @@ func checkMessages(t *testing.T, what string, pubs []rthub.Publication, msgs []r
 	for i, m := range msgs {
 		p := pubs[i]
 		if !bytes.Equal(p.Data, m.Data) || p.Except != m.Except {
-			t.Errorf("%s: publication %d: Data %q Except %q, want %q %q", what, i, p.Data, p.Except, m.Data, m.Except)
+			t.Errorf("%s: publication %d: Data %.40q Except %.40q, want %.40q %.40q", what, i, p.Data, p.Except, m.Data, m.Except)
 		}
 		switch {
 		case len(m.Header) == 0 && p.Header != nil:
 			t.Errorf("%s: publication %d: Header %q, want nil", what, i, p.Header)
 		case !maps.Equal(p.Header, m.Header):
-			t.Errorf("%s: publication %d: Header %q, want %q", what, i, p.Header, m.Header)
+			t.Errorf("%s: publication %d: Header %.40q, want %.40q", what, i, p.Header, m.Header)
 		}
 	}
 }
