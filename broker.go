@@ -34,8 +34,11 @@ func (p StreamPosition) String() string { return fmt.Sprintf("%d@%s", p.Offset, 
 //
 // The hub fills Data and Except; Header is for broker wrappers (otelrthub
 // puts the publisher's W3C trace context in Header["traceparent"]), and the
-// hub neither sets nor reads it. A message's metadata is bounded: see
-// [Message.Check].
+// hub neither sets nor reads it. In particular a correlation ID
+// ([WithCorrelationID]) travels only in Data, as the event's "cid" member,
+// which clients receive: a wrapper that wants it reads it there, or from the
+// Publisher side (otelrthub's PublishOptions.CorrelationID). A message's
+// metadata is bounded: see [Message.Check].
 type Message struct {
 	// Data is the encoded event, exactly as clients receive it minus the
 	// stream position: the JSON object {"type":"event","event":…,"room":…,
