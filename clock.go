@@ -9,42 +9,62 @@ import (
 // deadlines runs callbacks at given times with one goroutine and one timer for
 // the whole hub, instead of a runtime timer per connection: token-expiry
 // warnings and closes, which every connection with an exp claim needs.
+//
+// Bound: each connection owns one entry (conn.expiry), which it moves when its
+// token is refreshed and removes at teardown, so the heap holds at most one
+// entry per open connection and nothing of a closed connection stays
+// reachable from it.
 type deadlines struct {
 	mu    sync.Mutex
 	items deadlineHeap
 	wake  chan struct{}
 }
 
+// deadline is one scheduled callback. Its owner embeds it and schedules,
+// moves and cancels it; fn is set once, before the first schedule.
 type deadline struct {
-	at time.Time
-	fn func()
+	at  time.Time
+	idx int // position in the heap; -1 when not scheduled
+	fn  func()
 }
 
-type deadlineHeap []deadline
+type deadlineHeap []*deadline
 
 func (h deadlineHeap) Len() int           { return len(h) }
 func (h deadlineHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h deadlineHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *deadlineHeap) Push(x any)        { *h = append(*h, x.(deadline)) }
+func (h deadlineHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *deadlineHeap) Push(x any) {
+	e := x.(*deadline)
+	e.idx = len(*h)
+	*h = append(*h, e)
+}
 func (h *deadlineHeap) Pop() any {
 	old := *h
-	x := old[len(old)-1]
-	old[len(old)-1] = deadline{}
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
-	return x
+	e.idx = -1
+	return e
 }
 
 func newDeadlines() *deadlines {
 	return &deadlines{wake: make(chan struct{}, 1)}
 }
 
-// add schedules fn at t. fn runs on the deadlines goroutine and must not block;
-// callers make it idempotent or check it is still current (entries are never
-// removed, only ignored).
-func (d *deadlines) add(t time.Time, fn func()) {
+// schedule runs e.fn at t: it adds e, or moves it if it is scheduled. e.fn
+// runs on the deadlines goroutine and must not block.
+func (d *deadlines) schedule(e *deadline, t time.Time) {
 	d.mu.Lock()
-	heap.Push(&d.items, deadline{at: t, fn: fn})
-	first := d.items[0].at.Equal(t)
+	e.at = t
+	if e.idx >= 0 && e.idx < len(d.items) && d.items[e.idx] == e {
+		heap.Fix(&d.items, e.idx)
+	} else {
+		heap.Push(&d.items, e)
+	}
+	first := d.items[0] == e
 	d.mu.Unlock()
 	if first {
 		select {
@@ -54,25 +74,44 @@ func (d *deadlines) add(t time.Time, fn func()) {
 	}
 }
 
-// run fires due deadlines until stop is closed. The hub owns it.
+// cancel removes e if it is scheduled.
+func (d *deadlines) cancel(e *deadline) {
+	d.mu.Lock()
+	if e.idx >= 0 && e.idx < len(d.items) && d.items[e.idx] == e {
+		heap.Remove(&d.items, e.idx)
+	}
+	d.mu.Unlock()
+}
+
+// len returns the number of scheduled entries.
+func (d *deadlines) len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.items)
+}
+
+// run fires due deadlines until stop is closed. The hub owns it. A callback
+// may schedule its own entry again.
 func (d *deadlines) run(stop <-chan struct{}) {
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
+	var due []func()
 	for {
 		d.mu.Lock()
 		now := time.Now()
-		var due []func()
 		for len(d.items) > 0 && !d.items[0].at.After(now) {
-			due = append(due, heap.Pop(&d.items).(deadline).fn)
+			due = append(due, heap.Pop(&d.items).(*deadline).fn)
 		}
 		next := time.Hour
 		if len(d.items) > 0 {
 			next = d.items[0].at.Sub(now)
 		}
 		d.mu.Unlock()
-		for _, fn := range due {
+		for i, fn := range due {
 			fn()
+			due[i] = nil
 		}
+		due = due[:0]
 		t.Reset(next)
 		select {
 		case <-stop:

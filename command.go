@@ -17,7 +17,7 @@ func (h *Hub) handleMessage(c *conn, msg []byte) {
 	if ok, abusive := h.allowCommand(c, &cmd, time.Now()); !ok {
 		if abusive {
 			if c.closeWith(ClosePolicyViolation, "rate limit abuse") {
-				h.refused(h.ctx, c.refusal("abuse", "rate_limited"))
+				h.refused(c.ctx, c.refusal("abuse", "rate_limited"))
 			}
 			return
 		}
@@ -37,7 +37,7 @@ func (h *Hub) handleMessage(c *conn, msg []byte) {
 			c.reply(cmd.ID, nil, err)
 			return
 		}
-		h.leave(c, cmd.Room)
+		h.leave(c.ctx, c, cmd.Room)
 		c.reply(cmd.ID, roomData{Room: cmd.Room}, nil)
 	case cmdEmit:
 		c.reply(cmd.ID, nil, h.clientEmit(c, cmd))
@@ -49,7 +49,7 @@ func (h *Hub) handleMessage(c *conn, msg []byte) {
 		p, err := h.clientPresence(c, cmd.Room)
 		c.reply(cmd.ID, p, err)
 	case cmdViewing:
-		c.reply(cmd.ID, nil, h.setViewing(c, cmd.Target))
+		c.reply(cmd.ID, nil, h.setViewing(c.ctx, c, cmd.Target))
 	}
 }
 
@@ -87,17 +87,17 @@ func (h *Hub) clientJoin(c *conn, room string, since *StreamPosition) (joinResul
 		return joinResult{}, err
 	}
 	id := c.ident.Load()
-	if err := h.policy.authorize(h.ctx, id, ActionJoin, room, ""); err != nil {
+	if err := h.policy.authorize(c.ctx, id, ActionJoin, room, ""); err != nil {
 		r := c.refusal("join", ErrorCode(err))
 		r.Room = room
-		h.refused(h.ctx, r)
+		h.refused(c.ctx, r)
 		return joinResult{}, err
 	}
-	res, err := h.joinAt(c, room, false, since)
+	res, err := h.joinAt(c.ctx, c, room, false, since)
 	if errors.Is(err, ErrTooManyRooms) {
 		r := c.refusal("join", ErrorCode(err))
 		r.Room = room
-		h.refused(h.ctx, r)
+		h.refused(c.ctx, r)
 	}
 	return res, err
 }
@@ -113,14 +113,14 @@ func (h *Hub) clientEmit(c *conn, cmd command) error {
 	refuse := func(err error) error {
 		r := c.refusal("emit", ErrorCode(err))
 		r.Room, r.Event = cmd.Room, cmd.Event
-		h.refused(h.ctx, r)
+		h.refused(c.ctx, r)
 		return err
 	}
 	if !c.inRoom(cmd.Room) {
 		return refuse(fmt.Errorf("%w: not a member of room %q", ErrForbidden, truncate(cmd.Room, 128)))
 	}
 	id := c.ident.Load()
-	if err := h.policy.authorize(h.ctx, id, ActionEmit, cmd.Room, cmd.Event); err != nil {
+	if err := h.policy.authorize(c.ctx, id, ActionEmit, cmd.Room, cmd.Event); err != nil {
 		return refuse(err)
 	}
 	var herr error
@@ -131,7 +131,7 @@ func (h *Hub) clientEmit(c *conn, cmd command) error {
 				herr = ErrInternal
 			}
 		}()
-		herr = hd.handle(h.ctx, h, c.info(), cmd.Room, cmd.Data)
+		herr = hd.handle(c.ctx, h, c.info(), cmd.Room, cmd.Data)
 	}()
 	if herr != nil && ErrorCode(herr) == "internal" && !errors.Is(herr, ErrInternal) {
 		h.log.Warn("rthub: handler failed", slog.String("event", cmd.Event), slog.Any("err", herr))
@@ -146,21 +146,18 @@ func (h *Hub) refresh(c *conn, cmd command) {
 	old := c.ident.Load()
 	id, err := h.auth.verify(cmd.Token, time.Now())
 	if err != nil {
-		h.refused(h.ctx, c.refusal("refresh", ErrorCode(err)))
+		h.refused(c.ctx, c.refusal("refresh", ErrorCode(err)))
 		c.reply(cmd.ID, nil, err)
 		return
 	}
 	if id.Subject != old.Subject {
-		h.refused(h.ctx, c.refusal("refresh", "token_claims"))
+		h.refused(c.ctx, c.refusal("refresh", "token_claims"))
 		c.reply(cmd.ID, nil, fmt.Errorf("%w: token is for another subject", ErrTokenClaims))
 		c.closeWith(CloseUnauthorized, "token subject changed")
 		return
 	}
 	c.ident.Store(id)
 	h.scheduleExpiry(c, id)
-	if id.ExpiresAt.IsZero() {
-		c.expGen.Add(1) // no expiry any more: cancel the old timers
-	}
 
 	c.mu.Lock()
 	var check []string
@@ -171,17 +168,17 @@ func (h *Hub) refresh(c *conn, cmd command) {
 	}
 	c.mu.Unlock()
 	for _, rm := range check {
-		if h.policy.authorize(h.ctx, id, ActionJoin, rm, "") != nil {
-			if h.leave(c, rm) {
+		if h.policy.authorize(c.ctx, id, ActionJoin, rm, "") != nil {
+			if h.leave(c.ctx, c, rm) {
 				c.sendJSON(roomMsg{Type: "left", Room: rm, Reason: "forbidden"})
 			}
 		}
 	}
 	for _, rm := range h.policy.autoJoin(id) {
-		if c.inRoom(rm) || h.policy.authorize(h.ctx, id, ActionJoin, rm, "") != nil {
+		if c.inRoom(rm) || h.policy.authorize(c.ctx, id, ActionJoin, rm, "") != nil {
 			continue
 		}
-		if h.join(c, rm, false) == nil {
+		if h.join(c.ctx, c, rm, false) == nil {
 			c.sendJSON(roomMsg{Type: "joined", Room: rm})
 		}
 	}

@@ -1,6 +1,7 @@
 package rthub
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -47,6 +48,8 @@ type roomRef struct {
 // Both are counted in the hub's WaitGroup.
 type conn struct {
 	hub        *Hub
+	ctx        context.Context    // the connection's: cancelled at teardown (and by Hub.Close)
+	cancel     context.CancelFunc // cancels ctx; teardown calls it after OnDisconnect
 	nc         net.Conn
 	raw        syscall.RawConn // for non-blocking writes; nil: blocking only
 	rd         io.Reader       // nc, or bytes buffered during the handshake followed by nc
@@ -56,11 +59,13 @@ type conn struct {
 	deflate    bool
 	limit      *cmdLimit // command rate state, made on the first command; read loop only
 
-	ident   atomic.Pointer[Identity]
-	expGen  atomic.Uint64 // bumped on refresh; stale expiry timers compare it
-	lastIn  atomic.Int64  // unix nanoseconds of the last frame read
-	hdr     [14]byte      // frame header scratch; read loop only
-	readErr error         // why the read loop ended; read loop only
+	ident     atomic.Pointer[Identity]
+	expiry    deadline     // the token's warning and exp on the hub's clock; removed at teardown
+	warnedExp atomic.Int64 // the exp (unix seconds) the expiring warning was sent for
+	lastIn    atomic.Int64 // unix nanoseconds of the last frame read
+	hdr       [14]byte     // frame header scratch; read loop only
+	readErr   error        // why the read loop ended; read loop only
+	ctrlTAT   int64        // control-frame limit (GCRA theoretical arrival, unix ns); read loop only
 
 	mu      sync.Mutex
 	queue   *batch        // frames waiting for the writer; nil when empty
@@ -72,6 +77,8 @@ type conn struct {
 	drained chan struct{} // signalled when the writer takes the queue; made by waitQueue
 	closeRx bool          // the client's close frame was read
 	close   []byte        // pending close frame
+	pong    []byte        // pending pong: only the latest ping is answered (RFC 6455 §5.5.3)
+	pingDue bool          // the keepalive ping is pending
 	code    CloseCode
 	rooms   []roomRef
 	viewing string // what the client says it is viewing (presence); "" for nothing
@@ -146,19 +153,35 @@ func (c *conn) prepend(frame []byte) {
 	c.queued += len(frame)
 }
 
-// sendControl queues a control frame (pong); it is not subject to the queue
-// limits but is dropped once the connection is closing.
-func (c *conn) sendControl(frame []byte) {
+// sendPing queues the keepalive ping. At most one is pending: a ping not yet
+// written when the next is due is not queued twice.
+func (c *conn) sendPing() {
+	c.mu.Lock()
+	if c.closing || c.pingDue {
+		c.mu.Unlock()
+		return
+	}
+	c.pingDue = true
+	start := c.kickLocked()
+	c.mu.Unlock()
+	if start {
+		c.hub.schedule(c)
+	}
+}
+
+// sendPong queues the answer to a client's ping. Only the latest ping is
+// answered (RFC 6455 §5.5.3): a pong still pending is replaced, so the pongs
+// a connection holds are bounded by one frame of at most 127 bytes, whatever
+// the client sends and however slowly it reads. Control frames therefore sit
+// outside the data queue's bounds (SendQueueMessages, SendQueueBytes) but are
+// bounded by these two slots.
+func (c *conn) sendPong(payload []byte) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		return
 	}
-	if c.queue == nil {
-		c.queue = batchPool.Get().(*batch)
-	}
-	c.queue.bufs = append(c.queue.bufs, frame)
-	c.queued += len(frame)
+	c.pong = appendFrame(c.pong[:0], opPong, false, payload)
 	start := c.kickLocked()
 	c.mu.Unlock()
 	if start {
@@ -265,6 +288,24 @@ func (c *conn) takeWork() (b *batch, cf []byte, closing bool) {
 	c.queue = nil
 	c.queued = 0
 	c.signalDrainedLocked()
+	if c.pingDue || c.pong != nil {
+		// The pending control frames go first.
+		if b == nil {
+			b = batchPool.Get().(*batch)
+		}
+		var ctrl [2][]byte
+		n := 0
+		if c.pingDue {
+			ctrl[n] = pingFrame
+			n++
+		}
+		if c.pong != nil {
+			ctrl[n] = c.pong // handed over: the next pong gets a new buffer
+			n++
+		}
+		c.pingDue, c.pong = false, nil
+		b.bufs = slices.Insert(b.bufs, 0, ctrl[:n]...)
+	}
 	if b == nil && c.close != nil {
 		cf, c.close = c.close, nil
 	}
@@ -447,6 +488,10 @@ func (c *conn) closeForReadError(err error) {
 		c.mu.Lock()
 		c.closeRx = true
 		c.mu.Unlock()
+	case errors.Is(err, errControlFlood):
+		if c.closeWith(ClosePolicyViolation, "control frame flood") {
+			c.hub.refused(c.hub.ctx, c.refusal("abuse", "rate_limited"))
+		}
 	case errors.As(err, &pe):
 		c.hub.stats.protocolErrors.Add(1)
 		c.closeWith(pe.code, pe.msg)
@@ -502,11 +547,13 @@ func (c *conn) teardown() {
 	code := c.code
 	c.mu.Unlock()
 	_ = c.nc.Close()
+	c.hub.clock.cancel(&c.expiry)
 	c.hub.unregister(c)
 	if code == 0 {
 		code = CloseAbnormal
 	}
 	c.hub.disconnected(c, CloseError{Code: code}, c.readErr)
+	c.cancel()
 }
 
 // readMessage reads one complete data message, answering control frames on
@@ -535,9 +582,12 @@ func (c *conn) readMessage() ([]byte, error) {
 			}
 			unmask(payload, h.mask)
 			switch h.op {
-			case opPing:
-				c.sendControl(appendFrame(make([]byte, 0, 2+len(payload)), opPong, false, payload))
-			case opPong:
+			case opPing, opPong:
+				if ok, abusive := c.hub.allowControl(c, time.Now()); abusive {
+					return nil, errControlFlood
+				} else if ok && h.op == opPing {
+					c.sendPong(payload)
+				}
 			case opClose:
 				code, err := parseClosePayload(payload)
 				if err != nil {

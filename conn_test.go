@@ -776,7 +776,7 @@ func TestConn_CloseHandshake(t *testing.T) {
 	disconnects := func(ch chan int) func(*Options) {
 		return func(o *Options) {
 			o.CloseTimeout = 2 * time.Second
-			o.OnDisconnect = func(_ ConnInfo, err error) { ch <- CloseStatus(err) }
+			o.OnDisconnect = func(_ context.Context, _ ConnInfo, err error) { ch <- CloseStatus(err) }
 		}
 	}
 	wantDisconnect := func(t *testing.T, ch chan int, want CloseCode) {

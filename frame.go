@@ -2,6 +2,7 @@ package rthub
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"unicode/utf8"
@@ -103,6 +104,10 @@ type protocolError struct {
 }
 
 func (e *protocolError) Error() string { return "rthub: " + e.msg }
+
+// errControlFlood ends the read loop of a client that keeps sending control
+// frames past Limits.ControlFrames; it is closed with 1008.
+var errControlFlood = errors.New("rthub: control frame flood")
 
 func errProtocol(format string, args ...any) error {
 	return &protocolError{code: CloseProtocolError, msg: fmt.Sprintf(format, args...)}

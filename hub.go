@@ -102,11 +102,15 @@ type Options struct {
 
 	// OnConnect, if set, is called after a connection is established and its
 	// auto-join rooms joined. It runs on the connection's goroutine before any
-	// command is read: it must not block for long.
+	// command is read: it must not block for long. ctx is the connection's:
+	// it is cancelled when the connection ends (and by Close), so work the
+	// hook starts for the connection can stop with it.
 	OnConnect func(ctx context.Context, c ConnInfo)
 	// OnDisconnect, if set, is called once when a connection ends, with the
-	// close code it ended with (a [CloseError]). Same constraints as OnConnect.
-	OnDisconnect func(c ConnInfo, err error)
+	// close code it ended with (a [CloseError]). Same constraints as
+	// OnConnect. ctx is the connection's, cancelled right after the hook
+	// returns.
+	OnDisconnect func(ctx context.Context, c ConnInfo, err error)
 	// OnRefused, if set, is called for every refused handshake, join, emit,
 	// presence query and refresh, and for connections closed for abuse (see
 	// [Refusal]) — an audit trail of forbidden attempts. Commands dropped by
@@ -187,9 +191,7 @@ type Hub struct {
 	limits   *limiter
 	broker   Broker
 	pstore   PresenceStore   // the broker's, when it keeps cluster-wide presence and Policy.Presence is set
-	resyncCh chan string     // rooms whose resync read failed, for the resyncer
-	roomLock [256]sync.Mutex // by room name hash: serializes a room's joins, leaves, (un)subscriptions
-	seed     maphash.Seed
+	resyncCh chan resyncRetry // rooms whose resync read failed, for the resyncer
 	handlers map[string]Handler
 	comp     *compressor
 	log      *slog.Logger
@@ -200,9 +202,14 @@ type Hub struct {
 	cancel context.CancelFunc
 
 	mu    sync.RWMutex
-	conns map[string]*conn
-	users map[string][]*conn // by subject; a user has few connections
-	rooms map[string]*room
+	conns   map[string]*conn
+	users   map[string][]*conn // by subject; a user has few connections
+	rooms   map[string]*room   // subscribing or live
+	leaving map[string]*room   // closed, being unsubscribed (see room)
+
+	syncMu   sync.Mutex
+	syncQ    []*room       // rooms waiting for a sync worker; each at most once
+	syncKick chan struct{} // wakes a sync worker
 
 	closing   atomic.Bool   // no new connections
 	stop      chan struct{} // closed once to stop background goroutines
@@ -224,19 +231,6 @@ type Hub struct {
 	// vectored write with the number of frames written (benchmarks use it to
 	// wait for delivery without spinning).
 	testHookFlushed func(frames int)
-}
-
-// room is the set of local members of one room. mu also orders publishes to
-// the room: an event is queued to every member before the next one is.
-type room struct {
-	mu        sync.Mutex
-	members   []*conn            // in join order; see Hub.join
-	pres      map[string]*person // by subject; nil unless Policy.Presence covers the room
-	presSeq   uint64             // the last online/offline seq (single node; see nextPresenceSeq)
-	pos       StreamPosition     // the last publication delivered to the members: the seam for joins
-	lastEvent int64              // unix nanoseconds of the last event queued (adaptive WriteDelay)
-	dead      bool               // removed from the hub; publications are dropped
-	ready     bool               // subscribed and pos read: until then publications are dropped
 }
 
 // New validates opts and returns a running Hub. Every problem in opts is
@@ -286,8 +280,8 @@ func New(opts Options) (*Hub, error) {
 		policy:   pol,
 		limits:   newLimiter(opts.Limits),
 		broker:   opts.Broker,
-		resyncCh: make(chan string, 4096),
-		seed:     maphash.MakeSeed(),
+		resyncCh: make(chan resyncRetry, 4096),
+		syncKick: make(chan struct{}, 1),
 		handlers: handlers,
 		comp:     newCompressor(opts.Compression.Level),
 		log:      opts.Logger,
@@ -297,6 +291,7 @@ func New(opts Options) (*Hub, error) {
 		conns:    make(map[string]*conn),
 		users:    make(map[string][]*conn),
 		rooms:    make(map[string]*room),
+		leaving:  make(map[string]*room),
 		stop:     make(chan struct{}),
 		flushCh:  make(chan flushJob, 1<<14),
 		clock:    newDeadlines(),
@@ -309,6 +304,9 @@ func New(opts Options) (*Hub, error) {
 		return nil, fmt.Errorf("rthub: starting the broker: %w", err)
 	}
 	h.bg.Go(h.resyncer)
+	for range syncWorkers {
+		h.bg.Go(h.syncWorker)
+	}
 	if ps, ok := h.broker.(PresenceStore); ok && len(pol.presence) > 0 {
 		h.pstore = ps
 		h.bg.Go(h.presenceKeeper)
@@ -526,7 +524,7 @@ func (h *Hub) pinger() {
 						}
 						continue
 					}
-					c.sendControl(pingFrame)
+					c.sendPing()
 				}
 			}
 			clear(batch)
@@ -676,6 +674,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		deflate:    neg.accepted(),
 		writing:    true, // held until setupConn: the welcome goes first, after the auto-joins
 	}
+	c.ctx, c.cancel = context.WithCancel(h.ctx)
+	c.expiry = deadline{idx: -1, fn: c.expiryDue}
 	// Keep bytes the client sent right after its request (pipelined frames)
 	// but not net/http's 4 KiB reader.
 	if n := rw.Reader.Buffered(); n > 0 {
@@ -747,16 +747,16 @@ func (h *Hub) setupConn(c *conn, since map[string]StreamPosition) {
 		Roles: nonNil(id.Roles), Rooms: []string{}, Expires: unixOrZero(id.ExpiresAt),
 		Ping: int64((h.opts.PingInterval + time.Second - 1) / time.Second)}
 	for _, rm := range h.policy.autoJoin(id) {
-		if h.policy.authorize(h.ctx, id, ActionJoin, rm, "") != nil {
+		if h.policy.authorize(c.ctx, id, ActionJoin, rm, "") != nil {
 			continue
 		}
 		var from *StreamPosition
 		if p, ok := since[rm]; ok {
 			from = &p
 		}
-		res, err := h.joinAt(c, rm, false, from)
+		res, err := h.joinAt(c.ctx, c, rm, false, from)
 		if err != nil {
-			h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: auto-join failed", slog.String("conn", c.id),
+			h.log.LogAttrs(c.ctx, slog.LevelWarn, "rthub: auto-join failed", slog.String("conn", c.id),
 				slog.String("room", rm), slog.Any("err", err))
 			continue
 		}
@@ -775,7 +775,7 @@ func (h *Hub) setupConn(c *conn, since map[string]StreamPosition) {
 	h.schedule(c)
 	h.scheduleExpiry(c, id)
 	if h.opts.OnConnect != nil {
-		h.callHook(c, func() { h.opts.OnConnect(h.ctx, c.info()) })
+		h.callHook(c, func() { h.opts.OnConnect(c.ctx, c.info()) })
 	}
 }
 
@@ -805,25 +805,48 @@ func (h *Hub) callHook(c *conn, fn func()) {
 }
 
 // scheduleExpiry arranges the expiring warning and the close at exp for the
-// identity the connection holds now; a later refresh makes them stale.
+// identity the connection holds now (after a refresh too), or cancels them
+// when it has no exp. The connection has one entry in the hub's clock, moved
+// here and removed at teardown (see deadlines).
 func (h *Hub) scheduleExpiry(c *conn, id *Identity) {
 	if id.ExpiresAt.IsZero() {
+		h.clock.cancel(&c.expiry)
 		return
 	}
-	gen := c.expGen.Add(1)
+	at := id.ExpiresAt
+	if c.warnedExp.Load() != at.Unix() {
+		at = at.Add(-h.auth.expiryWarning()) // at once if that is past
+	}
+	h.clock.schedule(&c.expiry, at)
+}
+
+// expiryDue runs on the clock when the connection's entry is due: it warns
+// that the token is expiring (once per token) and moves the entry to exp, or
+// closes the connection at exp.
+func (c *conn) expiryDue() {
+	h := c.hub
+	id := c.ident.Load()
 	exp := id.ExpiresAt
-	warnAt := exp.Add(-h.auth.expiryWarning())
-	h.clock.add(warnAt, func() {
-		if c.expGen.Load() == gen {
-			c.sendJSON(expiringMsg{Type: "expiring", Expires: exp.Unix()})
-		}
-	})
-	h.clock.add(exp, func() {
-		if c.expGen.Load() == gen {
+	if exp.IsZero() {
+		return
+	}
+	now := time.Now()
+	if !now.Before(exp) {
+		if c.closeWith(CloseTokenExpired, "token expired") {
 			h.stats.tokenExpired.Add(1)
-			c.closeWith(CloseTokenExpired, "token expired")
 		}
-	})
+		return
+	}
+	if c.warnedExp.Swap(exp.Unix()) != exp.Unix() {
+		c.sendJSON(expiringMsg{Type: "expiring", Expires: exp.Unix()})
+	}
+	// Under c.mu: teardown marks the connection closed under it before it
+	// cancels the entry, so the entry is never scheduled again after that.
+	c.mu.Lock()
+	if !c.closed {
+		h.clock.schedule(&c.expiry, exp)
+	}
+	c.mu.Unlock()
 }
 
 // sendJSON queues one control message of the protocol.
@@ -909,8 +932,9 @@ func (h *Hub) unregister(c *conn) {
 		names[i] = rr.name
 	}
 	c.mu.Unlock()
+	ctx := context.WithoutCancel(c.ctx) // presence removals and unsubscriptions still go out
 	for _, name := range names {
-		h.leave(c, name)
+		h.leave(ctx, c, name)
 	}
 	h.mu.Lock()
 	delete(h.conns, c.id)
@@ -928,233 +952,11 @@ func (h *Hub) disconnected(c *conn, ce CloseError, readErr error) {
 	if h.opts.OnDisconnect != nil {
 		func() {
 			defer func() { _ = recover() }()
-			h.opts.OnDisconnect(c.info(), ce)
+			h.opts.OnDisconnect(c.ctx, c.info(), ce)
 		}()
 	}
 	h.log.LogAttrs(h.ctx, slog.LevelDebug, "rthub: disconnected", slog.String("conn", c.id),
 		slog.String("user", c.ident.Load().Subject), slog.Int("code", int(ce.Code)), slog.Any("read_err", readErr))
-}
-
-// join puts c in room name. server marks a server-side join.
-func (h *Hub) join(c *conn, name string, server bool) error {
-	_, err := h.joinAt(c, name, server, nil)
-	return err
-}
-
-// joinResult is where a join left a connection in the room's stream.
-type joinResult struct {
-	pos       StreamPosition // the room's position at the join: the client has everything up to it
-	resumed   bool           // a since position was given
-	recovered bool           // ... and every publication after it was (or is being) delivered
-	already   bool           // c was in the room before
-}
-
-// joinAt puts c in room name. With since, the publications after since that
-// the room delivered before the join are replayed to c first (from the
-// broker's history), so c misses nothing; recovered is false when they are
-// no longer all kept.
-//
-// Locks: the room's entry in h.roomLock serializes the joins and leaves of a
-// room and its broker (un)subscriptions, and is taken first. Then h.mu, a
-// room's mu, a conn's mu, in that order — but a room's mu is never waited for
-// while h.mu is held (h.mu is released first), because a room's mu may be held
-// across a broker call: subscribing a new room, a resume's history read, a gap
-// being filled, a cluster presence update. A room keeps its members in a slice, in
-// join order; each roomRef remembers its index, written only with both the
-// room's and the conn's mutex held. Presence events and replays are queued
-// with the room's mu held, so they stay in order with the room's events.
-func (h *Hub) joinAt(c *conn, name string, server bool, since *StreamPosition) (joinResult, error) {
-	lk := h.lockRoom(name)
-	defer lk.Unlock()
-	var res joinResult
-	res.resumed = since != nil
-
-	// Cheap checks first, so a doomed join never creates (and subscribes) a room.
-	c.mu.Lock()
-	switch {
-	case c.closed:
-		c.mu.Unlock()
-		return res, ErrNotFound
-	case !slices.ContainsFunc(c.rooms, func(rr roomRef) bool { return rr.name == name }) && len(c.rooms) >= h.opts.MaxRoomsPerConn:
-		c.mu.Unlock()
-		return res, fmt.Errorf("%w: limit is %d", ErrTooManyRooms, h.opts.MaxRoomsPerConn)
-	}
-	c.mu.Unlock()
-
-	// The room lock keeps the room from being created or removed meanwhile,
-	// so h.mu is released before rm.mu is taken: rm.mu may be held across a
-	// broker call (a gap being filled), and h.mu must never wait on that.
-	h.mu.Lock()
-	rm := h.rooms[name]
-	created := rm == nil
-	if created {
-		rm = &room{}
-		if h.policy.presenceOn(name) {
-			rm.pres = make(map[string]*person)
-		}
-		h.rooms[name] = rm
-	}
-	h.mu.Unlock()
-	rm.mu.Lock()
-	if created {
-		pos, err := h.subscribe(name)
-		if err != nil {
-			rm.mu.Unlock()
-			h.removeIfEmpty(rm, name)
-			return res, err
-		}
-		rm.pos = pos
-		rm.ready = true
-	}
-	res.pos = rm.pos
-
-	var replay *flushList
-	if since != nil && !c.inRoom(name) {
-		res.recovered, replay = h.replayLocked(rm, name, c, *since)
-	}
-	added, err := func() (bool, error) {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if c.closed {
-			return false, ErrNotFound
-		}
-		for i, rr := range c.rooms {
-			if rr.name == name {
-				if server {
-					c.rooms[i].server = true
-				}
-				return false, nil
-			}
-		}
-		if len(c.rooms) >= h.opts.MaxRoomsPerConn {
-			return false, fmt.Errorf("%w: limit is %d", ErrTooManyRooms, h.opts.MaxRoomsPerConn)
-		}
-		c.rooms = append(c.rooms, roomRef{name: name, server: server, idx: len(rm.members)})
-		rm.members = append(rm.members, c)
-		return true, nil
-	}()
-	res.already = err == nil && !added
-	if res.already && since != nil {
-		// Already in: it receives the room live; nothing to replay.
-		res.recovered = since.Epoch == rm.pos.Epoch && since.Offset >= rm.pos.Offset
-	}
-	var fl *flushList
-	var evs []presenceEvent
-	if added && rm.pres != nil {
-		fl, evs = h.presenceJoined(rm, name, c)
-	}
-	rm.mu.Unlock()
-	if replay != nil {
-		h.dispatch(replay)
-	}
-	if fl != nil {
-		h.dispatch(fl)
-	}
-	h.publishPresence(evs) // cluster presence: through the broker, still under the room lock
-	if err != nil && created {
-		h.removeIfEmpty(rm, name)
-	}
-	return res, err
-}
-
-// lockRoom locks and returns name's entry of h.roomLock.
-func (h *Hub) lockRoom(name string) *sync.Mutex {
-	lk := &h.roomLock[maphash.String(h.seed, name)%uint64(len(h.roomLock))]
-	lk.Lock()
-	return lk
-}
-
-// room returns the room called name, or nil.
-func (h *Hub) room(name string) *room {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return h.rooms[name]
-}
-
-// removeIfEmpty drops rm from the hub, and unsubscribes its room, if it has no
-// members. The caller holds the room's lockRoom entry, not rm.mu or h.mu.
-func (h *Hub) removeIfEmpty(rm *room, name string) {
-	rm.mu.Lock()
-	empty := len(rm.members) == 0 && !rm.dead
-	if empty {
-		rm.dead = true // no join can come in between: the caller holds the room lock
-	}
-	rm.mu.Unlock()
-	if !empty {
-		return
-	}
-	h.mu.Lock()
-	if h.rooms[name] == rm {
-		delete(h.rooms, name)
-	}
-	h.mu.Unlock()
-	h.unsubscribe(name)
-}
-
-// leave takes c out of room name; it reports whether c was in it.
-func (h *Hub) leave(c *conn, name string) bool {
-	lk := h.lockRoom(name)
-	defer lk.Unlock()
-	rm := h.room(name)
-	if rm == nil {
-		return false
-	}
-	rm.mu.Lock()
-	c.mu.Lock()
-	idx := -1
-	for i, rr := range c.rooms {
-		if rr.name == name {
-			idx = rr.idx
-			c.rooms = append(c.rooms[:i], c.rooms[i+1:]...)
-			break
-		}
-	}
-	viewing := c.viewing
-	c.mu.Unlock()
-	if idx < 0 {
-		rm.mu.Unlock()
-		return false
-	}
-	last := len(rm.members) - 1
-	if moved := rm.members[last]; idx != last {
-		rm.members[idx] = moved
-		moved.mu.Lock()
-		for i := range moved.rooms {
-			if moved.rooms[i].name == name {
-				moved.rooms[i].idx = idx
-				break
-			}
-		}
-		moved.mu.Unlock()
-	}
-	rm.members[last] = nil
-	rm.members = rm.members[:last]
-	var fl *flushList
-	var evs []presenceEvent
-	if rm.pres != nil {
-		fl, evs = h.presenceLeft(rm, name, c, viewing)
-	}
-	rm.mu.Unlock()
-	if fl != nil {
-		h.dispatch(fl)
-	}
-	h.publishPresence(evs)
-	if last == 0 {
-		h.removeIfEmpty(rm, name)
-	}
-	return true
-}
-
-// inRoom reports whether c is a member of room name.
-func (c *conn) inRoom(name string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, rr := range c.rooms {
-		if rr.name == name {
-			return true
-		}
-	}
-	return false
 }
 
 // PublishOption adjusts one publish.
@@ -1252,66 +1054,6 @@ func (h *Hub) publish(ctx context.Context, room, event string, data []byte, opts
 	return nil
 }
 
-// deliverLocked encodes one event once and queues it to rm's members (but
-// the one with ID except), with rm.mu held. It returns the connections whose
-// writers must be started (pass it to dispatch once rm.mu is released), or
-// nil when there are none.
-func (h *Hub) deliverLocked(rm *room, room, event string, data []byte, except string) *flushList {
-	if len(rm.members) == 0 {
-		return nil
-	}
-	payload := appendEvent(make([]byte, 0, 64+len(event)+len(room)+len(data)), event, room, data)
-	return h.deliverPayloadLocked(rm, payload, except, h.stats.events.of(event))
-}
-
-// deliverPayloadLocked queues one encoded server message to rm's members
-// but except (a connection ID, or ""), with rm.mu held; see deliverLocked.
-// ev counts the deliveries and drops of the message's event (nil: not an
-// event).
-func (h *Hub) deliverPayloadLocked(rm *room, payload []byte, except string, ev *eventCounter) *flushList {
-	if len(rm.members) == 0 {
-		return nil
-	}
-	p := preparedMessage{payload: payload, comp: h.comp, threshold: h.opts.Compression.Threshold}
-	var n uint64
-	fl := flushLists.Get().(*flushList)
-	fl.born = time.Now().UnixNano()
-	if d := h.opts.WriteDelay; d > 0 {
-		fl.hold = rm.lastEvent != 0 && fl.born-rm.lastEvent < int64(d)
-		rm.lastEvent = fl.born
-	}
-	var wire, dropped uint64
-	for _, c := range rm.members {
-		if except != "" && c.id == except {
-			continue
-		}
-		f := p.frame(c.deflate)
-		queued, start := c.enqueue(f)
-		if queued {
-			n++
-			wire += uint64(len(f))
-		} else {
-			dropped++
-		}
-		if start {
-			fl.conns = append(fl.conns, c)
-		}
-	}
-	h.stats.delivered.Add(n)
-	if dropped > 0 {
-		h.stats.droppedFrames.Add(dropped)
-	}
-	if ev != nil {
-		ev.delivered.Add(n)
-		if dropped > 0 {
-			ev.dropped.Add(dropped)
-		}
-	}
-	h.stats.eventBytes.Add(n * uint64(len(payload)))
-	h.stats.eventWire.Add(wire)
-	return fl
-}
-
 // preparedMessage holds one encoded message and builds each wire form of it at
 // most once: the plain frame, and the compressed frame for connections that
 // negotiated permessage-deflate.
@@ -1345,9 +1087,14 @@ func (p *preparedMessage) frame(deflate bool) []byte {
 
 // JoinConn puts the connection with this ID into room, bypassing the policy,
 // and tells the client with a "joined" message. A token refresh does not
-// re-evaluate rooms joined this way. Errors: [ErrNotFound], [ErrBadRoom],
-// [ErrTooManyRooms].
+// re-evaluate rooms joined this way. ctx is checked first and bounds the
+// broker calls of the join (subscribing a new room), each also bounded by
+// BrokerTimeout. Errors: [ErrNotFound], [ErrBadRoom], [ErrTooManyRooms], or
+// ctx's error (nothing was done when ctx had ended before the call).
 func (h *Hub) JoinConn(ctx context.Context, connID, room string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := ValidRoom(room); err != nil {
 		return err
 	}
@@ -1355,15 +1102,17 @@ func (h *Hub) JoinConn(ctx context.Context, connID, room string) error {
 	if c == nil {
 		return fmt.Errorf("%w: connection %q", ErrNotFound, connID)
 	}
-	if err := h.serverJoin(c, room); err != nil {
-		return err
-	}
-	return ctx.Err()
+	return h.serverJoin(ctx, c, room)
 }
 
 // LeaveConn takes the connection with this ID out of room and tells the client
-// with a "left" message. Errors: [ErrNotFound], [ErrBadRoom].
+// with a "left" message. ctx is checked first and bounds the broker calls
+// (a cluster presence update, unsubscribing an emptied room). Errors:
+// [ErrNotFound], [ErrBadRoom], or ctx's error.
 func (h *Hub) LeaveConn(ctx context.Context, connID, room string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := ValidRoom(room); err != nil {
 		return err
 	}
@@ -1371,13 +1120,13 @@ func (h *Hub) LeaveConn(ctx context.Context, connID, room string) error {
 	if c == nil {
 		return fmt.Errorf("%w: connection %q", ErrNotFound, connID)
 	}
-	h.serverLeave(c, room)
-	return ctx.Err()
+	h.serverLeave(ctx, c, room)
+	return nil
 }
 
 // serverJoin joins c to room for the server-side API and tells the client.
-func (h *Hub) serverJoin(c *conn, room string) error {
-	if err := h.join(c, room, true); err != nil {
+func (h *Hub) serverJoin(ctx context.Context, c *conn, room string) error {
+	if err := h.join(ctx, c, room, true); err != nil {
 		return err
 	}
 	c.sendJSON(roomMsg{Type: "joined", Room: room})
@@ -1385,16 +1134,21 @@ func (h *Hub) serverJoin(c *conn, room string) error {
 }
 
 // serverLeave takes c out of room for the server-side API and tells the client.
-func (h *Hub) serverLeave(c *conn, room string) {
-	if h.leave(c, room) {
+func (h *Hub) serverLeave(ctx context.Context, c *conn, room string) {
+	if h.leave(ctx, c, room) {
 		c.sendJSON(roomMsg{Type: "left", Room: room, Reason: "server"})
 	}
 }
 
 // JoinUser puts every connection of the user with this subject into room, as
-// [Hub.JoinConn] does. Errors: [ErrNotFound] if the user has no connection on
-// this hub, [ErrBadRoom], or the first [ErrTooManyRooms].
+// [Hub.JoinConn] does. ctx is checked before each connection; when it ends
+// part way, the connections done so far stay joined and ctx's error is
+// returned. Errors: [ErrNotFound] if the user has no connection on this hub,
+// [ErrBadRoom], the first [ErrTooManyRooms], or ctx's error.
 func (h *Hub) JoinUser(ctx context.Context, subject, room string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := ValidRoom(room); err != nil {
 		return err
 	}
@@ -1404,19 +1158,22 @@ func (h *Hub) JoinUser(ctx context.Context, subject, room string) error {
 	}
 	var first error
 	for _, c := range conns {
-		if err := h.serverJoin(c, room); err != nil && first == nil {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := h.serverJoin(ctx, c, room); err != nil && first == nil {
 			first = err
 		}
 	}
-	if first != nil {
-		return first
-	}
-	return ctx.Err()
+	return first
 }
 
-// LeaveUser takes every connection of the user out of room. Errors:
-// [ErrNotFound], [ErrBadRoom].
+// LeaveUser takes every connection of the user out of room, with ctx as in
+// [Hub.JoinUser]. Errors: [ErrNotFound], [ErrBadRoom], or ctx's error.
 func (h *Hub) LeaveUser(ctx context.Context, subject, room string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if err := ValidRoom(room); err != nil {
 		return err
 	}
@@ -1425,15 +1182,22 @@ func (h *Hub) LeaveUser(ctx context.Context, subject, room string) error {
 		return fmt.Errorf("%w: user %q", ErrNotFound, subject)
 	}
 	for _, c := range conns {
-		h.serverLeave(c, room)
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h.serverLeave(ctx, c, room)
 	}
-	return ctx.Err()
+	return nil
 }
 
 // DisconnectUser closes every connection of the user with close code 4101
 // (disconnected: the client does not reconnect). It returns how many
-// connections it closed; [ErrNotFound] if none.
+// connections it closed; [ErrNotFound] if none; ctx's error, having closed
+// none, when ctx had ended before the call.
 func (h *Hub) DisconnectUser(ctx context.Context, subject, reason string) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	conns := h.userConns(subject)
 	if len(conns) == 0 {
 		return 0, fmt.Errorf("%w: user %q", ErrNotFound, subject)
@@ -1444,7 +1208,7 @@ func (h *Hub) DisconnectUser(ctx context.Context, subject, reason string) (int, 
 	for _, c := range conns {
 		c.closeWith(CloseDisconnected, reason)
 	}
-	return len(conns), ctx.Err()
+	return len(conns), nil
 }
 
 func (h *Hub) connByID(id string) *conn {

@@ -160,8 +160,9 @@ type viewingData struct {
 // presenceJoined records c, just added to rm's members, in rm's presence
 // and queues OnlineEvent when c is the person's first connection there. It
 // runs with rm.mu held and c.mu not held; the returned list (may be nil) is
-// for dispatch after rm.mu is released.
-func (h *Hub) presenceJoined(rm *room, name string, c *conn) (*flushList, []presenceEvent) {
+// for dispatch after rm.mu is released, and op, with cluster presence, for
+// clusterPresence (the store decides who is first).
+func (h *Hub) presenceJoined(rm *room, c *conn) (*flushList, presenceOp) {
 	id := c.ident.Load()
 	p := rm.pres[id.Subject]
 	first := p == nil
@@ -174,13 +175,13 @@ func (h *Hub) presenceJoined(rm *room, name string, c *conn) (*flushList, []pres
 	}
 	p.conns = append(p.conns, c)
 	if h.pstore != nil {
-		return nil, h.clusterJoined(rm, name, c, p) // the cluster decides who is first
+		return nil, presenceOp{kind: presenceAdd, room: rm.name, member: h.memberOf(c, p), events: h.presenceEventsOn(rm)}
 	}
 	if !first || !h.presenceEventsOn(rm) {
-		return nil, nil
+		return nil, presenceOp{}
 	}
 	data, _ := json.Marshal(onlineData{User: id.Subject, Name: p.name, Roles: p.roles, Info: p.info, Seq: nextPresenceSeq(rm)})
-	return h.deliverLocked(rm, name, h.opts.Presence.OnlineEvent, data, ""), nil
+	return h.deliverLocked(rm, h.opts.Presence.OnlineEvent, data, ""), presenceOp{}
 }
 
 // presenceEventsOn reports whether rm is small enough for presence events
@@ -212,36 +213,37 @@ func (h *Hub) presenceInfo(fn func(*Identity) any, id *Identity) (raw json.RawMe
 // presenceLeft removes c, just taken out of rm's members, from rm's presence:
 // OfflineEvent when it was the person's last connection, else ViewingEvent
 // with "" when it was viewing something. Same locking as presenceJoined.
-func (h *Hub) presenceLeft(rm *room, name string, c *conn, viewing string) (*flushList, []presenceEvent) {
+func (h *Hub) presenceLeft(rm *room, c *conn, viewing string) (*flushList, presenceOp) {
 	sub := c.ident.Load().Subject
 	p := rm.pres[sub]
 	if p == nil {
-		return nil, nil
+		return nil, presenceOp{}
 	}
 	p.conns = slices.DeleteFunc(p.conns, func(x *conn) bool { return x == c })
 	if len(p.conns) == 0 {
 		delete(rm.pres, sub)
 	}
 	if h.pstore != nil {
-		return nil, h.clusterLeft(rm, name, c, viewing)
+		return nil, presenceOp{kind: presenceRemove, room: rm.name, member: PresenceMember{User: sub, Conn: c.id, Viewing: viewing},
+			events: h.presenceEventsOn(rm)}
 	}
 	if !h.presenceEventsOn(rm) {
-		return nil, nil
+		return nil, presenceOp{}
 	}
 	if len(p.conns) == 0 {
 		data, _ := json.Marshal(offlineData{User: sub, Seq: nextPresenceSeq(rm)})
-		return h.deliverLocked(rm, name, h.opts.Presence.OfflineEvent, data, ""), nil
+		return h.deliverLocked(rm, h.opts.Presence.OfflineEvent, data, ""), presenceOp{}
 	}
 	if viewing == "" {
-		return nil, nil
+		return nil, presenceOp{}
 	}
 	data, _ := json.Marshal(viewingData{User: sub, Conn: c.id})
-	return h.deliverLocked(rm, name, h.opts.Presence.ViewingEvent, data, ""), nil
+	return h.deliverLocked(rm, h.opts.Presence.ViewingEvent, data, ""), presenceOp{}
 }
 
 // setViewing records what c is viewing and tells its presence rooms. It runs
 // on c's read loop, which serializes a connection's viewing changes.
-func (h *Hub) setViewing(c *conn, target string) error {
+func (h *Hub) setViewing(ctx context.Context, c *conn, target string) error {
 	if target != "" {
 		if err := ValidRoom(target); err != nil {
 			return fmt.Errorf("%w: viewing target: %s", ErrBadRequest, strings.TrimPrefix(err.Error(), "rthub: "))
@@ -266,24 +268,19 @@ func (h *Hub) setViewing(c *conn, target string) error {
 		}
 		rm.mu.Lock()
 		var fl *flushList
-		var evs []presenceEvent
+		var op presenceOp
 		if p := rm.pres[c.ident.Load().Subject]; p != nil && slices.Contains(p.conns, c) && h.presenceEventsOn(rm) {
 			if h.pstore != nil {
-				ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
-				if _, _, err := h.pstore.PresenceAdd(ctx, name, h.memberOf(c, p), h.opts.Presence.TTL); err != nil {
-					h.stats.brokerErrors.Add(1)
-				}
-				cancel()
-				evs = []presenceEvent{{room: name, event: h.opts.Presence.ViewingEvent, data: data}}
+				op = presenceOp{kind: presenceView, room: name, member: h.memberOf(c, p), data: data}
 			} else {
-				fl = h.deliverLocked(rm, name, h.opts.Presence.ViewingEvent, data, "")
+				fl = h.deliverLocked(rm, h.opts.Presence.ViewingEvent, data, "")
 			}
 		}
 		rm.mu.Unlock()
 		if fl != nil {
 			h.dispatch(fl)
 		}
-		h.publishPresence(evs)
+		h.clusterPresence(ctx, op)
 	}
 	return nil
 }
@@ -362,7 +359,7 @@ func (h *Hub) clientPresence(c *conn, room string) (Presence, error) {
 		if err := h.policy.authorize(h.ctx, c.ident.Load(), ActionJoin, room, ""); err != nil {
 			r := c.refusal("presence", "forbidden")
 			r.Room = room
-			h.refused(h.ctx, r)
+			h.refused(c.ctx, r)
 			return Presence{}, err
 		}
 	}

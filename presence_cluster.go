@@ -94,48 +94,76 @@ func (h *Hub) memberOf(c *conn, p *person) PresenceMember {
 	return PresenceMember{User: id.Subject, Conn: c.id, Name: p.name, Roles: p.roles, Info: p.info, Viewing: viewing}
 }
 
-// clusterJoined records c in the store; it returns the online event when c
-// is its user's first connection in the cluster. rm.mu is held.
-func (h *Hub) clusterJoined(rm *room, name string, c *conn, p *person) []presenceEvent {
-	ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
-	defer cancel()
-	first, seq, err := h.pstore.PresenceAdd(ctx, name, h.memberOf(c, p), h.opts.Presence.TTL)
-	if err != nil {
-		h.stats.brokerErrors.Add(1)
-		h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: presence add", slog.String("room", name), slog.Any("err", err))
-		return nil
-	}
-	if !first || !h.presenceEventsOn(rm) {
-		return nil
-	}
-	data, _ := json.Marshal(onlineData{User: c.ident.Load().Subject, Name: p.name, Roles: p.roles, Info: p.info, Seq: seq})
-	return []presenceEvent{{room: name, event: h.opts.Presence.OnlineEvent, data: data}}
+// presenceOpKind is what clusterPresence tells the store.
+type presenceOpKind uint8
+
+const (
+	presenceNone   presenceOpKind = iota
+	presenceAdd                   // a connection joined: online if first in the cluster
+	presenceRemove                // a connection left: offline if last, else viewing ended
+	presenceView                  // a connection's viewing changed (data is the event)
+)
+
+// presenceOp is a cluster presence change, prepared under the room's lock and
+// carried out by clusterPresence once it is released.
+type presenceOp struct {
+	kind   presenceOpKind
+	room   string
+	member PresenceMember // for presenceRemove only User, Conn and Viewing
+	events bool           // the room is small enough for presence events
+	data   []byte         // presenceView: the viewing event
 }
 
-// clusterLeft removes c from the store; it returns the offline event, or the
-// viewing-ended one. rm.mu is held.
-func (h *Hub) clusterLeft(rm *room, name string, c *conn, viewing string) []presenceEvent {
-	ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
+// clusterPresence tells the PresenceStore about op and publishes the
+// resulting presence event, with no lock held; each store call is bounded by
+// ctx and BrokerTimeout. A change that fails is logged and counted: the
+// store's TTL sweep repairs it.
+func (h *Hub) clusterPresence(ctx context.Context, op presenceOp) {
+	if op.kind == presenceNone {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.opts.BrokerTimeout)
 	defer cancel()
-	sub := c.ident.Load().Subject
-	last, seq, err := h.pstore.PresenceRemove(ctx, name, sub, c.id)
-	if err != nil {
-		h.stats.brokerErrors.Add(1)
-		h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: presence remove", slog.String("room", name), slog.Any("err", err))
-		return nil // the entry expires on its own
+	m := op.member
+	var evs []presenceEvent
+	switch op.kind {
+	case presenceAdd:
+		first, seq, err := h.pstore.PresenceAdd(ctx, op.room, m, h.opts.Presence.TTL)
+		if err != nil {
+			h.presenceFailed("presence add", op.room, err)
+			return
+		}
+		if first && op.events {
+			data, _ := json.Marshal(onlineData{User: m.User, Name: m.Name, Roles: m.Roles, Info: m.Info, Seq: seq})
+			evs = append(evs, presenceEvent{room: op.room, event: h.opts.Presence.OnlineEvent, data: data})
+		}
+	case presenceRemove:
+		last, seq, err := h.pstore.PresenceRemove(ctx, op.room, m.User, m.Conn)
+		if err != nil {
+			h.presenceFailed("presence remove", op.room, err)
+			return // the entry expires on its own
+		}
+		switch {
+		case !op.events:
+		case last:
+			data, _ := json.Marshal(offlineData{User: m.User, Seq: seq})
+			evs = append(evs, presenceEvent{room: op.room, event: h.opts.Presence.OfflineEvent, data: data})
+		case m.Viewing != "":
+			data, _ := json.Marshal(viewingData{User: m.User, Conn: m.Conn})
+			evs = append(evs, presenceEvent{room: op.room, event: h.opts.Presence.ViewingEvent, data: data})
+		}
+	case presenceView:
+		if _, _, err := h.pstore.PresenceAdd(ctx, op.room, m, h.opts.Presence.TTL); err != nil {
+			h.presenceFailed("presence add", op.room, err)
+		}
+		evs = append(evs, presenceEvent{room: op.room, event: h.opts.Presence.ViewingEvent, data: op.data})
 	}
-	if !h.presenceEventsOn(rm) {
-		return nil
-	}
-	if last {
-		data, _ := json.Marshal(offlineData{User: sub, Seq: seq})
-		return []presenceEvent{{room: name, event: h.opts.Presence.OfflineEvent, data: data}}
-	}
-	if viewing != "" {
-		data, _ := json.Marshal(viewingData{User: sub, Conn: c.id})
-		return []presenceEvent{{room: name, event: h.opts.Presence.ViewingEvent, data: data}}
-	}
-	return nil
+	h.publishPresence(evs)
+}
+
+func (h *Hub) presenceFailed(what, room string, err error) {
+	h.stats.brokerErrors.Add(1)
+	h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: "+what, slog.String("room", room), slog.Any("err", err))
 }
 
 // clusterList builds a presence list from the store.

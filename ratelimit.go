@@ -46,6 +46,17 @@ type Limits struct {
 	// AbuseWindow is the window AbuseThreshold counts over. Default 1 minute.
 	AbuseWindow time.Duration
 
+	// ControlFrames is the sustained rate of control frames (pings and
+	// pongs) a client may send per connection, per second; ControlBurst is
+	// how many it may send at once. Defaults 4 per second and 16: a client
+	// answers the hub's pings and may ping now and then. A control frame over
+	// the limit is ignored (a ping gets no pong) and counts as a rate-limited
+	// command toward AbuseThreshold, so a client that floods pings or pongs is
+	// closed with 1008 like one that floods commands. Checking costs no
+	// allocation: the state is one integer per connection.
+	ControlFrames rate.Limit
+	ControlBurst  int
+
 	// MaxConnsPerUser bounds the concurrent connections of one subject on
 	// this hub (tabs, devices). A handshake past it is refused with 429 and
 	// the code too_many_connections. Default 100.
@@ -81,6 +92,8 @@ const (
 	defaultAbuseThreshold = 50
 	defaultMaxConnsUser   = 100
 	defaultHandshakeBurst = 20
+	defaultControlFrames  = 4
+	defaultControlBurst   = 16
 	maxTrackedKeys        = 100_000 // handshake buckets kept; see limiter.allowHandshake
 )
 
@@ -100,6 +113,13 @@ func (l *Limits) setDefaults() error {
 	defInt(&l.AbuseThreshold, defaultAbuseThreshold)
 	defInt(&l.MaxConnsPerUser, defaultMaxConnsUser)
 	defInt(&l.HandshakeBurst, defaultHandshakeBurst)
+	defInt(&l.ControlBurst, defaultControlBurst)
+	if l.ControlFrames == 0 {
+		l.ControlFrames = defaultControlFrames
+	}
+	if l.ControlBurst < 0 && l.ControlFrames > 0 {
+		errs = append(errs, errors.New("rthub: Limits.ControlBurst is negative while ControlFrames is limited"))
+	}
 	if l.AbuseWindow == 0 {
 		l.AbuseWindow = time.Minute
 	} else if l.AbuseWindow < 0 {
@@ -326,11 +346,11 @@ func (l *limiter) release(ip netip.Addr, subject string) {
 }
 
 // cmdLimit is one connection's command limit state, allocated on its first
-// command. Only the connection's read loop touches it.
+// command (or first violation). Only the connection's read loop touches it.
 type cmdLimit struct {
-	bucket      *rate.Limiter
-	violations  int   // rate-limited commands in the current window
-	windowStart int64 // unix nanoseconds
+	bucket      *rate.Limiter // nil until the first command
+	violations  int           // rate-limited commands in the current window
+	windowStart int64         // unix nanoseconds
 }
 
 // cost returns what cmd costs in command tokens.
@@ -355,19 +375,54 @@ func (h *Hub) allowCommand(c *conn, cmd *command, now time.Time) (ok, abusive bo
 		return true, false
 	}
 	if c.limit == nil {
-		c.limit = &cmdLimit{bucket: rate.NewLimiter(cfg.Commands, cfg.CommandBurst)}
+		c.limit = &cmdLimit{}
 	}
 	lim := c.limit
+	if lim.bucket == nil {
+		lim.bucket = rate.NewLimiter(cfg.Commands, cfg.CommandBurst)
+	}
 	if lim.bucket.AllowN(now, n) {
 		return true, false
 	}
+	return false, h.violation(c, now)
+}
+
+// violation counts one rate-limited command or control frame of c and
+// reports whether c is now abusive (past Limits.AbuseThreshold within
+// AbuseWindow). Read loop only.
+func (h *Hub) violation(c *conn, now time.Time) (abusive bool) {
+	cfg := &h.opts.Limits
 	h.stats.rateLimited.Add(1)
 	if cfg.AbuseThreshold < 0 {
-		return false, false
+		return false
 	}
+	if c.limit == nil {
+		c.limit = &cmdLimit{}
+	}
+	lim := c.limit
 	if t := now.UnixNano(); t-lim.windowStart > int64(cfg.AbuseWindow) {
 		lim.windowStart, lim.violations = t, 0
 	}
 	lim.violations++
-	return false, lim.violations > cfg.AbuseThreshold
+	return lim.violations > cfg.AbuseThreshold
+}
+
+// allowControl charges c for one control frame (Limits.ControlFrames) with
+// the generic cell rate algorithm: c.ctrlTAT is when the bucket would be
+// full again, so the state is one integer and nothing is allocated. It
+// reports false when the frame is to be ignored, and abusive when the
+// connection is to be closed. Read loop only.
+func (h *Hub) allowControl(c *conn, now time.Time) (ok, abusive bool) {
+	cfg := &h.opts.Limits
+	if cfg.ControlFrames < 0 || cfg.ControlFrames == rate.Inf {
+		return true, false
+	}
+	interval := int64(float64(time.Second) / float64(cfg.ControlFrames))
+	t := now.UnixNano()
+	tat := max(c.ctrlTAT, t)
+	if tat-t > interval*int64(max(cfg.ControlBurst, 1)-1) {
+		return false, h.violation(c, now)
+	}
+	c.ctrlTAT = tat + interval
+	return true, false
 }

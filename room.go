@@ -4,734 +4,558 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
-	"sort"
-	"strings"
+	"sync"
+	"time"
 )
 
-// MaxRoomLen is the maximum length, in bytes, of a room name, an event name and a
-// room or event pattern: 128.
-const MaxRoomLen = 128
-
-// maxSegments is the most segments a valid name or pattern can have: every segment
-// but the last takes at least two bytes (one character and a ':').
-const maxSegments = (MaxRoomLen + 1) / 2
-
-// roomChars marks the bytes allowed inside a segment: ASCII letters, digits and
-// "_-.@/". The separator ':' is handled on its own.
-var roomChars = func() (t [256]bool) {
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-	}
-	for c := 'A'; c <= 'Z'; c++ {
-		t[c] = true
-	}
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for _, c := range "_-.@/" {
-		t[c] = true
-	}
-	return t
-}()
-
-// ValidRoom reports whether name is a legal room name, and why not.
+// room is one room with local members: who is in it, where its stream is,
+// and who is present. Its mutex guards all of that and is never held across
+// I/O — not a broker or presence-store call, not a socket write, not a user
+// callback — so that a slow broker call for one room never holds up the
+// delivery of another (the broker delivers many rooms from one goroutine).
+// Where a room must stay consistent across a broker call, it changes state
+// instead of holding the lock:
 //
-// A room name is 1 to [MaxRoomLen] (128) bytes of ASCII letters, digits and the
-// characters _ - . : @ /. The colon separates segments ("device:42:temp" has three),
-// and no segment may be empty: no leading or trailing ':' and no "::". Wildcards
-// ('*') and placeholders ('{sub}') belong to patterns, never to room names. Event
-// names follow the same rules.
-//
-// The returned error wraps [ErrBadRoom] and says what is wrong; it quotes at most
-// the first 64 bytes of name. ValidRoom does not allocate when name is valid.
-func ValidRoom(name string) error {
-	if msg, at := checkName(name); msg != "" {
-		return badName("", name, msg, at)
-	}
-	return nil
+//   - subscribing: the first join creates the room and subscribes this node
+//     to it with no lock held; other joins wait for ready; publications that
+//     arrive meanwhile are held in pending.
+//   - live: each publication is delivered to the members in offset order.
+//     When a gap shows (or the broker asks for a resync) the room is syncing:
+//     a sync worker reads the history with no lock held while live
+//     publications wait in pending, then delivers both in offset order
+//     (what centrifuge's recovery does per client, done once per room).
+//     A resuming connection catches up the same way on its own (joiner):
+//     it reads its missed publications unlocked while what the room delivers
+//     meanwhile is buffered for it, and becomes a member after the replay.
+//   - closed: the last member left, or subscribing failed. The room is out of
+//     the hub; gone is closed once the node is unsubscribed, and only then may
+//     a room of the same name subscribe again (so an unsubscribe can never
+//     overtake the next subscribe).
+type room struct {
+	name  string
+	ready chan struct{} // closed when subscribing ends, either way
+	gone  chan struct{} // closed when the room is closed and unsubscribed
+
+	mu        sync.Mutex
+	state     roomState
+	err       error              // why subscribing failed; set before ready is closed
+	members   []*conn            // in join order; each roomRef remembers its index
+	joining   []*joiner          // resuming connections catching up from history
+	pres      map[string]*person // by subject; nil unless Policy.Presence covers the room
+	presSeq   uint64             // the last online/offline seq (single node; see nextPresenceSeq)
+	pos       StreamPosition     // the last publication delivered: the seam for joins
+	lastEvent int64              // unix nanoseconds of the last event queued (adaptive WriteDelay)
+	syncing   bool               // a sync worker owns the stream; live publications go to pending
+	queued    bool               // in the hub's sync queue
+	pending   []Publication      // held while subscribing or syncing; at most maxPending
+	lost      bool               // pending overflowed: the sync reads history once more
+	syncFails int                // history reads of a resync that failed in a row
 }
 
-// ValidPattern checks the syntax of a room or event pattern. The error wraps
-// [ErrBadRoom] and says what is wrong, quoting at most 64 bytes of pattern.
-//
-// A pattern is 1 to [MaxRoomLen] bytes of segments separated by ':', none empty.
-// Each segment is one of:
-//
-//   - a literal, in the room name character set (see [ValidRoom]);
-//   - "*", which matches exactly one segment of the room;
-//   - "{sub}", which matches the segment equal to the connection's subject
-//     ([Identity].Subject); a pattern with {sub} never matches for an empty subject
-//     or a subject containing ':', and never matches through [Match];
-//   - "**", only as the last segment, which matches one or more remaining segments.
-//
-// A wildcard or placeholder inside a literal ("dev*", "user{sub}") is invalid.
-func ValidPattern(pattern string) error {
-	var buf [maxSegments]patSeg
-	if _, msg, at := parsePattern(pattern, buf[:0]); msg != "" {
-		return badName("pattern ", pattern, msg, at)
-	}
-	return nil
+type roomState uint8
+
+const (
+	roomSubscribing roomState = iota
+	roomLive
+	roomClosed
+)
+
+// maxPending bounds the publications a room holds while it subscribes or
+// syncs. Past it they are dropped and the sync reads them from history
+// instead (or, if history no longer has them, the members are told to reload).
+const maxPending = 1024
+
+// joiner is a connection that resumes in a room: it reads what it missed from
+// history, unlocked, while the frames the room delivers meanwhile are kept
+// here, within the connection's queue bounds.
+type joiner struct {
+	c        *conn
+	frames   [][]byte
+	bytes    int
+	overflow bool // more arrived than the queue bounds: closed as a slow consumer
+	left     bool // the connection left (or closed) before it caught up
 }
 
-// Match reports whether room matches pattern (syntax in [ValidPattern]). It is false
-// when pattern or room is invalid, and for every pattern containing {sub}, since
-// Match knows no subject. Examples: "device:*" matches "device:42" but neither
-// "device" nor "device:42:temp"; "device:**" matches "device:42" and
-// "device:42:temp"; "*" matches every single-segment room.
-//
-// Match parses pattern on each call, without allocating; the hub compiles its
-// policy's patterns once instead.
-func Match(pattern, room string) bool {
-	if msg, _ := checkName(room); msg != "" {
-		return false
+func newRoom(name string, presence bool) *room {
+	rm := &room{name: name, ready: make(chan struct{}), gone: make(chan struct{})}
+	if presence {
+		rm.pres = make(map[string]*person)
 	}
-	var buf [maxSegments]patSeg
-	segs, msg, _ := parsePattern(pattern, buf[:0])
-	if msg != "" {
-		return false
-	}
-	return matchSegs(segs, room, "")
+	return rm
 }
 
-// checkName checks a room or event name. It returns "" if name is valid, otherwise
-// a short reason and the offset of the offending byte (-1 if none applies).
-func checkName(name string) (msg string, at int) {
-	switch {
-	case name == "":
-		return "empty", -1
-	case len(name) > MaxRoomLen:
-		return "longer than 128 bytes", -1
-	case name[0] == ':':
-		return "leading ':'", -1
-	case name[len(name)-1] == ':':
-		return "trailing ':'", -1
+// hold keeps pub for later (subscribing or syncing).
+func (rm *room) hold(pub *Publication) {
+	if len(rm.pending) >= maxPending {
+		rm.lost = true
+		return
 	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if c == ':' {
-			if name[i-1] == ':' { // i > 0: name[0] != ':'
-				return "empty segment '::'", i
+	rm.pending = append(rm.pending, *pub)
+}
+
+// empty reports whether the room has no member and nobody catching up.
+func (rm *room) empty() bool { return len(rm.members) == 0 && len(rm.joining) == 0 }
+
+// room returns the room called name (subscribing or live), or nil.
+func (h *Hub) room(name string) *room {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.rooms[name]
+}
+
+// liveRoom returns the live room called name, creating it and subscribing
+// this node to it if needed. It waits, bounded by ctx, for a subscription in
+// progress and for the unsubscription of a room of that name just closed.
+func (h *Hub) liveRoom(ctx context.Context, name string) (*room, error) {
+	for {
+		h.mu.Lock()
+		rm := h.rooms[name]
+		if rm == nil {
+			if old := h.leaving[name]; old != nil {
+				h.mu.Unlock()
+				if err := waitChan(ctx, old.gone); err != nil {
+					return nil, err
+				}
+				continue
 			}
-			continue
+			rm = newRoom(name, h.policy.presenceOn(name))
+			h.rooms[name] = rm
+			h.mu.Unlock()
+			h.subscribeRoom(rm)
+		} else {
+			h.mu.Unlock()
 		}
-		if !roomChars[c] {
-			return "illegal", i
+		if err := waitChan(ctx, rm.ready); err != nil {
+			return nil, err
 		}
+		if rm.err != nil {
+			return nil, rm.err
+		}
+		return rm, nil
 	}
-	return "", -1
 }
 
-// validSegment reports whether s can stand as one segment of a room name: what
-// {sub} requires of a subject.
-func validSegment(s string) bool {
-	if s == "" || len(s) > MaxRoomLen {
+// waitChan waits for ch to be closed or ctx to end.
+func waitChan(ctx context.Context, ch <-chan struct{}) error {
+	select {
+	case <-ch:
+		return nil
+	default:
+	}
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// subscribeRoom subscribes this node to the new room rm and reads its
+// position, with no lock held, then makes it live (or closed on failure).
+// The subscription belongs to the room, not to the join that created it, so
+// it is bounded by the hub's context and BrokerTimeout.
+func (h *Hub) subscribeRoom(rm *room) {
+	ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
+	pos, err := h.subscribe(ctx, rm.name)
+	cancel()
+	rm.mu.Lock()
+	var fls []*flushList
+	var sync bool
+	if err != nil {
+		rm.state, rm.err, rm.pending = roomClosed, err, nil
+	} else {
+		rm.pos, rm.state = pos, roomLive
+		fls, sync = h.drainLocked(rm)
+	}
+	rm.mu.Unlock()
+	close(rm.ready)
+	h.dispatchAll(fls)
+	if err != nil {
+		h.mu.Lock()
+		if h.rooms[rm.name] == rm {
+			delete(h.rooms, rm.name)
+		}
+		h.mu.Unlock()
+		close(rm.gone)
+		return
+	}
+	if sync {
+		h.queueSync(rm)
+	}
+}
+
+// closeRoom takes the closed room rm out of the hub and unsubscribes this
+// node from it; a join of the same name meanwhile waits for rm.gone.
+func (h *Hub) closeRoom(ctx context.Context, rm *room) {
+	h.mu.Lock()
+	if h.rooms[rm.name] == rm {
+		delete(h.rooms, rm.name)
+		h.leaving[rm.name] = rm
+	}
+	h.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.opts.BrokerTimeout)
+	h.unsubscribe(ctx, rm.name)
+	cancel()
+	h.mu.Lock()
+	if h.leaving[rm.name] == rm {
+		delete(h.leaving, rm.name)
+	}
+	h.mu.Unlock()
+	close(rm.gone)
+}
+
+// joinResult is where a join left a connection in the room's stream.
+type joinResult struct {
+	pos       StreamPosition // the room's position at the join: the client has everything up to it
+	resumed   bool           // a since position was given
+	recovered bool           // ... and every publication after it was (or is being) delivered
+	already   bool           // c was in the room before
+}
+
+// join puts c in room name. server marks a server-side join.
+func (h *Hub) join(ctx context.Context, c *conn, name string, server bool) error {
+	_, err := h.joinAt(ctx, c, name, server, nil)
+	return err
+}
+
+// joinAt puts c in room name. With since, the publications after since that
+// the room delivered before the join are replayed to c first (from the
+// broker's history, read with no lock held), so c misses nothing; recovered
+// is false when they are no longer all kept.
+//
+// Locks: h.mu, then a room's mu, then a conn's mu, each only for memory
+// operations. A room's members are a slice in join order; each roomRef
+// remembers its index, written only with both the room's and the conn's
+// mutex held. Presence events and replays are queued with the room's mu
+// held, so they stay in order with the room's events.
+func (h *Hub) joinAt(ctx context.Context, c *conn, name string, server bool, since *StreamPosition) (joinResult, error) {
+	res := joinResult{resumed: since != nil}
+	// Cheap checks first, so a doomed join never creates (and subscribes) a room.
+	if err := h.canJoin(c, name); err != nil {
+		return res, err
+	}
+	var rm *room
+	for {
+		var err error
+		if rm, err = h.liveRoom(ctx, name); err != nil {
+			return res, err
+		}
+		rm.mu.Lock()
+		if rm.state != roomClosed {
+			break
+		}
+		rm.mu.Unlock() // closed since: wait for it to go, then make a new one
+		if err := waitChan(ctx, rm.gone); err != nil {
+			return res, err
+		}
+	}
+	res.pos = rm.pos
+
+	c.mu.Lock()
+	ref := slices.IndexFunc(c.rooms, func(rr roomRef) bool { return rr.name == name })
+	var err error
+	switch {
+	case c.closed:
+		err = ErrNotFound
+	case ref >= 0:
+		res.already = true
+		if server {
+			c.rooms[ref].server = true
+		}
+	case len(c.rooms) >= h.opts.MaxRoomsPerConn:
+		err = fmt.Errorf("%w: limit is %d", ErrTooManyRooms, h.opts.MaxRoomsPerConn)
+	}
+	if err != nil || res.already {
+		c.mu.Unlock()
+		if res.already && since != nil {
+			// Already in: it receives the room live; nothing to replay.
+			res.recovered = since.Epoch == rm.pos.Epoch && since.Offset >= rm.pos.Offset
+		}
+		empty := err != nil && rm.empty() && rm.state == roomLive
+		if empty {
+			rm.state = roomClosed
+		}
+		rm.mu.Unlock()
+		if empty {
+			h.closeRoom(ctx, rm)
+		}
+		return res, err
+	}
+
+	replay := since != nil && since.Epoch == rm.pos.Epoch && since.Offset < rm.pos.Offset
+	if since != nil {
+		h.stats.resumes.Add(1)
+		// Another stream, or a position this node has not reached (the client
+		// came from a node further ahead): the client drops what it has seen.
+		res.recovered = replay || since.Epoch == rm.pos.Epoch
+		if !res.recovered {
+			h.stats.unrecovered.Add(1)
+		}
+	}
+	if !replay {
+		c.rooms = append(c.rooms, roomRef{name: name, server: server, idx: len(rm.members)})
+		rm.members = append(rm.members, c)
+		c.mu.Unlock()
+		return res, h.joined(ctx, rm, c, nil)
+	}
+
+	// Catch up from history with no lock held; what the room delivers
+	// meanwhile waits in j.
+	j := &joiner{c: c}
+	rm.joining = append(rm.joining, j)
+	c.rooms = append(c.rooms, roomRef{name: name, server: server, idx: -1})
+	c.mu.Unlock()
+	target := rm.pos
+	rm.mu.Unlock()
+
+	frames, ok := h.readReplay(ctx, name, c.id, *since, target)
+	res.recovered = ok
+
+	rm.mu.Lock()
+	rm.joining = slices.DeleteFunc(rm.joining, func(x *joiner) bool { return x == j })
+	if j.left {
+		empty := rm.empty() && rm.state == roomLive
+		if empty {
+			rm.state = roomClosed
+		}
+		rm.mu.Unlock()
+		if empty {
+			h.closeRoom(ctx, rm)
+		}
+		return res, ErrNotFound
+	}
+	c.mu.Lock()
+	for i := range c.rooms {
+		if c.rooms[i].name == name {
+			c.rooms[i].idx = len(rm.members)
+		}
+	}
+	c.mu.Unlock()
+	rm.members = append(rm.members, c)
+	if j.overflow {
+		c.closeWith(CloseSlowConsumer, "slow consumer")
+		h.stats.slowConsumers.Add(1)
+	}
+	fl := flushLists.Get().(*flushList)
+	for _, f := range slices.Concat(frames, j.frames) {
+		if _, start := c.enqueue(f); start {
+			fl.conns = append(fl.conns, c)
+		}
+	}
+	return res, h.joined(ctx, rm, c, fl)
+}
+
+// canJoin checks what can be checked of a join before its room is looked up.
+func (h *Hub) canJoin(c *conn, name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closed:
+		return ErrNotFound
+	case !slices.ContainsFunc(c.rooms, func(rr roomRef) bool { return rr.name == name }) && len(c.rooms) >= h.opts.MaxRoomsPerConn:
+		return fmt.Errorf("%w: limit is %d", ErrTooManyRooms, h.opts.MaxRoomsPerConn)
+	}
+	return nil
+}
+
+// joined finishes a join: c has just been added to rm's members, with rm.mu
+// held, which joined releases. It records c's presence, then dispatches fl
+// (the replay, may be nil) and the presence events, and makes the cluster
+// presence call, all with no lock held.
+func (h *Hub) joined(ctx context.Context, rm *room, c *conn, fl *flushList) error {
+	var pfl *flushList
+	var op presenceOp
+	if rm.pres != nil {
+		pfl, op = h.presenceJoined(rm, c)
+	}
+	rm.mu.Unlock()
+	if fl != nil {
+		h.dispatch(fl)
+	}
+	if pfl != nil {
+		h.dispatch(pfl)
+	}
+	h.clusterPresence(ctx, op)
+	return nil
+}
+
+// readReplay reads from history the publications of room after since, up to
+// target, as frames for the connection with ID connID (leaving out what was
+// published WithExcept it). ok is false when they are no longer all kept.
+// No lock is held: it is a broker call.
+func (h *Hub) readReplay(ctx context.Context, name, connID string, since, target StreamPosition) (frames [][]byte, ok bool) {
+	at := since
+	for at.Offset < target.Offset {
+		bctx, cancel := context.WithTimeout(ctx, h.opts.BrokerTimeout)
+		pubs, _, err := h.broker.History(bctx, name, at, int(target.Offset-at.Offset))
+		cancel()
+		if err != nil || len(pubs) == 0 || pubs[0].Offset != at.Offset+1 {
+			if err != nil && !errors.Is(err, ErrUnrecoverable) {
+				h.stats.brokerErrors.Add(1)
+				h.log.LogAttrs(ctx, slog.LevelError, "rthub: reading history for a resume", slog.String("room", name), slog.Any("err", err))
+			}
+			h.stats.unrecovered.Add(1)
+			return nil, false
+		}
+		for i := range pubs {
+			p := &pubs[i]
+			if p.Offset != at.Offset+1 || p.Epoch != at.Epoch || p.Offset > target.Offset {
+				break
+			}
+			if except, body := p.Except, p.Data; except != connID {
+				frames = append(frames, appendFrameFor(body, p.Position()))
+			}
+			at = p.Position()
+		}
+		// pubs[0] continued the stream, so at moved: the loop ends.
+	}
+	return frames, true
+}
+
+// leave takes c out of room name; it reports whether c was in it. ctx bounds
+// the cluster presence call and the unsubscription when c was the last
+// member.
+func (h *Hub) leave(ctx context.Context, c *conn, name string) bool {
+	rm := h.room(name)
+	if rm == nil {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		if !roomChars[s[i]] {
-			return false
+	rm.mu.Lock()
+	c.mu.Lock()
+	ref := slices.IndexFunc(c.rooms, func(rr roomRef) bool { return rr.name == name })
+	var idx int
+	if ref >= 0 {
+		idx = c.rooms[ref].idx
+		c.rooms = slices.Delete(c.rooms, ref, ref+1)
+	}
+	viewing := c.viewing
+	c.mu.Unlock()
+	if ref < 0 {
+		rm.mu.Unlock()
+		return false
+	}
+	var fl *flushList
+	var op presenceOp
+	if idx < 0 { // still catching up: joinAt sees it left
+		for _, j := range rm.joining {
+			if j.c == c {
+				j.left = true
+			}
 		}
+	} else {
+		last := len(rm.members) - 1
+		if moved := rm.members[last]; idx != last {
+			rm.members[idx] = moved
+			moved.mu.Lock()
+			for i := range moved.rooms {
+				if moved.rooms[i].name == name {
+					moved.rooms[i].idx = idx
+					break
+				}
+			}
+			moved.mu.Unlock()
+		}
+		rm.members[last] = nil
+		rm.members = rm.members[:last]
+		if rm.pres != nil {
+			fl, op = h.presenceLeft(rm, c, viewing)
+		}
+	}
+	empty := rm.empty() && rm.state == roomLive
+	if empty {
+		rm.state = roomClosed
+	}
+	rm.mu.Unlock()
+	if fl != nil {
+		h.dispatch(fl)
+	}
+	h.clusterPresence(ctx, op)
+	if empty {
+		h.closeRoom(ctx, rm)
 	}
 	return true
 }
 
-// badName builds the error of ValidRoom and ValidPattern.
-func badName(kind, s, msg string, at int) error {
-	if msg == "illegal" {
-		msg = "illegal " + describeByte(s[at])
+// inRoom reports whether c is a member of room name.
+func (c *conn) inRoom(name string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.ContainsFunc(c.rooms, func(rr roomRef) bool { return rr.name == name })
+}
+
+// deliverLocked encodes one event once and queues it to rm's members (but
+// the one with ID except), with rm.mu held. It returns the connections whose
+// writers must be started (pass it to dispatch once rm.mu is released), or
+// nil when there are none.
+func (h *Hub) deliverLocked(rm *room, event string, data []byte, except string) *flushList {
+	if rm.empty() {
+		return nil
 	}
-	if at >= 0 {
-		msg = fmt.Sprintf("%s at offset %d", msg, at)
+	payload := appendEvent(make([]byte, 0, 64+len(event)+len(rm.name)+len(data)), event, rm.name, data)
+	return h.deliverPayloadLocked(rm, payload, except, h.stats.events.of(event))
+}
+
+// deliverPayloadLocked queues one encoded server message to rm's members
+// but except (a connection ID, or ""), with rm.mu held; see deliverLocked.
+// ev counts the deliveries and drops of the message's event (nil: not an
+// event). Connections still catching up (joiners) keep the frame for later.
+func (h *Hub) deliverPayloadLocked(rm *room, payload []byte, except string, ev *eventCounter) *flushList {
+	if rm.empty() {
+		return nil
 	}
-	return fmt.Errorf("%w: %s%s: %s", ErrBadRoom, kind, quoteTrunc(s), msg)
-}
-
-// quoteTrunc quotes s for an error message, ASCII only, cut to its first 64 bytes.
-func quoteTrunc(s string) string {
-	const limit = 64
-	if len(s) <= limit {
-		return fmt.Sprintf("%+q", s)
+	p := preparedMessage{payload: payload, comp: h.comp, threshold: h.opts.Compression.Threshold}
+	var n uint64
+	fl := flushLists.Get().(*flushList)
+	fl.born = time.Now().UnixNano()
+	if d := h.opts.WriteDelay; d > 0 {
+		fl.hold = rm.lastEvent != 0 && fl.born-rm.lastEvent < int64(d)
+		rm.lastEvent = fl.born
 	}
-	return fmt.Sprintf("%+q... (%d bytes)", s[:limit], len(s))
-}
-
-// describeByte names a byte for an error message.
-func describeByte(c byte) string {
-	if c >= 0x20 && c < 0x7f {
-		return fmt.Sprintf("character %q", rune(c))
-	}
-	return fmt.Sprintf("byte 0x%02x", c)
-}
-
-// segKind is the kind of one pattern segment.
-type segKind uint8
-
-const (
-	segLit   segKind = iota // literal text
-	segStar                 // "*": exactly one segment
-	segSub                  // "{sub}": the segment equal to the subject
-	segDStar                // "**", last only: one or more segments
-)
-
-// patSeg is one segment of a parsed pattern.
-type patSeg struct {
-	lit  string // for segLit
-	kind segKind
-}
-
-// parsePattern splits pattern into segs (appending to segs, which needs room for
-// maxSegments to avoid allocating). msg is "" on success, otherwise a reason and
-// the offset of the offending byte (-1 if none applies).
-func parsePattern(pattern string, segs []patSeg) (_ []patSeg, msg string, at int) {
-	switch {
-	case pattern == "":
-		return segs, "empty", -1
-	case len(pattern) > MaxRoomLen:
-		return segs, "longer than 128 bytes", -1
-	}
-	for start := 0; start <= len(pattern); {
-		end := strings.IndexByte(pattern[start:], ':')
-		if end < 0 {
-			end = len(pattern)
-		} else {
-			end += start
-		}
-		seg := pattern[start:end]
-		switch seg {
-		case "":
-			switch {
-			case start == 0:
-				return segs, "leading ':'", -1
-			case end == len(pattern):
-				return segs, "trailing ':'", -1
-			default:
-				return segs, "empty segment '::'", start
-			}
-		case "*":
-			segs = append(segs, patSeg{kind: segStar})
-		case "{sub}":
-			segs = append(segs, patSeg{kind: segSub})
-		case "**":
-			if end != len(pattern) {
-				return segs, "'**' is allowed only as the last segment", start
-			}
-			segs = append(segs, patSeg{kind: segDStar})
-		default:
-			for i := 0; i < len(seg); i++ {
-				switch c := seg[i]; {
-				case roomChars[c]:
-				case c == '*':
-					return segs, "'*' or '**' must be a whole segment", start + i
-				case c == '{' || c == '}':
-					return segs, "the only placeholder is '{sub}', as a whole segment", start + i
-				default:
-					return segs, "illegal", start + i
-				}
-			}
-			segs = append(segs, patSeg{kind: segLit, lit: seg})
-		}
-		start = end + 1
-	}
-	return segs, "", -1
-}
-
-// matchSegs matches a parsed pattern against room, which must be a valid room name;
-// sub is the subject {sub} stands for ("" never matches). It does not allocate.
-func matchSegs(segs []patSeg, room, sub string) bool {
-	pos := 0 // start of the next room segment; len(room)+1 once all are consumed
-	for _, sg := range segs {
-		if pos > len(room) {
-			return false // the room has fewer segments than the pattern
-		}
-		if sg.kind == segDStar {
-			return true // a valid room has at least one non-empty segment left
-		}
-		end := strings.IndexByte(room[pos:], ':')
-		if end < 0 {
-			end = len(room)
-		} else {
-			end += pos
-		}
-		seg := room[pos:end]
-		switch sg.kind {
-		case segLit:
-			if seg != sg.lit {
-				return false
-			}
-		case segStar:
-			if seg == "" {
-				return false
-			}
-		case segSub:
-			if sub == "" || seg != sub {
-				return false
-			}
-		}
-		pos = end + 1
-	}
-	return pos == len(room)+1
-}
-
-// pattern is a compiled room or event pattern. It is immutable.
-type pattern struct {
-	raw    string
-	segs   []patSeg
-	hasSub bool // some segment is {sub}
-	wild   bool // some segment is * or **
-}
-
-// compilePattern parses s once for repeated matching.
-func compilePattern(s string) (pattern, error) {
-	var buf [maxSegments]patSeg
-	segs, msg, at := parsePattern(s, buf[:0])
-	if msg != "" {
-		return pattern{}, badName("pattern ", s, msg, at)
-	}
-	p := pattern{raw: s, segs: slices.Clone(segs)}
-	for _, sg := range segs {
-		switch sg.kind {
-		case segSub:
-			p.hasSub = true
-		case segStar, segDStar:
-			p.wild = true
-		}
-	}
-	return p, nil
-}
-
-// match reports whether the valid room name room matches p, with {sub} standing
-// for sub. It does not allocate.
-func (p *pattern) match(room, sub string) bool {
-	return matchSegs(p.segs, room, sub)
-}
-
-// expand returns the concrete room of a pattern without wildcards, {sub} replaced
-// by sub; ok is false when the result is not a valid room name (sub empty, with ':'
-// or illegal characters, or the result too long).
-func (p *pattern) expand(sub string) (room string, ok bool) {
-	if !p.hasSub {
-		return p.raw, true
-	}
-	if !validSegment(sub) {
-		return "", false
-	}
-	var b strings.Builder
-	for i, sg := range p.segs {
-		if i > 0 {
-			b.WriteByte(':')
-		}
-		if sg.kind == segSub {
-			b.WriteString(sub)
-		} else {
-			b.WriteString(sg.lit)
-		}
-	}
-	room = b.String()
-	if msg, _ := checkName(room); msg != "" {
-		return "", false
-	}
-	return room, true
-}
-
-// Action is what a connection asks to do in a room. The zero value is no action
-// and is always refused.
-type Action uint8
-
-// Actions checked by the [Policy].
-const (
-	ActionJoin Action = iota + 1 // join a room (client "join" command)
-	ActionEmit                   // emit an event to a room (client "emit" command)
-)
-
-// String returns "join", "emit", or "Action(N)" for any other value.
-func (a Action) String() string {
-	switch a {
-	case ActionJoin:
-		return "join"
-	case ActionEmit:
-		return "emit"
-	}
-	return fmt.Sprintf("Action(%d)", uint8(a))
-}
-
-// Policy is the declarative, role-based room policy of a hub: which rooms an
-// identity may join, which rooms it joins on connect, and which events it may emit
-// to which rooms.
-//
-// The zero Policy allows nothing: no joins, no emits and no auto-joined rooms.
-// Rules are only ever additive: an identity gets the union of the rules of all its
-// roles ([Identity].Roles) plus the rules of the role "*", which applies to every
-// authenticated identity, including one with no roles. Roles the policy does not
-// name add nothing. The Authorize hook can only narrow what the rules allow.
-//
-// Join, Emit and event patterns may use the segment {sub} for the identity's
-// subject: Join: []string{"user:{sub}"} lets every user join their own room and no
-// one else's. An emit is allowed when one [EmitRule] lists both the event and the
-// room. Event names follow the room name rules of [ValidRoom]. A refused join or
-// emit is reported to the client as [ErrForbidden] (code "forbidden").
-//
-// The hub validates a Policy when it is created (every pattern, auto-join room and
-// event pattern) and reports all problems at once; afterwards it uses its own
-// compiled copy, so changing the Policy value has no effect. The compiled policy is
-// safe for concurrent use.
-type Policy struct {
-	// Roles maps a role name to what it may do. The rules of all of an identity's
-	// roles are combined (union). The key "*" means every authenticated identity.
-	// The empty role name is invalid. Nil allows nothing.
-	Roles map[string]RoleRules
-
-	// Authorize, if set, is called after the declarative rules ALLOWED an action
-	// (never when they refused it), and may refuse it by returning an error, which
-	// should wrap [ErrForbidden]; any other error is reported to the client as
-	// forbidden too. The client sees the code "forbidden" and a generic message, or
-	// the Message of a *[ReplyError] the hook returns with Code "forbidden". The
-	// hook's error stays in the returned error's chain for logging.
-	//
-	// For ActionJoin event is ""; for ActionEmit room is the target room. id must
-	// be treated as read-only. Authorize runs on the connection's goroutine, is
-	// called concurrently for different connections, and must not block for long.
-	// A panic in Authorize is recovered and refuses the action as forbidden.
-	//
-	// Use it for decisions the rules cannot express, e.g. "only devices listed in
-	// the token's claims". Nil means the rules alone decide.
-	Authorize func(ctx context.Context, id *Identity, act Action, room, event string) error
-
-	// Presence lists the room patterns (syntax in [ValidPattern], without
-	// {sub}) whose rooms track presence: who is there, online/offline and
-	// viewing events (see [PresenceOptions]). Presence costs a little memory
-	// per person and an event per arrival, so it is off unless listed.
-	Presence []string
-}
-
-// RoleRules is what one role may do. The zero value allows nothing.
-type RoleRules struct {
-	// Join lists the room patterns (syntax in [ValidPattern]) this role may join.
-	Join []string
-	// AutoJoin lists the rooms joined automatically on connect: concrete room
-	// names, where the segment {sub} stands for the identity's subject (e.g.
-	// "user:{sub}"); no wildcards. An auto-joined room is implicitly joinable. A
-	// {sub} room is skipped for a subject that is not a valid segment (empty, with
-	// ':' or with characters outside the room name set).
-	AutoJoin []string
-	// Emit lists the events this role may emit, and to which rooms.
-	Emit []EmitRule
-}
-
-// EmitRule allows emitting the listed events to the listed rooms. Both lists must
-// be non-empty.
-type EmitRule struct {
-	// Events lists event names or patterns, in the room pattern syntax (e.g.
-	// "chat:*"; see [ValidPattern]).
-	Events []string
-	// Rooms lists room patterns. The connection must also be a member of the room
-	// to emit to it; the hub checks that separately.
-	Rooms []string
-}
-
-// policy is the compiled form of a Policy. It is immutable after compilePolicy and
-// safe for concurrent use.
-type policy struct {
-	roles map[string]*rolePolicy // by role name, without "*"
-	every *rolePolicy            // rules of the role "*", nil if none
-	hook  func(ctx context.Context, id *Identity, act Action, room, event string) error
-
-	presence []pattern // rooms with presence on
-}
-
-// rolePolicy is the compiled form of RoleRules.
-type rolePolicy struct {
-	join     []pattern // Join patterns, then the AutoJoin rooms
-	autoJoin []pattern // without wildcards
-	emit     []emitRule
-}
-
-// emitRule is the compiled form of EmitRule.
-type emitRule struct {
-	events []pattern
-	rooms  []pattern
-}
-
-// compilePolicy validates p and compiles its patterns. The error joins every
-// problem found (see [errors.Join]); each wraps [ErrBadRoom] when a pattern or
-// name is at fault, and starts "rthub: policy: role %q: ".
-func compilePolicy(p Policy) (*policy, error) {
-	cp := &policy{roles: make(map[string]*rolePolicy, len(p.Roles)), hook: p.Authorize}
-	names := make([]string, 0, len(p.Roles))
-	for name := range p.Roles {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	var errs []error
-	for _, name := range names {
-		report := func(field string, err error) {
-			errs = append(errs, fmt.Errorf("rthub: policy: role %q: %s: %w", name, field, err))
-		}
-		if name == "" {
-			errs = append(errs, errors.New(`rthub: policy: role "": empty role name`))
-		}
-		rp := compileRole(p.Roles[name], report)
-		if name == "*" {
-			cp.every = rp
-		} else {
-			cp.roles[name] = rp
-		}
-	}
-	for i, s := range p.Presence {
-		pt, err := compilePattern(s)
-		if err == nil && pt.hasSub {
-			err = fmt.Errorf("%w: %s: {sub} is not allowed in presence rooms", ErrBadRoom, quoteTrunc(s))
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("rthub: policy: Presence[%d]: %w", i, err))
+	var wire, dropped uint64
+	for _, c := range rm.members {
+		if except != "" && c.id == except {
 			continue
 		}
-		cp.presence = append(cp.presence, pt)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return cp, nil
-}
-
-// presenceOn reports whether presence is tracked in the valid room.
-func (p *policy) presenceOn(room string) bool {
-	return anyMatch(p.presence, room, "")
-}
-
-// compileRole compiles one role's rules, reporting every problem with the field it
-// is in.
-func compileRole(r RoleRules, report func(field string, err error)) *rolePolicy {
-	rp := &rolePolicy{}
-	patterns := func(field string, ss []string) []pattern {
-		var pts []pattern
-		for i, s := range ss {
-			pt, err := compilePattern(s)
-			if err != nil {
-				report(fmt.Sprintf("%s[%d]", field, i), err)
-				continue
-			}
-			pts = append(pts, pt)
+		f := p.frame(c.deflate)
+		queued, start := c.enqueue(f)
+		if queued {
+			n++
+			wire += uint64(len(f))
+		} else {
+			dropped++
 		}
-		return pts
-	}
-	rp.join = patterns("Join", r.Join)
-	for i, s := range r.AutoJoin {
-		pt, err := compilePattern(s)
-		if err == nil && pt.wild {
-			err = fmt.Errorf("%w: %s: wildcards are not allowed in auto-join rooms", ErrBadRoom, quoteTrunc(s))
+		if start {
+			fl.conns = append(fl.conns, c)
 		}
-		if err != nil {
-			report(fmt.Sprintf("AutoJoin[%d]", i), err)
+	}
+	for _, j := range rm.joining {
+		if except != "" && j.c.id == except || j.overflow {
 			continue
 		}
-		rp.autoJoin = append(rp.autoJoin, pt)
-		rp.join = append(rp.join, pt)
-	}
-	for i, e := range r.Emit {
-		field := fmt.Sprintf("Emit[%d]", i)
-		if len(e.Events) == 0 {
-			report(field, errors.New("no events"))
+		f := p.frame(j.c.deflate)
+		if len(j.frames) >= h.opts.SendQueueMessages || j.bytes+len(f) > h.opts.SendQueueBytes {
+			j.overflow, j.frames, j.bytes = true, nil, 0
+			dropped++
+			continue
 		}
-		if len(e.Rooms) == 0 {
-			report(field, errors.New("no rooms"))
-		}
-		rp.emit = append(rp.emit, emitRule{
-			events: patterns(field+".Events", e.Events),
-			rooms:  patterns(field+".Rooms", e.Rooms),
-		})
+		j.frames = append(j.frames, f)
+		j.bytes += len(f)
+		n++
+		wire += uint64(len(f))
 	}
-	return rp
-}
-
-// canJoin reports whether one role's rules allow joining the valid room.
-func (rp *rolePolicy) canJoin(room, sub string) bool {
-	for i := range rp.join {
-		if rp.join[i].match(room, sub) {
-			return true
+	h.stats.delivered.Add(n)
+	if dropped > 0 {
+		h.stats.droppedFrames.Add(dropped)
+	}
+	if ev != nil {
+		ev.delivered.Add(n)
+		if dropped > 0 {
+			ev.dropped.Add(dropped)
 		}
 	}
-	return false
-}
-
-// canEmit reports whether one role's rules allow emitting the valid event name to
-// the valid room: one rule must list both.
-func (rp *rolePolicy) canEmit(event, room, sub string) bool {
-	for i := range rp.emit {
-		if anyMatch(rp.emit[i].events, event, sub) && anyMatch(rp.emit[i].rooms, room, sub) {
-			return true
-		}
-	}
-	return false
-}
-
-// anyMatch reports whether name matches one of pts.
-func anyMatch(pts []pattern, name, sub string) bool {
-	for i := range pts {
-		if pts[i].match(name, sub) {
-			return true
-		}
-	}
-	return false
-}
-
-// allowJoin reports whether the declarative rules let id join room (the hook is not
-// consulted). It is false for a nil id or an invalid room name. It does not
-// allocate.
-func (p *policy) allowJoin(id *Identity, room string) bool {
-	if id == nil {
-		return false
-	}
-	if msg, _ := checkName(room); msg != "" {
-		return false
-	}
-	if p.every != nil && p.every.canJoin(room, id.Subject) {
-		return true
-	}
-	for _, r := range id.Roles {
-		if rp := p.roles[r]; rp != nil && rp.canJoin(room, id.Subject) {
-			return true
-		}
-	}
-	return false
-}
-
-// allowEmit reports whether the declarative rules let id emit event to room (the
-// hook is not consulted; membership is the hub's business). It is false for a nil
-// id or an invalid event or room name. It does not allocate.
-func (p *policy) allowEmit(id *Identity, event, room string) bool {
-	if id == nil {
-		return false
-	}
-	if msg, _ := checkName(room); msg != "" {
-		return false
-	}
-	if msg, _ := checkName(event); msg != "" {
-		return false
-	}
-	if p.every != nil && p.every.canEmit(event, room, id.Subject) {
-		return true
-	}
-	for _, r := range id.Roles {
-		if rp := p.roles[r]; rp != nil && rp.canEmit(event, room, id.Subject) {
-			return true
-		}
-	}
-	return false
-}
-
-// autoJoin returns the rooms id joins on connect: the AutoJoin rooms of its roles
-// and of "*", {sub} replaced by id.Subject, deduplicated and sorted. Rooms whose
-// substitution is not a valid room name are skipped. Nil if there are none.
-func (p *policy) autoJoin(id *Identity) []string {
-	if id == nil {
-		return nil
-	}
-	var rooms []string
-	add := func(rp *rolePolicy) {
-		if rp == nil {
-			return
-		}
-		for i := range rp.autoJoin {
-			if room, ok := rp.autoJoin[i].expand(id.Subject); ok {
-				rooms = append(rooms, room)
-			}
-		}
-	}
-	add(p.every)
-	for _, r := range id.Roles {
-		add(p.roles[r])
-	}
-	slices.Sort(rooms)
-	return slices.Compact(rooms)
-}
-
-// authorize decides whether id may do act in room (and, for ActionEmit, emit
-// event): first the declarative rules, then, only if they allow it, the Authorize
-// hook. It returns nil, or an error wrapping [ErrForbidden] whose message suits a
-// client (e.g. `role may not join room "admin"`). A hook error is kept in the chain
-// too, yet [ErrorCode] of the result is always "forbidden" and [errors.As] with a
-// *[ReplyError] yields the client's code and message. A panicking hook refuses.
-//
-// An invalid room or event name is refused as forbidden; the hub reports
-// [ErrBadRoom] by calling [ValidRoom] first.
-func (p *policy) authorize(ctx context.Context, id *Identity, act Action, room, event string) error {
-	var ok bool
-	switch act {
-	case ActionJoin:
-		ok = p.allowJoin(id, room)
-	case ActionEmit:
-		ok = p.allowEmit(id, event, room)
-	default:
-		return &forbiddenError{msg: "unknown action " + act.String()}
-	}
-	if !ok {
-		if act == ActionJoin {
-			return &forbiddenError{msg: "role may not join room " + quoteTrunc(room)}
-		}
-		return &forbiddenError{msg: "role may not emit event " + quoteTrunc(event) + " to room " + quoteTrunc(room)}
-	}
-	if p.hook == nil {
-		return nil
-	}
-	err := p.callHook(ctx, id, act, room, event)
-	if err == nil {
-		return nil
-	}
-	fe := &forbiddenError{err: err}
-	var re *ReplyError
-	switch {
-	case errors.As(err, &re) && re.Code == "forbidden" && re.Message != "":
-		fe.msg = re.Message
-	case act == ActionJoin:
-		fe.msg = "not authorized to join room " + quoteTrunc(room)
-	default:
-		fe.msg = "not authorized to emit event " + quoteTrunc(event) + " to room " + quoteTrunc(room)
-	}
-	return fe
-}
-
-// callHook calls the Authorize hook, turning a panic into an error.
-func (p *policy) callHook(ctx context.Context, id *Identity, act Action, room, event string) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("rthub: policy: Authorize hook panicked: %v", r)
-		}
-	}()
-	return p.hook(ctx, id, act, room, event)
-}
-
-// forbiddenError is the refusal returned by policy.authorize. It wraps ErrForbidden
-// and, when the Authorize hook refused, the hook's error.
-type forbiddenError struct {
-	msg string // safe to show the client
-	err error  // the hook's error (or panic), or nil
-}
-
-// Error implements error. It includes the hook's error, for logs.
-func (e *forbiddenError) Error() string {
-	s := "rthub: forbidden: " + e.msg
-	if e.err != nil {
-		s += ": " + e.err.Error()
-	}
-	return s
-}
-
-// Unwrap returns ErrForbidden and the hook's error, if any.
-func (e *forbiddenError) Unwrap() []error {
-	if e.err == nil {
-		return []error{ErrForbidden}
-	}
-	return []error{ErrForbidden, e.err}
-}
-
-// As makes errors.As with a **ReplyError yield what the client sees, code
-// "forbidden" and the client-safe message, rather than a ReplyError the hook may
-// have returned deeper in the chain.
-func (e *forbiddenError) As(target any) bool {
-	if re, ok := target.(**ReplyError); ok {
-		*re = &ReplyError{Code: "forbidden", Message: e.msg}
-		return true
-	}
-	return false
+	h.stats.eventBytes.Add(n * uint64(len(payload)))
+	h.stats.eventWire.Add(wire)
+	return fl
 }

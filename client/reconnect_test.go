@@ -284,7 +284,7 @@ func TestClose(t *testing.T) {
 		t.Parallel()
 		disconnected := make(chan error, 10)
 		ts := startHub(t, func(o *rthub.Options) {
-			o.OnDisconnect = func(_ rthub.ConnInfo, err error) { disconnected <- err }
+			o.OnDisconnect = func(_ context.Context, _ rthub.ConnInfo, err error) { disconnected <- err }
 		})
 		rec := newStateRecorder()
 		c := dialTest(t, ts.url, Options{Token: hourToken(t, "alice", "staff"), OnState: rec.record})

@@ -175,8 +175,8 @@ func (c *Collector) OnRefused(next func(context.Context, rthub.Refusal)) func(co
 // OnDisconnect returns an [rthub.Options].OnDisconnect hook that counts each
 // ended connection in rthub_disconnects_total by close code, then calls
 // next (which may be nil).
-func (c *Collector) OnDisconnect(next func(rthub.ConnInfo, error)) func(rthub.ConnInfo, error) {
-	return func(ci rthub.ConnInfo, err error) {
+func (c *Collector) OnDisconnect(next func(context.Context, rthub.ConnInfo, error)) func(context.Context, rthub.ConnInfo, error) {
+	return func(ctx context.Context, ci rthub.ConnInfo, err error) {
 		code := rthub.CloseStatus(err)
 		label := "unknown"
 		if code >= 1000 && code < 5000 { // a valid WebSocket close code: bounded
@@ -184,7 +184,7 @@ func (c *Collector) OnDisconnect(next func(rthub.ConnInfo, error)) func(rthub.Co
 		}
 		c.disconnects.WithLabelValues(label).Inc()
 		if next != nil {
-			next(ci, err)
+			next(ctx, ci, err)
 		}
 	}
 }

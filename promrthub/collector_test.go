@@ -301,7 +301,7 @@ func TestCollector_lint(t *testing.T) {
 	fakeSources(&opts)
 	c := promrthub.New(opts)
 	c.OnRefused(nil)(context.Background(), rthub.Refusal{Op: "join", Code: "forbidden"})
-	c.OnDisconnect(nil)(rthub.ConnInfo{}, rthub.CloseError{Code: 1001})
+	c.OnDisconnect(nil)(context.Background(), rthub.ConnInfo{}, rthub.CloseError{Code: 1001})
 	if n := testutil.CollectAndCount(c); n < len(promrthub.Metrics()) {
 		t.Errorf("%d series, want at least one per family (%d)", n, len(promrthub.Metrics()))
 	}
@@ -332,8 +332,8 @@ func TestCollector_disconnectCodes(t *testing.T) {
 	t.Parallel()
 	c := promrthub.New(promrthub.Options{MemoryLimit: -1})
 	on := c.OnDisconnect(nil)
-	on(rthub.ConnInfo{}, rthub.CloseError{Code: 4000})
-	on(rthub.ConnInfo{}, errors.New("no close code"))
+	on(context.Background(), rthub.ConnInfo{}, rthub.CloseError{Code: 4000})
+	on(context.Background(), rthub.ConnInfo{}, errors.New("no close code"))
 	want := `
 # HELP rthub_disconnects_total ` + helpOf("rthub_disconnects_total") + `
 # TYPE rthub_disconnects_total counter

@@ -253,7 +253,7 @@ func exported(t *testing.T) map[string]bool {
 	})
 	col.SetHub(stats{})
 	col.OnRefused(nil)(context.Background(), rthub.Refusal{Op: "join", Code: "forbidden"})
-	col.OnDisconnect(nil)(rthub.ConnInfo{}, rthub.CloseError{Code: 1001})
+	col.OnDisconnect(nil)(context.Background(), rthub.ConnInfo{}, rthub.CloseError{Code: 1001})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(col, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mfs, err := reg.Gather()

@@ -58,12 +58,12 @@ func bridgeStats(s mqttbridge.Stats) promrthub.BridgeStats {
 
 // connLogger logs connections and disconnections with their conn and user
 // fields: at debug level, and abnormal ends (not 1000 or 1001) at info.
-func connLogger(log *slog.Logger) (func(context.Context, rthub.ConnInfo), func(rthub.ConnInfo, error)) {
+func connLogger(log *slog.Logger) (func(context.Context, rthub.ConnInfo), func(context.Context, rthub.ConnInfo, error)) {
 	onConnect := func(ctx context.Context, c rthub.ConnInfo) {
 		log.LogAttrs(ctx, slog.LevelDebug, "ws: connected", slog.String("conn", c.ID),
 			slog.String("user", subject(c)), slog.String("ip", c.ClientIP.String()))
 	}
-	onDisconnect := func(c rthub.ConnInfo, err error) {
+	onDisconnect := func(_ context.Context, c rthub.ConnInfo, err error) {
 		code := rthub.CloseStatus(err)
 		level := slog.LevelDebug
 		if code != int(rthub.CloseNormal) && code != int(rthub.CloseGoingAway) {

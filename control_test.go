@@ -1,0 +1,133 @@
+package rthub
+
+import (
+	"bytes"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"golang.org/x/time/rate"
+)
+
+// queueState reports the frames and bytes queued to the hub's only
+// connection, and the control frames it holds pending.
+func queueState(h *Hub) (frames, bytes, ctrl int) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, c := range h.conns {
+		c.mu.Lock()
+		if c.queue != nil {
+			frames = len(c.queue.bufs)
+		}
+		bytes = c.queued
+		if c.pingDue {
+			ctrl++
+		}
+		if c.pong != nil {
+			ctrl++
+		}
+		c.mu.Unlock()
+	}
+	return frames, bytes, ctrl
+}
+
+// A client that never reads and pings as fast as it can: the pongs owed to
+// it must stay within the queue bounds (only the latest ping is answered),
+// not pile up until WriteTimeout (281,153 frames / 35.7 MB were seen).
+func TestControl_PongsBounded(t *testing.T) {
+	t.Parallel()
+	const maxMsgs, maxBytes = 256, 64 << 10
+	h, url := conformHub(t, func(o *Options) {
+		o.SendQueueMessages = maxMsgs
+		o.SendQueueBytes = maxBytes
+		o.Limits.ControlFrames = -1 // no limit: only the queue bound is tested
+		o.WriteTimeout = time.Minute
+	})
+	rc := dialRaw(t, url, rawOpts{token: testToken(t, "mallory", time.Hour, "staff")})
+	waitConnCount(t, h, 1)
+
+	var most atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			f, b, ctrl := queueState(h)
+			if f > maxMsgs || b > maxBytes || ctrl > 2 {
+				most.Store(int64(f))
+			}
+		}
+	}()
+	ping := cframe(true, 0, opPing, strings.Repeat("p", 125))
+	burst := bytes.Repeat(ping, 1000)
+	for range 200 { // 200,000 pings: 25 MB of pongs owed, more than the socket buffers hold
+		_ = rc.nc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := rc.nc.Write(burst); err != nil {
+			t.Fatalf("write: %v", err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	<-done
+	if n := most.Load(); n != 0 {
+		t.Fatalf("queue went past its bounds: %d frames (max %d) while the client pinged without reading", n, maxMsgs)
+	}
+	if st := h.Stats(); st.SlowConsumers != 0 {
+		t.Errorf("SlowConsumers = %d: pongs must not count as data", st.SlowConsumers)
+	}
+}
+
+// A client that floods control frames is closed with 1008 like one that
+// floods commands, and the close is counted as abuse.
+func TestControl_FloodClosed(t *testing.T) {
+	t.Parallel()
+	for _, op := range []byte{opPing, opPong} {
+		t.Run(map[byte]string{opPing: "ping", opPong: "pong"}[op], func(t *testing.T) {
+			t.Parallel()
+			h, url := conformHub(t, nil)
+			rc := dialRaw(t, url, rawOpts{token: testToken(t, "mallory", time.Hour, "staff")})
+			rc.write(bytes.Repeat(cframe(true, 0, op, "x"), 200))
+			code, _ := rc.expectClose()
+			if code != ws.StatusCode(ClosePolicyViolation) {
+				t.Fatalf("close code = %d, want %d", code, ClosePolicyViolation)
+			}
+			if st := h.Stats(); st.AbuseCloses != 1 || st.RateLimited == 0 {
+				t.Errorf("AbuseCloses = %d, RateLimited = %d; want 1 and > 0", st.AbuseCloses, st.RateLimited)
+			}
+		})
+	}
+}
+
+// A client that pings within the limit gets a pong for each ping and stays.
+func TestControl_WithinLimit(t *testing.T) {
+	t.Parallel()
+	h, url := conformHub(t, func(o *Options) {
+		o.Limits.ControlFrames = rate.Every(10 * time.Millisecond)
+		o.Limits.ControlBurst = 2
+
+	})
+	rc := dialRaw(t, url, rawOpts{token: testToken(t, "alice", time.Hour, "staff")})
+	for i := range 20 {
+		rc.write(cframe(true, 0, opPing, "k"))
+		for {
+			hd, _, err := rc.readFrame(5 * time.Second)
+			if err != nil {
+				t.Fatalf("ping %d: %v", i, err)
+			}
+			if hd.OpCode == ws.OpPong {
+				break
+			}
+		}
+		time.Sleep(15 * time.Millisecond)
+	}
+	if st := h.Stats(); st.RateLimited != 0 || st.AbuseCloses != 0 {
+		t.Errorf("RateLimited = %d, AbuseCloses = %d; want 0", st.RateLimited, st.AbuseCloses)
+	}
+}
