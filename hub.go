@@ -190,7 +190,7 @@ type Hub struct {
 	policy   *policy
 	limits   *limiter
 	broker   Broker
-	pstore   PresenceStore   // the broker's, when it keeps cluster-wide presence and Policy.Presence is set
+	pstore   PresenceStore    // the broker's, when it keeps cluster-wide presence and Policy.Presence is set
 	resyncCh chan resyncRetry // rooms whose resync read failed, for the resyncer
 	handlers map[string]Handler
 	comp     *compressor
@@ -201,7 +201,7 @@ type Hub struct {
 	ctx    context.Context // cancelled by Close; hooks receive it
 	cancel context.CancelFunc
 
-	mu    sync.RWMutex
+	mu      sync.RWMutex
 	conns   map[string]*conn
 	users   map[string][]*conn // by subject; a user has few connections
 	rooms   map[string]*room   // subscribing or live

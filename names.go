@@ -330,4 +330,3 @@ func (p *pattern) expand(sub string) (room string, ok bool) {
 	}
 	return room, true
 }
-
