@@ -28,18 +28,74 @@ func (p StreamPosition) IsZero() bool { return p == StreamPosition{} }
 // String returns "offset@epoch".
 func (p StreamPosition) String() string { return fmt.Sprintf("%d@%s", p.Offset, p.Epoch) }
 
-// Publication is one event of a room's stream as a [Broker] delivers it:
-// the encoded event and the position the broker assigned to it.
+// Message is what a publish hands to a [Broker]: the encoded event and the
+// metadata that travels with it. The broker carries all three unchanged from
+// [Broker.Publish] to every subscribed node's handler and to [Broker.History].
+//
+// The hub fills Data and Except; Header is for broker wrappers (otelrthub
+// puts the publisher's W3C trace context in Header["traceparent"]), and the
+// hub neither sets nor reads it. In particular a correlation ID
+// ([WithCorrelationID]) travels only in Data, as the event's "cid" member,
+// which clients receive: a wrapper that wants it reads it there, or from the
+// Publisher side (otelrthub's PublishOptions.CorrelationID). A message's
+// metadata is bounded: see [Message.Check].
+type Message struct {
+	// Data is the encoded event, exactly as clients receive it minus the
+	// stream position: the JSON object {"type":"event","event":…,"room":…,
+	// "cid":…,"data":…} (with "cid" only for a publish given
+	// [WithCorrelationID]). Brokers never decode or re-encode it.
+	Data []byte
+	// Except is the ID of a connection not to deliver to, "" for none (see
+	// [WithExcept]).
+	Except string
+	// Header is metadata for wrappers, nil when there is none. Brokers return
+	// nil, not an empty map, for a message published without entries.
+	Header map[string]string
+}
+
+// Limits of a [Message]'s metadata, which every [Broker] enforces.
+const (
+	// MaxHeaderEntries is the most entries a Message.Header may have.
+	MaxHeaderEntries = 16
+	// MaxHeaderBytes bounds a message's metadata: the lengths of Except and of
+	// every key and value of Header, added up.
+	MaxHeaderBytes = 4096
+)
+
+// Check reports whether m's metadata is within [MaxHeaderEntries] and
+// [MaxHeaderBytes]; the error wraps [ErrHeaderTooLarge]. Data is not
+// checked. Brokers call it first thing in Publish.
+func (m Message) Check() error {
+	if len(m.Header) > MaxHeaderEntries {
+		return fmt.Errorf("%w: %d header entries, at most %d", ErrHeaderTooLarge, len(m.Header), MaxHeaderEntries)
+	}
+	if n := m.metaBytes(); n > MaxHeaderBytes {
+		return fmt.Errorf("%w: %d bytes of except and header, at most %d", ErrHeaderTooLarge, n, MaxHeaderBytes)
+	}
+	return nil
+}
+
+// metaBytes is what [MaxHeaderBytes] counts.
+func (m Message) metaBytes() int {
+	n := len(m.Except)
+	for k, v := range m.Header {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// Publication is one event of a room's stream as a [Broker] delivers it: the
+// [Message] as it was given to [Broker.Publish] (embedded: p.Data, p.Except
+// and p.Header are the message's) and the position the broker assigned to it.
+// Its Data and Header may be shared with the broker's history and with other
+// handlers: read them, keep them, never modify them.
 type Publication struct {
 	// Room is the room the event was published to.
 	Room string
 	// Offset and Epoch are the publication's [StreamPosition].
 	Offset uint64
 	Epoch  string
-	// Data is the encoded event exactly as it was given to [Broker.Publish]; the
-	// broker never decodes or re-encodes it. It may be shared with the broker's
-	// history and with other handlers: read it, keep it, never modify it.
-	Data []byte
+	Message
 }
 
 // Position returns the publication's stream position.
@@ -91,13 +147,15 @@ type Broker interface {
 	// History do not (a process that only publishes never calls Start).
 	Start(ctx context.Context, h BrokerHandler) error
 
-	// Publish appends data to room's stream and delivers it to every node that
+	// Publish appends msg to room's stream and delivers it to every node that
 	// subscribed room, with the position it assigned. Offsets of a room are
 	// assigned in the order publications reach the backend, and every node
-	// receives a room's publications in that order. data is the encoded event;
-	// the broker may keep it (in history, in what it hands to handlers), so the
-	// caller does not modify it afterwards.
-	Publish(ctx context.Context, room string, data []byte) (StreamPosition, error)
+	// receives a room's publications in that order. The broker may keep
+	// msg.Data and msg.Header (in history, in what it hands to handlers), so
+	// the caller does not modify them afterwards. A message over the limits of
+	// [Message.Check] is refused with an error wrapping [ErrHeaderTooLarge],
+	// and nothing is published.
+	Publish(ctx context.Context, room string, msg Message) (StreamPosition, error)
 
 	// Subscribe makes this node receive the publications of rooms: every
 	// publication assigned its offset after Subscribe returned nil is passed to
@@ -114,7 +172,8 @@ type Broker interface {
 	Unsubscribe(ctx context.Context, rooms ...string) error
 
 	// History returns room's current position and the publications after since,
-	// oldest first, at most limit of them (limit < 0: all the broker keeps;
+	// oldest first, each with its Message as published (Data, Except and
+	// Header, as live delivery gives them), at most limit of them (limit < 0: all the broker keeps;
 	// limit 0: none, but since is still checked). A caller that got fewer than
 	// it needs calls again from the last one it got.
 	//
@@ -143,6 +202,9 @@ var (
 	// [Broker.History] returns when the publications after a position are not
 	// all kept any more.
 	ErrUnrecoverable = errors.New("rthub: stream position not recoverable")
+	// ErrHeaderTooLarge is wrapped by the error of [Message.Check], and so of
+	// [Broker.Publish], for a message whose metadata is over its limits.
+	ErrHeaderTooLarge = errors.New("rthub: message header too large")
 )
 
 // UnrecoverableError is the error [Broker.History] returns when it cannot

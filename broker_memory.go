@@ -25,7 +25,8 @@ type MemoryBrokerOptions struct {
 	// 0 means 1 second.
 	SweepInterval time.Duration
 	// MaxHistoryBytes bounds the memory all rooms' history may take (the
-	// publications' bytes plus about 100 bytes each), so that many busy
+	// publications' data and metadata plus about 100 bytes each, and 48 more
+	// for a header and for each of its entries), so that many busy
 	// rooms nobody watches cannot grow the process without bound: past it,
 	// the history of the rooms that published least recently is dropped
 	// first (a client resuming one of them is told recovered:false, as
@@ -41,6 +42,19 @@ const DefaultMaxHistoryBytes = 64 << 20
 // pubOverhead is what a kept publication costs beyond its data: the
 // Publication value in the ring and the data's allocation header, roughly.
 const pubOverhead = 100
+
+// headerOverhead is what a header costs beyond its keys and values: the
+// map and, per entry, its slot and the two strings' headers, roughly.
+const headerOverhead, headerEntryOverhead = 48, 48
+
+// keptBytes is what a kept publication counts against MaxHistoryBytes.
+func keptBytes(p *Publication) int64 {
+	n := len(p.Data) + p.metaBytes() + pubOverhead
+	if len(p.Header) > 0 {
+		n += headerOverhead + headerEntryOverhead*len(p.Header)
+	}
+	return int64(n)
+}
 
 // MemoryBrokerStats is a snapshot of a memory broker's streams (shared by
 // its peers).
@@ -171,10 +185,17 @@ func (b *MemoryBroker) sweep() {
 }
 
 // Publish implements [Broker]. It calls the handlers of the subscribed nodes
-// before it returns.
-func (b *MemoryBroker) Publish(ctx context.Context, room string, data []byte) (StreamPosition, error) {
+// before it returns. msg is kept as it is (an empty Header becomes nil): the
+// handlers and History share its Data and Header.
+func (b *MemoryBroker) Publish(ctx context.Context, room string, msg Message) (StreamPosition, error) {
 	if err := b.check(ctx, room); err != nil {
 		return StreamPosition{}, err
+	}
+	if err := msg.Check(); err != nil {
+		return StreamPosition{}, err
+	}
+	if len(msg.Header) == 0 {
+		msg.Header = nil
 	}
 	s := b.store.shard(room)
 	select { // take the shard's turn: one publish+delivery at a time
@@ -189,7 +210,7 @@ func (b *MemoryBroker) Publish(ctx context.Context, room string, data []byte) (S
 	s.expire(now)
 	r := s.room(b.store, room, now)
 	r.offset++
-	pub := Publication{Room: room, Offset: r.offset, Epoch: r.epoch, Data: data}
+	pub := Publication{Room: room, Offset: r.offset, Epoch: r.epoch, Message: msg}
 	s.bytes += r.push(pub)
 	r.lastPub, r.touched = now, now
 	s.reschedule(r)
@@ -487,14 +508,14 @@ func (r *memoryRoom) nextDeadline() time.Time {
 // push appends p, the room's latest publication, dropping the oldest one
 // beyond the size limit. It returns the change in the bytes r keeps.
 func (r *memoryRoom) push(p Publication) int64 {
-	n := int64(len(p.Data) + pubOverhead)
+	n := keptBytes(&p)
 	switch size := r.limits.Size; {
 	case size == 0:
 		return 0
 	case len(r.buf) < size:
 		r.buf = append(r.buf, p)
 	default:
-		n -= int64(len(r.buf[r.head].Data) + pubOverhead)
+		n -= keptBytes(&r.buf[r.head])
 		r.buf[r.head] = p
 		r.head = (r.head + 1) % size
 	}

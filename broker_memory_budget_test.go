@@ -53,7 +53,7 @@ func TestMemoryBrokerHistoryBudget(t *testing.T) {
 		t.Helper()
 		var pos StreamPosition
 		for range n {
-			if pos, err = b.Publish(ctx, room, data); err != nil {
+			if pos, err = b.Publish(ctx, room, Message{Data: data}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -100,7 +100,7 @@ func TestMemoryBrokerHistoryUnbounded(t *testing.T) {
 	ctx := context.Background()
 	big := []byte(`"` + strings.Repeat("x", 1<<20) + `"`)
 	for range 3 {
-		if _, err := b.Publish(ctx, "room:a", big); err != nil {
+		if _, err := b.Publish(ctx, "room:a", Message{Data: big}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -111,5 +111,32 @@ func TestMemoryBrokerHistoryUnbounded(t *testing.T) {
 	d, _ := NewMemoryBroker(MemoryBrokerOptions{})
 	if d.store.shardBudget != DefaultMaxHistoryBytes/memoryShards {
 		t.Errorf("default budget per shard %d", d.store.shardBudget)
+	}
+}
+
+// TestMemoryBrokerHistoryBudgetCountsMetadata: a kept publication's Except
+// and Header count against MaxHistoryBytes, so metadata cannot grow the
+// history past its bound.
+func TestMemoryBrokerHistoryBudgetCountsMetadata(t *testing.T) {
+	b := startedMemory(t, MemoryBrokerOptions{MaxHistoryBytes: -1})
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name string
+		msg  Message
+		want int64
+	}{
+		{"dataOnly", Message{Data: []byte("12345")}, 5 + pubOverhead},
+		{"except", Message{Data: []byte("12345"), Except: "conn-1"}, 5 + 6 + pubOverhead},
+		{"header", Message{Data: []byte("12345"), Header: map[string]string{"k": "vv", "key": ""}},
+			5 + 1 + 2 + 3 + pubOverhead + headerOverhead + 2*headerEntryOverhead},
+		{"emptyHeader", Message{Data: []byte("12345"), Header: map[string]string{}}, 5 + pubOverhead},
+	} {
+		before := b.Stats().HistoryBytes
+		if _, err := b.Publish(ctx, "budget:"+tt.name, tt.msg); err != nil {
+			t.Fatal(err)
+		}
+		if got := b.Stats().HistoryBytes - before; got != tt.want {
+			t.Errorf("%s: %d bytes counted, want %d", tt.name, got, tt.want)
+		}
 	}
 }

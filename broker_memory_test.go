@@ -59,19 +59,19 @@ func TestMemoryBrokerSlowHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	published := make(chan error, 1)
-	go func() { _, err := b.Publish(ctx, "slow", []byte("1")); published <- err }()
+	go func() { _, err := b.Publish(ctx, "slow", rthub.Message{Data: []byte("1")}); published <- err }()
 	<-entered
 
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
-	if _, err := b.Publish(short, "slow", []byte("2")); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := b.Publish(short, "slow", rthub.Message{Data: []byte("2")}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Publish behind a blocked handler: %v, want DeadlineExceeded", err)
 	}
 	// Rooms of other shards (63 in 64 of them) are not held up.
 	free := 0
 	for i := range 5 {
 		c, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		if _, err := b.Publish(c, "other:"+strconv.Itoa(i), []byte("x")); err == nil {
+		if _, err := b.Publish(c, "other:"+strconv.Itoa(i), rthub.Message{Data: []byte("x")}); err == nil {
 			free++
 		}
 		cancel()
@@ -103,7 +103,7 @@ func TestMemoryBrokerSweep(t *testing.T) {
 	start(t, b, handlerFunc(func(rthub.Publication) {}))
 	ctx := context.Background()
 	for i := range 100 {
-		if _, err := b.Publish(ctx, "r"+strconv.Itoa(i), []byte("x")); err != nil {
+		if _, err := b.Publish(ctx, "r"+strconv.Itoa(i), rthub.Message{Data: []byte("x")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -131,7 +131,7 @@ func TestMemoryBrokerRing(t *testing.T) {
 		var epoch string
 		for n := 1; n <= 3*size+5; n++ {
 			d := strconv.Itoa(rng.IntN(1 << 20))
-			pos, err := b.Publish(ctx, "ring", []byte(d))
+			pos, err := b.Publish(ctx, "ring", rthub.Message{Data: []byte(d)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -180,7 +180,7 @@ func TestMemoryBrokerPeersAreIndependent(t *testing.T) {
 	if err := a.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Publish(ctx, "room", []byte("still")); err != nil {
+	if _, err := b.Publish(ctx, "room", rthub.Message{Data: []byte("still")}); err != nil {
 		t.Fatalf("peer after the first node closed: %v", err)
 	}
 	mu.Lock()
@@ -341,7 +341,7 @@ func BenchmarkMemoryBrokerPublish(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			first.Publish(ctx, rooms[i%len(rooms)], data)
+			first.Publish(ctx, rooms[i%len(rooms)], rthub.Message{Data: data})
 			i++
 		}
 	})
@@ -364,8 +364,8 @@ func ExampleMemoryBroker() {
 	node2.Subscribe(ctx, "device:42")
 
 	_, joined, _ := node1.History(ctx, "device:42", rthub.StreamPosition{}, 0) // a client joins
-	node1.Publish(ctx, "device:42", []byte(`{"event":"temp","data":21.5}`))
-	node1.Publish(ctx, "device:42", []byte(`{"event":"temp","data":21.7}`))
+	node1.Publish(ctx, "device:42", rthub.Message{Data: []byte(`{"event":"temp","data":21.5}`)})
+	node1.Publish(ctx, "device:42", rthub.Message{Data: []byte(`{"event":"temp","data":21.7}`)})
 
 	// The client reconnects and resumes from the position it had at join.
 	missed, now, err := node1.History(ctx, "device:42", joined, 100)

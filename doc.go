@@ -41,6 +41,8 @@
 //
 // [NewEvent] declares an event with a Go payload type; [Event.Publish] only
 // accepts that type, and [Event.Handle] decodes client emits into it.
+// [Event.Publish] publishes through a [Publisher]: the hub, or a wrapper of it
+// (tracing, logging), which then applies to typed events too.
 //
 // # Delivery
 //

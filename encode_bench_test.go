@@ -17,8 +17,7 @@ func BenchmarkEnvelope(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			pos := StreamPosition{Offset: 123456, Epoch: "9c1f0a2b3c4d5e6f"}
 			for b.Loop() {
-				pub := appendPublication(make([]byte, 0, 96+len(data)), "", "", "sensor:data", "device:42", data)
-				_, body := splitPublication(pub)
+				body := appendEventCID(make([]byte, 0, 64+len(data)), "", "sensor:data", "device:42", data)
 				_ = textFrame(appendPosition(make([]byte, 0, len(body)+48), body, pos))
 			}
 		})

@@ -14,7 +14,7 @@ import (
 // decode a T, and client emits reach a handler as a T.
 //
 //	var SensorData = rthub.NewEvent[Reading]("sensor:data")
-//	SensorData.Publish(ctx, hub, "device:7", Reading{...})
+//	SensorData.Publish(ctx, hub, "device:7", Reading{...}) // hub: any [Publisher]
 type Event[T any] struct {
 	name string
 }
@@ -81,14 +81,21 @@ func validEventName(name string) error {
 // Name returns the event's name as it appears on the wire.
 func (e Event[T]) Name() string { return e.name }
 
-// Publish sends v to every connection in room on h. It is type-checked: only
-// a T can be published as this event. See [Hub.Publish] for the semantics.
-func (e Event[T]) Publish(ctx context.Context, h *Hub, room string, v T, opts ...PublishOption) error {
+// Publish sends v to every connection in room through p, typically the
+// [*Hub] or a wrapper of it ([Publisher]). It is type-checked: only a T can
+// be published as this event. v is encoded with encoding/json and given to
+// p.Publish as a json.RawMessage; see [Hub.Publish] for the semantics.
+func (e Event[T]) Publish(ctx context.Context, p Publisher, room string, v T, opts ...PublishOption) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadPayload, err)
 	}
-	return h.publish(ctx, room, e.name, data, opts...)
+	if h, ok := p.(*Hub); ok {
+		// What Hub.Publish does with a json.RawMessage, minus checking that
+		// json.Marshal made valid JSON.
+		return h.publish(ctx, room, e.name, data, opts...)
+	}
+	return p.Publish(ctx, room, e.name, json.RawMessage(data), opts...)
 }
 
 // Decode parses an event's data as a T, for clients.

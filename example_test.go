@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/org/rthub"
@@ -72,6 +73,44 @@ func ExampleEvent_Publish() {
 	if errors.Is(err, rthub.ErrHubClosed) {
 		return
 	}
+}
+
+// logged is a Publisher that wraps another one (the hub) and prints what is
+// published.
+type logged struct{ next rthub.Publisher }
+
+func (l logged) Publish(ctx context.Context, room, event string, data any, opts ...rthub.PublishOption) error {
+	fmt.Printf("publish %s %s %s\n", room, event, data)
+	return l.next.Publish(ctx, room, event, data, opts...)
+}
+
+// A wrapper of the hub applies to typed events too: Event.Publish takes any
+// Publisher and gives it the encoded event as a json.RawMessage.
+func ExamplePublisher() {
+	hub, err := rthub.New(rthub.Options{
+		Auth: rthub.AuthOptions{Keys: map[string]any{"": []byte("an example secret of 32 bytes...")}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer hub.Close()
+	var pub rthub.Publisher = logged{hub}
+	ctx := context.Background()
+	if err := SensorData.Publish(ctx, pub, "device:42", Reading{Device: "42", Temp: 21.5}); err != nil {
+		log.Fatal(err)
+	}
+	// Output: publish device:42 sensor:data {"device":"42","temp":21.5}
+}
+
+// A Broker refuses a message whose metadata is over its limits.
+func ExampleMessage_Check() {
+	msg := rthub.Message{
+		Data:   []byte(`{"type":"event","event":"tick","room":"staff","data":1}`),
+		Header: map[string]string{"traceparent": strings.Repeat("0", rthub.MaxHeaderBytes)},
+	}
+	err := msg.Check()
+	fmt.Println(errors.Is(err, rthub.ErrHeaderTooLarge))
+	// Output: true
 }
 
 // Chat is an event clients may emit (the policy says who, and to which rooms).

@@ -76,8 +76,8 @@ func (h *Hub) publishPresence(evs []presenceEvent) {
 		// Straight to the broker: also while the hub drains, so that other
 		// nodes learn who left.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(h.ctx), h.opts.BrokerTimeout)
-		payload := appendPublication(nil, "", "", ev.event, ev.room, ev.data)
-		if _, err := h.broker.Publish(ctx, ev.room, payload); err != nil && !errors.Is(err, ErrBrokerClosed) {
+		msg := Message{Data: appendEvent(nil, ev.event, ev.room, ev.data)}
+		if _, err := h.broker.Publish(ctx, ev.room, msg); err != nil && !errors.Is(err, ErrBrokerClosed) {
 			h.stats.brokerErrors.Add(1)
 			h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: publishing a presence event", slog.String("room", ev.room),
 				slog.String("event", ev.event), slog.Any("err", err))

@@ -90,12 +90,12 @@ func (h *Hub) publish(ctx context.Context, room, event string, data []byte, opts
 	}
 	h.stats.published.Add(1)
 	h.stats.events.of(event).published.Add(1)
-	payload := appendPublication(make([]byte, 0, 96+len(event)+len(room)+len(cfg.cid)+len(data)), cfg.except, cfg.cid, event, room, data)
+	payload := appendEventCID(make([]byte, 0, 64+len(event)+len(room)+len(cfg.cid)+len(data)), cfg.cid, event, room, data)
 	if cfg.cid != "" && h.log.Enabled(ctx, slog.LevelDebug) {
 		h.log.LogAttrs(ctx, slog.LevelDebug, "rthub: publish", slog.String("room", room),
 			slog.String("event", event), slog.String("cid", cfg.cid), slog.Int("bytes", len(data)))
 	}
-	if _, err := h.broker.Publish(ctx, room, payload); err != nil {
+	if _, err := h.broker.Publish(ctx, room, Message{Data: payload, Except: cfg.except}); err != nil {
 		h.stats.brokerErrors.Add(1)
 		return fmt.Errorf("rthub: publish to %q: %w", room, err)
 	}

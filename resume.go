@@ -1,7 +1,6 @@
 package rthub
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -9,8 +8,8 @@ import (
 )
 
 // This file holds the wire forms of resuming (docs/protocol.md §5): stream
-// positions in events and replies, the reset message, the handshake's since
-// parameter, and what the hub hands the broker per publication.
+// positions in events and replies, the reset message and the handshake's
+// since parameter.
 
 // info is what a welcome or a join reply says about the room's stream.
 func (r joinResult) info() streamInfo {
@@ -25,73 +24,6 @@ func (r joinResult) info() streamInfo {
 // appendFrameFor builds the text frame of a publication for one connection.
 func appendFrameFor(body []byte, pos StreamPosition) []byte {
 	return textFrame(appendPosition(make([]byte, 0, len(body)+48), body, pos))
-}
-
-// Publications carry the event as the hub will send it, minus the stream
-// position, which only the broker assigns:
-//
-//	{"type":"event","event":"e","room":"r","data":…}
-//
-// or, when one connection is to be left out (WithExcept), the same object
-// with a first member "except":"<conn id>", which the hub removes again.
-const exceptPrefix = `{"except":"`
-
-func appendPublication(dst []byte, except, cid, event, room string, data []byte) []byte {
-	if except != "" {
-		dst = append(dst, exceptPrefix...)
-		dst = append(dst, except...) // connection IDs are [0-9a-f-]
-		dst = append(dst, `",`...)
-		n := len(dst)
-		dst = appendEventCID(dst, cid, event, room, data)
-		return append(dst[:n], dst[n+1:]...) // drop the event's own "{"
-	}
-	return appendEventCID(dst, cid, event, room, data)
-}
-
-// MetaSeparator starts and ends a metadata record that a broker wrapper may
-// put before a publication's data, e.g. otelrthub's trace context:
-// "\x1e" + meta + "\x1e" + data. The hub skips such a record, so a node
-// without the wrapper still sends clients the data alone. The record must not
-// contain the separator.
-const MetaSeparator = '\x1e'
-
-// SplitMeta splits a publication's data into its leading metadata record
-// (without the separators; nil if there is none, or it is not terminated)
-// and the rest. See [MetaSeparator].
-func SplitMeta(data []byte) (meta, rest []byte) {
-	if len(data) == 0 || data[0] != MetaSeparator {
-		return nil, data
-	}
-	i := bytes.IndexByte(data[1:], MetaSeparator)
-	if i < 0 {
-		return nil, data
-	}
-	return data[1 : i+1], data[i+2:]
-}
-
-// skipMeta returns data without a leading metadata record.
-func skipMeta(data []byte) []byte {
-	_, rest := SplitMeta(data)
-	return rest
-}
-
-// splitPublication undoes appendPublication's except member (and skips a
-// metadata record).
-func splitPublication(data []byte) (except string, body []byte) {
-	data = skipMeta(data)
-	if !bytes.HasPrefix(data, []byte(exceptPrefix)) {
-		return "", data
-	}
-	rest := data[len(exceptPrefix):]
-	i := bytes.IndexByte(rest, '"')
-	if i < 0 || i+1 >= len(rest) || rest[i+1] != ',' {
-		return "", data
-	}
-	body = rest[i+1:] // ",…}": the object's other members
-	b := make([]byte, 0, len(body))
-	b = append(b, '{')
-	b = append(b, body[1:]...)
-	return string(rest[:i]), b
 }
 
 // appendPosition appends body (a JSON object) with the stream position added

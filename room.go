@@ -404,7 +404,7 @@ func (h *Hub) readReplay(ctx context.Context, name, connID string, since, target
 			if p.Offset != at.Offset+1 || p.Epoch != at.Epoch || p.Offset > target.Offset {
 				break
 			}
-			if except, body := splitPublication(p.Data); except != connID {
+			if except, body := p.Except, p.Data; except != connID {
 				frames = append(frames, appendFrameFor(body, p.Position()))
 			}
 			at = p.Position()

@@ -373,7 +373,7 @@ func (h *Hub) deliverPubLocked(rm *room, pub *Publication) *flushList {
 	if rm.empty() {
 		return nil
 	}
-	except, body := splitPublication(pub.Data)
+	except, body := pub.Except, pub.Data
 	var ev *eventCounter
 	if name := eventNameOf(body); name != nil {
 		ev = h.stats.events.ofBytes(name)

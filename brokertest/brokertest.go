@@ -3,7 +3,9 @@
 // that subscribed a room, one order per room under concurrent publishers, exact
 // history replay (no gap, no duplicate) with a seam between history and live
 // delivery, epoch changes when a stream is lost, history limits and TTL,
-// unsubscribe, close and context cancellation.
+// a message's metadata (Except and Header) carried unchanged to live delivery
+// and history and its limits enforced, unsubscribe, close and context
+// cancellation.
 //
 // A broker implementation runs it from a test:
 //
@@ -23,8 +25,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -79,6 +83,8 @@ func Run(t *testing.T, newBroker NewBroker) {
 		{"FanOutToSubscribedNodes", s.fanOut},
 		{"OrderUnderConcurrentPublishers", s.order},
 		{"DataIsOpaque", s.dataIsOpaque},
+		{"MessageMetadata", s.metadata},
+		{"MessageMetadataLimits", s.metadataLimits},
 		{"ManyRoomsInOneCall", s.manyRooms},
 		{"HistoryResume", s.historyResume},
 		{"HistoryAgreesWithLive", s.historyAgreesWithLive},
@@ -140,7 +146,7 @@ func ctx(t *testing.T) context.Context {
 
 func publish(t *testing.T, b rthub.Broker, room string, data string) rthub.StreamPosition {
 	t.Helper()
-	pos, err := b.Publish(ctx(t), room, []byte(data))
+	pos, err := b.Publish(ctx(t), room, rthub.Message{Data: []byte(data)})
 	if err != nil {
 		t.Fatalf("Publish(%q): %v", room, err)
 	}
@@ -198,10 +204,13 @@ func checkRun(t *testing.T, what string, pubs []rthub.Publication, room, epoch s
 		t.Fatalf("%s: got %d publications %v, want %d", what, len(pubs), offsets(pubs), len(data))
 	}
 	for i, p := range pubs {
-		want := rthub.Publication{Room: room, Offset: first + uint64(i), Epoch: epoch, Data: []byte(data[i])}
+		want := rthub.Publication{Room: room, Offset: first + uint64(i), Epoch: epoch, Message: rthub.Message{Data: []byte(data[i])}}
 		if p.Room != want.Room || p.Offset != want.Offset || p.Epoch != want.Epoch || !bytes.Equal(p.Data, want.Data) {
 			t.Fatalf("%s: publication %d = {%q %d %q %q}, want {%q %d %q %q}", what, i,
 				p.Room, p.Offset, p.Epoch, p.Data, want.Room, want.Offset, want.Epoch, want.Data)
+		}
+		if p.Except != "" || p.Header != nil {
+			t.Fatalf("%s: publication %d has Except %q and Header %v; published with none, want \"\" and nil", what, i, p.Except, p.Header)
 		}
 	}
 }
@@ -308,7 +317,7 @@ func (s *suite) order(t *testing.T) {
 		node := []rthub.Broker{a, b}[p%2]
 		wg.Go(func() {
 			for i := range each {
-				if _, err := node.Publish(context.Background(), room, []byte(fmt.Sprintf("p%d-%d", p, i))); err != nil {
+				if _, err := node.Publish(context.Background(), room, rthub.Message{Data: []byte(fmt.Sprintf("p%d-%d", p, i))}); err != nil {
 					t.Errorf("Publish: %v", err)
 					return
 				}
@@ -358,7 +367,7 @@ func (s *suite) dataIsOpaque(t *testing.T) {
 		big,
 	}
 	for _, p := range payloads {
-		if _, err := b.Publish(ctx(t), room, p); err != nil {
+		if _, err := b.Publish(ctx(t), room, rthub.Message{Data: p}); err != nil {
 			t.Fatalf("Publish %d bytes: %v", len(p), err)
 		}
 	}
@@ -374,6 +383,117 @@ func (s *suite) dataIsOpaque(t *testing.T) {
 		if !bytes.Equal(hist[i].Data, p) {
 			t.Errorf("payload %d (%d bytes) in history as %d bytes, not the same", i, len(p), len(hist[i].Data))
 		}
+	}
+}
+
+// metadataMessages are messages with every kind of metadata: none, Except,
+// Header, both, odd bytes everywhere, and metadata exactly at its limits.
+func metadataMessages() []rthub.Message {
+	full := make(map[string]string, rthub.MaxHeaderEntries)
+	except := "c0ffee-42"
+	left := rthub.MaxHeaderBytes - len(except)
+	for i := range rthub.MaxHeaderEntries {
+		k := fmt.Sprintf("key-%02d", i)
+		v := strings.Repeat(string(rune('a'+i)), left/(rthub.MaxHeaderEntries-i)-len(k))
+		left -= len(k) + len(v)
+		full[k] = v
+	}
+	return []rthub.Message{
+		{Data: []byte(`{"type":"event","event":"plain"}`)},
+		{Data: []byte(`{"type":"event","event":"relayed"}`), Except: "0a1b2c3d-17"},
+		{Data: []byte("traced"), Header: map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}},
+		{Data: []byte("both"), Except: "x", Header: map[string]string{"a": "1", "b": ""}},
+		{Data: []byte("2:9:e:4:x1:y"), Except: "1:2:e:\x00\n", Header: map[string]string{
+			"k:colon": "v:colon", "": "empty key", "bin": "\x00\xff\r\n\x1e", "ünï": "çødé", "k11:x": "v3:abc"}},
+		{Data: nil, Except: "only-except"},
+		{Data: []byte("empty header"), Header: map[string]string{}}, // delivered with a nil Header
+		{Data: []byte("at the limits"), Except: except, Header: full},
+	}
+}
+
+// checkMessages checks that pubs carry msgs (an empty Header as nil).
+func checkMessages(t *testing.T, what string, pubs []rthub.Publication, msgs []rthub.Message) {
+	t.Helper()
+	if len(pubs) != len(msgs) {
+		t.Fatalf("%s: %d publications, want %d", what, len(pubs), len(msgs))
+	}
+	for i, m := range msgs {
+		p := pubs[i]
+		if !bytes.Equal(p.Data, m.Data) || p.Except != m.Except {
+			t.Errorf("%s: publication %d: Data %.40q Except %.40q, want %.40q %.40q", what, i, p.Data, p.Except, m.Data, m.Except)
+		}
+		switch {
+		case len(m.Header) == 0 && p.Header != nil:
+			t.Errorf("%s: publication %d: Header %q, want nil", what, i, p.Header)
+		case !maps.Equal(p.Header, m.Header):
+			t.Errorf("%s: publication %d: Header %.40q, want %.40q", what, i, p.Header, m.Header)
+		}
+	}
+}
+
+// metadata checks that Except and Header reach every subscribed node and
+// History unchanged, whatever bytes they hold.
+func (s *suite) metadata(t *testing.T) {
+	a, ra := s.node(t)
+	b, rb := s.node(t)
+	room := s.room("msgmeta")
+	subscribe(t, a, room)
+	subscribe(t, b, room)
+	msgs := metadataMessages()
+	for i, m := range msgs {
+		if err := m.Check(); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		if _, err := b.Publish(ctx(t), room, m); err != nil {
+			t.Fatalf("Publish message %d: %v", i, err)
+		}
+	}
+	live := ra.Wait(t, room, len(msgs))
+	checkMessages(t, "live, another node", live, msgs)
+	checkMessages(t, "live, the publisher's node", rb.Wait(t, room, len(msgs)), msgs)
+	e := live[0].Epoch
+	for name, n := range map[string]rthub.Broker{"publisher's node": b, "another node": a} {
+		pubs, _ := history(t, n, room, rthub.StreamPosition{Epoch: e}, -1)
+		checkMessages(t, "history, "+name, pubs, msgs)
+	}
+	pubs, _ := history(t, a, room, rthub.StreamPosition{Offset: 3, Epoch: e}, 2)
+	checkMessages(t, "history since 3, limit 2", pubs, msgs[3:5])
+}
+
+// metadataLimits checks that a message over MaxHeaderEntries or
+// MaxHeaderBytes is refused with ErrHeaderTooLarge and not published.
+func (s *suite) metadataLimits(t *testing.T) {
+	a, ra := s.node(t)
+	room := s.room("limits")
+	subscribe(t, a, room)
+	many := make(map[string]string, rthub.MaxHeaderEntries+1)
+	for i := range rthub.MaxHeaderEntries + 1 {
+		many[strconv.Itoa(i)] = ""
+	}
+	half := strings.Repeat("h", rthub.MaxHeaderBytes/2)
+	for _, tc := range []struct {
+		name string
+		msg  rthub.Message
+	}{
+		{"tooManyEntries", rthub.Message{Data: []byte("x"), Header: many}},
+		{"valueTooLong", rthub.Message{Data: []byte("x"), Header: map[string]string{"k": strings.Repeat("v", rthub.MaxHeaderBytes)}}},
+		{"keyTooLong", rthub.Message{Data: []byte("x"), Header: map[string]string{strings.Repeat("k", rthub.MaxHeaderBytes+1): ""}}},
+		{"exceptTooLong", rthub.Message{Data: []byte("x"), Except: strings.Repeat("c", rthub.MaxHeaderBytes+1)}},
+		{"exceptAndHeaderTooLong", rthub.Message{Data: []byte("x"), Except: half, Header: map[string]string{"k": half}}},
+	} {
+		if err := tc.msg.Check(); !errors.Is(err, rthub.ErrHeaderTooLarge) {
+			t.Errorf("%s: Check() = %v, want ErrHeaderTooLarge", tc.name, err)
+		}
+		if pos, err := a.Publish(ctx(t), room, tc.msg); !errors.Is(err, rthub.ErrHeaderTooLarge) {
+			t.Errorf("%s: Publish = %v, %v; want ErrHeaderTooLarge", tc.name, pos, err)
+		}
+	}
+	if pos := position(t, a, room); pos.Offset != 0 {
+		t.Fatalf("position %v after refused publishes, want offset 0 (nothing published)", pos)
+	}
+	publish(t, a, room, "ok")
+	if pubs := ra.Wait(t, room, 1); string(pubs[0].Data) != "ok" || pubs[0].Offset != 1 {
+		t.Fatalf("delivered %d@%s %q first, want the publication after the refused ones", pubs[0].Offset, pubs[0].Epoch, pubs[0].Data)
 	}
 }
 
@@ -484,7 +604,7 @@ func (s *suite) seam(t *testing.T) {
 				return
 			default:
 			}
-			if _, err := pubNode.Publish(context.Background(), room, []byte("s"+strconv.Itoa(i))); err != nil {
+			if _, err := pubNode.Publish(context.Background(), room, rthub.Message{Data: []byte("s" + strconv.Itoa(i))}); err != nil {
 				t.Errorf("Publish: %v", err)
 				return
 			}
@@ -679,7 +799,7 @@ func (s *suite) close(t *testing.T) {
 		t.Fatalf("closed node's handler got %d publications, want 1 (none after Close)", n)
 	}
 	for name, err := range map[string]error{
-		"Publish":     func() error { _, err := a.Publish(c, room, []byte("x")); return err }(),
+		"Publish":     func() error { _, err := a.Publish(c, room, rthub.Message{Data: []byte("x")}); return err }(),
 		"Subscribe":   a.Subscribe(c, room),
 		"Unsubscribe": a.Unsubscribe(c, room),
 		"History":     func() error { _, _, err := a.History(c, room, rthub.StreamPosition{}, 1); return err }(),
@@ -700,7 +820,7 @@ func (s *suite) contextCancelled(t *testing.T) {
 	before := position(t, a, room)
 	c, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := a.Publish(c, room, []byte("x")); !errors.Is(err, context.Canceled) {
+	if _, err := a.Publish(c, room, rthub.Message{Data: []byte("x")}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Publish with a cancelled ctx: %v, want context.Canceled", err)
 	}
 	if err := a.Subscribe(c, s.room("ctx")); !errors.Is(err, context.Canceled) {
@@ -714,7 +834,7 @@ func (s *suite) contextCancelled(t *testing.T) {
 	}
 	c, cancel = context.WithTimeout(context.Background(), -time.Second)
 	defer cancel()
-	if _, err := a.Publish(c, room, []byte("x")); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := a.Publish(c, room, rthub.Message{Data: []byte("x")}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Publish past its deadline: %v, want context.DeadlineExceeded", err)
 	}
 	if pos := position(t, a, room); pos != before {
@@ -729,7 +849,7 @@ func (s *suite) badRoom(t *testing.T) {
 	a, _ := s.node(t)
 	c := ctx(t)
 	for _, room := range []string{"", "a::b", "{x}", ":lead"} {
-		if _, err := a.Publish(c, room, []byte("x")); !errors.Is(err, rthub.ErrBadRoom) {
+		if _, err := a.Publish(c, room, rthub.Message{Data: []byte("x")}); !errors.Is(err, rthub.ErrBadRoom) {
 			t.Errorf("Publish(%q): %v, want ErrBadRoom", room, err)
 		}
 		if err := a.Subscribe(c, room); !errors.Is(err, rthub.ErrBadRoom) {
@@ -750,7 +870,7 @@ func (s *suite) startOnce(t *testing.T) {
 	}
 	// Publish and History work without Start (a publisher-only process).
 	room := s.room("start")
-	if _, err := b.Publish(c, room, []byte("x")); err != nil {
+	if _, err := b.Publish(c, room, rthub.Message{Data: []byte("x")}); err != nil {
 		t.Errorf("Publish before Start: %v", err)
 	}
 	if _, pos, err := b.History(c, room, rthub.StreamPosition{}, 0); err != nil || pos.Offset != 1 {

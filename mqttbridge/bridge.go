@@ -18,15 +18,6 @@ import (
 	"github.com/org/rthub"
 )
 
-// Publisher is what the bridge needs of a hub: [rthub.Hub] implements it.
-// Publish must not block for long (the hub's never waits for clients); it is
-// called from each route's goroutine, concurrently for different routes.
-type Publisher interface {
-	Publish(ctx context.Context, room, event string, data any, opts ...rthub.PublishOption) error
-}
-
-var _ Publisher = (*rthub.Hub)(nil)
-
 // Config configures a [Bridge]. Zero fields take the documented defaults;
 // [New] copies the Config and never modifies the caller's value.
 type Config struct {
@@ -213,7 +204,7 @@ func (c *Config) setDefaults() []error {
 //
 // All methods are safe for concurrent use.
 type Bridge struct {
-	pub     Publisher
+	pub     rthub.Publisher
 	cfg     Config
 	routes  []*route
 	filters []string
@@ -252,13 +243,16 @@ const (
 	stateClosed
 )
 
-// New validates cfg and returns a bridge that publishes to pub. It starts
-// nothing: call [Bridge.Run] or [Bridge.Start]. Every problem with cfg is
+// New validates cfg and returns a bridge that publishes to pub: the
+// [*rthub.Hub], or a wrapper of it (otelrthub.WrapPublisher, your own).
+// pub.Publish must not block for long (the hub's never waits for clients); it
+// is called from each route's goroutine, concurrently for different routes.
+// New starts nothing: call [Bridge.Run] or [Bridge.Start]. Every problem with cfg is
 // reported in the error, which wraps [ErrInvalidConfig]: a missing or bad
 // URL, a bad topic pattern, a room template that cannot produce a valid
 // room, an unknown variable, an invalid event name, overlapping patterns, a
 // negative size or duration.
-func New(pub Publisher, cfg Config) (*Bridge, error) {
+func New(pub rthub.Publisher, cfg Config) (*Bridge, error) {
 	var errs []error
 	if pub == nil {
 		errs = append(errs, errors.New("Publisher is nil"))

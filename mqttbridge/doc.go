@@ -91,8 +91,8 @@
 // else the Correlation Data, becomes [Message].CorrelationID. The bridge
 // publishes the message's event with [rthub.WithCorrelationID], so clients
 // receive it as the event's "cid" and the hub logs it. The contexts the
-// bridge passes to the DecodeFunc and to [Publisher.Publish] carry the
-// message: [CorrelationID] and [FromContext] read it, so a Publisher that
+// bridge passes to the DecodeFunc and to the [rthub.Publisher]'s Publish carry
+// the message: [CorrelationID] and [FromContext] read it, so a Publisher that
 // wraps the hub can log or trace each publish with it (and with the other
 // user properties, e.g. "traceparent").
 //

@@ -520,7 +520,7 @@ func waitStats(t *testing.T, b *Bridge, cond func(Stats) bool) Stats {
 }
 
 // startBridge starts a bridge and waits until it is subscribed.
-func startBridge(t *testing.T, pub Publisher, cfg Config) *Bridge {
+func startBridge(t *testing.T, pub rthub.Publisher, cfg Config) *Bridge {
 	t.Helper()
 	if cfg.ReconnectMin == 0 {
 		cfg.ReconnectMin, cfg.ReconnectMax = 50*time.Millisecond, 500*time.Millisecond
@@ -556,12 +556,12 @@ func randHex(n int) string {
 
 // gatedPublisher passes publishes to next, holding them while closed.
 type gatedPublisher struct {
-	next Publisher
+	next rthub.Publisher
 	mu   sync.Mutex
 	open chan struct{}
 }
 
-func newGate(next Publisher) *gatedPublisher {
+func newGate(next rthub.Publisher) *gatedPublisher {
 	return &gatedPublisher{next: next, open: make(chan struct{})}
 }
 

@@ -27,7 +27,7 @@ import (
 
 // corrRecorder records the correlation ID of each publish it passes on.
 type corrRecorder struct {
-	next Publisher
+	next rthub.Publisher
 	mu   sync.Mutex
 	ids  []string
 }

@@ -195,11 +195,11 @@ func withMessage(ctx context.Context, m *Message) context.Context {
 }
 
 // FromContext returns the MQTT message behind a context the bridge passed to
-// a [DecodeFunc] or to [Publisher.Publish]. It returns false for other
+// a [DecodeFunc] or to the [rthub.Publisher]'s Publish. It returns false for other
 // contexts and for the publish of a batch (Route.BatchInterval), which stands
 // for several messages.
 //
-// A Publisher that wraps the hub can use it to log or trace a publish with
+// An rthub.Publisher that wraps the hub can use it to log or trace a publish with
 // the message's correlation ID or user properties.
 func FromContext(ctx context.Context) (*Message, bool) {
 	mc, ok := ctx.Value(ctxKey{}).(msgContext)

@@ -64,7 +64,7 @@ func (p *recPublisher) got() []published {
 
 // offlineBridge returns a bridge whose routes run but which never connects:
 // tests feed it messages with inject.
-func offlineBridge(t *testing.T, pub Publisher, cfg Config) *Bridge {
+func offlineBridge(t *testing.T, pub rthub.Publisher, cfg Config) *Bridge {
 	t.Helper()
 	if cfg.URL == "" {
 		cfg.URL = "tcp://127.0.0.1:1"

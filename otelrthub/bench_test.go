@@ -27,7 +27,7 @@ func BenchmarkPublish(b *testing.B) {
 	defer sdk.Shutdown(context.Background())
 	for _, bc := range []struct {
 		name string
-		pub  otelrthub.Publisher
+		pub  rthub.Publisher
 	}{
 		{"off", hub},
 		{"noop", otelrthub.WrapPublisher(hub, otelrthub.PublishOptions{Options: otelrthub.Options{TracerProvider: noop.NewTracerProvider()}})},

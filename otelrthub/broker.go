@@ -3,6 +3,7 @@ package otelrthub
 import (
 	"context"
 	"errors"
+	"maps"
 	"time"
 
 	"github.com/org/rthub"
@@ -21,14 +22,14 @@ import (
 // Give the result to rthub Options.Broker.
 //
 // Across nodes: a publication made under a sampled span carries that span's
-// W3C trace context in a metadata record before its data (see
-// [rthub.MetaSeparator]), and every node that wrapped its broker starts a
-// consumer span "rthub.broker.deliver" for it, a child of the publisher's
-// span, around handing it to its hub (queuing it to the room's members).
-// One sensor reading is then one trace from the MQTT ingest on one node to
-// the delivery on every node. History returns the data without the record,
-// and a hub whose broker is not wrapped skips it, so nodes can be wrapped
-// one at a time.
+// W3C trace context in its message's Header["traceparent"] (see
+// [rthub.Message]; an entry already there is replaced), and every node that
+// wrapped its broker starts a consumer span "rthub.broker.deliver" for it, a
+// child of the publisher's span, around handing it to its hub (queuing it to
+// the room's members). One sensor reading is then one trace from the MQTT
+// ingest on one node to the delivery on every node. The hub ignores the
+// Header, so nodes can be wrapped one at a time; History returns it as
+// published.
 func WrapBroker(b rthub.Broker, opts Options) rthub.Broker {
 	tb := &tracedBroker{next: b, tr: opts.tracer()}
 	if ps, ok := b.(rthub.PresenceStore); ok {
@@ -68,51 +69,52 @@ func (b *tracedBroker) Start(ctx context.Context, h rthub.BrokerHandler) error {
 	return b.next.Start(ctx, tracedHandler{next: h, tr: b.tr})
 }
 
-// traceMeta returns the metadata record carrying ctx's sampled span context
-// ("\x1e" + traceparent + "\x1e"), or nil.
-func traceMeta(ctx context.Context) []byte {
+// traceHeader is the Header entry carrying the trace context.
+const traceHeader = "traceparent"
+
+// withTrace returns h with ctx's sampled span context in its traceparent
+// entry (a copy: h may be the caller's), or h itself when ctx has none.
+func withTrace(ctx context.Context, h map[string]string) map[string]string {
 	sc := trace.SpanContextFromContext(ctx)
 	if !sc.IsValid() || !sc.IsSampled() {
-		return nil
+		return h
 	}
 	carrier := propagation.MapCarrier{}
 	propagation.TraceContext{}.Inject(ctx, carrier)
-	tp := carrier.Get("traceparent")
+	tp := carrier.Get(traceHeader)
 	if tp == "" {
-		return nil
+		return h
 	}
-	meta := make([]byte, 0, len(tp)+2)
-	meta = append(meta, rthub.MetaSeparator)
-	meta = append(meta, tp...)
-	return append(meta, rthub.MetaSeparator)
+	out := make(map[string]string, len(h)+1)
+	maps.Copy(out, h)
+	out[traceHeader] = tp
+	return out
 }
 
-// splitMeta returns the trace context of a publication's metadata record
-// (invalid if none) and the data without it.
-func splitMeta(data []byte) (trace.SpanContext, []byte) {
-	meta, rest := rthub.SplitMeta(data)
-	if meta == nil {
-		return trace.SpanContext{}, data
+// remoteSpan returns the span context of a publication's traceparent
+// (invalid if it has none).
+func remoteSpan(h map[string]string) trace.SpanContext {
+	tp, ok := h[traceHeader]
+	if !ok {
+		return trace.SpanContext{}
 	}
-	carrier := propagation.MapCarrier{"traceparent": string(meta)}
-	ctx := propagation.TraceContext{}.Extract(context.Background(), carrier)
-	return trace.SpanContextFromContext(ctx), rest
+	ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{traceHeader: tp})
+	return trace.SpanContextFromContext(ctx)
 }
 
 // tracedHandler starts "rthub.broker.deliver" for publications that carry a
-// trace context and hands the hub the data without it.
+// trace context.
 type tracedHandler struct {
 	next rthub.BrokerHandler
 	tr   trace.Tracer
 }
 
 func (h tracedHandler) HandlePublication(p rthub.Publication) {
-	sc, data := splitMeta(p.Data)
+	sc := remoteSpan(p.Header)
 	if !sc.IsValid() {
 		h.next.HandlePublication(p)
 		return
 	}
-	p.Data = data
 	_, span := h.tr.Start(trace.ContextWithRemoteSpanContext(context.Background(), sc), "rthub.broker.deliver",
 		trace.WithSpanKind(trace.SpanKindConsumer))
 	if span.IsRecording() {
@@ -127,15 +129,13 @@ func (h tracedHandler) HandleResync(rooms []string) { h.next.HandleResync(rooms)
 
 func (b *tracedBroker) Close(ctx context.Context) error { return b.next.Close(ctx) }
 
-func (b *tracedBroker) Publish(ctx context.Context, room string, data []byte) (rthub.StreamPosition, error) {
+func (b *tracedBroker) Publish(ctx context.Context, room string, msg rthub.Message) (rthub.StreamPosition, error) {
 	ctx, span := b.start(ctx, "rthub.broker.publish")
 	if span.IsRecording() {
-		span.SetAttributes(attribute.String("rthub.room", room), attribute.Int("rthub.bytes", len(data)))
+		span.SetAttributes(attribute.String("rthub.room", room), attribute.Int("rthub.bytes", len(msg.Data)))
 	}
-	if meta := traceMeta(ctx); meta != nil {
-		data = append(meta, data...)
-	}
-	pos, err := b.next.Publish(ctx, room, data)
+	msg.Header = withTrace(ctx, msg.Header)
+	pos, err := b.next.Publish(ctx, room, msg)
 	if err == nil && span.IsRecording() {
 		span.SetAttributes(attribute.Int64("rthub.offset", int64(pos.Offset)), attribute.String("rthub.epoch", pos.Epoch))
 	}
@@ -161,9 +161,6 @@ func (b *tracedBroker) History(ctx context.Context, room string, since rthub.Str
 	ctx, span := b.start(ctx, "rthub.broker.history", attribute.String("rthub.room", room),
 		attribute.Int64("rthub.since", int64(since.Offset)), attribute.Int("rthub.limit", limit))
 	pubs, pos, err := b.next.History(ctx, room, since, limit)
-	for i := range pubs {
-		_, pubs[i].Data = rthub.SplitMeta(pubs[i].Data)
-	}
 	span.SetAttributes(attribute.Int("rthub.publications", len(pubs)))
 	if errors.Is(err, rthub.ErrUnrecoverable) {
 		span.AddEvent("rthub.unrecoverable", trace.WithTimestamp(time.Now()))

@@ -65,7 +65,7 @@ func staffHub(t testing.TB, b rthub.Broker, onRefused func(context.Context, rthu
 func plainHandler(h *rthub.Hub) http.Handler { return h }
 
 // tracedHub starts a hub with every wrapper, recording spans.
-func tracedHub(t testing.TB) (*rthub.Hub, otelrthub.Publisher, string, *tracetest.SpanRecorder) {
+func tracedHub(t testing.TB) (*rthub.Hub, rthub.Publisher, string, *tracetest.SpanRecorder) {
 	t.Helper()
 	opts, rec := recordingOptions(t)
 	mb, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
@@ -239,7 +239,7 @@ func isPresence(b rthub.Broker) bool { _, ok := b.(rthub.PresenceStore); return 
 // TestWrapBroker_acrossNodes: three hubs on one in-memory cluster. A
 // publication on node A under a span reaches node B (wrapped) as a
 // "rthub.broker.deliver" span in the same trace, child of A's broker publish
-// span; node C (not wrapped) skips the trace context; clients on both get
+// span; node C (not wrapped) ignores the trace context in the Header; clients on both get
 // the event as published, and a resume from history too.
 func TestWrapBroker_acrossNodes(t *testing.T) {
 	t.Parallel()
@@ -294,20 +294,108 @@ func TestWrapBroker_acrossNodes(t *testing.T) {
 		t.Errorf("%d deliver spans, want 1 (node B; node A has no member in the room, C is not wrapped)", deliveries)
 	}
 
-	// History (what a resume reads) has the data without the trace context
-	// through a wrapped broker; the stored data has it.
+	// History (what a resume reads) returns the publication as published:
+	// the data as clients get it, the trace context in the Header.
 	wrapped := otelrthub.WrapBroker(first, opts)
 	_, cur, err := wrapped.History(ctx, "staff", rthub.StreamPosition{}, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	since := rthub.StreamPosition{Offset: cur.Offset - 1, Epoch: cur.Epoch}
-	pubs, _, err := wrapped.History(ctx, "staff", since, -1)
-	if err != nil || len(pubs) != 1 || !json.Valid(pubs[0].Data) {
-		t.Fatalf("history through the wrapper: %v, %+v", err, pubs)
-	}
-	raw, _, err := first.History(ctx, "staff", since, -1)
-	if err != nil || len(raw) != 1 || raw[0].Data[0] != rthub.MetaSeparator {
-		t.Fatalf("stored publication: %v, %+v; want the trace context first", err, raw)
+	for name, b := range map[string]rthub.Broker{"through the wrapper": wrapped, "stored": first} {
+		pubs, _, err := b.History(ctx, "staff", since, -1)
+		if err != nil || len(pubs) != 1 || !json.Valid(pubs[0].Data) {
+			t.Fatalf("history %s: %v, %+v", name, err, pubs)
+		}
+		tp := pubs[0].Header["traceparent"]
+		if want := pubSpan.SpanContext().TraceID().String(); !strings.Contains(tp, want) || len(pubs[0].Header) != 1 {
+			t.Errorf("history %s: Header %q, want a traceparent of trace %s", name, pubs[0].Header, want)
+		}
 	}
 }
+
+// TestWrapBroker_header: the traceparent of the broker publish span is added
+// to a copy of the message's Header (the caller's map is left alone, an
+// entry there is replaced), and only when that span is sampled.
+func TestWrapBroker_header(t *testing.T) {
+	t.Parallel()
+	opts, _ := recordingOptions(t)
+	mb, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := otelrthub.WrapBroker(mb, opts)
+	ctx := context.Background()
+	sctx, span := opts.TracerProvider.Tracer("test").Start(ctx, "ingest")
+	defer span.End()
+	unsampled := trace.ContextWithSpanContext(ctx, span.SpanContext().WithTraceFlags(0))
+	own := map[string]string{"a": "1", "traceparent": "stale"}
+	for _, tt := range []struct {
+		name string
+		ctx  context.Context
+		in   map[string]string
+		want map[string]string
+	}{
+		{"noParent", ctx, nil, map[string]string{"traceparent": "00-"}}, // the broker span starts a sampled trace
+		{"unsampled", unsampled, own, own},
+		{"sampled", sctx, nil, map[string]string{"traceparent": "00-" + span.SpanContext().TraceID().String()}},
+		{"sampledWithHeader", sctx, own, map[string]string{"a": "1", "traceparent": "00-" + span.SpanContext().TraceID().String()}},
+	} {
+		pos, err := b.Publish(tt.ctx, "room:"+tt.name, rthub.Message{Data: []byte("{}"), Header: tt.in})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pubs, _, err := mb.History(ctx, "room:"+tt.name, rthub.StreamPosition{Epoch: pos.Epoch}, -1)
+		if err != nil || len(pubs) != 1 {
+			t.Fatalf("%s: history %+v, %v", tt.name, pubs, err)
+		}
+		got := pubs[0].Header
+		if len(got) != len(tt.want) {
+			t.Errorf("%s: Header %q, want %q", tt.name, got, tt.want)
+		}
+		for k, v := range tt.want {
+			if !strings.HasPrefix(got[k], v) {
+				t.Errorf("%s: Header[%q] = %q, want %q...", tt.name, k, got[k], v)
+			}
+		}
+	}
+	if len(own) != 2 || own["traceparent"] != "stale" {
+		t.Errorf("the caller's Header changed: %q", own)
+	}
+}
+
+// TestWrapPublisher_typedEvent: a typed event published through the
+// wrapper (Event.Publish takes an rthub.Publisher) gets its span, and
+// clients get it as through the hub.
+func TestWrapPublisher_typedEvent(t *testing.T) {
+	t.Parallel()
+	_, pub, wsURL, rec := tracedHub(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := ticks(ctx, t, wsURL)
+	if err := tickEvent.Publish(ctx, pub, "staff", tick{N: 3}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-got:
+		if string(e.Data) != `{"n":3}` {
+			t.Errorf("client got %s", e.Data)
+		}
+	case <-ctx.Done():
+		t.Fatal("no event")
+	}
+	ps := spansNamed(rec, "rthub.publish")
+	if len(ps) != 1 {
+		t.Fatalf("%d publish spans, want 1", len(ps))
+	}
+	if v, _ := attr(ps[0], "rthub.event"); v.AsString() != "tick" {
+		t.Errorf("rthub.event = %q", v.AsString())
+	}
+	childNamed(t, rec, "rthub.broker.publish", ps[0].SpanContext())
+}
+
+type tick struct {
+	N int `json:"n"`
+}
+
+var tickEvent = rthub.NewEvent[tick]("tick")

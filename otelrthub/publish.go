@@ -10,14 +10,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Publisher is the hub's Publish method: [rthub.Hub] implements it, and so
-// does what [WrapPublisher] returns (and mqttbridge.Publisher is the same).
-type Publisher interface {
-	Publish(ctx context.Context, room, event string, data any, opts ...rthub.PublishOption) error
-}
-
-var _ Publisher = (*rthub.Hub)(nil)
-
 // PublishOptions configures [WrapPublisher].
 type PublishOptions struct {
 	Options
@@ -27,16 +19,17 @@ type PublishOptions struct {
 	CorrelationID func(ctx context.Context) string
 }
 
-// WrapPublisher returns p with a producer span around each Publish, named
-// "rthub.publish", with rthub.room, rthub.event, rthub.cid and the error, if
-// any. The span is the parent of the broker spans of
-// [WrapBroker] (the hub passes the context on to its broker).
-func WrapPublisher(p Publisher, opts PublishOptions) Publisher {
+// WrapPublisher returns p (the hub, or another [rthub.Publisher]) with a
+// producer span around each Publish, named "rthub.publish", with rthub.room,
+// rthub.event, rthub.cid and the error, if any. The span is the parent of the
+// broker spans of [WrapBroker] (the hub passes the context on to its broker).
+// Typed events go through it too: give the result to rthub.Event.Publish.
+func WrapPublisher(p rthub.Publisher, opts PublishOptions) rthub.Publisher {
 	return &publisher{next: p, tr: opts.tracer(), cid: opts.CorrelationID}
 }
 
 type publisher struct {
-	next Publisher
+	next rthub.Publisher
 	tr   trace.Tracer
 	cid  func(context.Context) string
 }

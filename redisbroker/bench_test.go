@@ -66,7 +66,7 @@ func BenchmarkPublishDeliver(b *testing.B) {
 				if i >= int64(b.N) {
 					return
 				}
-				if _, err := pub.Publish(ctx, rooms[i%100], data); err != nil {
+				if _, err := pub.Publish(ctx, rooms[i%100], rthub.Message{Data: data}); err != nil {
 					b.Error(err)
 					return
 				}

@@ -241,16 +241,25 @@ func (b *Broker) Start(ctx context.Context, h rthub.BrokerHandler) error {
 	return nil
 }
 
-// Publish implements [rthub.Broker]: one EVALSHA on the room's shard.
-func (b *Broker) Publish(ctx context.Context, room string, data []byte) (rthub.StreamPosition, error) {
+// Publish implements [rthub.Broker]: one EVALSHA on the room's shard. The
+// message's Except and Header travel encoded next to its data (see the
+// module's README.md), in its pub/sub message and its stream entry.
+func (b *Broker) Publish(ctx context.Context, room string, msg rthub.Message) (rthub.StreamPosition, error) {
 	if err := b.check(ctx, room); err != nil {
 		return rthub.StreamPosition{}, err
+	}
+	if err := msg.Check(); err != nil {
+		return rthub.StreamPosition{}, fmt.Errorf("redisbroker: publish %q: %w", room, err)
+	}
+	var meta string
+	if msg.Except != "" || len(msg.Header) > 0 {
+		meta = string(appendMeta(nil, msg))
 	}
 	s := b.shardOf(room)
 	l := b.opts.History.Limits(room)
 	res, err := publishScript.Exec(ctx, s.client,
 		[]string{b.names.meta(room), b.names.stream(room)},
-		[]string{string(data), strconv.Itoa(l.Size), ms(l.TTL), ms(l.MetaTTL), b.names.channel(room), newEpoch()},
+		[]string{string(msg.Data), strconv.Itoa(l.Size), ms(l.TTL), ms(l.MetaTTL), b.names.channel(room), newEpoch(), meta},
 	).ToArray()
 	var pos rthub.StreamPosition
 	if err == nil {
@@ -339,7 +348,15 @@ func (b *Broker) History(ctx context.Context, room string, since rthub.StreamPos
 			// A hole in the stream: only outside interference makes one.
 			return nil, cur, &rthub.UnrecoverableError{Room: room, Since: since, Current: cur}
 		}
-		pubs[i] = rthub.Publication{Room: room, Offset: since.Offset + 1 + uint64(i), Epoch: cur.Epoch, Data: []byte(e.FieldValues["d"])}
+		pubs[i] = rthub.Publication{Room: room, Offset: since.Offset + 1 + uint64(i), Epoch: cur.Epoch}
+		if meta, ok := e.FieldValues["m"]; ok && !decodeMeta(meta, &pubs[i].Message) {
+			// Only outside interference writes one: the entry cannot be
+			// replayed as published, so the stream cannot be continued.
+			b.opts.Logger.LogAttrs(ctx, slog.LevelError, "redisbroker: malformed metadata in a stream entry",
+				slog.String("room", room), slog.String("id", e.ID))
+			return nil, cur, &rthub.UnrecoverableError{Room: room, Since: since, Current: cur}
+		}
+		pubs[i].Data = []byte(e.FieldValues["d"])
 	}
 	return pubs, cur, nil
 }

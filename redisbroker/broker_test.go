@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -59,7 +60,7 @@ func TestShardPlacement(t *testing.T) {
 	count := map[string]int{}
 	for i := range 200 {
 		room := "device:" + strconv.Itoa(i)
-		if _, err := b.Publish(ctx, room, []byte("x")); err != nil {
+		if _, err := b.Publish(ctx, room, rthub.Message{Data: []byte("x")}); err != nil {
 			t.Fatal(err)
 		}
 		home := b.ShardOf(room)
@@ -115,7 +116,7 @@ func TestClientKillResubscribes(t *testing.T) {
 				return
 			case <-time.After(2 * time.Millisecond):
 			}
-			if _, err := pub.Publish(ctx, rooms[0], []byte(strconv.Itoa(i))); err != nil {
+			if _, err := pub.Publish(ctx, rooms[0], rthub.Message{Data: []byte(strconv.Itoa(i))}); err != nil {
 				t.Errorf("Publish: %v", err)
 				return
 			}
@@ -132,7 +133,7 @@ func TestClientKillResubscribes(t *testing.T) {
 	rec.Wait(t, rooms[0], got+20) // delivery goes on
 	halt()
 
-	last, err := pub.Publish(ctx, rooms[0], []byte("last"))
+	last, err := pub.Publish(ctx, rooms[0], rthub.Message{Data: []byte("last")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +193,7 @@ func TestKeyLoss(t *testing.T) {
 	publishN := func(room string, n int) (last rthub.StreamPosition) {
 		for i := range n {
 			var err error
-			if last, err = b.Publish(ctx, room, []byte(strconv.Itoa(i))); err != nil {
+			if last, err = b.Publish(ctx, room, rthub.Message{Data: []byte(strconv.Itoa(i))}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -262,7 +263,7 @@ func TestRedisRestart(t *testing.T) {
 	}
 	var old rthub.StreamPosition
 	for i := range 3 {
-		old, _ = b.Publish(ctx, room, []byte(strconv.Itoa(i)))
+		old, _ = b.Publish(ctx, room, rthub.Message{Data: []byte(strconv.Itoa(i))})
 	}
 	rec.Wait(t, room, 3)
 	srv.restart()
@@ -270,7 +271,7 @@ func TestRedisRestart(t *testing.T) {
 	var next rthub.StreamPosition
 	eventually(t, 10*time.Second, "a publish to succeed after the restart", func() bool {
 		var err error
-		next, err = b.Publish(ctx, room, []byte("after"))
+		next, err = b.Publish(ctx, room, rthub.Message{Data: []byte("after")})
 		return err == nil
 	})
 	if next.Offset != 1 || next.Epoch == old.Epoch {
@@ -317,14 +318,14 @@ func TestDeafProbe(t *testing.T) {
 	if rtt := a.Stats().Shards[0].ProbeRTT; rtt <= 0 || rtt > time.Second {
 		t.Errorf("probe RTT %v", rtt)
 	}
-	before, _ := pub.Publish(ctx, room, []byte("before"))
+	before, _ := pub.Publish(ctx, room, rthub.Message{Data: []byte("before")})
 	rec.WaitOffset(t, room, before.Offset)
 
 	p.deaf.Store(true)
 	start := time.Now()
 	eventually(t, 5*time.Second, "the probe to report the connection deaf", func() bool { return a.Stats().Shards[0].Deaf })
 	t.Logf("deaf after %v", time.Since(start).Round(time.Millisecond))
-	during, _ := pub.Publish(ctx, room, []byte("during"))
+	during, _ := pub.Publish(ctx, room, rthub.Message{Data: []byte("during")})
 	eventually(t, 5*time.Second, "the broker to find it cannot subscribe again", func() bool {
 		st := a.Stats()
 		return !st.Shards[0].Connected && !st.Healthy()
@@ -339,7 +340,7 @@ func TestDeafProbe(t *testing.T) {
 	p.deaf.Store(false)
 	rec.WaitResync(t, room)
 	eventually(t, 5*time.Second, "the broker to be healthy again", func() bool { return a.Stats().Healthy() })
-	after, _ := pub.Publish(ctx, room, []byte("after"))
+	after, _ := pub.Publish(ctx, room, rthub.Message{Data: []byte("after")})
 	rec.WaitOffset(t, room, after.Offset)
 	missed, _, err := a.History(ctx, room, before, -1)
 	if err != nil || len(missed) != 2 || missed[0].Position() != during {
@@ -384,7 +385,7 @@ func TestSubscribeWhileDisconnected(t *testing.T) {
 	var pos rthub.StreamPosition
 	eventually(t, 5*time.Second, "a publish to succeed after the restart", func() bool {
 		var err error
-		pos, err = a.Publish(ctx, "x:3", []byte("hi")) // the first may fail on the dead connection
+		pos, err = a.Publish(ctx, "x:3", rthub.Message{Data: []byte("hi")}) // the first may fail on the dead connection
 		return err == nil
 	})
 	rec.WaitOffset(t, "x:3", pos.Offset)
@@ -439,7 +440,7 @@ func TestSubscribeChurn(t *testing.T) {
 		t.Fatalf("Redis has %d channels subscribed, want 50", len(chans))
 	}
 	for i := range 100 {
-		if _, err := a.Publish(ctx, fmt.Sprintf("churn:%d", i), []byte("x")); err != nil {
+		if _, err := a.Publish(ctx, fmt.Sprintf("churn:%d", i), rthub.Message{Data: []byte("x")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -471,5 +472,89 @@ func TestOptionsInvalid(t *testing.T) {
 				t.Fatalf("New: %v; want ErrInvalidOptions mentioning %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestWireFormat pins what a publication with metadata looks like in Redis
+// (README "Keys"), and that readers tolerate what a later version may add:
+// unknown stream fields, unknown metadata items; a format they do not know
+// is dropped, malformed metadata in history is not replayed.
+func TestWireFormat(t *testing.T) {
+	url := redisURL(t)
+	prefix := uniquePrefix(t, url)
+	opts := redisbroker.Options{Prefix: prefix, History: brokertest.History()}
+	a, rec := started(t, opts, url)
+	c := admin(t, url)
+	ctx := context.Background()
+	const room = "wire:1"
+	stream, channel := prefix+"{"+room+"}:s", prefix+"{"+room+"}"
+	if err := a.Subscribe(ctx, room); err != nil {
+		t.Fatal(err)
+	}
+	msg := rthub.Message{Data: []byte(`{"n":1}`), Except: "c1", Header: map[string]string{"traceparent": "00-ab-cd-01", "a": ""}}
+	first, err := a.Publish(ctx, room, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Publish(ctx, room, rthub.Message{Data: []byte("plain")}); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := c.Do(ctx, c.B().Xrange().Key(stream).Start("-").End("+").Build()).AsXRange()
+	if err != nil || len(entries) != 2 {
+		t.Fatalf("stream: %v, %v", entries, err)
+	}
+	want := []map[string]string{
+		{"d": `{"n":1}`, "m": "x2:c1k1:av0:k11:traceparentv11:00-ab-cd-01"},
+		{"d": "plain"}, // no metadata, no field
+	}
+	for i, e := range entries {
+		if !maps.Equal(e.FieldValues, want[i]) {
+			t.Errorf("stream entry %s: %q, want %q", e.ID, e.FieldValues, want[i])
+		}
+	}
+
+	// What a later version may write: an unknown field, an unknown item.
+	if err := c.Do(ctx, c.B().Xadd().Key(stream).Id("3-0").FieldValue().
+		FieldValue("d", "later").FieldValue("m", "q3:newx2:c2").FieldValue("z", "?").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	publishRaw := func(msg string) {
+		t.Helper()
+		if err := c.Do(ctx, c.B().Publish().Channel(channel).Message(msg).Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := first.Epoch
+	publishRaw("9:3:" + e + ":a format from the future") // dropped
+	publishRaw("2:3:" + e + ":11:q3:newx2:c2later")
+	publishRaw("1:4:" + e + ":format 1") // what an older node sends
+	if err := c.Do(ctx, c.B().Hset().Key(prefix+"{"+room+"}:m").FieldValue().FieldValue("o", "3").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	live := rec.Wait(t, room, 4)
+	if p := live[2]; p.Offset != 3 || string(p.Data) != "later" || p.Except != "c2" || p.Header != nil {
+		t.Errorf("live offset 3: %+v", p)
+	}
+	if p := live[3]; p.Offset != 4 || string(p.Data) != "format 1" || p.Except != "" || p.Header != nil {
+		t.Errorf("live offset 4: %+v", p)
+	}
+	if p := live[0]; p.Except != msg.Except || !maps.Equal(p.Header, msg.Header) {
+		t.Errorf("live offset 1: %+v", p)
+	}
+	pubs, _, err := a.History(ctx, room, rthub.StreamPosition{Offset: 2, Epoch: e}, -1)
+	if err != nil || len(pubs) != 1 || string(pubs[0].Data) != "later" || pubs[0].Except != "c2" || pubs[0].Header != nil {
+		t.Fatalf("history of the entry with unknown parts: %+v, %v", pubs, err)
+	}
+
+	// Malformed metadata (only outside interference writes it): not replayed.
+	if err := c.Do(ctx, c.B().Xadd().Key(stream).Id("4-0").FieldValue().
+		FieldValue("d", "bad").FieldValue("m", "x9:c").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, c.B().Hset().Key(prefix+"{"+room+"}:m").FieldValue().FieldValue("o", "4").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if pubs, _, err := a.History(ctx, room, rthub.StreamPosition{Offset: 3, Epoch: e}, -1); !errors.Is(err, rthub.ErrUnrecoverable) {
+		t.Fatalf("history of a malformed entry: %+v, %v; want ErrUnrecoverable", pubs, err)
 	}
 }

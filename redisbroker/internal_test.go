@@ -2,8 +2,11 @@ package redisbroker
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
+
+	"github.com/org/rthub"
 )
 
 func TestShardIndexRendezvous(t *testing.T) {
@@ -46,40 +49,97 @@ func TestShardIndexRendezvous(t *testing.T) {
 }
 
 func TestDecode(t *testing.T) {
+	tp := map[string]string{"traceparent": "00-4bf9-00f0-01"}
 	tests := []struct {
 		msg  string
 		ok   bool
 		off  uint64
 		ep   string
 		data string
+		exc  string
+		hdr  map[string]string
 	}{
-		{"1:5:abc:{\"x\":1}", true, 5, "abc", `{"x":1}`},
-		{"1:1:e:", true, 1, "e", ""},
-		{"1:12:e:a:b:c", true, 12, "e", "a:b:c"},
-		{"2:1:e:x", false, 0, "", ""},
-		{"1:x:e:x", false, 0, "", ""},
-		{"1:1", false, 0, "", ""},
-		{"1:1:e", false, 0, "", ""},
-		{"", false, 0, "", ""},
+		{"1:5:abc:{\"x\":1}", true, 5, "abc", `{"x":1}`, "", nil},
+		{"1:1:e:", true, 1, "e", "", "", nil},
+		{"1:12:e:a:b:c", true, 12, "e", "a:b:c", "", nil},
+		{"2:7:e:5:x2:c1data", true, 7, "e", "data", "c1", nil},
+		{"2:7:e:34:k11:traceparentv15:00-4bf9-00f0-01{}", true, 7, "e", "{}", "", tp},
+		{"2:7:e:38:x1:ck11:traceparentv15:00-4bf9-00f0-012:1:e:", true, 7, "e", "2:1:e:", "c", tp},
+		{"2:7:e:16:x1:cq3:newk0:v0:d", true, 7, "e", "d", "c", map[string]string{"": ""}}, // unknown tag q skipped
+		{"2:7:e:0:data", false, 0, "", "", "", nil},                                       // format 2 has metadata
+		{"2:7:e:9:x2:c1data", false, 0, "", "", "", nil},                                  // length past the items' end
+		{"2:7:e:4:x2:c1data", false, 0, "", "", "", nil},                                  // length cuts an item
+		{"2:7:e:5x2:c1data", false, 0, "", "", "", nil},                                   // no length
+		{"2:7:e:05:x2:c1data", false, 0, "", "", "", nil},                                 // leading zero
+		{"2:7:e:+5:x2:c1data", false, 0, "", "", "", nil},
+		{"2:7:e:5:k1:av", false, 0, "", "", "", nil},    // a value without its length
+		{"2:7:e:4:k1:a", false, 0, "", "", "", nil},     // a key without a value
+		{"2:7:e:4:v1:a", false, 0, "", "", "", nil},     // a value without a key
+		{"2:7:e:8:k1:ak1:b", false, 0, "", "", "", nil}, // two keys
+		{"2:7:e:5:x-1:a", false, 0, "", "", "", nil},    // negative length
+		{"3:1:e:x", false, 0, "", "", "", nil},          // a format this reader does not know
+		{"1:x:e:x", false, 0, "", "", "", nil},
+		{"1:1", false, 0, "", "", "", nil},
+		{"1:1:e", false, 0, "", "", "", nil},
+		{"", false, 0, "", "", "", nil},
 	}
 	for _, tt := range tests {
 		p, ok := decode("r", tt.msg)
-		if ok != tt.ok || (ok && (p.Offset != tt.off || p.Epoch != tt.ep || string(p.Data) != tt.data || p.Room != "r")) {
+		if ok != tt.ok || (ok && (p.Offset != tt.off || p.Epoch != tt.ep || string(p.Data) != tt.data || p.Room != "r" ||
+			p.Except != tt.exc || !maps.Equal(p.Header, tt.hdr) || (tt.hdr == nil) != (p.Header == nil))) {
 			t.Errorf("decode(%q) = %+v, %v", tt.msg, p, ok)
 		}
+	}
+}
+
+// encodeLikeScript builds the channel message publishScript sends.
+func encodeLikeScript(off uint64, epoch string, m rthub.Message) string {
+	meta := appendMeta(nil, m)
+	if len(meta) == 0 {
+		return fmt.Sprintf("1:%d:%s:%s", off, epoch, m.Data)
+	}
+	return fmt.Sprintf("2:%d:%s:%d:%s%s", off, epoch, len(meta), meta, m.Data)
+}
+
+func TestMetaRoundTrip(t *testing.T) {
+	for _, m := range []rthub.Message{
+		{Data: []byte("d")},
+		{Data: []byte("d"), Except: "0a1b-2"},
+		{Data: []byte("2:1:e:1:x"), Except: "x9:", Header: map[string]string{"k1:": "v1:", "": "", "\x00": "\xff\n"}},
+		{Header: map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}},
+	} {
+		msg := encodeLikeScript(3, "ep", m)
+		p, ok := decode("r", msg)
+		if !ok || p.Offset != 3 || p.Epoch != "ep" || string(p.Data) != string(m.Data) || p.Except != m.Except || !maps.Equal(p.Header, m.Header) {
+			t.Errorf("decode(encode(%+v)) = %q: %+v, %v", m, msg, p, ok)
+		}
+	}
+	// Sorted keys: one encoding per message.
+	m := rthub.Message{Header: map[string]string{"b": "2", "a": "1", "c": "3"}}
+	if got := string(appendMeta(nil, m)); got != "k1:av1:1k1:bv1:2k1:cv1:3" {
+		t.Errorf("appendMeta = %q", got)
 	}
 }
 
 func FuzzDecode(f *testing.F) {
 	f.Add("1:5:abc:data")
 	f.Add("1::x:")
+	f.Add("2:7:e:38:x1:ck11:traceparentv15:00-4bf9-00f0-012:1:e:")
+	f.Add("2:7:e:16:x1:cq3:newk0:v0:d")
 	f.Fuzz(func(t *testing.T, msg string) {
 		p, ok := decode("r", msg)
 		if !ok {
 			return
 		}
-		if strings.Contains(p.Epoch, ":") || !strings.HasSuffix(msg, ":"+p.Epoch+":"+string(p.Data)) || !strings.HasPrefix(msg, "1:") {
+		noMeta := p.Except == "" && p.Header == nil
+		if strings.Contains(p.Epoch, ":") || !strings.HasSuffix(msg, string(p.Data)) || msg[0] == '1' && !noMeta {
 			t.Fatalf("decode(%q) = %+v", msg, p)
+		}
+		// What decodes encodes to something that decodes the same.
+		again, ok := decode("r", encodeLikeScript(p.Offset, p.Epoch, p.Message))
+		if !ok || again.Offset != p.Offset || again.Epoch != p.Epoch || string(again.Data) != string(p.Data) ||
+			again.Except != p.Except || !maps.Equal(again.Header, p.Header) {
+			t.Fatalf("decode(%q) = %+v; re-encoded: %+v, %v", msg, p, again, ok)
 		}
 	})
 }

@@ -9,8 +9,9 @@ import (
 // "device:42" has:
 //
 //	rthub:{device:42}:m   hash    e = epoch, o = last offset (position; TTL MetaTTL)
-//	rthub:{device:42}:s   stream  entry "<offset>-0" {d = data} (history; MAXLEN ~Size, TTL)
-//	rthub:{device:42}     channel "1:<offset>:<epoch>:<data>" for each publication
+//	rthub:{device:42}:s   stream  entry "<offset>-0" {d = data, m = metadata if any} (history; MAXLEN ~Size, TTL)
+//	rthub:{device:42}     channel "1:<offset>:<epoch>:<data>" for each publication, or
+//	                              "2:<offset>:<epoch>:<len>:<metadata><data>" (see message.go)
 //	rthub:node:<id>:<i>   channel a node's liveness probes on its i-th shard
 //
 // The braces make the room name a Redis Cluster hash tag, so every key of a

@@ -7,11 +7,13 @@ import "github.com/redis/rueidis"
 // are written with Lua's "%.14g", so they stay exact below 10^14 per room (three
 // years at a million publications a second).
 
-// publishScript appends a publication to a room's stream and publishes it.
+// publishScript appends a publication to a room's stream and publishes it
+// (formats in message.go).
 //
 //	KEYS[1] meta hash {e = epoch, o = last offset}   KEYS[2] stream
 //	ARGV[1] data  ARGV[2] history size (0: no stream)  ARGV[3] history TTL ms
 //	ARGV[4] position TTL ms  ARGV[5] channel  ARGV[6] epoch to use if the meta is missing
+//	ARGV[7] the message's encoded metadata ('' : none)
 //
 // It returns {offset, epoch}. A missing meta hash means the room's stream was
 // lost (or never existed): a new epoch starts and any stale stream is
@@ -20,7 +22,7 @@ import "github.com/redis/rueidis"
 // starts too rather than publishing an offset the stream cannot hold.
 var publishScript = rueidis.NewLuaScript(`
 local meta, stream = KEYS[1], KEYS[2]
-local data, size, ttl, metattl, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local data, size, ttl, metattl, channel, md = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[7]
 local m = redis.call('hmget', meta, 'e', 'o')
 local e, o = m[1], tonumber(m[2]) or 0
 if not e then
@@ -29,17 +31,25 @@ if not e then
 end
 o = o + 1
 if size ~= '0' then
-  local ok = redis.pcall('xadd', stream, 'MAXLEN', '~', size, o .. '-0', 'd', data)
+  local fields = {'d', data}
+  if md ~= '' then
+    fields[3], fields[4] = 'm', md
+  end
+  local ok = redis.pcall('xadd', stream, 'MAXLEN', '~', size, o .. '-0', unpack(fields))
   if type(ok) == 'table' and ok.err then
     e, o = ARGV[6], 1
     redis.call('del', stream)
-    redis.call('xadd', stream, 'MAXLEN', '~', size, '1-0', 'd', data)
+    redis.call('xadd', stream, 'MAXLEN', '~', size, '1-0', unpack(fields))
   end
   redis.call('pexpire', stream, ttl)
 end
 redis.call('hset', meta, 'e', e, 'o', o)
 redis.call('pexpire', meta, metattl)
-redis.call('publish', channel, '1:' .. o .. ':' .. e .. ':' .. data)
+if md == '' then
+  redis.call('publish', channel, '1:' .. o .. ':' .. e .. ':' .. data)
+else
+  redis.call('publish', channel, '2:' .. o .. ':' .. e .. ':' .. #md .. ':' .. md .. data)
+end
 return {o, e}
 `)
 

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -417,21 +416,6 @@ func (s *shard) dispatch(m rueidis.PubSubMessage) {
 	}
 	s.delivered.Add(1)
 	s.b.handler.HandlePublication(pub)
-}
-
-// decode parses "1:<offset>:<epoch>:<data>".
-func decode(room, msg string) (rthub.Publication, bool) {
-	rest, ok := strings.CutPrefix(msg, "1:")
-	if !ok {
-		return rthub.Publication{}, false
-	}
-	off, rest, ok1 := strings.Cut(rest, ":")
-	epoch, data, ok2 := strings.Cut(rest, ":")
-	n, err := strconv.ParseUint(off, 10, 64)
-	if !ok1 || !ok2 || err != nil {
-		return rthub.Publication{}, false
-	}
-	return rthub.Publication{Room: room, Offset: n, Epoch: epoch, Data: []byte(data)}, true
 }
 
 func (s *shard) stats() ShardStats {

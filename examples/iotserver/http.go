@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/org/rthub"
-	"github.com/org/rthub/otelrthub"
 )
 
 //go:embed web
@@ -27,10 +26,10 @@ var webFS embed.FS
 type api struct {
 	cfg       Config
 	hub       *rthub.Hub
-	pub       otelrthub.Publisher // the hub, traced when tracing is on
-	ws        http.Handler        // the hub, traced when tracing is on
-	metrics   http.Handler        // GET /metrics
-	tracing   *tracing            // nil: off
+	pub       rthub.Publisher // the hub, traced when tracing is on
+	ws        http.Handler    // the hub, traced when tracing is on
+	metrics   http.Handler    // GET /metrics
+	tracing   *tracing        // nil: off
 	store     Store
 	alerts    *AlertEngine
 	health    *healthReporter

@@ -24,7 +24,7 @@ import (
 // tracing on, each decode is a span "mqtt.ingest" and each publish a span
 // "rthub.publish", children of the device's span when the message carries
 // a "traceparent" user property (tracing.go).
-func newBridge(pub mqttbridge.Publisher, tr *tracing, in *Ingest, cfg Config, url string, log *slog.Logger) (*mqttbridge.Bridge, error) {
+func newBridge(pub rthub.Publisher, tr *tracing, in *Ingest, cfg Config, url string, log *slog.Logger) (*mqttbridge.Bridge, error) {
 	readings := mqttbridge.EventRoute(SensorData, cfg.Prefix+"sensors/{device}/reading",
 		[]string{"device:{device}", roomStaff},
 		ingestSpan(tr, func(ctx context.Context, m *mqttbridge.Message) (ReadingEvent, error) {
@@ -77,7 +77,7 @@ func mqttState(b *mqttbridge.Bridge, embedded bool, sim *Simulator) func() MQTTS
 // after the hub began draining is not an error: the simulated devices say
 // goodbye while the server shuts down, and their last status is stored by
 // the decoder anyway.
-type quietPublisher struct{ pub mqttbridge.Publisher }
+type quietPublisher struct{ pub rthub.Publisher }
 
 func (q quietPublisher) Publish(ctx context.Context, room, event string, data any, opts ...rthub.PublishOption) error {
 	if err := q.pub.Publish(ctx, room, event, data, opts...); err != nil && !errors.Is(err, rthub.ErrHubClosed) {

@@ -120,7 +120,7 @@ func (t *tracing) handler(h http.Handler) http.Handler {
 }
 
 // publisher returns the hub, or the hub with a span per publish.
-func (t *tracing) publisher(hub *rthub.Hub) otelrthub.Publisher {
+func (t *tracing) publisher(hub *rthub.Hub) rthub.Publisher {
 	if t == nil {
 		return hub
 	}
@@ -175,7 +175,7 @@ func ingestSpan[T any](t *tracing, decode func(context.Context, *mqttbridge.Mess
 // with the MQTT message's remote span as parent.
 type bridgePublisher struct {
 	t   *tracing
-	pub otelrthub.Publisher
+	pub rthub.Publisher
 }
 
 func (b bridgePublisher) Publish(ctx context.Context, room, event string, data any, opts ...rthub.PublishOption) error {
