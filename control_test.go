@@ -2,11 +2,14 @@ package rthub
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/gobwas/ws"
 	"golang.org/x/time/rate"
 )
@@ -130,4 +133,139 @@ func TestControl_WithinLimit(t *testing.T) {
 	if st := h.Stats(); st.RateLimited != 0 || st.AbuseCloses != 0 {
 		t.Errorf("RateLimited = %d, AbuseCloses = %d; want 0", st.RateLimited, st.AbuseCloses)
 	}
+}
+
+func TestConn_PingPong(t *testing.T) {
+	t.Parallel()
+	t.Run("pongEchoesPayload", func(t *testing.T) {
+		t.Parallel()
+		_, url := conformHub(t, nil)
+		rc := dialRaw(t, url, rawOpts{token: testToken(t, "alice", time.Hour, "staff")})
+		for _, p := range []string{"", "hello-123", strings.Repeat("z", 125), "\x00\xff"} {
+			rc.write(cframe(true, 0, opPing, p))
+			var pongs []string
+			for len(pongs) == 0 {
+				h, b, err := rc.readFrame(5 * time.Second)
+				if err != nil {
+					t.Fatalf("ping %q: %v", p, err)
+				}
+				if h.OpCode == ws.OpPong {
+					if !h.Fin || h.Rsv != 0 {
+						t.Errorf("pong header %+v", h)
+					}
+					pongs = append(pongs, string(b))
+				}
+			}
+			if pongs[0] != p {
+				t.Errorf("pong payload = %q, want %q", pongs[0], p)
+			}
+		}
+	})
+
+	fast := func(o *Options) {
+		// PongTimeout leaves the answering client's reader some slack on a
+		// loaded machine (-race, parallel tests).
+		o.PingInterval = 100 * time.Millisecond
+		o.PongTimeout = time.Second
+	}
+
+	// One hub, two clients: one never sends anything and must be closed with
+	// 4001; the other answers pings and must stay.
+	t.Run("keepalive", func(t *testing.T) {
+		t.Parallel()
+		h, url := conformHub(t, fast)
+
+		c, _, err := dialErr(url, testToken(t, "bob", time.Hour, "staff"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.CloseNow() })
+		// coder/websocket answers pings only while a Read is in progress.
+		msgs := make(chan serverMsg, 16)
+		rerr := make(chan error, 1)
+		go func() {
+			for {
+				_, b, err := c.Read(context.Background())
+				if err != nil {
+					rerr <- err
+					return
+				}
+				var m serverMsg
+				_ = json.Unmarshal(b, &m)
+				msgs <- m
+			}
+		}()
+
+		start := time.Now()
+		rc := dialRaw(t, url, rawOpts{token: testToken(t, "alice", time.Hour, "staff")})
+		var pings []time.Time
+		for {
+			hd, p, err := rc.readFrame(5 * time.Second)
+			if err != nil {
+				t.Fatalf("read: %v (after %v)", err, time.Since(start))
+			}
+			if hd.OpCode == ws.OpPing {
+				if len(p) != 0 {
+					t.Errorf("ping payload %q", p)
+				}
+				pings = append(pings, time.Now())
+				continue
+			}
+			if hd.OpCode != ws.OpClose {
+				continue
+			}
+			took := time.Since(start)
+			code, _ := ws.ParseCloseFrameData(p)
+			if code != ws.StatusCode(ClosePingTimeout) {
+				t.Fatalf("close code = %d, want %d", code, ClosePingTimeout)
+			}
+			// Closed at the first tick after PongTimeout of silence: never
+			// earlier, and a tick (plus scheduling slack) later at most.
+			// The upper bound is loose: CI machines are noisy.
+			if took < time.Second || took > 8*time.Second {
+				t.Errorf("closed after %v, want within [1s, 8s]", took)
+			}
+			break
+		}
+		if len(pings) < 2 {
+			t.Errorf("got %d pings before the timeout, want at least 2", len(pings))
+		}
+		if n := len(pings); n >= 2 {
+			if avg := pings[n-1].Sub(pings[0]) / time.Duration(n-1); avg < 25*time.Millisecond {
+				t.Errorf("pings %v apart on average, want about 50ms", avg)
+			}
+		}
+
+		// The answering client has been through several ping rounds; give
+		// it a few more, then it must still work.
+		select {
+		case err := <-rerr:
+			t.Fatalf("answering client ended: %v (close %d)", err, websocket.CloseStatus(err))
+		case <-time.After(500 * time.Millisecond):
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		if err := c.Write(ctx, websocket.MessageText, []byte(`{"id":7,"op":"ping"}`)); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			select {
+			case m := <-msgs:
+				if m.Type != "reply" || m.ID != 7 {
+					continue
+				}
+				if !m.OK {
+					t.Fatalf("ping reply %+v", m.Error)
+				}
+				if got := h.Stats().PingTimeouts; got != 1 {
+					t.Errorf("PingTimeouts = %d, want 1", got)
+				}
+				return
+			case err := <-rerr:
+				t.Fatalf("answering client ended: %v (close %d)", err, websocket.CloseStatus(err))
+			case <-ctx.Done():
+				t.Fatal("no reply to ping")
+			}
+		}
+	})
 }
