@@ -4,7 +4,7 @@ package rthub
 // hub's own handshake negotiation, frame reader (msgReader), deflate code and
 // vectored writes, for running an external conformance suite against that
 // code. It is for conformance only: it lives in a test file, so it is neither
-// API nor compiled into anyone's binary. testdata/autobahn/README.md says how
+// API nor compiled into anyone's binary. docs/conformance.md says how
 // to point Autobahn|Testsuite's fuzzingclient at it.
 
 import (
@@ -317,7 +317,7 @@ func readErrorClose(err error) (code CloseCode, reason string, ok bool) {
 
 // TestConformanceEcho runs a quick self-check of the conformance echo server
 // with third-party clients. With RTHUB_ECHO_ADDR set it serves the echo server
-// there instead, for Autobahn|Testsuite (testdata/autobahn/README.md).
+// there instead, for Autobahn|Testsuite (docs/conformance.md).
 func TestConformanceEcho(t *testing.T) {
 	if addr := os.Getenv(echoAddrEnv); addr != "" {
 		serveEchoForAutobahn(t, addr)
@@ -448,7 +448,7 @@ func TestConformanceEcho(t *testing.T) {
 		// PerMessageDeflateOffer) and what the hub answers: it accepts every
 		// offer it can serve with no context takeover in both directions, and
 		// declines server_max_window_bits (13.3 to 13.6: those cases report
-		// "Unimplemented", see testdata/autobahn/fuzzingclient.json).
+		// "Unimplemented", and testdata/autobahn/fuzzingclient.json excludes them).
 		const base = "permessage-deflate; client_no_context_takeover; client_max_window_bits"
 		for _, tc := range []struct {
 			cases, offer string
