@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -268,4 +270,54 @@ func TestConn_PingPong(t *testing.T) {
 			}
 		}
 	})
+}
+
+// BenchmarkPingFlood: 100 clients that never read ping as fast as they can
+// (200,000 pings of 125 bytes each: 25 MB of pongs owed per client). It
+// reports the server's heap and RSS growth per client, to compare with the
+// per-connection queue bound (SendQueueBytes, 64 KiB here), with the
+// control-frame limit off (only the single pong slot bounds them) and on
+// (the default: flooders are closed with 1008). b.N is ignored; run with
+// -benchtime=1x.
+func BenchmarkPingFlood(b *testing.B) {
+	for _, limited := range []bool{false, true} {
+		b.Run(fmt.Sprintf("limited=%v", limited), func(b *testing.B) {
+			for b.Loop() {
+			}
+			h, url := benchHub(b, func(o *Options) {
+				o.SendQueueBytes = 64 << 10
+				o.SendQueueMessages = 256
+				o.WriteTimeout = time.Minute
+				if !limited {
+					o.Limits.ControlFrames = -1
+				}
+			})
+			heap0, _, rss0 := memNow()
+			const clients = 100
+			burst := bytes.Repeat(cframe(true, 0, opPing, strings.Repeat("p", 125)), 1000)
+			var wg sync.WaitGroup
+			for i := range clients {
+				rc, err := dialRawErr(url, rawOpts{token: testToken(b, fmt.Sprintf("mallory%d", i), time.Hour, "bench")})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { rc.nc.Close() })
+				wg.Go(func() {
+					for range 200 {
+						_ = rc.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+						if _, err := rc.nc.Write(burst); err != nil {
+							return // closed (1008) or stuck: either way done
+						}
+					}
+				})
+			}
+			wg.Wait()
+			time.Sleep(200 * time.Millisecond)
+			heap1, _, rss1 := memNow()
+			st := h.Stats()
+			b.ReportMetric(float64(int64(heap1)-int64(heap0))/clients, "heap-B/client")
+			b.ReportMetric(float64(int64(rss1)-int64(rss0))/clients, "rss-B/client")
+			b.ReportMetric(float64(st.AbuseCloses), "abuse-closes")
+		})
+	}
 }
