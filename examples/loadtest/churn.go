@@ -17,8 +17,11 @@ import (
 // close — cleanly or by dropping the TCP connection — and connect again, for
 // the duration; then every client closes, the server is left to settle, and
 // its memory after forced collections (the debug endpoint of
-// examples/quickstart, hubhttp.MemoryHandler) is compared with the baseline
-// taken before the first client connected.
+// examples/quickstart, hubhttp.MemoryHandler) is compared with the baseline:
+// taken after a warm-up churn (every client closed, settled), so that what
+// grows once and stays — the runtime's goroutine descriptors, grown maps —
+// is in it and only what grows with the connects is judged; or, with
+// -warmup 0, before any client connected.
 
 // churnConfig holds the churn scenario's flags.
 type churnConfig struct {
@@ -50,7 +53,7 @@ func (cc *churnConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&cc.TokenTTL, "token-ttl", time.Hour, "churn: lifetime of the clients' tokens")
 	fs.StringVar(&cc.Debug, "debug", "http://127.0.0.1:6060", "churn: base URL of the server's GET /debug/memory (quickstart: DEBUG_ADDR)")
 	fs.DurationVar(&cc.Warmup, "warmup", time.Minute, "churn: churn this long, close every client and settle before the baseline sample (0: the baseline is taken before any client); see README")
-	fs.DurationVar(&cc.Settle, "settle", 30*time.Second, "churn: wait after the last client closed before the final sample (over one ping interval, 25 s, so the hub's periodic pruning has run)")
+	fs.DurationVar(&cc.Settle, "settle", 30*time.Second, "churn: wait after the last client closed, before the baseline (after the warm-up) and before the final sample (over one ping interval, 25 s, so the hub's periodic pruning has run)")
 	fs.Float64Var(&cc.HeapTol, "heap-tolerance", 10, "churn: largest growth of the live heap after GC, final vs baseline, in percent (-100 can never pass)")
 	fs.IntVar(&cc.GoroutineTol, "goroutine-tolerance", 3, "churn: largest difference of the server's goroutines, final vs baseline")
 }
