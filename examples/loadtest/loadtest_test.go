@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -346,5 +347,281 @@ func TestParseTick(t *testing.T) {
 		if ok != tc.wantOK || tt != tc.t || seq != tc.seq {
 			t.Errorf("parseTick(%s) = %d, %d, %v", tc.in, tt, seq, ok)
 		}
+	}
+}
+
+// churnServer serves a hub with presence on device:* and, on a second
+// listener, the quickstart's /debug/memory. It returns the WebSocket URL,
+// the debug base URL and the hub.
+func churnServer(t *testing.T) (string, string, *rthub.Hub) {
+	t.Helper()
+	hub, err := rthub.New(rthub.Options{
+		Auth: rthub.AuthOptions{Keys: map[string]any{"": []byte(testSecret)}},
+		Policy: rthub.Policy{
+			Roles:    map[string]rthub.RoleRules{"staff": {Join: []string{"device:*"}}},
+			Presence: []string{"device:*"},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /ws", hub)
+	dmux := http.NewServeMux()
+	dmux.Handle("GET /debug/memory", hubhttp.MemoryHandler(hub))
+	var addrs []string
+	var srvs []*http.Server
+	for _, h := range []http.Handler{mux, dmux} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: h}
+		go func() { _ = srv.Serve(ln) }()
+		addrs, srvs = append(addrs, ln.Addr().String()), append(srvs, srv)
+	}
+	t.Cleanup(func() {
+		hub.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, s := range srvs {
+			_ = s.Shutdown(ctx)
+		}
+	})
+	return "ws://" + addrs[0] + "/ws", "http://" + addrs[1], hub
+}
+
+// TestChurn runs the churn scenario (12 slots, 0.5–1.5 s lifetimes, a 1 s
+// warm-up, 2 s of churn, clients in a child process) against a hub with
+// presence, with a heap tolerance no run can meet (-100 %: the live heap
+// would have to vanish), and checks the phases, the counts against the
+// server's, the verdicts — the heap's FAIL, the others' PASS — and the
+// outputs. Re-judging the same samples with a tolerance any run meets must
+// pass: the check follows the tolerance, not the run.
+func TestChurn(t *testing.T) {
+	wsURL, dbg, hub := churnServer(t)
+	dir := t.TempDir()
+	const slots = 12
+	cfg, err := parseFlags([]string{"-url", wsURL, "-secret", testSecret, "-debug", dbg,
+		"-scenario", "churn", "-slots", fmt.Sprint(slots), "-slots-per-user", "1", "-min-life", "500ms", "-max-life", "1500ms",
+		"-warmup", "1s", "-duration", "2s", "-sample", "500ms", "-settle", "1s", "-procs", "1", "-heap-tolerance", "-100", "-out", dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := run(t.Context(), cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeOutputs(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	verdicts := map[string]bool{}
+	for _, v := range res.Verdicts {
+		verdicts[v.Name] = v.Pass
+	}
+	want := map[string]bool{"connections": true, "connections back to 0": true, "goroutines back to baseline": true, "heap back to baseline": false}
+	for name, pass := range want {
+		if got, ok := verdicts[name]; !ok || got != pass {
+			t.Errorf("verdict %q: pass %v (present %v), want %v", name, got, ok, pass)
+		}
+	}
+	if res.Pass {
+		t.Error("the run passed with -heap-tolerance -100")
+	}
+	if t.Failed() {
+		t.Fatalf("verdicts %+v\nsummary %v\nerrors %v", res.Verdicts, res.Summary, res.Errors)
+	}
+
+	// Phases, in order, and what the server held in each.
+	phases := map[string][]memPoint{}
+	var order []string
+	for _, m := range res.Memory {
+		if len(order) == 0 || order[len(order)-1] != m.Phase {
+			order = append(order, m.Phase)
+		}
+		phases[m.Phase] = append(phases[m.Phase], m)
+	}
+	if got := strings.Join(order, " "); got != "start warmup warmup-settle baseline churn settle final" {
+		t.Errorf("phases %q", got)
+	}
+	if b := phases["baseline"]; len(b) != 1 || b[0].Connections != 0 || b[0].HeapAlloc == 0 || b[0].Goroutines == 0 {
+		t.Errorf("baseline %+v", b)
+	}
+	busy := 0
+	for _, m := range phases["churn"] {
+		busy = max(busy, m.Connections)
+	}
+	if busy == 0 || busy > slots {
+		t.Errorf("server connections during the churn: at most %d, want 1–%d", busy, slots)
+	}
+	if f := phases["final"]; len(f) != 1 || f[0].Connections != 0 {
+		t.Errorf("final %+v", f)
+	}
+	// The clients' counts against the hub's.
+	sum := res.Summary
+	connects, _ := sum["connects"].(int)
+	warm, _ := sum["warmup_connects"].(int)
+	if connects <= slots || warm < slots {
+		t.Errorf("connects %d, warm-up %d: want more than %d (every slot reconnects)", connects, warm, slots)
+	}
+	// A dial the stop cut short may have been accepted.
+	cut, _ := sum["dials_cut"].(int)
+	if acc, _ := sum["server_accepted"].(uint64); acc < uint64(connects+warm) || acc > uint64(connects+warm+cut) {
+		t.Errorf("the hub accepted %d connections, the clients made %d (and %d were cut short)", acc, connects+warm, cut)
+	}
+	clean, _ := sum["clean_closes"].(int)
+	fin, _ := sum["fin_drops"].(int)
+	rst, _ := sum["rst_drops"].(int)
+	srvFirst, _ := sum["server_closes"].(int)
+	if clean == 0 || fin+rst == 0 || srvFirst != 0 || clean+fin+rst != connects {
+		t.Errorf("closes: %d clean, %d FIN, %d RST, %d by the server first, for %d connects (every connection ends, in one way)", clean, fin, rst, srvFirst, connects)
+	}
+	if res.Handshake.N != uint64(connects+warm) {
+		t.Errorf("handshake samples %d, want %d", res.Handshake.N, connects+warm)
+	}
+	if p, err := hub.Presence(t.Context(), cfg.Room); err != nil || p.Count != 0 {
+		t.Errorf("presence in %s after the run: %+v, %v (want on, and empty)", cfg.Room, p, err)
+	}
+
+	// The same samples, judged with a tolerance any run meets.
+	cc := cfg.Churn
+	cc.HeapTol = 1e9
+	again := &Result{}
+	attempts, _ := sum["attempts"].(int)
+	judgeChurn(again, cc, attempts, 0, phases["baseline"][0], phases["final"][0])
+	if !again.Pass {
+		t.Errorf("re-judged with +1e9 %%: %+v", again.Verdicts)
+	}
+
+	// Outputs: result.json, report.html, memory.csv (a row per sample), churn.svg (4 panels).
+	b, err := os.ReadFile(dir + "/result.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rj struct {
+		Memory []memPoint `json:"memory"`
+		Pass   bool       `json:"pass"`
+		Config struct {
+			Churn churnConfig `json:"churn"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal(b, &rj); err != nil || len(rj.Memory) != len(res.Memory) || rj.Pass || rj.Config.Churn.Slots != slots {
+		t.Errorf("result.json: %v, %d samples, pass %v, churn config %+v", err, len(rj.Memory), rj.Pass, rj.Config.Churn)
+	}
+	csv, err := os.ReadFile(dir + "/memory.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := strings.Split(strings.TrimSpace(string(csv)), "\n")
+	if len(rows) != len(res.Memory)+1 || !strings.HasPrefix(rows[0], "t_s,phase,heap_alloc,") || !strings.Contains(rows[len(rows)-1], ",final,") {
+		t.Errorf("memory.csv:\n%s", csv)
+	}
+	svg, err := os.ReadFile(dir + "/churn.svg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		XMLName xml.Name
+		Groups  []struct {
+			SVG struct {
+				Text string `xml:"text"`
+			} `xml:"svg"`
+		} `xml:"g"`
+	}
+	if err := xml.Unmarshal(svg, &doc); err != nil {
+		t.Fatalf("churn.svg is not well-formed: %v", err)
+	}
+	if doc.XMLName.Local != "svg" || len(doc.Groups) != 4 || !strings.Contains(doc.Groups[0].SVG.Text, "live heap") {
+		t.Errorf("churn.svg: root %q, %d panels, first %q", doc.XMLName.Local, len(doc.Groups), doc.Groups[0].SVG.Text)
+	}
+	for _, s := range []string{"FAIL", ">baseline<", "limit -100 %", "before any client", "clients closed"} {
+		if !strings.Contains(string(svg), s) {
+			t.Errorf("churn.svg lacks %q", s)
+		}
+	}
+	page, err := os.ReadFile(dir + "/report.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(page), "Server live heap after forced GC") || strings.Contains(string(page), "Broadcast latency per second") {
+		t.Error("report.html does not hold the churn panels (or holds the latency chart)")
+	}
+}
+
+func TestJudgeChurn(t *testing.T) {
+	t.Parallel()
+	base := memPoint{HeapAlloc: 1000, Goroutines: 20}
+	cc := churnConfig{HeapTol: 10, GoroutineTol: 3}
+	for _, tc := range []struct {
+		name               string
+		attempts, failures int
+		final              memPoint
+		tol                float64
+		failing            string // the verdict that fails; "" = all pass
+	}{
+		{"back", 50, 0, memPoint{HeapAlloc: 1050, Goroutines: 21}, 10, ""},
+		{"atTheLimit", 50, 0, memPoint{HeapAlloc: 1100, Goroutines: 23}, 10, ""},
+		{"shrunk", 50, 0, memPoint{HeapAlloc: 900, Goroutines: 17}, 10, ""},
+		{"heapOver", 50, 0, memPoint{HeapAlloc: 1101, Goroutines: 20}, 10, "heap back to baseline"},
+		{"zeroTolerance", 50, 0, memPoint{HeapAlloc: 1001, Goroutines: 20}, 0, "heap back to baseline"},
+		{"impossible", 50, 0, memPoint{HeapAlloc: 1, Goroutines: 20}, -100, "heap back to baseline"},
+		{"goroutinesLeft", 50, 0, memPoint{HeapAlloc: 1000, Goroutines: 24}, 10, "goroutines back to baseline"},
+		{"goroutinesGone", 50, 0, memPoint{HeapAlloc: 1000, Goroutines: 16}, 10, "goroutines back to baseline"},
+		{"connectionLeft", 50, 0, memPoint{HeapAlloc: 1000, Goroutines: 20, Connections: 1}, 10, "connections back to 0"},
+		{"dialFailed", 50, 1, memPoint{HeapAlloc: 1000, Goroutines: 20}, 10, "connections"},
+		{"noDials", 0, 0, memPoint{HeapAlloc: 1000, Goroutines: 20}, 10, "connections"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := cc
+			c.HeapTol = tc.tol
+			res := &Result{}
+			judgeChurn(res, c, tc.attempts, tc.failures, base, tc.final)
+			if len(res.Verdicts) != 4 {
+				t.Fatalf("%d verdicts", len(res.Verdicts))
+			}
+			for _, v := range res.Verdicts {
+				if v.Pass == (v.Name == tc.failing) {
+					t.Errorf("%s: pass %v (%s)", v.Name, v.Pass, v.Detail)
+				}
+			}
+			if res.Pass != (tc.failing == "") {
+				t.Errorf("Pass %v", res.Pass)
+			}
+		})
+	}
+}
+
+func TestChurnFlags(t *testing.T) {
+	t.Parallel()
+	base := []string{"-secret", "s", "-scenario", "churn"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		ok   bool
+	}{
+		{"defaults", nil, true},
+		{"short", []string{"-slots", "20", "-slots-per-user", "1", "-min-life", "500ms", "-max-life", "1500ms"}, true},
+		{"perUserTooFast", []string{"-slots-per-user", "4", "-min-life", "1s", "-max-life", "3s"}, false},
+		{"lifeInverted", []string{"-min-life", "5s", "-max-life", "2s"}, false},
+		{"tokenShorterThanLife", []string{"-token-ttl", "20s"}, false},
+		{"abruptOver100", []string{"-abrupt-pct", "101"}, false},
+		{"heapTolBelow100", []string{"-heap-tolerance", "-101"}, false},
+		{"remoteDebug", []string{"-debug", "http://10.0.0.1:6060"}, false},
+		{"remoteDebugAllowed", []string{"-debug", "http://10.0.0.1:6060", "-allow-remote"}, true},
+		{"debugNotHTTP", []string{"-debug", "127.0.0.1:6060"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseFlags(append(append([]string{}, base...), tc.args...))
+			if (err == nil) != tc.ok {
+				t.Fatalf("err %v, want ok %v", err, tc.ok)
+			}
+			if tc.name == "defaults" {
+				cc := cfg.Churn
+				if cc.Slots != 500 || cfg.Users != 500 || cfg.Duration != 30*time.Minute || cfg.Sample != 10*time.Second || cfg.Client != "raw" ||
+					cc.TokenTTL != time.Hour || cc.MinLife != time.Second || cc.MaxLife != 20*time.Second || cc.HeapTol != 10 || cc.Warmup != time.Minute {
+					t.Errorf("defaults: %+v", cfg)
+				}
+			}
+		})
 	}
 }

@@ -40,6 +40,7 @@ type config struct {
 	Compression bool          `json:"compression"`
 	Client      string        `json:"client"`
 	AllowRemote bool          `json:"allow_remote"`
+	Churn       churnConfig   `json:"churn"`
 	Out         string        `json:"-"`
 	secret      string
 	printToken  bool
@@ -56,6 +57,7 @@ var scenarioDefaults = map[string]struct {
 	"stress":  {100, 30 * time.Minute},
 	"spike":   {100, 10 * time.Minute},
 	"soak":    {25, 24 * time.Hour},
+	"churn":   {500, 30 * time.Minute}, // users: slots
 }
 
 func main() {
@@ -102,13 +104,13 @@ func main() {
 func parseFlags(args []string) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
-	fs.StringVar(&cfg.Scenario, "scenario", "connect", "connect | fanout | steady | stress | spike | soak")
+	fs.StringVar(&cfg.Scenario, "scenario", "connect", "connect | fanout | steady | stress | spike | soak | churn")
 	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/ws", "WebSocket URL of the hub")
 	fs.StringVar(&cfg.HTTPBase, "http", "", "base URL of /publish and /stats (default: from -url)")
 	fs.IntVar(&cfg.Users, "users", 0, "clients (connect, fanout, steady, soak; peak for spike; first step for stress); default per scenario")
 	fs.Float64Var(&cfg.Rate, "rate", 10, "events published per second (0: none)")
 	fs.IntVar(&cfg.Payload, "payload", 100, "padding bytes in each event's data")
-	fs.DurationVar(&cfg.Duration, "duration", 0, "run time; default per scenario (connect 10s, fanout 30s, steady 1h, stress 30m, spike 10m, soak 24h)")
+	fs.DurationVar(&cfg.Duration, "duration", 0, "run time; default per scenario (connect 10s, fanout 30s, steady 1h, stress 30m, spike 10m, soak 24h, churn 30m)")
 	fs.IntVar(&cfg.Procs, "procs", 1, "child processes holding the clients (0: in this process); one process holds at most ~19,900 sockets")
 	roles := fs.String("roles", "staff", "comma-separated roles of the clients' tokens")
 	fs.StringVar(&cfg.Room, "room", "device:load", "room the clients join and events go to")
@@ -116,13 +118,14 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&cfg.StepEvery, "step-every", 0, "stress: step length (default duration/10)")
 	fs.DurationVar(&cfg.P99Max, "p99-max", 500*time.Millisecond, "stress: a step whose broadcast p99 exceeds this breaks")
 	fs.Float64Var(&cfg.MinDelivery, "min-delivery", 99.9, "percent of events that must arrive (fanout, steady, stress, soak)")
-	fs.DurationVar(&cfg.Sample, "sample", 0, "server /stats polling interval (default 1s; soak 1m, or duration/60 if shorter)")
+	fs.DurationVar(&cfg.Sample, "sample", 0, "server /stats polling interval (default 1s; soak 1m, or duration/60 if shorter; churn: /debug/memory, 10s, or duration/30 if shorter)")
 	fs.Float64Var(&cfg.SoakTol, "soak-tolerance", 5, "soak: largest RSS growth over the run, by fitted slope, in percent of mean RSS")
 	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "dials in flight per process")
 	fs.BoolVar(&cfg.Compression, "compression", false, "offer permessage-deflate")
 	fs.StringVar(&cfg.Client, "client", "", "go (the rthub Go client: reconnects, resumes) | raw (light: one goroutine and 4 KiB per connection, no reconnection); default raw for connect and fanout, go otherwise")
 	fs.BoolVar(&cfg.AllowRemote, "allow-remote", false, "allow a non-loopback host")
 	fs.StringVar(&cfg.Out, "out", "", "directory for result.json and report.html")
+	cfg.Churn.flags(fs)
 	secret := fs.String("secret", "", "HS256 secret (default: env JWT_SECRET)")
 	fs.BoolVar(&cfg.printToken, "print-token", false, "print a token for -roles (valid 48 h) and exit, for other tools (Artillery)")
 	if err := fs.Parse(args); err != nil {
@@ -166,8 +169,21 @@ func parseFlags(args []string) (config, error) {
 	}
 	if cfg.Sample <= 0 {
 		cfg.Sample = time.Second
-		if cfg.Scenario == "soak" {
+		switch cfg.Scenario {
+		case "soak":
 			cfg.Sample = min(time.Minute, max(time.Second, cfg.Duration/60))
+		case "churn":
+			cfg.Sample = min(10*time.Second, max(time.Second, cfg.Duration/30))
+		}
+	}
+	if cfg.Scenario == "churn" {
+		if cfg.Churn.Slots > 0 {
+			cfg.Users = cfg.Churn.Slots
+		}
+		cfg.Churn.Slots = cfg.Users
+		cfg.Client, cfg.Rate = "raw", 0
+		if err := cfg.Churn.check(); err != nil {
+			return cfg, err
 		}
 	}
 	if cfg.StepEvery <= 0 {
@@ -194,7 +210,15 @@ func (cfg *config) checkTargets() error {
 	if err != nil {
 		return fmt.Errorf("-http: %w", err)
 	}
-	for _, h := range []string{u.Hostname(), hb.Hostname()} {
+	hosts := []string{u.Hostname(), hb.Hostname()}
+	if cfg.Scenario == "churn" {
+		db, err := url.Parse(cfg.Churn.Debug)
+		if err != nil || (db.Scheme != "http" && db.Scheme != "https") {
+			return fmt.Errorf("-debug %q: want http://host:port", cfg.Churn.Debug)
+		}
+		hosts = append(hosts, db.Hostname())
+	}
+	for _, h := range hosts {
 		if !cfg.AllowRemote && !isLoopback(h) {
 			return fmt.Errorf("host %q is not loopback; pass -allow-remote to load it", h)
 		}

@@ -55,12 +55,22 @@ func (w *worker) dialRaw(s *slot, i int) {
 	}
 }
 
-// rawHandshake connects, reads the welcome and joins the room.
+// rawHandshake connects as user load-<worker>-<i>, reads the welcome and
+// joins the room.
 func (w *worker) rawHandshake(i int) (net.Conn, *bufio.Reader, error) {
 	tok, err := signToken(w.cfg.Secret, fmt.Sprintf("load-%d-%d", w.cfg.ID, i), w.cfg.Roles)
 	if err != nil {
 		return nil, nil, err
 	}
+	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
+	defer cancel()
+	return w.rawConnect(ctx, i, tok)
+}
+
+// rawConnect connects with tok (from source address i when there are
+// several), reads the welcome and joins the room; ctx bounds the dial and
+// the handshake.
+func (w *worker) rawConnect(ctx context.Context, i int, tok string) (net.Conn, *bufio.Reader, error) {
 	d := ws.Dialer{
 		Header:    ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + tok}}),
 		Protocols: []string{"rthub.v1"},
@@ -80,8 +90,6 @@ func (w *worker) rawHandshake(i int) (net.Conn, *bufio.Reader, error) {
 			return nd.DialContext(ctx, network, addr)
 		}
 	}
-	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
-	defer cancel()
 	nc, hbr, _, err := d.Dial(ctx, w.cfg.URL)
 	if err != nil {
 		return nil, nil, err
@@ -90,11 +98,17 @@ func (w *worker) rawHandshake(i int) (net.Conn, *bufio.Reader, error) {
 	if hbr != nil {
 		br = hbr // holds the frames that came with the handshake response
 	}
+	hsDeadline := time.Now().Add(30 * time.Second)
+	if dl, ok := ctx.Deadline(); ok {
+		hsDeadline = dl
+	}
+	_ = nc.SetDeadline(hsDeadline)
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) }) // cancelled: unblock the reads
 	fail := func(err error) (net.Conn, *bufio.Reader, error) {
+		stop()
 		nc.Close()
 		return nil, nil, err
 	}
-	_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
 	if _, _, _, err := readFrame(br, nil); err != nil { // the welcome
 		return fail(err)
 	}
@@ -113,6 +127,10 @@ func (w *worker) rawHandshake(i int) (net.Conn, *bufio.Reader, error) {
 			}
 			break
 		}
+	}
+	if !stop() { // ctx ended as the join succeeded: the deadline is (being) cut
+		nc.Close()
+		return nil, nil, ctx.Err()
 	}
 	_ = nc.SetDeadline(time.Time{})
 	return nc, br, nil

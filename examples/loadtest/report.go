@@ -11,7 +11,8 @@ import (
 	"strings"
 )
 
-// writeOutputs writes result.json and report.html into dir.
+// writeOutputs writes result.json and report.html into dir, and for the
+// churn scenario memory.csv and churn.svg.
 func writeOutputs(dir string, res *Result) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -22,6 +23,11 @@ func writeOutputs(dir string, res *Result) error {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "result.json"), b, 0o644); err != nil {
 		return err
+	}
+	if len(res.Memory) > 0 {
+		if err := writeChurnOutputs(dir, res); err != nil {
+			return err
+		}
 	}
 	return os.WriteFile(filepath.Join(dir, "report.html"), []byte(renderHTML(res)), 0o644)
 }
@@ -208,7 +214,36 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}</style></head><body>
 	}
 	b.WriteString("</table>\n")
 
-	// Charts.
+	b.WriteString("<h2>Charts</h2>\n")
+	if len(r.Memory) > 0 {
+		for _, p := range churnPanels(r) {
+			b.WriteString(p)
+		}
+	} else {
+		charts(&b, r)
+	}
+	if len(r.Steps) > 0 {
+		b.WriteString("<h2>Stress steps</h2>\n<table><tr><th>users</th><th>connected</th><th>p99 ms</th><th>delivery %</th><th>ok</th></tr>\n")
+		for _, s := range r.Steps {
+			fmt.Fprintf(&b, `<tr><td class="num">%d</td><td class="num">%d</td><td class="num">%.2f</td><td class="num">%.3f</td><td>%v</td></tr>`+"\n", s.Users, s.Connected, s.P99, s.DeliveryPc, s.OK)
+		}
+		b.WriteString("</table>\n")
+	}
+	if len(r.Errors) > 0 {
+		b.WriteString("<h2>First errors</h2>\n<ul>\n")
+		for _, e := range r.Errors {
+			fmt.Fprintf(&b, "<li>%s</li>\n", esc(e))
+		}
+		b.WriteString("</ul>\n")
+	}
+	b.WriteString(`<p style="color:#666">Latency: publisher timestamp (before POST /publish) to client receipt, same machine clock; percentiles from log buckets (±1 %). Raw numbers: result.json.</p>
+</body></html>
+`)
+	return b.String()
+}
+
+// charts writes the charts of the scenarios other than churn.
+func charts(b *strings.Builder, r *Result) {
 	var t, p50, p95, p99, mx, conn, tgt, rate []float64
 	for _, p := range r.Series {
 		t = append(t, p.T)
@@ -221,7 +256,6 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}</style></head><body>
 		}
 		p50, p95, p99, mx = append(p50, p.P50), append(p95, p.P95), append(p99, p.P99), append(mx, p.Max)
 	}
-	b.WriteString("<h2>Charts</h2>\n")
 	b.WriteString(chart("Broadcast latency per second", "seconds since start", "ms", []line{
 		{Name: "p50", Color: "#2da44e", X: t, Y: p50}, {Name: "p95", Color: "#bf8700", X: t, Y: p95},
 		{Name: "p99", Color: "#cf222e", X: t, Y: p99}, {Name: "max", Color: "#8250df", X: t, Y: mx, Dashed: true}}))
@@ -253,31 +287,13 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}</style></head><body>
 	}
 	b.WriteString(chart(title, "seconds since start", "MiB", mem))
 	b.WriteString(chart("Server goroutines", "seconds since start", "goroutines", []line{{Name: "goroutines", Color: "#8250df", X: st, Y: gor}}))
-	if len(r.Steps) > 0 {
-		b.WriteString("<h2>Stress steps</h2>\n<table><tr><th>users</th><th>connected</th><th>p99 ms</th><th>delivery %</th><th>ok</th></tr>\n")
-		for _, s := range r.Steps {
-			fmt.Fprintf(&b, `<tr><td class="num">%d</td><td class="num">%d</td><td class="num">%.2f</td><td class="num">%.3f</td><td>%v</td></tr>`+"\n", s.Users, s.Connected, s.P99, s.DeliveryPc, s.OK)
-		}
-		b.WriteString("</table>\n")
-	}
-	if len(r.Errors) > 0 {
-		b.WriteString("<h2>First errors</h2>\n<ul>\n")
-		for _, e := range r.Errors {
-			fmt.Fprintf(&b, "<li>%s</li>\n", esc(e))
-		}
-		b.WriteString("</ul>\n")
-	}
-	b.WriteString(`<p style="color:#666">Latency: publisher timestamp (before POST /publish) to client receipt, same machine clock; percentiles from log buckets (±1 %). Raw numbers: result.json.</p>
-</body></html>
-`)
-	return b.String()
 }
 
 func fmtValue(k string, v any) string {
 	f, ok := v.(float64)
 	if !ok {
-		if u, ok2 := v.(uint64); ok2 && strings.Contains(k, "rss") || strings.Contains(k, "heap") {
-			return fmt.Sprintf("%.1f MiB", mib(u))
+		if u, ok2 := v.(uint64); ok2 && (strings.Contains(k, "rss") || strings.Contains(k, "heap")) {
+			return fmt.Sprintf("%.2f MiB", mib(u))
 		}
 		return fmt.Sprint(v)
 	}

@@ -63,6 +63,12 @@ type Result struct {
 	Errors    []string       `json:"errors,omitempty"`
 	// SoakFit is the RSS line fitted over the run: bytes per second, bytes at t=0.
 	SoakFit *[2]float64 `json:"rss_fit,omitempty"`
+	// Memory is the churn scenario's /debug/memory samples; its measured
+	// churn ran from ChurnStart to ChurnEnd (seconds since start; a warm-up
+	// comes before).
+	Memory     []memPoint `json:"memory,omitempty"`
+	ChurnStart float64    `json:"churn_start_s,omitempty"`
+	ChurnEnd   float64    `json:"churn_end_s,omitempty"`
 }
 
 type verdict struct {
@@ -92,6 +98,9 @@ type controller struct {
 
 // run executes cfg's scenario against the server and returns what it measured.
 func run(ctx context.Context, cfg config, log io.Writer) (*Result, error) {
+	if cfg.Scenario == "churn" {
+		return runChurn(ctx, cfg, log)
+	}
 	admin, err := signToken(cfg.secret, "loadtest-publisher", []string{"admin"})
 	if err != nil {
 		return nil, err

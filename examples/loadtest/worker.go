@@ -38,10 +38,11 @@ const workerEnv = "RTHUB_LOADTEST_WORKER"
 
 // command is a controller → worker message.
 type command struct {
-	Target *int   `json:"target,omitempty"` // clients to hold
-	Drop   bool   `json:"drop,omitempty"`   // cut every client's TCP connection
-	Final  uint64 `json:"final,omitempty"`  // last published sequence number: count the tail as missed
-	Stop   bool   `json:"stop,omitempty"`   // close all and send a last report
+	Target *int       `json:"target,omitempty"` // clients to hold
+	Drop   bool       `json:"drop,omitempty"`   // cut every client's TCP connection
+	Final  uint64     `json:"final,omitempty"`  // last published sequence number: count the tail as missed
+	Churn  *churnSpec `json:"churn,omitempty"`  // start churning slots (churn.go)
+	Stop   bool       `json:"stop,omitempty"`   // close all and send a last report
 }
 
 // report is a worker → controller message, sent every second: counters are
@@ -58,6 +59,8 @@ type report struct {
 	Latency   *Hist    `json:"latency"`
 	Errors    []string `json:"errors,omitempty"` // first few dial errors
 	Last      bool     `json:"last,omitempty"`
+	Closes    closes   `json:"closes"`        // churn: how connections ended
+	Cut       int      `json:"cut,omitempty"` // churn: dials cut short by the stop (not in Attempts)
 }
 
 // slot is one simulated user.
@@ -84,6 +87,7 @@ type worker struct {
 	sem       chan struct{}
 	ctx       context.Context
 	cancel    context.CancelFunc
+	churnStop context.CancelFunc // stops the churn slots; nil until a Churn command
 }
 
 func newWorker(cfg workerConfig, out chan<- report) *worker {
@@ -107,6 +111,7 @@ func (w *worker) run(cmds <-chan command) {
 			w.flush(false)
 		case c, ok := <-cmds:
 			if !ok || c.Stop {
+				w.stopChurn()
 				w.setTarget(0)
 				w.wg.Wait()
 				w.flush(true)
@@ -120,6 +125,8 @@ func (w *worker) run(cmds <-chan command) {
 				w.drop()
 			case c.Final > 0:
 				w.final(c.Final)
+			case c.Churn != nil:
+				w.startChurn(*c.Churn)
 			}
 		}
 	}
@@ -289,9 +296,15 @@ func (w *worker) final(seq uint64) {
 	}
 }
 
+// signToken mints an HS256 token valid 48 h.
 func signToken(secret, sub string, roles []string) (string, error) {
+	return signTokenTTL(secret, sub, roles, 48*time.Hour)
+}
+
+// signTokenTTL mints an HS256 token valid for ttl.
+func signTokenTTL(secret, sub string, roles []string, ttl time.Duration) (string, error) {
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"sub": sub, "roles": roles, "exp": time.Now().Add(48 * time.Hour).Unix(),
+		"sub": sub, "roles": roles, "exp": time.Now().Add(ttl).Unix(),
 	}).SignedString([]byte(secret))
 }
 

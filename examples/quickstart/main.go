@@ -15,6 +15,11 @@
 //	PUBLISH_INTERVAL  how often each simulated device publishes (1s)
 //	WATCH             run the printing client (true)
 //	WRITE_DELAY       rthub.Options.WriteDelay: coalesce busy rooms' writes (0; e.g. 20ms)
+//	PRESENCE          comma-separated room patterns with presence on, e.g. device:* (none)
+//	DEBUG_ADDR        opt-in debug listener, e.g. 127.0.0.1:6060 (off): GET /debug/memory
+//	                  (memory after forced GCs, goroutines, RSS, hub connections; JSON)
+//	                  and net/http/pprof under /debug/pprof/
+//	DEBUG_REMOTE      allow a DEBUG_ADDR that is not loopback (false)
 package main
 
 import (
@@ -27,9 +32,11 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -78,6 +85,8 @@ type config struct {
 	interval time.Duration
 	watch    bool
 	delay    time.Duration // rthub.Options.WriteDelay
+	presence []string      // rthub.Policy.Presence
+	debug    string        // debug listener address; "" = off
 }
 
 func configFromEnv() (config, error) {
@@ -114,7 +123,43 @@ func configFromEnv() (config, error) {
 		}
 		cfg.watch = b
 	}
+	for p := range strings.SplitSeq(os.Getenv("PRESENCE"), ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.presence = append(cfg.presence, p) // rthub.New checks the patterns
+		}
+	}
+	remote := false
+	if v := os.Getenv("DEBUG_REMOTE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return cfg, fmt.Errorf("DEBUG_REMOTE=%q: want true or false", v)
+		}
+		remote = b
+	}
+	if v := os.Getenv("DEBUG_ADDR"); v != "" {
+		if err := checkDebugAddr(v, remote); err != nil {
+			return cfg, err
+		}
+		cfg.debug = v
+	}
 	return cfg, nil
+}
+
+// checkDebugAddr refuses a debug address that is not loopback unless remote:
+// the debug listener has no authentication, and pprof shows the process's
+// internals (and can be made to burn CPU).
+func checkDebugAddr(addr string, remote bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("DEBUG_ADDR=%q: want host:port, like 127.0.0.1:6060", addr)
+	}
+	if remote {
+		return nil
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("DEBUG_ADDR=%q is not a loopback address (an empty host listens on all); set DEBUG_REMOTE=true to serve it anyway", addr)
+	}
+	return nil
 }
 
 func main() {
@@ -130,13 +175,23 @@ func main() {
 	}
 }
 
+// listening is what run reports once it serves: the hub's address and the
+// debug listener's ("" when off).
+type listening struct {
+	addr, debug string
+}
+
 // run serves until ctx ends, then drains. ready, if set, receives the
-// listening address.
-func run(ctx context.Context, cfg config, ready chan<- string) error {
+// listening addresses.
+func run(ctx context.Context, cfg config, ready chan<- listening) error {
+	ctx, stopRun := context.WithCancel(ctx) // a server failing stops the rest too
+	defer stopRun()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	pol := policy
+	pol.Presence = cfg.presence
 	hub, err := rthub.New(rthub.Options{
 		Auth:     rthub.AuthOptions{Keys: map[string]any{"": cfg.secret}},
-		Policy:   policy,
+		Policy:   pol,
 		Handlers: []rthub.Handler{ChatMessage.Relay()},
 		Logger:   log,
 		// Busy rooms coalesce their writes (the load tool's throughput runs);
@@ -157,8 +212,25 @@ func run(ctx context.Context, cfg config, ready chan<- string) error {
 	mux.Handle("GET /stats", hubhttp.StatsHandler(hub, time.Now()))
 	mux.Handle("POST /publish", hubhttp.Publish(hub, cfg.secret))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	serveErr := make(chan error, 1)
+	serveErr := make(chan error, 2)
 	go func() { serveErr <- srv.Serve(ln) }()
+	var dbg *http.Server
+	dbgAddr := ""
+	if cfg.debug != "" {
+		dln, err := net.Listen("tcp", cfg.debug)
+		if err != nil {
+			_ = srv.Close()
+			hub.Close()
+			return fmt.Errorf("DEBUG_ADDR: %w", err)
+		}
+		dbgAddr = dln.Addr().String()
+		dbg = &http.Server{Handler: debugMux(hub), ReadHeaderTimeout: 10 * time.Second}
+		go func() { serveErr <- dbg.Serve(dln) }()
+		fmt.Printf("debug endpoints on http://%s/debug/memory and http://%s/debug/pprof/\n", dbgAddr, dbgAddr)
+	}
+	if len(cfg.presence) > 0 {
+		fmt.Printf("presence on in rooms %s\n", strings.Join(cfg.presence, ", "))
+	}
 
 	staffTok, _ := sign(cfg.secret, "alice", "staff")
 	adminTok, _ := sign(cfg.secret, "root", "admin")
@@ -168,7 +240,7 @@ func run(ctx context.Context, cfg config, ready chan<- string) error {
 		fmt.Printf("watch from another terminal:\n  npx wscat -s rthub.v1 -H 'Authorization: Bearer %s' -c ws://%s/ws\n  then type: {\"id\":1,\"op\":\"join\",\"room\":\"device:1\"}\n", staffTok, addr)
 	}
 	if ready != nil {
-		ready <- addr
+		ready <- listening{addr: addr, debug: dbgAddr}
 	}
 
 	// The simulated sensors: one goroutine, stopped by ctx, waited for below.
@@ -186,10 +258,11 @@ func run(ctx context.Context, cfg config, ready chan<- string) error {
 		}
 	}
 
+	var failed error
 	select {
 	case <-ctx.Done():
-	case err := <-serveErr:
-		return err
+	case failed = <-serveErr:
+		stopRun()
 	}
 	fmt.Println("shutting down: draining connections")
 	if watcher != nil {
@@ -201,10 +274,27 @@ func run(ctx context.Context, cfg config, ready chan<- string) error {
 	if err := hub.Shutdown(shutdownCtx); err != nil {
 		log.Warn("hub drain cut short", "err", err)
 	}
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if dbg != nil {
+		_ = dbg.Close() // a pprof profile in progress is cut short
 	}
-	return nil
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return errors.Join(failed, err)
+	}
+	return failed
+}
+
+// debugMux serves the opt-in debug endpoints: /debug/memory (see
+// hubhttp.MemoryHandler) and net/http/pprof's, registered here rather than
+// on http.DefaultServeMux, which this program never serves.
+func debugMux(hub *rthub.Hub) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /debug/memory", hubhttp.MemoryHandler(hub))
+	mux.HandleFunc("/debug/pprof/", pprof.Index) // also serves the named profiles: heap, goroutine, allocs…
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // simulate publishes a reading for devices 1–3 every interval.

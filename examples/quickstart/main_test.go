@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,10 +18,10 @@ func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	cfg := config{addr: "127.0.0.1:0", secret: []byte("quickstart-test-secret-0123456789"), interval: 20 * time.Millisecond}
-	ready := make(chan string, 1)
+	ready := make(chan listening, 1)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, cfg, ready) }()
-	addr := <-ready
+	addr := (<-ready).addr
 
 	c, err := client.Dial(ctx, "ws://"+addr+"/ws", client.Options{
 		TokenFunc: func(context.Context) (string, error) { return sign(cfg.secret, "tester", "staff") },
@@ -69,10 +70,10 @@ func TestPublishAndStats(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	cfg := config{addr: "127.0.0.1:0", secret: []byte("quickstart-test-secret-0123456789"), interval: time.Hour}
-	ready := make(chan string, 1)
+	ready := make(chan listening, 1)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, cfg, ready) }()
-	addr := <-ready
+	addr := (<-ready).addr
 	defer func() { cancel(); <-done }()
 
 	c, err := client.Dial(ctx, "ws://"+addr+"/ws", client.Options{
@@ -145,5 +146,136 @@ func TestPublishAndStats(t *testing.T) {
 	}
 	if n, _ := st["rss"].(float64); n <= 0 {
 		t.Errorf("/stats rss = %v", st["rss"])
+	}
+}
+
+// TestDebugEndpoint runs the quickstart with presence on device:* and the
+// debug listener, and checks /debug/memory's figures (one connection, in a
+// presence room) and pprof, and that the hub's address serves neither.
+func TestDebugEndpoint(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	cfg := config{addr: "127.0.0.1:0", secret: []byte("quickstart-test-secret-0123456789"), interval: time.Hour,
+		presence: []string{"device:*"}, debug: "127.0.0.1:0"}
+	ready := make(chan listening, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, cfg, ready) }()
+	l := <-ready
+	defer func() { cancel(); <-done }()
+	if l.debug == "" || l.debug == l.addr {
+		t.Fatalf("debug address %q (hub on %q)", l.debug, l.addr)
+	}
+
+	c, err := client.Dial(ctx, "ws://"+l.addr+"/ws", client.Options{
+		TokenFunc: func(context.Context) (string, error) { return sign(cfg.secret, "tester", "staff") },
+		Rooms:     []string{"device:7"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p, err := c.Presence(ctx, "device:7")
+	if err != nil {
+		t.Fatalf("presence in device:7 (PRESENCE=device:*): %v", err)
+	}
+	if p.Count != 1 || len(p.Users) != 1 || p.Users[0].User != "tester" {
+		t.Errorf("presence %+v, want tester alone", p)
+	}
+	if _, err := c.Presence(ctx, "staff"); err == nil {
+		t.Error("presence answered in staff, which PRESENCE does not list")
+	}
+
+	get := func(url string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	code, body := get("http://" + l.debug + "/debug/memory")
+	if code != 200 {
+		t.Fatalf("/debug/memory: %d %s", code, body)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	num := func(k string) float64 {
+		v, ok := m[k].(float64)
+		if !ok {
+			t.Errorf("/debug/memory has no number %q: %s", k, body)
+		}
+		return v
+	}
+	if a, in := num("heap_alloc"), num("heap_inuse"); a <= 0 || in < a {
+		t.Errorf("heap_alloc %v, heap_inuse %v: want 0 < alloc ≤ inuse", a, in)
+	}
+	for _, k := range []string{"heap_objects", "stack_inuse", "goroutines", "rss", "num_gc"} {
+		if num(k) <= 0 {
+			t.Errorf("%s = %v, want > 0", k, m[k])
+		}
+	}
+	if n := num("num_gc"); n < 3 {
+		t.Errorf("num_gc %v: the handler forces three collections", n)
+	}
+	if n := num("connections"); n != 1 {
+		t.Errorf("connections %v, want 1", n)
+	}
+	if h, _ := m["hub"].(map[string]any); h["Accepted"] != 1.0 {
+		t.Errorf("hub stats %v, want Accepted 1", m["hub"])
+	}
+	if code, body := get("http://" + l.debug + "/debug/pprof/goroutine?debug=1"); code != 200 || !strings.Contains(string(body), "goroutine profile") {
+		t.Errorf("pprof goroutine profile: %d %.200s", code, body)
+	}
+	if code, _ := get("http://" + l.addr + "/debug/memory"); code != 404 {
+		t.Errorf("hub address serves /debug/memory: %d", code)
+	}
+	if code, _ := get("http://" + l.addr + "/debug/pprof/"); code != 404 {
+		t.Errorf("hub address serves pprof: %d", code)
+	}
+}
+
+// TestConfigFromEnv checks the opt-in settings: presence patterns and the
+// debug address, loopback only unless DEBUG_REMOTE.
+func TestConfigFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name                    string
+		presence, debug, remote string
+		wantPresence            []string
+		wantDebug               string
+		wantErr                 bool
+	}{
+		{name: "off"},
+		{name: "presence", presence: " device:* , staff ", wantPresence: []string{"device:*", "staff"}},
+		{name: "loopback", debug: "127.0.0.1:6060", wantDebug: "127.0.0.1:6060"},
+		{name: "localhost", debug: "localhost:6060", wantDebug: "localhost:6060"},
+		{name: "ipv6Loopback", debug: "[::1]:6060", wantDebug: "[::1]:6060"},
+		{name: "allInterfaces", debug: ":6060", wantErr: true},
+		{name: "public", debug: "0.0.0.0:6060", wantErr: true},
+		{name: "otherHost", debug: "10.1.2.3:6060", wantErr: true},
+		{name: "remoteAllowed", debug: "0.0.0.0:6060", remote: "true", wantDebug: "0.0.0.0:6060"},
+		{name: "badRemote", debug: "127.0.0.1:6060", remote: "maybe", wantErr: true},
+		{name: "noPort", debug: "127.0.0.1", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("JWT_SECRET", "quickstart-test-secret-0123456789")
+			t.Setenv("PRESENCE", tc.presence)
+			t.Setenv("DEBUG_ADDR", tc.debug)
+			t.Setenv("DEBUG_REMOTE", tc.remote)
+			cfg, err := configFromEnv()
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if strings.Join(cfg.presence, "|") != strings.Join(tc.wantPresence, "|") || cfg.debug != tc.wantDebug {
+				t.Errorf("presence %q debug %q, want %q %q", cfg.presence, cfg.debug, tc.wantPresence, tc.wantDebug)
+			}
+		})
 	}
 }
