@@ -46,7 +46,7 @@ func (h *Hub) handleMessage(c *conn, msg []byte) {
 	case cmdPing:
 		c.reply(cmd.ID, nil, nil)
 	case cmdPresence:
-		p, err := h.clientPresence(c, cmd.Room)
+		p, err := h.clientPresence(c.ctx, c, cmd.Room)
 		c.reply(cmd.ID, p, err)
 	case cmdViewing:
 		c.reply(cmd.ID, nil, h.setViewing(c.ctx, c, cmd.Target))

@@ -288,9 +288,11 @@ func (h *Hub) setViewing(ctx context.Context, c *conn, target string) error {
 // errPresenceOff answers a presence query for a room without presence.
 var errPresenceOff = fmt.Errorf("%w: presence is not enabled in this room", ErrBadRequest)
 
-// Presence returns who is in room on this hub. It is not subject to the
-// policy. Errors: [ErrBadRoom]; [ErrBadRequest] when [Policy].Presence does
-// not enable presence in room.
+// Presence returns who is in room on this hub (with cluster presence: in the
+// cluster). It is not subject to the policy. ctx is checked first and bounds
+// the presence store's call (also bounded by BrokerTimeout). Errors:
+// [ErrBadRoom]; [ErrBadRequest] when [Policy].Presence does not enable
+// presence in room; [ErrInternal] when the store fails; ctx's error.
 func (h *Hub) Presence(ctx context.Context, room string) (Presence, error) {
 	if err := ctx.Err(); err != nil {
 		return Presence{}, err
@@ -301,14 +303,14 @@ func (h *Hub) Presence(ctx context.Context, room string) (Presence, error) {
 	if !h.policy.presenceOn(room) {
 		return Presence{}, errPresenceOff
 	}
-	return h.presenceList(room)
+	return h.presenceList(ctx, room)
 }
 
 // presenceList builds room's presence, from the cluster's store when there
 // is one.
-func (h *Hub) presenceList(room string) (Presence, error) {
+func (h *Hub) presenceList(ctx context.Context, room string) (Presence, error) {
 	if h.pstore != nil {
-		return h.clusterList(room)
+		return h.clusterList(ctx, room)
 	}
 	return h.localPresence(room), nil
 }
@@ -348,7 +350,7 @@ func (h *Hub) localPresence(room string) Presence {
 // clientPresence answers the "presence" command: the room must have presence
 // on, and the client must be allowed to join it (members of a room and those
 // who may enter it may see who is there).
-func (h *Hub) clientPresence(c *conn, room string) (Presence, error) {
+func (h *Hub) clientPresence(ctx context.Context, c *conn, room string) (Presence, error) {
 	if err := ValidRoom(room); err != nil {
 		return Presence{}, err
 	}
@@ -363,5 +365,5 @@ func (h *Hub) clientPresence(c *conn, room string) (Presence, error) {
 			return Presence{}, err
 		}
 	}
-	return h.presenceList(room)
+	return h.presenceList(ctx, room)
 }

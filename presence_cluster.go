@@ -167,11 +167,14 @@ func (h *Hub) presenceFailed(what, room string, err error) {
 }
 
 // clusterList builds a presence list from the store.
-func (h *Hub) clusterList(room string) (Presence, error) {
-	ctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
+func (h *Hub) clusterList(ctx context.Context, room string) (Presence, error) {
+	bctx, cancel := context.WithTimeout(ctx, h.opts.BrokerTimeout)
 	defer cancel()
-	ms, err := h.pstore.PresenceList(ctx, room)
+	ms, err := h.pstore.PresenceList(bctx, room)
 	if err != nil {
+		if ctx.Err() != nil {
+			return Presence{}, ctx.Err() // the caller's ctx ended
+		}
 		h.stats.brokerErrors.Add(1)
 		return Presence{}, ErrInternal
 	}
