@@ -276,6 +276,7 @@ func New(pub rthub.Publisher, cfg Config) (*Bridge, error) {
 		}
 		for _, o := range b.routes {
 			if overlaps(o.pat, rt.pat) {
+				//lint:ignore ST1005 it names the Config field, after "mqttbridge: invalid config: " (as "Publisher is nil" does)
 				errs = append(errs, fmt.Errorf("Routes[%d] (%q) and Routes[%d] (%q): topic patterns %q and %q overlap: a topic can match both",
 					o.idx, o.Name, i, rt.Name, o.Topic, rt.Topic))
 			}
