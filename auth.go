@@ -64,9 +64,6 @@ const (
 	// this is refused as malformed, and a request header (all its values together)
 	// or query string longer than this is ignored when looking for a token.
 	maxAuthBytes = 8 << 10
-
-	// bearerProtocolPrefix marks the Sec-WebSocket-Protocol entry carrying a token.
-	bearerProtocolPrefix = "rthub.bearer."
 )
 
 // AuthOptions configures how the hub verifies the JWT a client presents when it
@@ -359,7 +356,7 @@ func (a *authenticator) tokenFromRequest(r *http.Request) (string, error) {
 		for _, v := range vals {
 			for entry := range strings.SplitSeq(v, ",") {
 				entry = strings.TrimSpace(entry)
-				if tok, ok := strings.CutPrefix(entry, bearerProtocolPrefix); ok {
+				if tok, ok := strings.CutPrefix(entry, tokenProtocolPrefix); ok {
 					if tok = strings.TrimSpace(tok); tok != "" {
 						return tok, nil
 					}

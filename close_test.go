@@ -13,17 +13,17 @@ func TestConn_CloseHandshake(t *testing.T) {
 	t.Parallel()
 
 	// disconnects records the close codes OnDisconnect reports.
-	disconnects := func(ch chan int) func(*Options) {
+	disconnects := func(ch chan CloseCode) func(*Options) {
 		return func(o *Options) {
 			o.CloseTimeout = 2 * time.Second
 			o.OnDisconnect = func(_ context.Context, _ ConnInfo, err error) { ch <- CloseStatus(err) }
 		}
 	}
-	wantDisconnect := func(t *testing.T, ch chan int, want CloseCode) {
+	wantDisconnect := func(t *testing.T, ch chan CloseCode, want CloseCode) {
 		t.Helper()
 		select {
 		case got := <-ch:
-			if got != int(want) {
+			if got != want {
 				t.Errorf("OnDisconnect code = %d, want %d", got, want)
 			}
 		case <-time.After(5 * time.Second):
@@ -33,7 +33,7 @@ func TestConn_CloseHandshake(t *testing.T) {
 
 	t.Run("serverInitiatedRaw", func(t *testing.T) {
 		t.Parallel()
-		ch := make(chan int, 1)
+		ch := make(chan CloseCode, 1)
 		h, url := conformHub(t, disconnects(ch))
 		rc := dialRaw(t, url, rawOpts{token: testToken(t, "alice", time.Hour, "staff")})
 		if m := rc.next(nil).msg; m.Type != "welcome" {
@@ -63,7 +63,7 @@ func TestConn_CloseHandshake(t *testing.T) {
 
 	t.Run("serverInitiatedLibrary", func(t *testing.T) {
 		t.Parallel()
-		ch := make(chan int, 1)
+		ch := make(chan CloseCode, 1)
 		h, url := conformHub(t, disconnects(ch))
 		alice := dial(t, url, testToken(t, "alice", time.Hour, "staff"))
 		alice.read() // welcome: the connection is registered
@@ -78,7 +78,7 @@ func TestConn_CloseHandshake(t *testing.T) {
 
 	t.Run("serverInitiatedClientSilent", func(t *testing.T) {
 		t.Parallel()
-		ch := make(chan int, 1)
+		ch := make(chan CloseCode, 1)
 		h, url := conformHub(t, func(o *Options) {
 			disconnects(ch)(o)
 			o.CloseTimeout = 200 * time.Millisecond
@@ -106,7 +106,7 @@ func TestConn_CloseHandshake(t *testing.T) {
 
 	t.Run("clientInitiatedRaw", func(t *testing.T) {
 		t.Parallel()
-		ch := make(chan int, 1)
+		ch := make(chan CloseCode, 1)
 		_, url := conformHub(t, disconnects(ch))
 		rc := dialRaw(t, url, rawOpts{token: testToken(t, "alice", time.Hour, "staff")})
 		rc.next(nil) // welcome
@@ -129,7 +129,7 @@ func TestConn_CloseHandshake(t *testing.T) {
 
 	t.Run("clientInitiatedLibrary", func(t *testing.T) {
 		t.Parallel()
-		ch := make(chan int, 1)
+		ch := make(chan CloseCode, 1)
 		_, url := conformHub(t, disconnects(ch))
 		alice := dial(t, url, testToken(t, "alice", time.Hour, "staff"))
 		alice.read() // welcome

@@ -69,7 +69,7 @@ func TestHub_GracefulDrain(t *testing.T) {
 			OnState: func(s client.State, err error) {
 				switch s {
 				case client.Reconnecting:
-					if rthub.CloseStatus(err) == int(rthub.CloseGoingAway) {
+					if rthub.CloseStatus(err) == rthub.CloseGoingAway {
 						mu.Lock()
 						closedAt = append(closedAt, time.Now())
 						mu.Unlock()

@@ -35,8 +35,6 @@ var (
 	ErrUnknownOp = errors.New("rthub: unknown op")
 	// ErrRateLimited means a client sent commands faster than its limit allows.
 	ErrRateLimited = errors.New("rthub: rate limited")
-	// ErrSlowConsumer means a connection's outbound queue overflowed and it was closed.
-	ErrSlowConsumer = errors.New("rthub: slow consumer")
 	// ErrMessageTooBig means an inbound message exceeded Options.MaxMessageSize.
 	ErrMessageTooBig = errors.New("rthub: message too big")
 	// ErrNotFound means a connection or user named in a server-side call is not
@@ -77,7 +75,6 @@ var errorCodes = []struct {
 	{ErrBadRequest, "bad_request"},
 	{ErrUnknownOp, "unknown_op"},
 	{ErrRateLimited, "rate_limited"},
-	{ErrSlowConsumer, "slow_consumer"},
 	{ErrMessageTooBig, "message_too_big"},
 	{ErrNotFound, "not_found"},
 	{ErrTokenMissing, "token_missing"},
@@ -222,11 +219,11 @@ func (e CloseError) Error() string {
 }
 
 // CloseStatus returns the close code carried by err (a [CloseError] anywhere in its
-// chain), or -1 if there is none.
-func CloseStatus(err error) int {
+// chain), or 0 if there is none (0 is never a close code on the wire).
+func CloseStatus(err error) CloseCode {
 	var ce CloseError
 	if errors.As(err, &ce) {
-		return int(ce.Code)
+		return ce.Code
 	}
-	return -1
+	return 0
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"iter"
+	"maps"
 	"reflect"
-	"sort"
+	"slices"
 	"sync"
 )
 
@@ -19,12 +21,11 @@ type Event[T any] struct {
 	name string
 }
 
-// events is the process-wide registry of declared events, for documentation
-// generators and duplicate detection.
+// events is the process-wide registry of declared events, for duplicate
+// detection and for [Events].
 var events struct {
 	sync.Mutex
 	byName map[string]reflect.Type
-	docs   map[string]eventDoc // from Event.Describe
 }
 
 // NewEvent declares an event. The name follows the room-name syntax (letters,
@@ -48,27 +49,25 @@ func NewEvent[T any](name string) Event[T] {
 	return Event[T]{name: name}
 }
 
-// EventInfo describes a declared event.
-type EventInfo struct {
-	Name string
-	Type reflect.Type
-	// Summary and Rooms are what [Event.Describe] recorded, if anything.
-	Summary string
-	Rooms   []string
-}
-
-// Events lists every event declared with [NewEvent] in this process, sorted by
-// name: the source for generated event references.
-func Events() []EventInfo {
-	events.Lock()
-	defer events.Unlock()
-	out := make([]EventInfo, 0, len(events.byName))
-	for n, t := range events.byName {
-		d := events.docs[n]
-		out = append(out, EventInfo{Name: n, Type: t, Summary: d.summary, Rooms: append([]string(nil), d.rooms...)})
+// Events yields the name and payload type of every event declared with
+// [NewEvent] in this process, sorted by name: the source of generated event
+// references (package github.com/org/rthub/eventdoc). Each iteration reads
+// the events declared when it starts.
+func Events() iter.Seq2[string, reflect.Type] {
+	return func(yield func(string, reflect.Type) bool) {
+		events.Lock()
+		names := slices.Sorted(maps.Keys(events.byName))
+		types := make([]reflect.Type, len(names))
+		for i, n := range names {
+			types[i] = events.byName[n]
+		}
+		events.Unlock()
+		for i, n := range names {
+			if !yield(n, types[i]) {
+				return
+			}
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
 }
 
 func validEventName(name string) error {

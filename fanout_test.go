@@ -284,7 +284,7 @@ func TestHub_SlowConsumer(t *testing.T) {
 	for endErr == nil {
 		_, endErr = slow.next()
 	}
-	if code := CloseStatus(endErr); code != -1 && code != int(CloseSlowConsumer) {
+	if code := CloseStatus(endErr); code != 0 && code != CloseSlowConsumer {
 		t.Errorf("slow client ended with close %d, want %d", code, CloseSlowConsumer)
 	}
 	t.Logf("published %d events in %v; slow client ended with %v", events, publishTook, endErr)

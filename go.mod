@@ -9,6 +9,5 @@ require (
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/klauspost/compress v1.20.4
 	go.uber.org/goleak v1.3.0
+	golang.org/x/time v0.16.0
 )
-
-require golang.org/x/time v0.16.0 // indirect

@@ -29,12 +29,11 @@ const goodClients = 100
 
 // hostileEnv is the hub under attack and its good clients.
 type hostileEnv struct {
-	t       *testing.T
-	h       *Hub
-	url     string // ws://...
-	addr    string // host:port
-	ipSeq   atomic.Int32
-	adminTk string
+	t     *testing.T
+	h     *Hub
+	url   string // ws://...
+	addr  string // host:port
+	ipSeq atomic.Int32
 }
 
 // nextIP returns a fresh client address, reported through X-Forwarded-For by

@@ -18,15 +18,15 @@ func TestReconnect(t *testing.T) {
 	tests := []struct {
 		name string
 		stop func(t *testing.T, ts *testServer)
-		code int
+		code rthub.CloseCode
 	}{
-		{"drop", func(t *testing.T, ts *testServer) { ts.kill() }, int(rthub.CloseAbnormal)},
+		{"drop", func(t *testing.T, ts *testServer) { ts.kill() }, rthub.CloseAbnormal},
 		{"drain", func(t *testing.T, ts *testServer) {
 			// Clients are told 1001 and are refused (503) until the restart.
 			if err := ts.Hub().Shutdown(t.Context()); err != nil {
 				t.Error(err)
 			}
-		}, int(rthub.CloseGoingAway)},
+		}, rthub.CloseGoingAway},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,7 +207,7 @@ func TestDisconnectUser(t *testing.T) {
 	}
 	err = c.Join(t.Context(), "device:1")
 	errorIs(t, err, ErrClosed)
-	if rthub.CloseStatus(err) != 4101 {
+	if rthub.CloseStatus(err) != rthub.CloseDisconnected {
 		t.Errorf("Join after stop: %v, want it to carry 4101", err)
 	}
 	if id := c.ConnID(); id != "" {
@@ -264,7 +264,7 @@ func TestTokenExpiry_static(t *testing.T) {
 	rec := newStateRecorder()
 	c := dialTest(t, ts.url, Options{Token: testToken(t, "alice", exp, "staff"), OnState: rec.record})
 	sc := rec.wait(t, Reconnecting)
-	if rthub.CloseStatus(sc.err) != int(rthub.CloseTokenExpired) {
+	if rthub.CloseStatus(sc.err) != rthub.CloseTokenExpired {
 		t.Errorf("Reconnecting because of %v, want 4002", sc.err)
 	}
 	waitDone(t, c)
@@ -304,7 +304,7 @@ func TestClose(t *testing.T) {
 			t.Errorf("states = %v, want closed last", got)
 		}
 		// The server saw a normal close from the client.
-		if err := within(t, disconnected, "OnDisconnect"); rthub.CloseStatus(err) != int(rthub.CloseNormal) {
+		if err := within(t, disconnected, "OnDisconnect"); rthub.CloseStatus(err) != rthub.CloseNormal {
 			t.Errorf("server saw %v, want a normal close", err)
 		}
 	})

@@ -56,7 +56,7 @@ func TestMaxMessageSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := rec.wait(t, Reconnecting)
-	if rthub.CloseStatus(sc.err) != int(rthub.CloseAbnormal) {
+	if rthub.CloseStatus(sc.err) != rthub.CloseAbnormal {
 		t.Errorf("Reconnecting because of %v, want 1006", sc.err)
 	}
 	rec.wait(t, Connected)
@@ -118,7 +118,7 @@ func TestIdleServer(t *testing.T) {
 	}
 	rec.wait(t, Connected)
 	sc := rec.wait(t, Reconnecting)
-	if !errors.Is(sc.err, errIdle) || rthub.CloseStatus(sc.err) != int(rthub.CloseAbnormal) {
+	if !errors.Is(sc.err, errIdle) || rthub.CloseStatus(sc.err) != rthub.CloseAbnormal {
 		t.Errorf("Reconnecting because of %v, want 1006 and errIdle", sc.err)
 	}
 	rec.wait(t, Connected)

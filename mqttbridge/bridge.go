@@ -255,6 +255,7 @@ const (
 func New(pub rthub.Publisher, cfg Config) (*Bridge, error) {
 	var errs []error
 	if pub == nil {
+		//lint:ignore ST1005 it names the rthub.Publisher argument; it follows "mqttbridge: invalid config: "
 		errs = append(errs, errors.New("Publisher is nil"))
 	}
 	errs = append(errs, cfg.setDefaults()...)
@@ -276,6 +277,7 @@ func New(pub rthub.Publisher, cfg Config) (*Bridge, error) {
 		}
 		for _, o := range b.routes {
 			if overlaps(o.pat, rt.pat) {
+				//lint:ignore ST1005 it names the Config field; it follows "mqttbridge: invalid config: "
 				errs = append(errs, fmt.Errorf("Routes[%d] (%q) and Routes[%d] (%q): topic patterns %q and %q overlap: a topic can match both",
 					o.idx, o.Name, i, rt.Name, o.Topic, rt.Topic))
 			}

@@ -260,7 +260,12 @@ func TestBridge_LastError(t *testing.T) {
 	pub.err = rthub.ErrHubClosed
 	pub.mu.Unlock()
 	inject(b, "sensors/7/reading", "1", nil)
-	waitFor(t, "publish error", func() bool { return errors.Is(b.Stats().LastError, rthub.ErrHubClosed) })
+	// The reading goes to two rooms: LastError is set by the first failure,
+	// so wait for both before counting.
+	waitFor(t, "publish errors", func() bool {
+		st := b.Stats()
+		return errors.Is(st.LastError, rthub.ErrHubClosed) && st.PublishErrors >= 2
+	})
 	if st := b.Stats(); st.PublishErrors != 2 || st.Published != 0 {
 		t.Fatalf("PublishErrors = %d, Published = %d; want 2, 0", st.PublishErrors, st.Published)
 	}

@@ -180,7 +180,7 @@ func (c *Collector) OnDisconnect(next func(context.Context, rthub.ConnInfo, erro
 		code := rthub.CloseStatus(err)
 		label := "unknown"
 		if code >= 1000 && code < 5000 { // a valid WebSocket close code: bounded
-			label = strconv.Itoa(code)
+			label = strconv.Itoa(int(code))
 		}
 		c.disconnects.WithLabelValues(label).Inc()
 		if next != nil {

@@ -4,35 +4,37 @@ import (
 	"time"
 
 	"github.com/org/rthub"
+	"github.com/org/rthub/eventdoc"
 )
 
 // The events the server publishes. Each is declared once with its payload
-// type; README.md lists what each carries and which rooms it goes to.
+// type; README.md and the generated EVENTS.md (from the descriptions here)
+// list what each carries and which rooms it goes to.
 var (
 	// SensorData carries every reading, to rooms device:{id} and staff.
-	SensorData = rthub.NewEvent[ReadingEvent]("sensor:data").
-			Describe("Every reading of a device, as it arrives over MQTT.", "device:{id}", "staff")
+	SensorData = eventdoc.Describe(rthub.NewEvent[ReadingEvent]("sensor:data"),
+		"Every reading of a device, as it arrives over MQTT.", "device:{id}", "staff")
 	// DeviceStatus is published when a device goes online or offline (on
 	// change only), to staff and device:{id}.
-	DeviceStatus = rthub.NewEvent[StatusEvent]("device:status").
-			Describe("A device went online or offline (its MQTT Last Will); on change only.", "staff", "device:{id}")
+	DeviceStatus = eventdoc.Describe(rthub.NewEvent[StatusEvent]("device:status"),
+		"A device went online or offline (its MQTT Last Will); on change only.", "staff", "device:{id}")
 	// AlertNew is published once when an alert rule opens, to staff and
 	// device:{id}.
-	AlertNew = rthub.NewEvent[Alert]("alert:new").
-			Describe("An alert rule opened (once per breach, with hysteresis).", "staff", "device:{id}")
+	AlertNew = eventdoc.Describe(rthub.NewEvent[Alert]("alert:new"),
+		"An alert rule opened (once per breach, with hysteresis).", "staff", "device:{id}")
 	// AlertResolved is published once when an open alert resolves, to staff
 	// and device:{id}.
-	AlertResolved = rthub.NewEvent[Alert]("alert:resolved").
-			Describe("An open alert resolved (once).", "staff", "device:{id}")
+	AlertResolved = eventdoc.Describe(rthub.NewEvent[Alert]("alert:resolved"),
+		"An open alert resolved (once).", "staff", "device:{id}")
 	// SystemHealth is published to staff every WS_HEALTH_INTERVAL.
-	SystemHealth = rthub.NewEvent[Health]("system:health").
-			Describe("Node health every WS_HEALTH_INTERVAL (10 s).", "staff")
+	SystemHealth = eventdoc.Describe(rthub.NewEvent[Health]("system:health"),
+		"Node health every WS_HEALTH_INTERVAL (10 s).", "staff")
 	// AnalyticsUpdate is published to staff every WS_ANALYTICS_INTERVAL.
-	AnalyticsUpdate = rthub.NewEvent[Analytics]("analytics:update").
-			Describe("Per-device aggregates over the last hour, every WS_ANALYTICS_INTERVAL (45 s).", "staff")
+	AnalyticsUpdate = eventdoc.Describe(rthub.NewEvent[Analytics]("analytics:update"),
+		"Per-device aggregates over the last hour, every WS_ANALYTICS_INTERVAL (45 s).", "staff")
 	// AuditEvent is published to admin for every audit log entry.
-	AuditEvent = rthub.NewEvent[AuditEntry]("audit:entry").
-			Describe("An audit log entry: logins, refused handshakes, forbidden joins and emits.", "admin")
+	AuditEvent = eventdoc.Describe(rthub.NewEvent[AuditEntry]("audit:entry"),
+		"An audit log entry: logins, refused handshakes, forbidden joins and emits.", "admin")
 )
 
 // Rooms.

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/org/rthub"
+	"github.com/org/rthub/eventdoc"
 )
 
 //go:generate env RTHUB_UPDATE_DOCS=1 go test -run TestEventReference .
@@ -16,12 +16,12 @@ import (
 func TestEventReference(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("# Events of the example IoT server\n\n" +
-		"Generated from the events the server declares (`events.go`) by `rthub.WriteEventReference`; " +
+		"Generated from the events the server declares (`events.go`) by `eventdoc.Write`; " +
 		"do not edit: run `go generate` in `examples/iotserver`. Every event arrives as " +
 		"`{\"type\":\"event\",\"event\":…,\"room\":…,\"data\":…,\"offset\":…,\"epoch\":…}` " +
 		"([protocol](../../docs/protocol.md)); the tables describe `data`. Presence events " +
 		"(`user:online`, `user:offline`, `user:viewing`) are described in the protocol.\n\n")
-	if err := rthub.WriteEventReference(&b, rthub.Events()); err != nil {
+	if err := eventdoc.Write(&b, eventdoc.Declared()); err != nil {
 		t.Fatal(err)
 	}
 	const path = "EVENTS.md"

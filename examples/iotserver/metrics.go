@@ -66,11 +66,11 @@ func connLogger(log *slog.Logger) (func(context.Context, rthub.ConnInfo), func(c
 	onDisconnect := func(_ context.Context, c rthub.ConnInfo, err error) {
 		code := rthub.CloseStatus(err)
 		level := slog.LevelDebug
-		if code != int(rthub.CloseNormal) && code != int(rthub.CloseGoingAway) {
+		if code != rthub.CloseNormal && code != rthub.CloseGoingAway {
 			level = slog.LevelInfo
 		}
 		log.LogAttrs(context.Background(), level, "ws: disconnected", slog.String("conn", c.ID),
-			slog.String("user", subject(c)), slog.Int("code", code))
+			slog.String("user", subject(c)), slog.Int("code", int(code)))
 	}
 	return onConnect, onDisconnect
 }

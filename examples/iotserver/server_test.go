@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"maps"
 	"net/http"
@@ -322,14 +321,6 @@ func auditHas(entries []AuditEntry, kind, user, detail string) bool {
 		}
 	}
 	return false
-}
-
-func fmtAudit(es []AuditEntry) string {
-	var b strings.Builder
-	for _, e := range es {
-		fmt.Fprintf(&b, "\n  %s %s %q %s", e.Kind, e.Username, e.Detail, e.RemoteAddr)
-	}
-	return b.String()
 }
 
 // TestServer_ShutdownAbandonsStuckStep: a stop step that ignores its

@@ -49,9 +49,6 @@ func (a *closes) add(b closes) {
 	a.Server += b.Server
 }
 
-// total is every connection that ended.
-func (a closes) total() int { return a.Clean + a.FIN + a.RST + a.Server }
-
 type closeMode int
 
 const (

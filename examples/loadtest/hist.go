@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"math"
-	"slices"
 	"time"
 )
 
@@ -178,11 +177,4 @@ func Fit(xs, ys []float64) (slope, intercept float64) {
 	}
 	slope = sxy / sxx
 	return slope, my - slope*mx
-}
-
-// sortedCopy returns a sorted copy of v.
-func sortedCopy(v []float64) []float64 {
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,7 +68,7 @@ func TestHistQuantile(t *testing.T) {
 		raw = append(raw, v)
 		h.RecordMicros(v)
 	}
-	sorted := sortedCopy(raw)
+	sorted := slices.Sorted(slices.Values(raw))
 	for _, q := range []float64{0.5, 0.9, 0.95, 0.99, 0.999, 1} {
 		want := Percentile(sorted, q)
 		got := h.Quantile(q)

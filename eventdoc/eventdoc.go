@@ -1,4 +1,9 @@
-package rthub
+// Package eventdoc generates a Markdown reference of the events a program
+// declares with [rthub.NewEvent]: for each, a summary and its rooms (recorded
+// with [Describe]) and the JSON fields of its payload, derived from the Go
+// type. A test that compares the output with a committed file keeps the
+// reference from drifting from the code (see examples/iotserver).
+package eventdoc
 
 import (
 	"encoding"
@@ -6,37 +11,77 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/org/rthub"
 )
 
-// Describe records a one-line summary of the event and the rooms it goes to
-// (patterns such as "device:{id}" are fine: they are only shown), for
-// [WriteEventReference]. It returns e, so a declaration reads
-//
-//	var SensorData = rthub.NewEvent[Reading]("sensor:data").
-//		Describe("one reading of one device", "device:{id}", "staff")
-func (e Event[T]) Describe(summary string, rooms ...string) Event[T] {
-	events.Lock()
-	defer events.Unlock()
-	if events.docs == nil {
-		events.docs = make(map[string]eventDoc)
-	}
-	events.docs[e.name] = eventDoc{summary: summary, rooms: append([]string(nil), rooms...)}
-	return e
+// described holds what [Describe] recorded, by event name.
+var described struct {
+	sync.Mutex
+	docs map[string]doc
 }
 
-type eventDoc struct {
+type doc struct {
 	summary string
 	rooms   []string
 }
 
-// WriteEventReference writes a Markdown reference of events (see [Events]):
-// for each, its summary and rooms (from [Event.Describe]) and the JSON fields
-// of its payload, derived from the Go type by the rules of encoding/json. Run
-// it from a test or a go:generate program, so the reference cannot drift from
-// the code.
-func WriteEventReference(w io.Writer, evs []EventInfo) error {
+// Describe records a one-line summary of e and the rooms it goes to
+// (patterns such as "device:{id}" are fine: they are only shown), for
+// [Declared]. It returns e, so a declaration reads
+//
+//	var SensorData = eventdoc.Describe(rthub.NewEvent[Reading]("sensor:data"),
+//		"one reading of one device", "device:{id}", "staff")
+//
+// Describing an event again replaces what was recorded. It is safe for
+// concurrent use.
+func Describe[T any](e rthub.Event[T], summary string, rooms ...string) rthub.Event[T] {
+	described.Lock()
+	defer described.Unlock()
+	if described.docs == nil {
+		described.docs = make(map[string]doc)
+	}
+	described.docs[e.Name()] = doc{summary: summary, rooms: slices.Clone(rooms)}
+	return e
+}
+
+// Event is one entry of a reference: an event's name and payload type, and
+// what [Describe] recorded for it.
+type Event struct {
+	Name string
+	Type reflect.Type // the payload's Go type
+	// Summary and Rooms are what Describe recorded, if anything.
+	Summary string
+	Rooms   []string
+}
+
+// Declared lists every event declared with [rthub.NewEvent] in this process,
+// sorted by name, each with what [Describe] recorded for it (nothing for an
+// event never described: it is still listed, so none is left out).
+func Declared() []Event {
+	var out []Event
+	for name, t := range rthub.Events() {
+		out = append(out, Event{Name: name, Type: t})
+	}
+	described.Lock()
+	defer described.Unlock()
+	for i := range out {
+		d := described.docs[out[i].Name]
+		out[i].Summary, out[i].Rooms = d.summary, slices.Clone(d.rooms)
+	}
+	return out
+}
+
+// Write writes a Markdown reference of evs, in their order: a table of
+// contents, then for each event its summary and rooms and the JSON fields of
+// its payload, derived from the Go type by the rules of encoding/json. Run it
+// from a test or a go:generate program on [Declared], so the reference cannot
+// drift from the code. The only error is w's.
+func Write(w io.Writer, evs []Event) error {
 	var b strings.Builder
 	b.WriteString("| event | rooms | what |\n|---|---|---|\n")
 	for _, ev := range evs {
