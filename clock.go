@@ -83,13 +83,6 @@ func (d *deadlines) cancel(e *deadline) {
 	d.mu.Unlock()
 }
 
-// len returns the number of scheduled entries.
-func (d *deadlines) len() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.items)
-}
-
 // run fires due deadlines until stop is closed. The hub owns it. A callback
 // may schedule its own entry again.
 func (d *deadlines) run(stop <-chan struct{}) {

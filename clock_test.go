@@ -76,3 +76,10 @@ func TestClock_WarningAfterRefresh(t *testing.T) {
 		t.Fatalf("close code %d, want %d", code, CloseTokenExpired)
 	}
 }
+
+// len returns the number of scheduled entries.
+func (d *deadlines) len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.items)
+}

@@ -89,7 +89,6 @@ type conn struct {
 // batch is a reusable list of frames for one vectored write.
 type batch struct {
 	bufs net.Buffers
-	keep net.Buffers // bufs before WriteTo consumed it, to clear references
 }
 
 var batchPool = sync.Pool{New: func() any { return &batch{bufs: make(net.Buffers, 0, 16)} }}

@@ -56,7 +56,6 @@ type Hub struct {
 	clock     *deadlines
 	wg        sync.WaitGroup // connections' read loops and overflow flushers
 	bg        sync.WaitGroup // pinger, clock, flush workers
-	closeOnce sync.Once
 
 	stats   hubStats
 	latency latencyHist // broadcast: queued to members → last member's frame written

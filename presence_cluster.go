@@ -265,7 +265,7 @@ func (h *Hub) presenceSweep() {
 		}
 		var evs []presenceEvent
 		for _, u := range gone {
-			data, _ := json.Marshal(offlineData{User: u.User, Seq: u.Seq})
+			data, _ := json.Marshal(offlineData(u))
 			evs = append(evs, presenceEvent{room: rc.name, event: h.opts.Presence.OfflineEvent, data: data})
 		}
 		h.publishPresence(evs)
