@@ -257,6 +257,7 @@ func (h *Hub) Close() error {
 		}
 		c.mu.Unlock()
 		_ = c.nc.Close()
+		c.cancel() // a read loop waiting on a broker call for the connection returns now
 	}
 	h.wg.Wait()
 	h.stopBackground()

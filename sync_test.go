@@ -267,3 +267,40 @@ func TestConn_ContextCancelledAtTeardown(t *testing.T) {
 		t.Errorf("OnDisconnect got an ended context: %v", err)
 	}
 }
+
+// Close does not wait for a resume's history read: the connection's context
+// ends with the hub, and the read with it.
+func TestSync_CloseDuringHistoryRead(t *testing.T) {
+	t.Parallel()
+	mb, err := NewMemoryBroker(MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	room := "device:stuck"
+	bb := &blockingHistory{MemoryBroker: mb, room: room, entered: make(chan struct{}), release: make(chan struct{})}
+	h, url := testHub(t, func(o *Options) {
+		o.Broker = bb
+		o.BrokerTimeout = time.Hour
+	})
+	publishN(t, h, room, 1, 2)
+	_, pos, err := mb.History(t.Context(), room, StreamPosition{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos.Offset--
+	c := dial(t, url, testToken(t, "alice", time.Hour, "staff"))
+	c.readType("welcome")
+	bb.armed.Store(true)
+	c.write(map[string]any{"id": 1, "op": "join", "room": room, "since": pos})
+	<-bb.entered
+	done := make(chan struct{})
+	go func() {
+		h.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close waited for a history read (BrokerTimeout 1 h)")
+	}
+}
