@@ -162,7 +162,8 @@ type viewingData struct {
 // runs with rm.mu held and c.mu not held; the returned list (may be nil) is
 // for dispatch after rm.mu is released, and op, with cluster presence, for
 // clusterPresence (the store decides who is first).
-func (h *Hub) presenceJoined(rm *room, c *conn) (*flushList, presenceOp) {
+func (rm *room) presenceJoined(c *conn) (*flushList, presenceOp) {
+	h := rm.h
 	id := c.ident.Load()
 	p := rm.pres[id.Subject]
 	first := p == nil
@@ -181,7 +182,7 @@ func (h *Hub) presenceJoined(rm *room, c *conn) (*flushList, presenceOp) {
 		return nil, presenceOp{}
 	}
 	data, _ := json.Marshal(onlineData{User: id.Subject, Name: p.name, Roles: p.roles, Info: p.info, Seq: nextPresenceSeq(rm)})
-	return h.deliverLocked(rm, h.opts.Presence.OnlineEvent, data, ""), presenceOp{}
+	return rm.deliverLocked(h.opts.Presence.OnlineEvent, data, ""), presenceOp{}
 }
 
 // presenceEventsOn reports whether rm is small enough for presence events
@@ -213,7 +214,8 @@ func (h *Hub) presenceInfo(fn func(*Identity) any, id *Identity) (raw json.RawMe
 // presenceLeft removes c, just taken out of rm's members, from rm's presence:
 // OfflineEvent when it was the person's last connection, else ViewingEvent
 // with "" when it was viewing something. Same locking as presenceJoined.
-func (h *Hub) presenceLeft(rm *room, c *conn, viewing string) (*flushList, presenceOp) {
+func (rm *room) presenceLeft(c *conn, viewing string) (*flushList, presenceOp) {
+	h := rm.h
 	sub := c.ident.Load().Subject
 	p := rm.pres[sub]
 	if p == nil {
@@ -232,13 +234,13 @@ func (h *Hub) presenceLeft(rm *room, c *conn, viewing string) (*flushList, prese
 	}
 	if len(p.conns) == 0 {
 		data, _ := json.Marshal(offlineData{User: sub, Seq: nextPresenceSeq(rm)})
-		return h.deliverLocked(rm, h.opts.Presence.OfflineEvent, data, ""), presenceOp{}
+		return rm.deliverLocked(h.opts.Presence.OfflineEvent, data, ""), presenceOp{}
 	}
 	if viewing == "" {
 		return nil, presenceOp{}
 	}
 	data, _ := json.Marshal(viewingData{User: sub, Conn: c.id})
-	return h.deliverLocked(rm, h.opts.Presence.ViewingEvent, data, ""), presenceOp{}
+	return rm.deliverLocked(h.opts.Presence.ViewingEvent, data, ""), presenceOp{}
 }
 
 // setViewing records what c is viewing and tells its presence rooms. It runs
@@ -273,7 +275,7 @@ func (h *Hub) setViewing(ctx context.Context, c *conn, target string) error {
 			if h.pstore != nil {
 				op = presenceOp{kind: presenceView, room: name, member: h.memberOf(c, p), data: data}
 			} else {
-				fl = h.deliverLocked(rm, h.opts.Presence.ViewingEvent, data, "")
+				fl = rm.deliverLocked(h.opts.Presence.ViewingEvent, data, "")
 			}
 		}
 		rm.mu.Unlock()

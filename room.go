@@ -34,6 +34,7 @@ import (
 //     a room of the same name subscribe again (so an unsubscribe can never
 //     overtake the next subscribe).
 type room struct {
+	h     *Hub
 	name  string
 	ready chan struct{} // closed when subscribing ends, either way
 	gone  chan struct{} // closed when the room is closed and unsubscribed
@@ -78,8 +79,8 @@ type joiner struct {
 	left     bool // the connection left (or closed) before it caught up
 }
 
-func newRoom(name string, presence bool) *room {
-	rm := &room{name: name, ready: make(chan struct{}), gone: make(chan struct{})}
+func newRoom(h *Hub, name string, presence bool) *room {
+	rm := &room{h: h, name: name, ready: make(chan struct{}), gone: make(chan struct{})}
 	if presence {
 		rm.pres = make(map[string]*person)
 	}
@@ -120,7 +121,7 @@ func (h *Hub) liveRoom(ctx context.Context, name string) (*room, error) {
 				}
 				continue
 			}
-			rm = newRoom(name, h.policy.presenceOn(name))
+			rm = newRoom(h, name, h.policy.presenceOn(name))
 			h.rooms[name] = rm
 			h.mu.Unlock()
 			h.subscribeRoom(rm)
@@ -167,7 +168,7 @@ func (h *Hub) subscribeRoom(rm *room) {
 		rm.state, rm.err, rm.pending = roomClosed, err, nil
 	} else {
 		rm.pos, rm.state = pos, roomLive
-		fls, sync = h.drainLocked(rm)
+		fls, sync = rm.drainLocked()
 	}
 	rm.mu.Unlock()
 	close(rm.ready)
@@ -368,7 +369,7 @@ func (h *Hub) joined(ctx context.Context, rm *room, c *conn, fl *flushList) erro
 	var pfl *flushList
 	var op presenceOp
 	if rm.pres != nil {
-		pfl, op = h.presenceJoined(rm, c)
+		pfl, op = rm.presenceJoined(c)
 	}
 	rm.mu.Unlock()
 	if fl != nil {
@@ -445,22 +446,9 @@ func (h *Hub) leave(ctx context.Context, c *conn, name string) bool {
 			}
 		}
 	} else {
-		last := len(rm.members) - 1
-		if moved := rm.members[last]; idx != last {
-			rm.members[idx] = moved
-			moved.mu.Lock()
-			for i := range moved.rooms {
-				if moved.rooms[i].name == name {
-					moved.rooms[i].idx = idx
-					break
-				}
-			}
-			moved.mu.Unlock()
-		}
-		rm.members[last] = nil
-		rm.members = rm.members[:last]
+		rm.removeMemberLocked(idx)
 		if rm.pres != nil {
-			fl, op = h.presenceLeft(rm, c, viewing)
+			fl, op = rm.presenceLeft(c, viewing)
 		}
 	}
 	empty := rm.empty() && rm.state == roomLive
@@ -478,6 +466,25 @@ func (h *Hub) leave(ctx context.Context, c *conn, name string) bool {
 	return true
 }
 
+// removeMemberLocked takes the member at idx out of rm.members (the last
+// member moves into its place, and its roomRef is told). rm.mu is held.
+func (rm *room) removeMemberLocked(idx int) {
+	last := len(rm.members) - 1
+	if moved := rm.members[last]; idx != last {
+		rm.members[idx] = moved
+		moved.mu.Lock()
+		for i := range moved.rooms {
+			if moved.rooms[i].name == rm.name {
+				moved.rooms[i].idx = idx
+				break
+			}
+		}
+		moved.mu.Unlock()
+	}
+	rm.members[last] = nil
+	rm.members = rm.members[:last]
+}
+
 // inRoom reports whether c is a member of room name.
 func (c *conn) inRoom(name string) bool {
 	c.mu.Lock()
@@ -489,19 +496,21 @@ func (c *conn) inRoom(name string) bool {
 // the one with ID except), with rm.mu held. It returns the connections whose
 // writers must be started (pass it to dispatch once rm.mu is released), or
 // nil when there are none.
-func (h *Hub) deliverLocked(rm *room, event string, data []byte, except string) *flushList {
+func (rm *room) deliverLocked(event string, data []byte, except string) *flushList {
+	h := rm.h
 	if rm.empty() {
 		return nil
 	}
 	payload := appendEvent(make([]byte, 0, 64+len(event)+len(rm.name)+len(data)), event, rm.name, data)
-	return h.deliverPayloadLocked(rm, payload, except, h.stats.events.of(event))
+	return rm.deliverPayloadLocked(payload, except, h.stats.events.of(event))
 }
 
 // deliverPayloadLocked queues one encoded server message to rm's members
 // but except (a connection ID, or ""), with rm.mu held; see deliverLocked.
 // ev counts the deliveries and drops of the message's event (nil: not an
 // event). Connections still catching up (joiners) keep the frame for later.
-func (h *Hub) deliverPayloadLocked(rm *room, payload []byte, except string, ev *eventCounter) *flushList {
+func (rm *room) deliverPayloadLocked(payload []byte, except string, ev *eventCounter) *flushList {
+	h := rm.h
 	if rm.empty() {
 		return nil
 	}

@@ -27,7 +27,7 @@ func (b brokerHandler) HandlePublication(pub Publication) {
 		return
 	}
 	rm.mu.Lock()
-	fl, sync := h.advanceLocked(rm, &pub)
+	fl, sync := rm.advanceLocked(&pub)
 	rm.mu.Unlock()
 	if fl != nil {
 		h.dispatch(fl)
@@ -69,7 +69,7 @@ func (h *Hub) requestSync(name string) {
 // after a gap (or an epoch change) the room starts syncing and pub waits in
 // pending; sync reports that the caller must queue the room for a sync
 // worker once rm.mu is released.
-func (h *Hub) advanceLocked(rm *room, pub *Publication) (fl *flushList, sync bool) {
+func (rm *room) advanceLocked(pub *Publication) (fl *flushList, sync bool) {
 	switch {
 	case rm.state == roomClosed:
 		return nil, false
@@ -82,7 +82,7 @@ func (h *Hub) advanceLocked(rm *room, pub *Publication) (fl *flushList, sync boo
 		case pub.Offset <= rm.pos.Offset:
 			return nil, false // a duplicate (the subscription seam, a redelivery)
 		case pub.Offset == rm.pos.Offset+1:
-			return h.deliverPubLocked(rm, pub), false
+			return rm.deliverPubLocked(pub), false
 		}
 	}
 	rm.syncing = true
@@ -93,7 +93,7 @@ func (h *Hub) advanceLocked(rm *room, pub *Publication) (fl *flushList, sync boo
 // drainLocked delivers the held publications that continue rm's stream, with
 // rm.mu held. When one shows a gap, or some were dropped, the room keeps (or
 // starts) syncing: sync reports that it must be queued for a sync worker.
-func (h *Hub) drainLocked(rm *room) (fls []*flushList, sync bool) {
+func (rm *room) drainLocked() (fls []*flushList, sync bool) {
 	i := 0
 	for ; i < len(rm.pending); i++ {
 		p := &rm.pending[i]
@@ -103,7 +103,7 @@ func (h *Hub) drainLocked(rm *room) (fls []*flushList, sync bool) {
 		if p.Epoch != rm.pos.Epoch || p.Offset != rm.pos.Offset+1 {
 			break
 		}
-		if fl := h.deliverPubLocked(rm, p); fl != nil {
+		if fl := rm.deliverPubLocked(p); fl != nil {
 			fls = append(fls, fl)
 		}
 	}
@@ -206,7 +206,7 @@ func (h *Hub) syncRoom(rm *room) {
 			rm.mu.Unlock()
 			return
 		}
-		fls, retry := h.applyHistoryLocked(rm, pubs, cur, err)
+		fls, retry := rm.applyHistoryLocked(pubs, cur, err)
 		var again bool
 		fails := 0
 		if retry {
@@ -216,16 +216,16 @@ func (h *Hub) syncRoom(rm *room) {
 		} else {
 			rm.syncFails = 0
 			var more []*flushList
-			more, again = h.drainLocked(rm)
+			more, again = rm.drainLocked()
 			fls = append(fls, more...)
 			if again && attempt >= 3 {
 				// History keeps falling short of what was held: jump to
 				// the held publications and have the members reload (or,
 				// if only dropped ones are missing, let the next live
 				// publication show the gap again).
-				if fl, ok := h.resetLocked(rm, "history does not reach the held publications"); ok {
+				if fl, ok := rm.resetLocked("history does not reach the held publications"); ok {
 					fls = append(fls, fl)
-					more, _ = h.drainLocked(rm)
+					more, _ = rm.drainLocked()
 					fls = append(fls, more...)
 				}
 				rm.syncing, rm.pending, rm.lost = false, nil, false
@@ -251,12 +251,13 @@ func (h *Hub) syncRoom(rm *room) {
 
 // applyHistoryLocked delivers what a history read returned, with rm.mu held.
 // retry reports a failed read with nothing held, to be retried later.
-func (h *Hub) applyHistoryLocked(rm *room, pubs []Publication, cur StreamPosition, err error) (fls []*flushList, retry bool) {
+func (rm *room) applyHistoryLocked(pubs []Publication, cur StreamPosition, err error) (fls []*flushList, retry bool) {
+	h := rm.h
 	switch {
 	case err == nil:
 		for i := range pubs {
 			if pubs[i].Epoch == rm.pos.Epoch && pubs[i].Offset == rm.pos.Offset+1 {
-				if fl := h.deliverPubLocked(rm, &pubs[i]); fl != nil {
+				if fl := rm.deliverPubLocked(&pubs[i]); fl != nil {
 					fls = append(fls, fl)
 				}
 			}
@@ -265,20 +266,20 @@ func (h *Hub) applyHistoryLocked(rm *room, pubs []Publication, cur StreamPositio
 			h.stats.gapsRecovered.Add(1)
 		}
 	case errors.Is(err, ErrUnrecoverable):
-		if fl, ok := h.resetLocked(rm, "not recoverable"); ok {
+		if fl, ok := rm.resetLocked("not recoverable"); ok {
 			fls = append(fls, fl)
 		} else {
 			rm.pos = cur // nothing held: jump to the broker's position
 			h.stats.unrecovered.Add(1)
-			h.logReset(rm, "not recoverable")
-			fls = append(fls, h.deliverPayloadLocked(rm, appendReset(nil, rm.name, rm.pos), "", nil))
+			rm.logReset("not recoverable")
+			fls = append(fls, rm.deliverPayloadLocked(appendReset(nil, rm.name, rm.pos), "", nil))
 		}
 	default:
 		h.stats.brokerErrors.Add(1)
 		h.log.LogAttrs(h.ctx, slog.LevelError, "rthub: reading room history", slog.String("room", rm.name), slog.Any("err", err))
 		// Cannot tell what was missed: members must reload; with nothing
 		// held (a resync), the read is retried later.
-		fl, ok := h.resetLocked(rm, "history read failed")
+		fl, ok := rm.resetLocked("history read failed")
 		if !ok {
 			return fls, true
 		}
@@ -291,7 +292,8 @@ func (h *Hub) applyHistoryLocked(rm *room, pubs []Publication, cur StreamPositio
 // that is not a duplicate and tells the members to reload (a "reset"
 // message); ok is false, and nothing is done, when nothing is held beyond
 // the position. rm.mu is held.
-func (h *Hub) resetLocked(rm *room, why string) (fl *flushList, ok bool) {
+func (rm *room) resetLocked(why string) (fl *flushList, ok bool) {
+	h := rm.h
 	i := 0
 	for i < len(rm.pending) && rm.pending[i].Epoch == rm.pos.Epoch && rm.pending[i].Offset <= rm.pos.Offset {
 		i++
@@ -302,11 +304,12 @@ func (h *Hub) resetLocked(rm *room, why string) (fl *flushList, ok bool) {
 	p := rm.pending[i]
 	h.stats.unrecovered.Add(1)
 	rm.pos = StreamPosition{Offset: p.Offset - 1, Epoch: p.Epoch}
-	h.logReset(rm, why)
-	return h.deliverPayloadLocked(rm, appendReset(nil, rm.name, rm.pos), "", nil), true
+	rm.logReset(why)
+	return rm.deliverPayloadLocked(appendReset(nil, rm.name, rm.pos), "", nil), true
 }
 
-func (h *Hub) logReset(rm *room, why string) {
+func (rm *room) logReset(why string) {
+	h := rm.h
 	h.log.LogAttrs(h.ctx, slog.LevelWarn, "rthub: room stream not recoverable, members told to reload",
 		slog.String("room", rm.name), slog.String("why", why), slog.String("to", rm.pos.String()))
 }
@@ -368,7 +371,8 @@ func (h *Hub) dispatchAll(fls []*flushList) {
 
 // deliverPubLocked delivers the next publication of rm's stream and moves the
 // position to it.
-func (h *Hub) deliverPubLocked(rm *room, pub *Publication) *flushList {
+func (rm *room) deliverPubLocked(pub *Publication) *flushList {
+	h := rm.h
 	rm.pos = pub.Position()
 	if rm.empty() {
 		return nil
@@ -378,7 +382,7 @@ func (h *Hub) deliverPubLocked(rm *room, pub *Publication) *flushList {
 	if name := eventNameOf(body); name != nil {
 		ev = h.stats.events.ofBytes(name)
 	}
-	return h.deliverPayloadLocked(rm, appendPosition(make([]byte, 0, len(body)+48), body, pub.Position()), except, ev)
+	return rm.deliverPayloadLocked(appendPosition(make([]byte, 0, len(body)+48), body, pub.Position()), except, ev)
 }
 
 // subscribe subscribes this node to room and returns the room's position: the
