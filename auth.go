@@ -53,6 +53,7 @@ const (
 	defaultRolesClaim    = "roles"
 	defaultNameClaim     = "name"
 	defaultExpiryWarning = 30 * time.Second
+	defaultLeeway        = 5 * time.Second
 
 	// minHMACKeyBytes is the shortest HMAC secret newAuthenticator accepts
 	// (RFC 7518 §3.2: at least the size of the SHA-256 output).
@@ -123,9 +124,11 @@ type AuthOptions struct {
 	// refused with [ErrTokenClaims]. Default "name".
 	NameClaim string
 
-	// Leeway is the clock skew tolerated when checking exp, nbf and iat: a token
-	// is still accepted up to Leeway after its exp, and from Leeway before its
-	// nbf or iat. Default 0 (no tolerance). Must not be negative.
+	// Leeway is the clock skew tolerated between the token's issuer and the
+	// hub when checking exp, nbf and iat: a token is accepted up to Leeway
+	// after its exp and from Leeway before its nbf or iat, and a connection is
+	// closed (4002) at exp + Leeway. Default (0) is 5s; negative means no
+	// tolerance at all.
 	Leeway time.Duration
 
 	// RequireExpiry, if true, refuses a token that has no exp claim (or exp 0)
@@ -233,9 +236,6 @@ func newAuthenticator(o AuthOptions) (*authenticator, error) {
 		keys[kid] = k
 	}
 
-	if o.Leeway < 0 {
-		bad("Leeway must not be negative")
-	}
 	if o.ExpiryWarning < 0 {
 		bad("ExpiryWarning must not be negative")
 	}
@@ -249,10 +249,13 @@ func newAuthenticator(o AuthOptions) (*authenticator, error) {
 		audience:      o.Audience,
 		rolesClaim:    o.RolesClaim,
 		nameClaim:     o.NameClaim,
-		leeway:        o.Leeway,
+		leeway:        max(o.Leeway, 0),
 		requireExpiry: o.RequireExpiry,
 		allowQuery:    o.AllowQueryToken,
 		warning:       o.ExpiryWarning,
+	}
+	if o.Leeway == 0 {
+		a.leeway = defaultLeeway
 	}
 	if a.rolesClaim == "" {
 		a.rolesClaim = defaultRolesClaim

@@ -73,6 +73,7 @@ func testOptions(k *testKeys) AuthOptions {
 		},
 		Issuer:   testIssuer,
 		Audience: testAudience,
+		Leeway:   -1, // exact times; the default leeway has its own cases
 	}
 }
 
@@ -264,6 +265,17 @@ func verifyCases(t testing.TB, k *testKeys) []verifyCase {
 			opts:    func(o *AuthOptions) { o.Leeway = 2 * time.Minute },
 			token:   hs(claims(set("exp", testNow.Add(-3*time.Minute).Unix()))),
 			wantErr: ErrTokenExpired, wantCode: "token_expired"},
+		{name: "default leeway: expired 4 s ago accepted",
+			opts:  func(o *AuthOptions) { o.Leeway = 0 },
+			token: hs(claims(set("exp", testNow.Add(-4*time.Second).Unix()))),
+			want:  alice(func(id *Identity) { id.ExpiresAt = testNow.Add(-4 * time.Second) })},
+		{name: "default leeway: expired 6 s ago",
+			opts:    func(o *AuthOptions) { o.Leeway = 0 },
+			token:   hs(claims(set("exp", testNow.Add(-6*time.Second).Unix()))),
+			wantErr: ErrTokenExpired, wantCode: "token_expired"},
+		{name: "default leeway: iat 4 s ahead (issuer's clock fast) accepted",
+			opts:  func(o *AuthOptions) { o.Leeway = 0 },
+			token: hs(claims(set("iat", testNow.Add(4*time.Second).Unix()))), want: alice()},
 		{name: "nbf in the future", token: hs(claims(set("nbf", testNow.Add(time.Minute).Unix()))), wantErr: ErrTokenNotValidYet, wantCode: "token_not_valid_yet"},
 		{name: "nbf within leeway accepted",
 			opts:  func(o *AuthOptions) { o.Leeway = 2 * time.Minute },
@@ -559,8 +571,8 @@ func TestNewAuthenticatorErrors(t *testing.T) {
 			want: []string{`algorithm "none" is never accepted`}},
 		{name: "Algorithms fit no key", opts: AuthOptions{Keys: map[string]any{"": k.hmac}, Algorithms: []string{"RS256"}},
 			want: []string{`key "": none of AuthOptions.Algorithms fits`}},
-		{name: "negative durations", opts: AuthOptions{Keys: map[string]any{"": k.hmac}, Leeway: -1, ExpiryWarning: -1},
-			want: []string{"Leeway must not be negative", "ExpiryWarning must not be negative"}},
+		{name: "negative durations", opts: AuthOptions{Keys: map[string]any{"": k.hmac}, ExpiryWarning: -1},
+			want: []string{"ExpiryWarning must not be negative"}},
 		{name: "every problem reported",
 			opts: AuthOptions{Keys: map[string]any{"a": []byte("short"), "b": "str", "c": &k.rsa.PublicKey}, Algorithms: []string{"XX"}},
 			want: []string{`unknown algorithm "XX"`, `key "a": HMAC key is 5 bytes`, `key "b": unsupported key type string`,

@@ -124,7 +124,7 @@ func (h *Hub) scheduleExpiry(c *conn, id *Identity) {
 		h.clock.cancel(&c.expiry)
 		return
 	}
-	at := id.ExpiresAt
+	at := id.ExpiresAt.Add(h.auth.leeway) // valid here until then (AuthOptions.Leeway)
 	if c.warnedExp.Load() != at.Unix() {
 		at = at.Add(-h.auth.expiryWarning()) // at once if that is past
 	}
@@ -137,10 +137,10 @@ func (h *Hub) scheduleExpiry(c *conn, id *Identity) {
 func (c *conn) expiryDue() {
 	h := c.hub
 	id := c.ident.Load()
-	exp := id.ExpiresAt
-	if exp.IsZero() {
+	if id.ExpiresAt.IsZero() {
 		return
 	}
+	exp := id.ExpiresAt.Add(h.auth.leeway)
 	now := time.Now()
 	if !now.Before(exp) {
 		if c.closeWith(CloseTokenExpired, "token expired") {
@@ -149,7 +149,7 @@ func (c *conn) expiryDue() {
 		return
 	}
 	if c.warnedExp.Swap(exp.Unix()) != exp.Unix() {
-		c.sendJSON(expiringMsg{Type: "expiring", Expires: exp.Unix()})
+		c.sendJSON(expiringMsg{Type: "expiring", Expires: id.ExpiresAt.Unix()})
 	}
 	// Under c.mu: teardown marks the connection closed under it before it
 	// cancels the entry, so the entry is never scheduled again after that.

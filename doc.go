@@ -37,6 +37,17 @@
 // token expires, may send a new one ("refresh"), which re-evaluates its rooms
 // at once, and is closed with 4002 if it does not.
 //
+// The hub verifies tokens; your login endpoint (or identity provider) issues
+// them. Claims read: sub (required), roles (an array, or a string; "role"
+// when "roles" is absent), name (optional, for presence), exp (a token
+// without exp never expires unless [AuthOptions].RequireExpiry is set: always
+// set it in production), nbf and iat (checked with [AuthOptions].Leeway,
+// default 5 s of clock skew; a connection is closed at exp + Leeway), iss and
+// aud when [AuthOptions].Issuer or Audience is set, and the header's kid to
+// pick a key from [AuthOptions].Keys. Other claims reach hooks in
+// [Identity].Claims. Package token mints such tokens for tests, examples and
+// simple login endpoints.
+//
 // # Typed events
 //
 // [NewEvent] declares an event with a Go payload type; [Event.Publish] only

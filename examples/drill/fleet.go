@@ -10,8 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/org/rthub/client"
+	"github.com/org/rthub/token"
 )
 
 // SeqEvent is the event the drill publisher sends: Seq numbers the events of
@@ -27,9 +27,7 @@ type SeqData struct {
 
 // Token signs an HS256 token for sub with roles, valid for a day.
 func Token(secret []byte, sub string, roles ...string) (string, error) {
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"sub": sub, "roles": roles, "exp": time.Now().Add(24 * time.Hour).Unix(),
-	}).SignedString(secret)
+	return token.Sign(secret, token.Claims{Subject: sub, Roles: roles, TTL: 24 * time.Hour})
 }
 
 // roomLog is what one client received in one room, in arrival order.

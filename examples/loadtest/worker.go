@@ -14,8 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/org/rthub/client"
+	"github.com/org/rthub/token"
 )
 
 // workerConfig is what a worker needs; a child process gets it as JSON in
@@ -303,9 +303,7 @@ func signToken(secret, sub string, roles []string) (string, error) {
 
 // signTokenTTL mints an HS256 token valid for ttl.
 func signTokenTTL(secret, sub string, roles []string, ttl time.Duration) (string, error) {
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"sub": sub, "roles": roles, "exp": time.Now().Add(ttl).Unix(),
-	}).SignedString([]byte(secret))
+	return token.Sign([]byte(secret), token.Claims{Subject: sub, Roles: roles, TTL: ttl})
 }
 
 // fleet is the controller's handle on one worker, in process or child.

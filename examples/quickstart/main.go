@@ -40,10 +40,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/org/rthub"
 	"github.com/org/rthub/client"
 	"github.com/org/rthub/examples/internal/hubhttp"
+	"github.com/org/rthub/token"
 )
 
 // Reading is the payload of sensor:data.
@@ -335,9 +335,5 @@ func watch(ctx context.Context, url string, secret []byte) (*client.Client, erro
 
 // sign issues a demo token valid for 24 hours.
 func sign(secret []byte, sub, role string) (string, error) {
-	return jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"sub":   sub,
-		"roles": []string{role},
-		"exp":   time.Now().Add(24 * time.Hour).Unix(),
-	}).SignedString(secret)
+	return token.Sign(secret, token.Claims{Subject: sub, Roles: []string{role}, TTL: 24 * time.Hour})
 }

@@ -34,7 +34,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/golang-jwt/jwt/v5"
+	"github.com/org/rthub/token"
 )
 
 // Report is the worker's final line.
@@ -119,10 +119,7 @@ func run(url string, n int, secret []byte, name string, parallel int) error {
 		}
 		sem <- struct{}{}
 		wg.Go(func() { // owner: run; the dial, then the reader until the connection ends
-			tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-				"sub": fmt.Sprintf("%s-%d", name, i), "roles": []string{"drill"},
-				"exp": time.Now().Add(24 * time.Hour).Unix(),
-			}).SignedString(secret)
+			tok, err := token.Sign(secret, token.Claims{Subject: fmt.Sprintf("%s-%d", name, i), Roles: []string{"drill"}, TTL: 24 * time.Hour})
 			var c net.Conn
 			var br *bufio.Reader
 			if err == nil {
