@@ -31,6 +31,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Subject: sub, ClientIP: ip, RemoteAddr: r.RemoteAddr, Origin: truncate(r.Header.Get("Origin"), 128)})
 		writeHTTPError(w, status, err)
 	}
+	if h.opts.PublishOnly {
+		refuse(http.StatusNotFound, fmt.Errorf("%w: this hub only publishes (Options.PublishOnly)", ErrNotFound), "")
+		return
+	}
 	if h.closing.Load() {
 		w.Header().Set("Retry-After", "1")
 		refuse(http.StatusServiceUnavailable, ErrHubClosed, "")

@@ -86,7 +86,8 @@ func (h hidingWriter) WriteHeader(code int)        { h.w.WriteHeader(code) }
 func TestHub_UpgradeFailedReported(t *testing.T) {
 	t.Parallel()
 	var refusals refusalLog
-	h, err := New(Options{Auth: AuthOptions{Keys: map[string]any{"": testSecret}}, Policy: testPolicy, OnRefused: refusals.add})
+	h, err := New(Options{Auth: AuthOptions{Keys: map[string]any{"": testSecret}}, Policy: testPolicy,
+		Handlers: []Handler{testChat.Relay()}, OnRefused: refusals.add})
 	if err != nil {
 		t.Fatal(err)
 	}

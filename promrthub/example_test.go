@@ -17,6 +17,7 @@ func Example() {
 	col := promrthub.New(promrthub.Options{Node: "node-1"})
 	hub, err := rthub.New(rthub.Options{
 		Auth:         rthub.AuthOptions{Keys: map[string]any{"": []byte("an HS256 secret of 32 bytes or more")}},
+		Policy:       rthub.Policy{Roles: map[string]rthub.RoleRules{"staff": {AutoJoin: []string{"staff"}}}},
 		OnRefused:    col.OnRefused(nil),
 		OnDisconnect: col.OnDisconnect(nil),
 	})
