@@ -118,7 +118,7 @@ func runBrowserScript(t *testing.T, node, dir, script, baseURL string, limit tim
 // refused (and audited for the admin); the server is stopped with SIGTERM,
 // the page shows reconnecting/stale, the server starts again and the page
 // recovers by itself. Screenshots go to e2e/artifacts/ (IOTSERVER_ARTIFACTS
-// overrides). It installs e2e/node_modules with npm ci when missing.
+// overrides). It needs e2e/node_modules (see browserTools).
 func TestBrowser_Dashboard(t *testing.T) {
 	t.Parallel()
 	node, dir := browserTools(t)
