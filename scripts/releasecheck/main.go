@@ -176,7 +176,9 @@ func checkModules(r *repo) error {
 // each requires the library modules at VERSION: the libraries (released
 // together) and the example programs (whose replace directives point at
 // this tree, but whose go.mod must still name the version the libraries
-// require, or go mod tidy raises it).
+// require, or go mod tidy raises it). It drops the go.sum lines of the
+// library modules, which go mod tidy then writes for the version being
+// prepared (a stale hash of the same version would be a checksum mismatch).
 func lockstep(r *repo) error {
 	v, err := r.worktreeVersion()
 	if err != nil {
@@ -200,6 +202,9 @@ func lockstep(r *repo) error {
 		if err != nil {
 			return err
 		}
+		if err := dropSums(filepath.Join(r.root, d, "go.sum"), ours); err != nil {
+			return err
+		}
 		changed := false
 		for _, req := range mf.Require {
 			if ours[req.Mod.Path] && req.Mod.Version != v {
@@ -221,6 +226,28 @@ func lockstep(r *repo) error {
 			return err
 		}
 		fmt.Printf("lockstep: %s/go.mod requires the library modules at %s\n", d, v)
+	}
+	return nil
+}
+
+// dropSums removes the lines of the given modules from a go.sum file.
+func dropSums(file string, paths map[string]bool) error {
+	b, err := os.ReadFile(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var keep []string
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && paths[f[0]] {
+			continue
+		}
+		keep = append(keep, line)
+	}
+	if out := strings.Join(keep, ""); out != string(b) {
+		return os.WriteFile(file, []byte(out), 0o644)
 	}
 	return nil
 }
