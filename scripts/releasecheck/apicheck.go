@@ -121,8 +121,9 @@ func apiCheck(r *repo, tmp string, w io.Writer) error {
 	switch {
 	case incompatible > 0 && !allowsIncompatible(base.Version, cur):
 		return fmt.Errorf("%w: %d incompatible changes since %s, and VERSION %s does not allow them: "+
-			"set VERSION to %s or later (see docs/releasing.md), or keep the old API",
-			errIncompatible, incompatible, base.Version, cur, nextIncompatible(base.Version))
+			"set VERSION to %s-dev (%s in its release commit) or later, add the change to CHANGELOG.md "+
+			"with a migration note (docs/releasing.md), or keep the old API",
+			errIncompatible, incompatible, base.Version, cur, nextIncompatible(base.Version), nextIncompatible(base.Version))
 	case incompatible > 0:
 		fmt.Fprintf(w, "api: %d incompatible changes since %s, allowed by VERSION %s\n", incompatible, base.Version, cur)
 	case compatible > 0 && semver.Compare(cur, nextCompatible(base.Version)) < 0:

@@ -115,10 +115,11 @@ func run(args []string) error {
 		}
 		for _, m := range written {
 			src := b.done[m]
+			from := "the working tree"
 			if src != worktreeSource {
-				src = "commit " + src[:12]
+				from = "release commit " + src[:12]
 			}
-			fmt.Fprintf(os.Stderr, "proxy: %s from the %s\n", m, src)
+			fmt.Fprintf(os.Stderr, "proxy: %s from %s\n", m, from)
 		}
 		return nil
 	case "api":
