@@ -139,9 +139,9 @@ func run(ctx context.Context, redisURL, mqttURL string) (err error) {
 			err = fmt.Errorf("bridge: %w", berr)
 		}
 	}()
-	for !bridge.Stats().Subscribed {
-		if ctx.Err() != nil {
-			return fmt.Errorf("bridge not subscribed to %s: %v", mqttURL, bridge.Stats().LastError)
+	for subDeadline := time.Now().Add(15 * time.Second); !bridge.Stats().Subscribed; {
+		if ctx.Err() != nil || time.Now().After(subDeadline) {
+			return fmt.Errorf("bridge not subscribed at %s within 15 s: %v", mqttURL, bridge.Stats().LastError)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -167,8 +167,9 @@ func run(ctx context.Context, redisURL, mqttURL string) (err error) {
 	})
 
 	// A device publishes one reading over MQTT (paho, QoS 1).
+	topic := topicPrefix + "/sensors/7/reading"
 	start := time.Now()
-	if err := publish(ctx, mqttURL, topicPrefix+"/sensors/7/reading", `{"celsius":21.5}`); err != nil {
+	if err := publish(ctx, mqttURL, topic, `{"celsius":21.5}`); err != nil {
 		return fmt.Errorf("mqtt publish: %w", err)
 	}
 	wait := time.NewTimer(15 * time.Second)
@@ -179,7 +180,7 @@ func run(ctx context.Context, redisURL, mqttURL string) (err error) {
 			return fmt.Errorf("client got %q, want %q", s, want)
 		}
 	case <-wait.C:
-		return fmt.Errorf("the reading published on %s/sensors/7/reading did not reach the client within 15 s (bridge %+v)", topicPrefix, bridge.Stats())
+		return fmt.Errorf("the reading published on %s did not reach the client within 15 s (bridge %+v)", topic, bridge.Stats())
 	}
 
 	// The Prometheus collector reads the hub.
@@ -194,8 +195,8 @@ func run(ctx context.Context, redisURL, mqttURL string) (err error) {
 	if len(mfs) == 0 || !strings.HasPrefix(mfs[0].GetName(), "rthub_") {
 		return errors.New("prometheus: the collector exported no rthub_ metric")
 	}
-	fmt.Printf("consumer: MQTT %s/sensors/7/reading → bridge → hub on Redis → Go client in device:7 in %v; %d rthub_* metric families\n",
-		topicPrefix, time.Since(start).Round(time.Millisecond), len(mfs))
+	fmt.Printf("consumer: MQTT %s → bridge → hub on Redis → Go client in device:7 in %v; %d rthub_* metric families\n",
+		topic, time.Since(start).Round(time.Millisecond), len(mfs))
 	return nil
 }
 
