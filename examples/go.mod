@@ -6,8 +6,8 @@ require (
 	github.com/gobwas/httphead v0.1.0
 	github.com/gobwas/ws v1.5.0
 	github.com/golang-jwt/jwt/v5 v5.3.1
-	github.com/org/rthub v0.0.0
-	github.com/org/rthub/promrthub v0.0.0
+	github.com/org/rthub v0.1.0
+	github.com/org/rthub/promrthub v0.1.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	go.uber.org/goleak v1.3.0

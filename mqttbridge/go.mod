@@ -2,14 +2,12 @@ module github.com/org/rthub/mqttbridge
 
 go 1.26.0
 
-replace github.com/org/rthub => ../
-
 require (
 	github.com/coder/websocket v1.8.15
 	github.com/eclipse/paho.golang v0.23.0
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/mochi-mqtt/server/v2 v2.7.9
-	github.com/org/rthub v0.0.0
+	github.com/org/rthub v0.1.0
 	go.uber.org/goleak v1.3.0
 )
 

@@ -2,11 +2,9 @@ module github.com/org/rthub/otelrthub
 
 go 1.26.0
 
-replace github.com/org/rthub => ../
-
 require (
 	github.com/golang-jwt/jwt/v5 v5.3.1
-	github.com/org/rthub v0.0.0
+	github.com/org/rthub v0.1.0
 	go.opentelemetry.io/otel v1.47.0
 	go.opentelemetry.io/otel/sdk v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0

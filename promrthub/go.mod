@@ -2,11 +2,9 @@ module github.com/org/rthub/promrthub
 
 go 1.26.0
 
-replace github.com/org/rthub => ../
-
 require (
 	github.com/golang-jwt/jwt/v5 v5.3.1
-	github.com/org/rthub v0.0.0
+	github.com/org/rthub v0.1.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.73.1

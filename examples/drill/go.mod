@@ -10,8 +10,8 @@ replace (
 require (
 	github.com/gobwas/ws v1.5.0
 	github.com/golang-jwt/jwt/v5 v5.3.1
-	github.com/org/rthub v0.0.0
-	github.com/org/rthub/redisbroker v0.0.0
+	github.com/org/rthub v0.1.0
+	github.com/org/rthub/redisbroker v0.1.0
 	github.com/redis/rueidis v1.0.79
 	go.uber.org/goleak v1.3.0
 )

@@ -14,10 +14,10 @@ require (
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/mochi-mqtt/server/v2 v2.7.9
-	github.com/org/rthub v0.0.0
-	github.com/org/rthub/mqttbridge v0.0.0
-	github.com/org/rthub/otelrthub v0.0.0
-	github.com/org/rthub/promrthub v0.0.0
+	github.com/org/rthub v0.1.0
+	github.com/org/rthub/mqttbridge v0.1.0
+	github.com/org/rthub/otelrthub v0.1.0
+	github.com/org/rthub/promrthub v0.1.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.73.1
