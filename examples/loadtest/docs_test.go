@@ -1,0 +1,14 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/org/rthub/internal/doccheck"
+)
+
+//go:generate env RTHUB_UPDATE_DOCS=1 go test -run TestDocs .
+
+// TestDocs checks the examples module's Markdown (loadtest and deploy READMEs): see internal/doccheck.
+func TestDocs(t *testing.T) {
+	doccheck.CheckModule(t)
+}
