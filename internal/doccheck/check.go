@@ -111,7 +111,7 @@ func firstDiff(got, want []string) string {
 	return "they differ"
 }
 
-var refRE = regexp.MustCompile(`\b((?:Test|Benchmark|Fuzz|Example)\w*)@([\w./-]*\w)`)
+var refRE = regexp.MustCompile(`\b((?:Test|Benchmark|Fuzz|Example)\w*)@(\.|[\w./-]*\w)`)
 
 // checkRunMarker checks a run marker: each Name@dir names a function of the
 // tests in dir, and the marker says at least one way the block is checked.
@@ -185,6 +185,9 @@ func (c *checker) checkCommand(cmd Command) {
 		return err == nil && st.IsDir()
 	}
 	args := cmd.Args
+	if path.IsAbs(cmd.Dir) || strings.HasPrefix(cmd.Dir, "~") {
+		return // outside the repository
+	}
 	switch {
 	case args[0] == "cd":
 		if !exists(cmd.Dir) {

@@ -79,7 +79,7 @@ func CheckModule(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := markdownFiles(root, mod)
+	files, err := markdownFiles(root, mod, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +141,9 @@ func moduleRoot() (string, error) {
 }
 
 // markdownFiles lists the *.md files under dir, as paths from root, outside
-// nested modules, hidden directories, testdata and node_modules.
-func markdownFiles(root, dir string) ([]string, error) {
+// hidden directories, testdata and node_modules, and, unless nested, outside
+// the modules nested in dir's.
+func markdownFiles(root, dir string, nested bool) ([]string, error) {
 	var out []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -156,7 +157,7 @@ func markdownFiles(root, dir string) ([]string, error) {
 			if strings.HasPrefix(name, ".") || name == "testdata" || name == "node_modules" {
 				return filepath.SkipDir
 			}
-			if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil {
+			if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil && !nested {
 				return filepath.SkipDir // another module: its own test checks it
 			}
 			return nil
@@ -178,7 +179,7 @@ func markdownFiles(root, dir string) ([]string, error) {
 func Commands(t testing.TB) []Command {
 	t.Helper()
 	root := RepoRoot(t)
-	files, err := markdownFiles(root, root)
+	files, err := markdownFiles(root, root, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,6 +199,34 @@ func Commands(t testing.TB) []Command {
 			}
 			out = append(out, cmds...)
 		}
+	}
+	return out
+}
+
+// ParseShell parses shell text (a line a program printed, say) into
+// commands, as in a block of Markdown run from the repository root.
+func ParseShell(text string) ([]Command, error) {
+	return parseCommands("", 1, strings.Split(text, "\n"), ".")
+}
+
+// CodeBlock is a fenced code block of a Markdown file.
+type CodeBlock struct {
+	Line  int      // the line of the opening fence
+	Lang  string   // the info string's first word, lower case
+	Lines []string // the block's lines, without the fence's indentation
+}
+
+// CodeBlocks returns the fenced code blocks of a Markdown file (a path from
+// the repository root).
+func CodeBlocks(t testing.TB, file string) []CodeBlock {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(RepoRoot(t), filepath.FromSlash(file)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []CodeBlock
+	for _, b := range parseBlocks(strings.Split(string(data), "\n")) {
+		out = append(out, CodeBlock{Line: b.line, Lang: b.lang, Lines: b.body})
 	}
 	return out
 }

@@ -138,6 +138,7 @@ npx artillery run f.yml`,
 		{"double quotes", `curl -H "Authorization: Bearer $TOKEN" -d '{"a":1}' "x\"y"`,
 			[]string{". |  | curl␣-H␣Authorization: Bearer $TOKEN␣-d␣{\"a\":1}␣x\"y"}},
 		{"shell variable is not a command", "TOKEN=abc\necho $TOKEN", []string{". |  | echo␣$TOKEN"}},
+		{"cd out of the repository", "cd /tmp/x && ls\ncd ~/y", []string{"/tmp/x |  | cd␣/tmp/x", "/tmp/x |  | ls", "~/y |  | cd␣~/y"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -296,6 +297,8 @@ func TestChecker(t *testing.T) {
 		{"not a test file", "<!-- snippet: x/other/y.go#X -->\n```go\n```\n", []string{"must be a _test.go file"}},
 		{"shell without marker", "```sh\ngo test ./...\n```\n", []string{"shell block without a <!-- run:"}},
 		{"run marker ok", "<!-- run: TestSomething@x; .ci/run -->\n```sh\ngo test -run 'TestSome|TestSomething' ./x\ngo test -run '^$' -bench Broadcast ./x\ncd x && go run ./other\n```\n", nil},
+		{"outside the repository", "<!-- run: not in CI: elsewhere -->\n```sh\ncd /tmp/elsewhere && go test -run Nothing .\n```\n", nil},
+		{"root package", "<!-- run: TestSomething@. -->\n```sh\nls\n```\n", []string{"no func TestSomething in the tests of ."}},
 		{"run marker names a missing test", "<!-- run: TestGone@x -->\n```sh\nls\n```\n", []string{"no func TestGone in the tests of x"}},
 		{"run marker says nothing", "<!-- run: trust me -->\n```sh\nls\n```\n", []string{"names no Name@dir test"}},
 		{"not in CI", "<!-- run: not in CI: needs Docker -->\n```sh\ndocker run x\n```\n", nil},

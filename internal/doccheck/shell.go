@@ -11,17 +11,23 @@ import (
 // Command is one simple command of a shell block in the repository's
 // Markdown, as a reader would run it from the repository root.
 type Command struct {
-	// File is the Markdown file (a path from the repository root) and Line
-	// the line the command starts on.
-	File string
-	Line int
+	// File is the Markdown file (a path from the repository root), Block
+	// the line of its code block's opening fence, and Line the line the
+	// command starts on.
+	File  string
+	Block int
+	Line  int
 	// Dir is the directory the command runs in, from the repository root
-	// ("." for the root), following the block's cd commands.
+	// ("." for the root), following the block's cd commands; an absolute
+	// path (or ~) after a cd out of the repository.
 	Dir string
 	// Env holds the variables set for the command: the block's exports
 	// before it and its own NAME=value prefixes, as written (quotes
 	// removed; command substitutions and $variables left unexpanded).
 	Env map[string]string
+	// Assigned names the variables of Env set on the command's own line
+	// (NAME=value before it), in order; the others were exported before.
+	Assigned []string
 	// Args are the command's words, quotes removed.
 	Args []string
 	// Background reports a command started with a trailing &.
@@ -67,7 +73,8 @@ type shTok struct {
 
 var assignRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
 
-// parseCommands splits a shell block into its simple commands. It knows
+// parseCommands splits a shell block, whose first line is firstLine, into
+// its simple commands. It knows
 // quoting, comments, line continuations, command substitution, operators,
 // redirections, subshells, export and cd: enough for documentation, not a
 // full shell. Commands inside $(...) are returned too, before the command
@@ -97,6 +104,7 @@ func parseCommands(file string, firstLine int, lines []string, dir string) ([]Co
 					return err
 				}
 				for i := range sub {
+					sub[i].Block = firstLine - 1
 					sub[i].rawEnv = append(slices.Clone(exports), sub[i].rawEnv...)
 					for _, a := range exports {
 						if _, ok := sub[i].Env[a.name]; !ok {
@@ -131,14 +139,21 @@ func parseCommands(file string, firstLine int, lines []string, dir string) ([]Co
 			}
 			return nil
 		case "cd":
-			if len(args) > 1 {
+			switch {
+			case len(args) < 2:
+			case path.IsAbs(args[1]) || strings.HasPrefix(args[1], "~"):
+				dir = path.Clean(args[1]) // outside the repository: not checked
+			default:
 				dir = path.Clean(path.Join(dir, args[1]))
 			}
 		}
-		c := Command{File: file, Line: words[0].line, Dir: dir, Env: map[string]string{}, Args: args, Background: background}
+		c := Command{File: file, Block: firstLine - 1, Line: words[0].line, Dir: dir, Env: map[string]string{}, Args: args, Background: background}
 		c.rawEnv = append(slices.Clone(exports), local...)
 		for _, a := range c.rawEnv {
 			c.Env[a.name] = a.value
+		}
+		for _, a := range local {
+			c.Assigned = append(c.Assigned, a.name)
 		}
 		out = append(out, c)
 		return nil
