@@ -55,6 +55,7 @@ func TestDocs_withServices(t *testing.T) {
 	t.Parallel()
 	pgURL := testenv.URL(t, testenv.Postgres)
 	mqURL := testenv.URL(t, testenv.MQTT)
+	need(t, "openssl", "the README's JWT_SECRET=$(openssl rand -hex 32)")
 	var doc *doccheck.Command
 	for _, c := range doccheck.GoRuns(t, "examples/iotserver") {
 		if c.File == "examples/iotserver/README.md" && c.Env["RTHUB_POSTGRES_URL"] != "" {

@@ -119,11 +119,14 @@ func TestDocs_runs(t *testing.T) {
 		}
 		ran++
 		t.Run(strings.ReplaceAll(p.server.File, "/", "_"), func(t *testing.T) {
+			t.Parallel()
 			addr := startQuickstart(t, bin, p.server)
 			out := filepath.Join(t.TempDir(), "out")
 			for _, c := range p.tools {
-				t.Setenv("JWT_SECRET", c.Getenv(t)("JWT_SECRET"))
-				args := append(c.Args[:len(c.Args):len(c.Args)], "-url", "ws://"+addr+"/ws", "-users", "10", "-duration", "1s", "-procs", "0")
+				// The block's JWT_SECRET as -secret (what the tool falls back
+				// to), so that the subtests can run in parallel.
+				args := append(c.Args[:len(c.Args):len(c.Args)], "-secret", c.Getenv(t)("JWT_SECRET"),
+					"-url", "ws://"+addr+"/ws", "-users", "10", "-duration", "1s", "-procs", "0")
 				cfg, err := parseFlags(args)
 				if err != nil {
 					t.Fatalf("%s:%d: %v", c.File, c.Line, err)
