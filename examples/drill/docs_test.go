@@ -6,7 +6,7 @@ import (
 	"github.com/org/rthub/internal/doccheck"
 )
 
-//go:generate env RTHUB_UPDATE_DOCS=1 go test -run TestDocs .
+//go:generate env RTHUB_UPDATE_DOCS=1 go test -run=^TestDocs$ .
 
 // TestDocs checks this module's Markdown (none today; the drills are documented in docs/scaling.md, checked by the root module): see internal/doccheck.
 func TestDocs(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 	"github.com/org/rthub/internal/testenv"
 )
 
-//go:generate env RTHUB_UPDATE_DOCS=1 go test -run TestDocs .
+//go:generate env RTHUB_UPDATE_DOCS=1 go test -run=^TestDocs$ .
 
 // TestDocs checks the examples module's Markdown (the loadtest and deploy
 // READMEs): see internal/doccheck.

@@ -28,7 +28,7 @@
 // other generated docs use; each module's docs test has a go:generate line
 // doing it):
 //
-//	RTHUB_UPDATE_DOCS=1 go test -run TestDocs work
+//	RTHUB_UPDATE_DOCS=1 go test -run '^TestDocs$' work
 //
 // Without it no file is ever written.
 //
@@ -96,7 +96,7 @@ func CheckModule(t testing.TB) {
 		t.Error(p)
 	}
 	if len(c.probs) > 0 {
-		t.Log("doccheck: see the package comment of internal/doccheck; " + UpdateEnv + "=1 go test -run TestDocs work rewrites Go blocks from their sources")
+		t.Log("doccheck: see the package comment of internal/doccheck; " + UpdateEnv + "=1 go test -run '^TestDocs$' work rewrites Go blocks from their sources (go generate in this package does it for this module)")
 	}
 }
 

@@ -15,7 +15,7 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-//go:generate env RTHUB_UPDATE_DOCS=1 go test -run TestDocs .
+//go:generate env RTHUB_UPDATE_DOCS=1 go test -run=^TestDocs$ .
 
 // TestDocs checks the root module's Markdown: README.md, docs/ and
 // load-tests/.
@@ -376,7 +376,11 @@ func TestGetenv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	get := cmds[len(cmds)-1].Getenv(t) // prog; printf (inside $(...)) comes first
+	c := cmds[len(cmds)-1] // prog; printf (inside $(...)) comes first
+	if want := `B="$A-x" C=$(printf '%s' hi) D='$lit' prog`; c.String() != want {
+		t.Errorf("String() = %q, want %q", c.String(), want)
+	}
+	get := c.Getenv(t)
 	for k, want := range map[string]string{"A": "abc", "B": "abc-x", "C": "hi", "D": "$lit", "E": ""} {
 		if got := get(k); got != want {
 			t.Errorf("%s = %q, want %q", k, got, want)

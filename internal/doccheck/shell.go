@@ -34,22 +34,11 @@ type Command struct {
 	Background bool
 
 	rawEnv []assignment // Env in order, with each value as written
+	text   string       // the command as written
 }
 
-// String returns the command as a shell line (its assignments and words).
-func (c Command) String() string {
-	var b strings.Builder
-	for _, a := range c.rawEnv {
-		if a.local {
-			fmt.Fprintf(&b, "%s=%s ", a.name, a.raw)
-		}
-	}
-	b.WriteString(strings.Join(c.Args, " "))
-	if c.Background {
-		b.WriteString(" &")
-	}
-	return b.String()
-}
+// String returns the command as written (its assignments and words).
+func (c Command) String() string { return c.text }
 
 // assignment is NAME=value, with the value as written.
 type assignment struct {
@@ -147,7 +136,18 @@ func parseCommands(file string, firstLine int, lines []string, dir string) ([]Co
 				dir = path.Clean(path.Join(dir, args[1]))
 			}
 		}
-		c := Command{File: file, Block: firstLine - 1, Line: words[0].line, Dir: dir, Env: map[string]string{}, Args: args, Background: background}
+		raw := make([]string, 0, len(local)+len(words)+1)
+		for _, a := range local {
+			raw = append(raw, a.name+"="+a.raw)
+		}
+		for _, w := range words {
+			raw = append(raw, w.raw)
+		}
+		if background {
+			raw = append(raw, "&")
+		}
+		c := Command{File: file, Block: firstLine - 1, Line: words[0].line, Dir: dir, Env: map[string]string{},
+			Args: args, Background: background, text: strings.Join(raw, " ")}
 		c.rawEnv = append(slices.Clone(exports), local...)
 		for _, a := range c.rawEnv {
 			c.Env[a.name] = a.value
