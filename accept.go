@@ -31,6 +31,10 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Subject: sub, ClientIP: ip, RemoteAddr: r.RemoteAddr, Origin: truncate(r.Header.Get("Origin"), 128)})
 		writeHTTPError(w, status, err)
 	}
+	if h.opts.PublishOnly {
+		refuse(http.StatusNotFound, fmt.Errorf("%w: this hub only publishes (Options.PublishOnly)", ErrNotFound), "")
+		return
+	}
 	if h.closing.Load() {
 		w.Header().Set("Retry-After", "1")
 		refuse(http.StatusServiceUnavailable, ErrHubClosed, "")
@@ -178,8 +182,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // refuseInBand answers a browser whose token was refused: it upgrades, sends
 // a close frame with a code the page can read (see
-// AuthOptions.HTTPRefusalsForBrowsers), waits briefly for the browser's
-// close, and drops the connection.
+// AuthOptions.HTTPRefusalsForBrowsers), waits (at most CloseTimeout) for the
+// browser's close frame, and closes the connection.
 func (h *Hub) refuseInBand(w http.ResponseWriter, r *http.Request, err error) {
 	up := ws.HTTPUpgrader{Timeout: h.opts.HandshakeTimeout, Protocol: func(p string) bool { return p == Subprotocol }}
 	nc, _, _, uerr := up.Upgrade(r, w)
@@ -198,9 +202,26 @@ func (h *Hub) refuseInBand(w http.ResponseWriter, r *http.Request, err error) {
 	if _, werr := nc.Write(closeFrame(code, ErrorCode(err))); werr != nil {
 		return
 	}
-	var buf [256]byte
-	for { // until the browser's close frame and FIN, or the deadline
-		if _, rerr := nc.Read(buf[:]); rerr != nil {
+	// Until the browser's close frame, then close TCP at once: the server
+	// closes first (RFC 6455 §7.1.1), and a browser waits for that before it
+	// reports the close to the page (Chromium gives up after about 2 s).
+	var hdr [14]byte
+	for {
+		fh, rerr := readFrameHeader(nc, hdr[:])
+		if rerr != nil {
+			return
+		}
+		if _, rerr := io.CopyN(io.Discard, nc, fh.length); rerr != nil {
+			return
+		}
+		if fh.op == opClose {
+			// Send our FIN now; what the browser still sends (its own FIN)
+			// is read, so that the close is not a reset.
+			if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+				_ = cw.CloseWrite()
+				_ = nc.SetReadDeadline(time.Now().Add(time.Second))
+				_, _ = io.Copy(io.Discard, nc)
+			}
 			return
 		}
 	}

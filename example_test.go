@@ -50,7 +50,8 @@ func ExampleNew_invalid() {
 // A hub is an http.Handler; mount it on any path.
 func ExampleHub_ServeHTTP() {
 	hub, err := rthub.New(rthub.Options{
-		Auth: rthub.AuthOptions{Keys: map[string]any{"": []byte(os.Getenv("JWT_SECRET"))}},
+		Auth:   rthub.AuthOptions{Keys: map[string]any{"": []byte(os.Getenv("JWT_SECRET"))}},
+		Policy: rthub.Policy{Roles: map[string]rthub.RoleRules{"staff": {AutoJoin: []string{"staff"}}}},
 	})
 	if err != nil {
 		log.Fatal(err)
@@ -88,7 +89,8 @@ func (l logged) Publish(ctx context.Context, room, event string, data any, opts 
 // Publisher and gives it the encoded event as a json.RawMessage.
 func ExamplePublisher() {
 	hub, err := rthub.New(rthub.Options{
-		Auth: rthub.AuthOptions{Keys: map[string]any{"": []byte("an example secret of 32 bytes...")}},
+		Auth:   rthub.AuthOptions{Keys: map[string]any{"": []byte("an example secret of 32 bytes...")}},
+		Policy: rthub.Policy{Roles: map[string]rthub.RoleRules{"staff": {Join: []string{"device:*"}}}},
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -67,8 +67,11 @@ type Hub struct {
 }
 
 // New validates opts and returns a running Hub. Every problem in opts is
-// reported in the returned error, which wraps [ErrInvalidOptions] and each
-// problem (joined with [errors.Join]).
+// reported in the returned error, an *[OptionsError], which wraps
+// [ErrInvalidOptions] and each problem. Besides each option's own rules, New
+// refuses options that cannot work together: a Policy that lets no role into
+// any room (unless Options.PublishOnly), and an Emit rule for an event no
+// Handler handles.
 func New(opts Options) (*Hub, error) {
 	var errs []error
 	if err := opts.setDefaults(); err != nil {
@@ -94,8 +97,11 @@ func New(opts Options) (*Hub, error) {
 		}
 		handlers[name] = hd
 	}
+	if pol != nil {
+		errs = append(errs, checkPolicyUse(opts.Policy, handlers, opts.PublishOnly)...)
+	}
 	if len(errs) > 0 {
-		return nil, fmt.Errorf("%w:\n%w", ErrInvalidOptions, errors.Join(errs...))
+		return nil, &OptionsError{Problems: errs}
 	}
 	if opts.Broker == nil {
 		mb, err := NewMemoryBroker(MemoryBrokerOptions{})

@@ -84,6 +84,13 @@ type Options struct {
 	// shrinks to fit Shutdown's context deadline.
 	DrainWindow time.Duration
 
+	// PublishOnly makes a hub that serves no clients: a process that only
+	// publishes events (a worker, a second node's publisher) through a
+	// shared broker. Its ServeHTTP refuses every handshake with 404 and the
+	// code not_found, and New does not require a Policy that lets clients
+	// into rooms.
+	PublishOnly bool
+
 	// OnConnect, if set, is called after a connection is established and its
 	// auto-join rooms joined. It runs on the connection's goroutine before any
 	// command is read: it must not block for long. ctx is the connection's:

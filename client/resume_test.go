@@ -87,7 +87,7 @@ func TestResume(t *testing.T) {
 			}
 			ts := startHub(t, func(o *rthub.Options) { o.Broker = root.Peer() })
 			// Another node publishes while the first is down.
-			other, err := rthub.New(rthub.Options{Auth: rthub.AuthOptions{Keys: map[string]any{"": testSecret}}, Broker: root.Peer()})
+			other, err := rthub.New(rthub.Options{Auth: rthub.AuthOptions{Keys: map[string]any{"": testSecret}}, Broker: root.Peer(), PublishOnly: true})
 			if err != nil {
 				t.Fatal(err)
 			}

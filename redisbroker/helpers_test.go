@@ -202,8 +202,8 @@ type server struct {
 // no redis-server binary.
 func startServer(t *testing.T) *server {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skipf("redis-server not installed: %v", err)
+	if testenv.Tool(t, "redis-server", "apt-get install redis-server") == "" {
+		return nil
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

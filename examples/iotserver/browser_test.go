@@ -43,57 +43,51 @@ func mqttPublish(t *testing.T, addr, topic, payload string) {
 // downloads a browser.
 const chromiumPath = "/usr/bin/chromium"
 
-// TestBrowser_Dashboard runs e2e/dashboard.mjs in headless Chromium
-// (playwright-core) against the real program: staff log in and see
-// readings update; a second user shows in the first one's online list with
-// what they view; staff have no admin panel and a forged admin join is
-// refused (and audited for the admin); the server is stopped with SIGTERM,
-// the page shows reconnecting/stale, the server starts again and the page
-// recovers by itself. Screenshots go to e2e/artifacts/ (IOTSERVER_ARTIFACTS
-// overrides). It installs e2e/node_modules with npm ci when missing.
-func TestBrowser_Dashboard(t *testing.T) {
-	t.Parallel()
-	node := need(t, "node", "Node.js runs the playwright-core script")
-	npm := need(t, "npm", "installs playwright-core")
+// browserTools returns node and the absolute path of e2e/ with
+// playwright-core installed, or skips the test (fails it under
+// RTHUB_REQUIRE_SERVICES=1) without node, Debian's Chromium or
+// e2e/node_modules (npm ci there; .ci/run does it: tests never reach the
+// network).
+func browserTools(t *testing.T) (node, dir string) {
+	t.Helper()
+	node = need(t, "node", "Node.js runs the playwright-core script")
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if testenv.Required() {
 			t.Fatalf("%s=1 but %s is missing (Debian package chromium)", testenv.Require, chromiumPath)
 		}
 		t.Skipf("%s not found (Debian package chromium)", chromiumPath)
 	}
-	dir, _ := filepath.Abs("e2e")
+	dir, _ = filepath.Abs("e2e")
 	if _, err := os.Stat(filepath.Join(dir, "node_modules", "playwright-core")); err != nil {
-		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-		cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund")
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1")
-		out, err := cmd.CombinedOutput()
-		cancel()
-		if err != nil {
-			t.Fatalf("npm ci in %s: %v\n%s", dir, err, out)
-		}
+		// Tests never reach the network: .ci/run installs the package.
+		testenv.Missing(t, "%s has no node_modules; to run this test: (cd %s && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci)", dir, dir)
+		return
 	}
-	artifacts := os.Getenv("IOTSERVER_ARTIFACTS")
-	if artifacts == "" {
-		artifacts = filepath.Join(dir, "artifacts")
+	return node, dir
+}
+
+// artifactsDir is where the browser scripts put screenshots:
+// IOTSERVER_ARTIFACTS, else e2e/artifacts.
+func artifactsDir(dir string) string {
+	if a := os.Getenv("IOTSERVER_ARTIFACTS"); a != "" {
+		return a
 	}
+	return filepath.Join(dir, "artifacts")
+}
 
-	env := baseEnv()
-	env["SIM_DEVICES"] = "4"
-	env["SIM_INTERVAL"] = "500ms"
-	env["SIM_BREACH_EVERY"] = "30s"
-	env["WS_HEALTH_INTERVAL"] = "2s"
-	env["WS_ANALYTICS_INTERVAL"] = "3s"
-	env["WS_DRAIN_WINDOW"] = "200ms"
-	env["SHUTDOWN_TIMEOUT"] = "5s"
-	srv := startProcess(t, env)
-	env["ADDR"] = srv.addr // the same address after the restart
-
-	ctx, cancel := context.WithTimeout(t.Context(), 110*time.Second)
+// runBrowserScript runs the playwright-core script in dir (BASE_URL,
+// ARTIFACTS and CHROMIUM in its environment) for at most limit. Each line
+// it prints is logged and passed to on; a non-empty answer is written back
+// to the script's stdin (its requests: stop or start the server, publish
+// over MQTT). The test fails unless the script prints PASS and exits 0;
+// serverErr supplies the server's stderr for the report.
+func runBrowserScript(t *testing.T, node, dir, script, baseURL string, limit time.Duration, serverErr func() string, on func(line string) string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "dashboard.mjs")
+	cmd := exec.CommandContext(ctx, node, script)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "BASE_URL=http://"+srv.addr, "ARTIFACTS="+artifacts, "CHROMIUM="+chromiumPath)
+	cmd.Env = append(os.Environ(), "BASE_URL="+baseURL, "ARTIFACTS="+artifactsDir(dir), "CHROMIUM="+chromiumPath)
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	var stderr syncBuffer
@@ -107,15 +101,49 @@ func TestBrowser_Dashboard(t *testing.T) {
 		line := sc.Text()
 		log.WriteString(line + "\n")
 		t.Log(line)
+		if answer := on(line); answer != "" {
+			_, _ = stdin.Write([]byte(answer + "\n"))
+		}
+	}
+	err := cmd.Wait()
+	if err != nil || !strings.Contains(log.String(), "\nPASS\n") {
+		t.Fatalf("browser scenario %s failed: %v\nstderr:\n%s\nserver stderr:\n%s", script, err, stderr.String(), serverErr())
+	}
+}
+
+// TestBrowser_Dashboard runs e2e/dashboard.mjs in headless Chromium
+// (playwright-core) against the real program: staff log in and see
+// readings update; a second user shows in the first one's online list with
+// what they view; staff have no admin panel and a forged admin join is
+// refused (and audited for the admin); the server is stopped with SIGTERM,
+// the page shows reconnecting/stale, the server starts again and the page
+// recovers by itself. Screenshots go to e2e/artifacts/ (IOTSERVER_ARTIFACTS
+// overrides). It needs e2e/node_modules (see browserTools).
+func TestBrowser_Dashboard(t *testing.T) {
+	t.Parallel()
+	node, dir := browserTools(t)
+
+	env := baseEnv()
+	env["SIM_DEVICES"] = "4"
+	env["SIM_INTERVAL"] = "500ms"
+	env["SIM_BREACH_EVERY"] = "30s"
+	env["WS_HEALTH_INTERVAL"] = "2s"
+	env["WS_ANALYTICS_INTERVAL"] = "3s"
+	env["WS_DRAIN_WINDOW"] = "200ms"
+	env["SHUTDOWN_TIMEOUT"] = "5s"
+	srv := startProcess(t, env)
+	env["ADDR"] = srv.addr // the same address after the restart
+
+	runBrowserScript(t, node, dir, "dashboard.mjs", "http://"+srv.addr, 110*time.Second, func() string { return srv.err.String() }, func(line string) string {
 		switch line {
 		case "@@stop":
 			took := srv.terminate(t, 5*time.Second+3*time.Second)
 			t.Logf("server stopped %v after SIGTERM", took.Round(time.Millisecond))
 			time.Sleep(2 * time.Second) // let the page notice
-			_, _ = stdin.Write([]byte("@@stopped\n"))
+			return "@@stopped"
 		case "@@start":
 			srv = startProcess(t, env)
-			_, _ = stdin.Write([]byte("@@started\n"))
+			return "@@started"
 		case "@@breach", "@@recover":
 			// A device of our own, through the embedded broker, so that
 			// an alert opens (and then resolves) when the page is looking.
@@ -125,13 +153,59 @@ func TestBrowser_Dashboard(t *testing.T) {
 				t.Fatalf("no embedded broker address in the server's output:\n%s", srv.out)
 			}
 			mqttPublish(t, broker[1], "sensors/lab-9/reading", fmt.Sprintf(`{"values":{"temperature":%g}}`, v))
-			_, _ = stdin.Write([]byte(line + "ed\n"))
+			return line + "ed"
 		}
+		return ""
+	})
+}
+
+// TestBrowser_SessionEnds runs e2e/session.mjs in headless Chromium against
+// the real program in demo mode (a random JWT secret per start): every close
+// in the "do not reconnect" range 41xx takes the page back to the sign-in,
+// with the reason, at once. An admin disconnects a staff user (4101): that
+// user's page shows the sign-in within 3 s, the others stay live. The
+// server restarts with a new secret: a live staff tab whose next attempt
+// reuses its stored token (refused with 4100) and an admin tab reloaded
+// after the restart both show the sign-in within 3 s of that attempt, and
+// can sign in again. The first health figures the page shows agree with
+// its panels, and it shows no rate before the server has two samples.
+func TestBrowser_SessionEnds(t *testing.T) {
+	t.Parallel()
+	node, dir := browserTools(t)
+
+	env := map[string]string{
+		"ADDR": "127.0.0.1:0", "MQTT_EMBEDDED_ADDR": "127.0.0.1:0",
+		"JWT_SECRET": "", "SEED_USERS": "", // demo mode: a new random secret at every start
+		"SIM_DEVICES": "3", "SIM_INTERVAL": "500ms", "SIM_BREACH_EVERY": "0", "SIM_DROPOUT_EVERY": "0",
+		"WS_HEALTH_INTERVAL": "1h", // no second sample during the test: rates stay unknown
+		"WS_DRAIN_WINDOW":    "200ms", "SHUTDOWN_TIMEOUT": "5s", "LOG_LEVEL": "warn",
 	}
-	err := cmd.Wait()
-	if err != nil || !strings.Contains(log.String(), "\nPASS\n") {
-		t.Fatalf("browser scenario failed: %v\nstderr:\n%s\nserver stderr:\n%s", err, stderr.String(), srv.err)
-	}
+	srv := startProcess(t, env)
+	env["ADDR"] = srv.addr // the same origin after the restart: the tabs keep their sessions
+
+	runBrowserScript(t, node, dir, "session.mjs", "http://"+srv.addr, 100*time.Second, func() string { return srv.err.String() }, func(line string) string {
+		switch line {
+		case "@@stop":
+			took := srv.terminate(t, 5*time.Second+3*time.Second)
+			t.Logf("server stopped %v after SIGTERM", took.Round(time.Millisecond))
+			return "@@stopped"
+		case "@@start":
+			srv = startProcess(t, env)
+			return "@@started"
+		case "@@external":
+			// A device that is not simulated, online and over its
+			// threshold: three simulated devices and one more online,
+			// and an open alert, before the page loads.
+			broker := brokerRE.FindStringSubmatch(srv.out.String())
+			if broker == nil {
+				t.Fatalf("no embedded broker address in the server's output:\n%s", srv.out)
+			}
+			mqttPublish(t, broker[1], "devices/lab-7/status", "online")
+			mqttPublish(t, broker[1], "sensors/lab-7/reading", `{"values":{"temperature":36}}`)
+			return "@@externaled"
+		}
+		return ""
+	})
 }
 
 // TestBrowserClient runs the unit tests of web/rthub.js (e2e/rthub.test.mjs,

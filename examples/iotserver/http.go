@@ -7,6 +7,7 @@ import (
 	"embed"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -67,6 +68,7 @@ func (a *api) routes() http.Handler {
 	mux.HandleFunc("GET /api/audit", a.admin(a.auditList))
 	mux.HandleFunc("POST /api/devices/{id}/dropout", a.admin(a.dropout))
 	mux.HandleFunc("POST /api/publish", a.admin(a.publish))
+	mux.HandleFunc("POST /api/users/{username}/disconnect", a.admin(a.disconnectUser))
 	return securityHeaders(mux)
 }
 
@@ -325,6 +327,27 @@ func (a *api) dropout(w http.ResponseWriter, r *http.Request, c *tokenClaims) {
 	}
 	a.log.Info("simulated dropout requested", "device", r.PathValue("id"), "by", c.Subject)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// disconnectUser closes every WebSocket connection of a user with close code
+// 4101 (disconnected: do not reconnect), so their pages go back to the
+// sign-in at once. It revokes nothing: a token already issued stays valid
+// until it expires (TOKEN_TTL). 200 {"closed": n}; 404 if the user has no
+// connection on this node.
+func (a *api) disconnectUser(w http.ResponseWriter, r *http.Request, c *tokenClaims) {
+	user := r.PathValue("username")
+	n, err := a.hub.DisconnectUser(r.Context(), user, "disconnected by "+c.Subject)
+	if errors.Is(err, rthub.ErrNotFound) {
+		httpError(w, http.StatusNotFound, "not_found", "the user has no connection here")
+		return
+	}
+	if err != nil {
+		httpError(w, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return
+	}
+	a.audit.add(AuditEntry{Kind: auditDisconnect, Username: c.Subject,
+		Detail: fmt.Sprintf("disconnected %s (%d connections, close 4101)", user, n), RemoteAddr: clientAddr(r)})
+	writeJSON(w, http.StatusOK, map[string]int{"closed": n})
 }
 
 // readyz answers 200 when the store answers and the MQTT bridge is

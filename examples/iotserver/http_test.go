@@ -216,6 +216,35 @@ func TestServer_API(t *testing.T) {
 		}
 	})
 
+	// An admin closes a user's connections: 4101, which the user's clients
+	// (and pages) take as "do not reconnect"; audited.
+	t.Run("disconnectUser", func(t *testing.T) {
+		c := s.dial(t, "bob")
+		if code := s.do(t, "POST", "/api/users/bob/disconnect", staff, nil, nil); code != 403 {
+			t.Fatalf("staff disconnecting bob: %d, want 403", code)
+		}
+		if code := s.do(t, "POST", "/api/users/nobody/disconnect", admin, nil, nil); code != 404 {
+			t.Fatalf("disconnecting a user with no connection: %d, want 404", code)
+		}
+		var r struct{ Closed int }
+		if code := s.do(t, "POST", "/api/users/bob/disconnect", admin, nil, &r); code != 200 || r.Closed < 1 {
+			t.Fatalf("admin disconnecting bob: %d %+v", code, r)
+		}
+		select {
+		case <-c.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("bob's client still running 5 s after the disconnect")
+		}
+		if code := rthub.CloseStatus(c.Err()); code != rthub.CloseDisconnected {
+			t.Fatalf("bob's client stopped with %v, want close 4101", c.Err())
+		}
+		var a struct{ Entries []AuditEntry }
+		eventually(t, 5*time.Second, "the disconnect audited", func() bool {
+			s.do(t, "GET", "/api/audit", admin, nil, &a)
+			return auditHas(a.Entries, auditDisconnect, "admin", "disconnected bob")
+		})
+	})
+
 	t.Run("badToken", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()

@@ -25,11 +25,25 @@ type Health struct {
 	Goroutines int       `json:"goroutines"`
 	HeapBytes  uint64    `json:"heap_bytes"`
 	RSSBytes   uint64    `json:"rss_bytes"`
-	OpenAlerts int       `json:"open_alerts"`
-	MQTT       MQTTState `json:"mqtt"`
-	DB         DBState   `json:"db"`
-	Rates      Rates     `json:"rates"` // per second, over the last interval
-	Refused    Refused   `json:"refused"`
+	// OpenAlerts and Devices are counted from the store, the state GET
+	// /api/alerts and GET /api/devices serve (the dashboard's panels); null
+	// when the store did not answer.
+	OpenAlerts *int          `json:"open_alerts"`
+	Devices    *DeviceCounts `json:"devices"`
+	MQTT       MQTTState     `json:"mqtt"`
+	DB         DBState       `json:"db"`
+	// Rates are per second over the interval between the two latest
+	// samples; null until there are two (a rate needs a previous sample:
+	// never a made-up 0).
+	Rates   *Rates  `json:"rates"`
+	Refused Refused `json:"refused"`
+}
+
+// DeviceCounts counts the devices the store knows (simulated and external)
+// by status.
+type DeviceCounts struct {
+	Total  int `json:"total"`
+	Online int `json:"online"`
 }
 
 // MQTTState is the MQTT side of Health.
@@ -41,7 +55,7 @@ type MQTTState struct {
 	DecodeErrors uint64 `json:"decode_errors"`
 	Dropped      uint64 `json:"dropped"`
 	Queued       int    `json:"queued"`
-	SimDevices   int    `json:"sim_devices"` // simulated devices connected
+	SimDevices   int    `json:"sim_devices"` // simulated devices with an MQTT connection up (not their status)
 	LastError    string `json:"last_error,omitempty"`
 }
 
@@ -71,27 +85,43 @@ type Refused struct {
 	RateLimited  uint64 `json:"rate_limited"`
 }
 
-// healthReporter builds Health snapshots; rates are computed between two
-// calls of next (the periodic event), not by GET /api/health.
+// healthReporter builds Health snapshots. Rates are computed between two
+// samples of the periodic event (next); begin takes the first, so that the
+// first event already has rates over its interval. GET /api/health
+// (current) is a fresh snapshot with the rates of the latest sample.
 type healthReporter struct {
 	hub      *rthub.Hub
 	store    Store
 	ingest   *Ingest
 	writer   *readingWriter
-	alerts   *AlertEngine
 	mqtt     func() MQTTState
 	node     string
 	start    time.Time
 	interval time.Duration
 
-	mu       sync.Mutex
-	last     Health // the latest published, with rates
-	prevAt   time.Time
-	prevHub  rthub.Stats
-	prevMQTT uint64
-	prevRead uint64
-	dbOK     atomic.Bool
+	mu   sync.Mutex
+	prev *counters // the latest sample's counters; nil before the first
+	last *Rates    // the latest sample's rates; nil before the second
+
+	dbOK atomic.Bool
 }
+
+// counters are the cumulative counts rates are computed from.
+type counters struct {
+	at                   time.Time
+	published, delivered uint64
+	mqtt, readings       uint64
+}
+
+// counters reads them; at is now, mqttReceived the MQTT side's count.
+func (r *healthReporter) counters(at time.Time, mqttReceived uint64) counters {
+	st := r.hub.Stats()
+	return counters{at: at, published: st.Published, delivered: st.Delivered,
+		mqtt: mqttReceived, readings: r.ingest.readings.Load()}
+}
+
+// storeBudget bounds the store calls of one snapshot together.
+const storeBudget = 2 * time.Second
 
 func (r *healthReporter) snapshot(ctx context.Context) Health {
 	var ms runtime.MemStats
@@ -101,55 +131,79 @@ func (r *healthReporter) snapshot(ctx context.Context) Health {
 		At: time.Now().UTC(), Uptime: time.Since(r.start).Seconds(), Node: r.node, Interval: r.interval.Seconds(),
 		Conns: st.Connections, Users: st.Users, Rooms: st.Rooms,
 		Goroutines: runtime.NumGoroutine(), HeapBytes: ms.HeapInuse, RSSBytes: rss(),
-		OpenAlerts: r.alerts.OpenCount(),
-		MQTT:       r.mqtt(),
-		Refused:    Refused{Unauthorized: st.Unauthorized, Forbidden: st.Forbidden, RateLimited: st.RateLimited},
+		MQTT:    r.mqtt(),
+		Refused: Refused{Unauthorized: st.Unauthorized, Forbidden: st.Forbidden, RateLimited: st.RateLimited},
 	}
-	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, storeBudget)
+	defer cancel()
 	t0 := time.Now()
-	err := r.store.Ping(pctx)
-	cancel()
+	err := r.store.Ping(sctx)
 	h.DB = DBState{Status: "ok", Kind: r.store.Kind(), LatencyMS: float64(time.Since(t0).Microseconds()) / 1000,
 		Written: r.writer.written.Load(), Dropped: r.writer.dropped.Load(), Failed: r.writer.failed.Load()}
 	if err != nil {
 		h.DB.Status, h.DB.Error = "error", err.Error()
 	}
 	r.dbOK.Store(err == nil)
+	if err == nil {
+		// The panels' own sources: the devices and the open alerts in the
+		// store (the alert engine's map is this node's view only).
+		if ds, err := r.store.Devices(sctx); err == nil {
+			c := DeviceCounts{Total: len(ds)}
+			for _, d := range ds {
+				if d.Status == statusOnline {
+					c.Online++
+				}
+			}
+			h.Devices = &c
+		}
+		if ac, err := r.store.AlertCounts(sctx, h.At); err == nil {
+			n := int(ac.Open)
+			h.OpenAlerts = &n
+		}
+	}
 	return h
 }
 
-// next is snapshot plus the rates since the previous call.
+// begin takes the first sample of the counters, so that the first periodic
+// event has rates.
+func (r *healthReporter) begin() {
+	c := r.counters(time.Now(), r.mqtt().Received)
+	r.mu.Lock()
+	r.prev = &c
+	r.mu.Unlock()
+}
+
+// next is the periodic sample: a snapshot with the rates since the
+// previous sample (none before there is one).
 func (r *healthReporter) next(ctx context.Context) Health {
+	c := r.counters(time.Now(), r.mqtt().Received) // before the store calls, which may take a while
 	h := r.snapshot(ctx)
-	st := r.hub.Stats()
-	reads := r.ingest.readings.Load()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.prevAt.IsZero() {
-		if dt := h.At.Sub(r.prevAt).Seconds(); dt > 0 {
-			h.Rates = Rates{
-				Published: float64(st.Published-r.prevHub.Published) / dt,
-				Delivered: float64(st.Delivered-r.prevHub.Delivered) / dt,
-				MQTT:      float64(h.MQTT.Received-r.prevMQTT) / dt,
-				Readings:  float64(reads-r.prevRead) / dt,
+	if p := r.prev; p != nil {
+		if dt := c.at.Sub(p.at).Seconds(); dt > 0 {
+			r.last = &Rates{
+				Published: float64(c.published-p.published) / dt,
+				Delivered: float64(c.delivered-p.delivered) / dt,
+				MQTT:      float64(c.mqtt-p.mqtt) / dt,
+				Readings:  float64(c.readings-p.readings) / dt,
 			}
 		}
 	}
-	r.prevAt, r.prevHub, r.prevMQTT, r.prevRead = h.At, st, h.MQTT.Received, reads
-	r.last = h
+	r.prev = &c
+	h.Rates = r.last
 	return h
 }
 
-// current is the latest published snapshot while it is fresh (it has the
-// rates), else a new one: what GET /api/health serves.
+// current is what GET /api/health serves: a snapshot taken now (so its
+// counts agree with what GET /api/devices and /api/alerts answer now), with
+// the rates of the latest periodic sample.
 func (r *healthReporter) current(ctx context.Context) Health {
+	h := r.snapshot(ctx)
 	r.mu.Lock()
-	last := r.last
+	h.Rates = r.last
 	r.mu.Unlock()
-	if !last.At.IsZero() && time.Since(last.At) < 2*r.interval {
-		return last
-	}
-	return r.snapshot(ctx)
+	return h
 }
 
 // Analytics is the payload of analytics:update (and GET /api/analytics):

@@ -250,8 +250,9 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	// Periodic jobs.
 	var idb [3]byte
 	_, _ = rand.Read(idb[:])
-	health := &healthReporter{hub: hub, store: store, ingest: ingest, writer: writer, alerts: alerts,
+	health := &healthReporter{hub: hub, store: store, ingest: ingest, writer: writer,
 		mqtt: mqttState(bridge, broker != nil, sim), node: hex.EncodeToString(idb[:]), start: start, interval: cfg.Health}
+	health.begin()
 	analytics := &analyticsService{store: store, window: cfg.Window, ttl: cfg.CacheTTL}
 	jobsCtx, stopJobs := context.WithCancel(context.WithoutCancel(ctx))
 	var jobs sync.WaitGroup
@@ -308,7 +309,7 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	fmt.Fprintf(out, "rthub iotserver: open %s\n", url)
 	cfg.print(out, mqttURL)
 	if cfg.Demo {
-		fmt.Fprintf(out, "demo mode (JWT_SECRET unset: random secret, tokens die with the process). Logins:\n")
+		fmt.Fprintf(out, "demo mode (JWT_SECRET unset: a random secret, so a restart signs everyone out; set JWT_SECRET to keep sessions). Logins:\n")
 		for _, u := range demoUsers {
 			fmt.Fprintf(out, "  %-6s %s / %s\n", u.Role, u.Username, u.Password)
 		}

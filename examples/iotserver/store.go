@@ -150,6 +150,7 @@ const (
 	auditUnauthorized = "unauthorized"  // a WebSocket handshake or REST call with a bad token
 	auditAdminDenied  = "admin_denied"  // a non-admin asked for an admin resource over REST
 	auditOriginDenied = "origin_denied" // a browser handshake from a foreign origin
+	auditDisconnect   = "disconnect"    // an admin closed a user's connections
 )
 
 // AuditEntry is one line of the audit log shown in the admin panel; also the

@@ -127,7 +127,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&cfg.Out, "out", "", "directory for result.json and report.html")
 	cfg.Churn.flags(fs)
 	secret := fs.String("secret", "", "HS256 secret (default: env JWT_SECRET)")
-	fs.BoolVar(&cfg.printToken, "print-token", false, "print a token for -roles (valid 48 h) and exit, for other tools (Artillery)")
+	fs.BoolVar(&cfg.printToken, "print-token", false, "print a token for -roles (valid 48 h) and exit, for other tools (one user, loadtest-<roles>: wscat, curl)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}

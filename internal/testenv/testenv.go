@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"time"
 )
 
@@ -51,6 +52,25 @@ func URL(t TB, name string) string {
 		c.Close()
 	}
 	return v
+}
+
+// Tool returns the path of the command name, or skips the test (fails it
+// under RTHUB_REQUIRE_SERVICES=1) with a message saying how to install it.
+func Tool(t TB, name, install string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		missing(t, "%s not found; to run this test: %s", name, install)
+		return ""
+	}
+	return p
+}
+
+// Missing skips the test (fails it under RTHUB_REQUIRE_SERVICES=1) for a
+// missing prerequisite; the message must say what to do to run the test.
+func Missing(t TB, format string, args ...any) {
+	t.Helper()
+	missing(t, format, args...)
 }
 
 func missing(t TB, format string, args ...any) {

@@ -324,3 +324,48 @@ test("refused token in-band: 4100 before the welcome stops, 4002 retries with a 
     c.close();
   }
 });
+
+test("41xx stop: the closed state's info has the close code and reason, for the page to end its session", async () => {
+  for (const [code, reason, welcomed] of [[4100, "token_signature_invalid", false], [4101, "signed out by an admin", true], [4150, "", true]]) {
+    const { c } = newClient();
+    const infos = [];
+    c.onState((s, info) => s === "closed" && infos.push(info));
+    let ws;
+    if (welcomed) ws = await connectLive(c);
+    else {
+      c.connect();
+      await until(() => FakeWS.all.length === 1, "socket");
+      ws = FakeWS.all[0];
+      ws.open();
+    }
+    ws.drop(code, reason);
+    await until(() => infos.length === 1, `closed after ${code}`);
+    assert.equal(infos[0].closeCode, code);
+    assert.equal(infos[0].closeReason, reason);
+    await tick(60);
+    assert.equal(FakeWS.all.length, 1, `no reconnection after ${code}`);
+    c.close();
+  }
+  // A fatal token error after a failed attempt: no stale close code or reason.
+  FakeWS.all = [];
+  const c = new RthubClient("ws://hub.test/ws", {
+    WebSocket: FakeWS,
+    backoff: { min: 10, max: 40, jitter: 0 },
+    token: async ({ reason }) => {
+      if (reason !== "handshake-failed") return "T";
+      const e = new Error("the server no longer accepts this sign-in");
+      e.fatal = true;
+      throw e;
+    },
+  });
+  clients.push(c);
+  let info;
+  c.onState((s, i) => s === "closed" && (info = i));
+  c.connect();
+  await until(() => FakeWS.all.length === 1, "socket");
+  FakeWS.all[0].drop(1006, "gone");
+  await until(() => info, "closed");
+  assert.equal(info.closeCode, 0);
+  assert.equal(info.closeReason, "");
+  assert.ok(info.error.fatal);
+});

@@ -74,6 +74,8 @@ const isAdmin = () => app.session && app.session.user.roles.includes("admin");
 // than a minute left, a refreshed one otherwise, and always a refreshed one
 // after a failed handshake, so that a token the server no longer accepts (a
 // restart with a new secret) ends the session instead of retrying forever.
+// (A token refused in the handshake usually arrives as close 4100 instead:
+// see sessionEnded.)
 async function token({ reason }) {
   const left = new Date(app.session.expires) - Date.now();
   if ((reason === "connect" || reason === "reconnect") && left > 60000) return app.session.token;
@@ -83,13 +85,28 @@ async function token({ reason }) {
     return r.token;
   } catch (e) {
     if (e.status === 401) {
-      const err = new Error("session ended: sign in again");
-      err.fatal = true;
-      setTimeout(() => logout(err.message), 0);
+      const err = new Error("the server no longer accepts this sign-in");
+      err.fatal = true; // the client stops: sessionEnded signs out
       throw err;
     }
     throw e; // the server is down: the client retries
   }
+}
+
+// sessionEnded is the sign-in prompt's text when the client stopped for a
+// reason that ends the session, or "" when it did not: a close code of the
+// "do not reconnect" range 4100–4199 (docs/protocol.md §3: 4100 the token or
+// identity refused, e.g. by a server restarted with a new secret; 4101 the
+// server disconnected this user), or a fatal error of the token function.
+function sessionEnded(info) {
+  const code = info.closeCode || 0;
+  if (code >= 4100 && code <= 4199) {
+    const why = code === 4101 ? "disconnected by the server" : "the server refused the session";
+    const reason = info.closeReason ? `: ${info.closeReason}` : "";
+    return `Session ended (${why}${reason}, close ${code}): sign in again.`;
+  }
+  if (info.error && info.error.fatal) return `Session ended (${info.error.message}): sign in again.`;
+  return "";
 }
 
 // --- login ---
@@ -118,9 +135,16 @@ $("login-form").addEventListener("submit", async (ev) => {
 $("logout").addEventListener("click", () => logout());
 
 function logout(msg) {
-  if (app.client) app.client.close();
-  app.client = null;
+  const c = app.client;
+  app.client = null; // first: the client's own "closed" below is not a session end
+  if (c) c.close();
   saveSession(null);
+  // Nothing of this session's data stays for the next one (the next sign-in
+  // may reach a restarted server with other devices and alerts).
+  Object.assign(app, { presence: null, devices: new Map(), alerts: new Map(), selected: "", health: null, healthAt: 0, analytics: null });
+  app.dirty.clear();
+  $("devices").replaceChildren();
+  $("detail").hidden = true;
   setConn("idle", {});
   showLogin(msg);
 }
@@ -138,10 +162,17 @@ function start() {
 
   const c = new RthubClient("/ws", { token, heartbeat: 10000 });
   app.client = c;
-  c.onState(setConn);
-  c.onConnected(() => loadState().catch((e) => console.warn("loading state:", e)));
+  c.onState((state, info) => {
+    setConn(state, info);
+    // Stopped for good by the server (41xx) or by the token function: back
+    // to the sign-in, with the reason, at once; not a greyed page that
+    // waits for nothing.
+    const msg = state === "closed" && app.client === c ? sessionEnded(info) : "";
+    if (msg) logout(msg);
+  });
+  c.onConnected(() => loadState(c).catch((e) => console.warn("loading state:", e)));
   // Events the server could not replay (history exceeded or lost): reload.
-  c.onReset(() => loadState().catch((e) => console.warn("loading state:", e)));
+  c.onReset(() => loadState(c).catch((e) => console.warn("loading state:", e)));
   c.on("sensor:data", (d, m) => m.room === "staff" && onReading(d));
   c.on("device:status", (d, m) => m.room === "staff" && onStatus(d));
   c.on("alert:new", (a, m) => m.room === "staff" && onAlert(a));
@@ -156,8 +187,10 @@ function start() {
     renderAnalytics();
   });
   c.on("audit:entry", (e) => prependAudit(e));
-  app.presence = c.presenceRoom("staff");
-  app.presence.onChange(() => {
+  const presence = c.presenceRoom("staff");
+  app.presence = presence;
+  presence.onChange(() => {
+    if (app.presence !== presence) return; // a late answer of a session that ended
     renderOnline();
     for (const id of app.devices.keys()) app.dirty.add(id);
     schedule();
@@ -189,15 +222,16 @@ function setConn(state, info) {
   if (state === "reconnecting" || state === "stale") ticker = setInterval(render, 1000);
 }
 
-// loadState fetches the page state after every (re)connection: what
-// happened while disconnected is not replayed by the hub.
-async function loadState() {
+// loadState fetches the page state after every (re)connection of client c:
+// what happened while disconnected is not replayed by the hub.
+async function loadState(c) {
   const [devs, alerts, analytics, health] = await Promise.all([
     api("/api/devices"),
     api("/api/alerts"),
     api("/api/analytics"),
     api("/api/health"),
   ]);
+  if (app.client !== c) return; // the session ended meanwhile
   for (const d of devs.devices) {
     const cur = app.devices.get(d.id) || { history: new Map() };
     Object.assign(cur, { id: d.id, name: d.name, kind: d.kind, status: d.status, last: d.last });
@@ -213,6 +247,7 @@ async function loadState() {
   app.health = health; // the server's latest (possibly a new process: no stale numbers)
   app.healthAt = Date.now();
   await Promise.all([...app.devices.keys()].map((id) => loadHistory(id, 120)));
+  if (app.client !== c) return;
   if (isAdmin()) {
     const a = await api("/api/audit");
     $("audit").replaceChildren();
@@ -293,8 +328,16 @@ function render() {
   }
   if (app.dirty.has(app.selected)) renderDetail();
   app.dirty.clear();
-  const online = ids.filter((id) => app.devices.get(id).status === "online").length;
-  $("dev-summary").textContent = `${online} of ${ids.length} online`;
+  $("dev-summary").textContent = deviceSummary();
+  renderCounts();
+}
+
+// deviceSummary is the devices panel's count, from the same state as its
+// cards (REST at connection, then device:status events).
+function deviceSummary() {
+  let online = 0;
+  for (const d of app.devices.values()) if (d.status === "online") online++;
+  return `${online} of ${app.devices.size} online`;
 }
 
 function deviceCard(id) {
@@ -404,6 +447,7 @@ function renderAlerts() {
   const ul = $("alerts");
   const list = [...app.alerts.values()].sort((a, b) => b.id - a.id);
   $("alert-count").textContent = String(list.length);
+  renderCounts();
   ul.replaceChildren(
     ...(list.length
       ? list.map((a) =>
@@ -430,19 +474,25 @@ function renderOnline() {
   );
 }
 
+// renderHealth shows the latest system:health sample. Its device and alert
+// counts are the panels' own (renderCounts), updated with every event, so
+// that the health panel never disagrees with them between two samples.
+// Rates need two samples: until the server has them, "—", not 0.0/s.
 function renderHealth() {
   const x = app.health;
   if (!x) return;
   const mb = (b) => (b / 1048576).toFixed(1) + " MB";
+  const rate = (v) => (x.rates ? `${v(x.rates).toFixed(1)}/s` : "—");
+  const sim = x.mqtt.sim_devices ? `, ${x.mqtt.sim_devices} simulated device${x.mqtt.sim_devices === 1 ? "" : "s"} connected` : "";
   const rows = [
     ["connections", `${x.connections} (${x.users} users, ${x.rooms} rooms)`],
-    ["mqtt", [x.mqtt.status, x.mqtt.status === "connected" ? "ok" : "bad", `${x.mqtt.status}, ${x.mqtt.broker} broker`]],
-    ["devices (sim)", String(x.mqtt.sim_devices)],
+    ["mqtt", [x.mqtt.status, x.mqtt.status === "connected" ? "ok" : "bad", `${x.mqtt.status}, ${x.mqtt.broker} broker${sim}`]],
+    ["devices", ""], // renderCounts
     ["database", [x.db.status, x.db.status === "ok" ? "ok" : "bad", `${x.db.kind} ${x.db.status} (${x.db.latency_ms.toFixed(1)} ms)`]],
-    ["event rate", `${x.rates.published.toFixed(1)}/s published, ${x.rates.delivered.toFixed(1)}/s delivered`],
-    ["mqtt rate", `${x.rates.mqtt.toFixed(1)}/s, ${x.mqtt.decode_errors} bad, ${x.mqtt.dropped} dropped`],
+    ["event rate", `${rate((r) => r.published)} published, ${rate((r) => r.delivered)} delivered`],
+    ["mqtt rate", `${rate((r) => r.mqtt)}, ${x.mqtt.decode_errors} bad, ${x.mqtt.dropped} dropped`],
     ["readings stored", `${x.db.written}` + (x.db.dropped ? ` (${x.db.dropped} dropped)` : "")],
-    ["open alerts", String(x.open_alerts)],
+    ["open alerts", ""], // renderCounts
     ["goroutines", String(x.goroutines)],
     ["memory", `${mb(x.heap_bytes)} heap, ${mb(x.rss_bytes)} RSS`],
     ["refused", `${x.refused.unauthorized} unauthorized, ${x.refused.forbidden} forbidden`],
@@ -456,6 +506,16 @@ function renderHealth() {
     }),
   );
   $("health-age").textContent = "at " + new Date(x.at).toLocaleTimeString();
+  renderCounts();
+}
+
+// renderCounts fills the health panel's device and alert counts from the
+// state the devices and alerts panels show.
+function renderCounts() {
+  const dev = document.querySelector('#health dd[data-key="devices"]');
+  if (dev) dev.textContent = deviceSummary();
+  const al = document.querySelector('#health dd[data-key="open alerts"]');
+  if (al) al.textContent = String(app.alerts.size);
 }
 
 function renderAnalytics() {

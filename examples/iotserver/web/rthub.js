@@ -18,7 +18,10 @@
 // Connection states: "connecting" (first attempt), "live", "stale" (open
 // but nothing heard for staleAfter: the data on screen may be old),
 // "reconnecting" (waiting to retry, or retrying), "closed" (stopped for
-// good: see the info's closeCode and error).
+// good: see the info's closeCode, closeReason and error). A page should end
+// its session on "closed" with a closeCode of 4100–4199 (the server refused
+// the token or the identity, or disconnected the user: reconnecting with
+// the same sign-in cannot work) or an error with `fatal` set.
 //
 // Reconnection follows the protocol's close codes (§3): 1001, 1006, 1011,
 // 1012–1014 and 4000–4099 reconnect (4002, token expired, with a fresh
@@ -86,6 +89,7 @@ export class RthubClient {
     this.attempt = 0;
     this.nextRetryAt = 0;
     this.closeCode = 0;
+    this.closeReason = ""; // the close frame's reason, e.g. "token_signature_invalid"
     this.error = null;
     this._viewing = "";
     this._pos = new Map(); // room → {offset, epoch} of the last event seen: sent back to resume
@@ -228,6 +232,7 @@ export class RthubClient {
       attempt: this.attempt,
       nextRetryAt: this.nextRetryAt,
       closeCode: this.closeCode,
+      closeReason: this.closeReason,
       error: this.error,
       lastHeard: this.lastHeard,
       user: this.welcome && this.welcome.user,
@@ -299,6 +304,7 @@ export class RthubClient {
       this._ws = null;
       this.welcome = null;
       this.closeCode = ev.code;
+      this.closeReason = ev.reason || "";
       this._failAll(new RthubError("disconnected", `connection closed (${ev.code})`));
       if (this._stopped) return;
       if (opened && !welcomed && ev.code === 4002) return this._retry("expired"); // token refused in-band (protocol §1)
@@ -474,6 +480,7 @@ export class RthubClient {
 
   _stop(code, err) {
     this._stopped = true;
+    if (code !== this.closeCode) this.closeReason = ""; // not stopped by this close (a fatal token error)
     this.closeCode = code;
     this.error = err;
     clearTimeout(this._timer);
