@@ -295,12 +295,20 @@ func runWscat(t *testing.T, c doccheck.Command, addr string, vars map[string]str
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	conn, _, _, err := (&ws.Dialer{Protocols: []string{proto}, Header: ws.HandshakeHeaderHTTP(header)}).Dial(ctx, u.String())
+	nc, br, _, err := (&ws.Dialer{Protocols: []string{proto}, Header: ws.HandshakeHeaderHTTP(header)}).Dial(ctx, u.String())
 	if err != nil {
 		t.Fatalf("%s: %v", where, err)
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	defer nc.Close()
+	// The frames the server sent right after the handshake may be in br.
+	conn := io.ReadWriter(nc)
+	if br != nil {
+		conn = struct {
+			io.Reader
+			io.Writer
+		}{br, nc}
+	}
+	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
 	type reply struct {
 		Type  string
 		ID    int

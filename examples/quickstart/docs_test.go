@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -159,12 +160,20 @@ func TestProcess_demo(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
 	d := ws.Dialer{Protocols: []string{proto}, Header: ws.HandshakeHeaderHTTP(http.Header{name: {value}})}
-	conn, _, _, err := d.Dial(ctx, url)
+	nc, br, _, err := d.Dial(ctx, url)
 	if err != nil {
 		t.Fatalf("dialing as the printed wscat line does: %v", err)
 	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	defer nc.Close()
+	// The frames the server sent right after the handshake may be in br.
+	conn := io.ReadWriter(nc)
+	if br != nil {
+		conn = struct {
+			io.Reader
+			io.Writer
+		}{br, nc}
+	}
+	_ = nc.SetDeadline(time.Now().Add(20 * time.Second))
 	if err := wsutil.WriteClientText(conn, []byte(join)); err != nil {
 		t.Fatal(err)
 	}
