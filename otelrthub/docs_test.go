@@ -8,7 +8,8 @@ import (
 
 //go:generate env RTHUB_UPDATE_DOCS=1 go test -run=^TestDocs$ .
 
-// TestDocs checks this module's Markdown (none today; a README added later is checked): see internal/doccheck.
+// TestDocs checks this module's Markdown (none today; a README added later
+// is checked): see internal/doccheck.
 func TestDocs(t *testing.T) {
 	doccheck.CheckModule(t)
 }
