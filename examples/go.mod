@@ -8,6 +8,7 @@ require (
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/org/rthub v0.1.0
 	github.com/org/rthub/promrthub v0.1.0
+	github.com/org/rthub/redisbroker v0.1.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	go.uber.org/goleak v1.3.0
@@ -22,6 +23,7 @@ require (
 	github.com/pandatix/go-abnf v0.5.3 // indirect
 	github.com/prometheus/common v0.73.1 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
+	github.com/redis/rueidis v1.0.79 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
@@ -30,4 +32,5 @@ require (
 replace (
 	github.com/org/rthub => ../
 	github.com/org/rthub/promrthub => ../promrthub
+	github.com/org/rthub/redisbroker => ../redisbroker
 )

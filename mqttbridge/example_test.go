@@ -16,31 +16,31 @@ import (
 )
 
 // The IoT dashboard's mapping: readings to the device's room and to staff;
-// device status (including the broker's Last Will) on change only.
+// device status (including the broker's Last Will) on change only. The
+// README's block is this example's middle.
 func ExampleNew() {
 	var hub *rthub.Hub // from rthub.New; a nil *Hub is enough to configure
+	// snippet:begin
 	bridge, err := mqttbridge.New(hub, mqttbridge.Config{
 		URL: "tcp://127.0.0.1:1883",
 		Routes: []mqttbridge.Route{{
-			Topic:  "sensors/{device}/reading",
+			Topic:  "sensors/{device}/reading", // subscribes to sensors/+/reading
 			Event:  "sensor:data",
 			Rooms:  []string{"device:{device}", "staff"},
-			Decode: mqttbridge.JSONWithVars, // {"celsius":21.5} → {"celsius":21.5,"device":"7"}
-			// A burst from one device keeps only its newest reading queued.
-			Key:      "{device}",
-			Conflate: true,
+			Decode: mqttbridge.JSONWithVars,    // {"celsius":21.5} → {"celsius":21.5,"device":"7"}
+			Key:    "{device}", Conflate: true, // a burst keeps the newest reading per device
 		}, {
-			Topic:    "devices/{device}/status",
-			Event:    "device:status",
-			Rooms:    []string{"device:{device}", "staff"},
-			Decode:   mqttbridge.Text, // "online", or the Last Will's "offline"
-			Key:      "{device}",
-			OnChange: true,
+			Topic:  "devices/{device}/status", // "online", or the Last Will's "offline"
+			Event:  "device:status",
+			Rooms:  []string{"device:{device}", "staff"},
+			Decode: mqttbridge.Text,
+			Key:    "{device}", OnChange: true, // published once per change
 		}},
 	})
 	if err != nil {
-		log.Fatal(err)
+		log.Fatal(err) // wraps mqttbridge.ErrInvalidConfig and lists every problem
 	}
+	// snippet:end
 	fmt.Println(bridge.Subscriptions())
 	// Then: go bridge.Run(ctx), or bridge.Start() and later bridge.Shutdown(ctx).
 

@@ -13,12 +13,17 @@ import (
 )
 
 // The collector's hooks go into the hub's Options, so the hub is set after.
+// The README's first block is this example's middle.
 func Example() {
-	col := promrthub.New(promrthub.Options{Node: "node-1"})
+	secret := []byte("an HS256 secret of 32 bytes or more")
+	policy := rthub.Policy{Roles: map[string]rthub.RoleRules{"staff": {Join: []string{"staff"}}}}
+	mux := http.NewServeMux()
+	// snippet:begin
+	col := promrthub.New(promrthub.Options{Node: "node-1"}) // also Broker, Bridge: below
 	hub, err := rthub.New(rthub.Options{
-		Auth:         rthub.AuthOptions{Keys: map[string]any{"": []byte("an HS256 secret of 32 bytes or more")}},
-		Policy:       rthub.Policy{Roles: map[string]rthub.RoleRules{"staff": {AutoJoin: []string{"staff"}}}},
-		OnRefused:    col.OnRefused(nil),
+		Auth:         rthub.AuthOptions{Keys: map[string]any{"": secret}},
+		Policy:       policy,
+		OnRefused:    col.OnRefused(nil), // or col.OnRefused(audit): counts, then calls audit
 		OnDisconnect: col.OnDisconnect(nil),
 	})
 	if err != nil {
@@ -31,9 +36,9 @@ func Example() {
 	reg.MustRegister(col,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	mux := http.NewServeMux()
 	mux.Handle("GET /ws", hub)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	// snippet:end
 
 	mfs, err := reg.Gather()
 	if err != nil {

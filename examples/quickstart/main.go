@@ -89,12 +89,13 @@ type config struct {
 	debug    string        // debug listener address; "" = off
 }
 
-func configFromEnv() (config, error) {
+// configFromEnv reads the settings; getenv is os.Getenv outside tests.
+func configFromEnv(getenv func(string) string) (config, error) {
 	cfg := config{addr: "127.0.0.1:8080", interval: time.Second, watch: true}
-	if v := os.Getenv("ADDR"); v != "" {
+	if v := getenv("ADDR"); v != "" {
 		cfg.addr = v
 	}
-	if v := os.Getenv("JWT_SECRET"); v != "" {
+	if v := getenv("JWT_SECRET"); v != "" {
 		cfg.secret = []byte(v)
 	} else {
 		b := make([]byte, 32)
@@ -102,41 +103,41 @@ func configFromEnv() (config, error) {
 		cfg.secret = []byte(hex.EncodeToString(b))
 		cfg.demo = true
 	}
-	if v := os.Getenv("PUBLISH_INTERVAL"); v != "" {
+	if v := getenv("PUBLISH_INTERVAL"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
 			return cfg, fmt.Errorf("PUBLISH_INTERVAL=%q: want a positive duration like 500ms", v)
 		}
 		cfg.interval = d
 	}
-	if v := os.Getenv("WRITE_DELAY"); v != "" {
+	if v := getenv("WRITE_DELAY"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 || d > time.Second {
 			return cfg, fmt.Errorf("WRITE_DELAY=%q: want a duration from 0 to 1s, like 20ms", v)
 		}
 		cfg.delay = d
 	}
-	if v := os.Getenv("WATCH"); v != "" {
+	if v := getenv("WATCH"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return cfg, fmt.Errorf("WATCH=%q: want true or false", v)
 		}
 		cfg.watch = b
 	}
-	for p := range strings.SplitSeq(os.Getenv("PRESENCE"), ",") {
+	for p := range strings.SplitSeq(getenv("PRESENCE"), ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			cfg.presence = append(cfg.presence, p) // rthub.New checks the patterns
 		}
 	}
 	remote := false
-	if v := os.Getenv("DEBUG_REMOTE"); v != "" {
+	if v := getenv("DEBUG_REMOTE"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
 			return cfg, fmt.Errorf("DEBUG_REMOTE=%q: want true or false", v)
 		}
 		remote = b
 	}
-	if v := os.Getenv("DEBUG_ADDR"); v != "" {
+	if v := getenv("DEBUG_ADDR"); v != "" {
 		if err := checkDebugAddr(v, remote); err != nil {
 			return cfg, err
 		}
@@ -165,7 +166,7 @@ func checkDebugAddr(addr string, remote bool) error {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cfg, err := configFromEnv()
+	cfg, err := configFromEnv(os.Getenv)
 	if err == nil {
 		err = run(ctx, cfg, nil)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -266,7 +267,7 @@ func TestConfigFromEnv(t *testing.T) {
 			t.Setenv("PRESENCE", tc.presence)
 			t.Setenv("DEBUG_ADDR", tc.debug)
 			t.Setenv("DEBUG_REMOTE", tc.remote)
-			cfg, err := configFromEnv()
+			cfg, err := configFromEnv(os.Getenv)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err %v, want error %v", err, tc.wantErr)
 			}

@@ -34,45 +34,71 @@ func main() {
 	}
 }
 
-func run(args []string) error {
-	var cfg drill.Config
-	var bcfg drill.BenchConfig
+// options is what the command line asks for.
+type options struct {
+	cmd  string // kill9, rolling, redis-restart, blip, all or bench
+	cfg  drill.Config
+	bcfg drill.BenchConfig
+	keep bool
+}
+
+// parseArgs parses the command line (flags before or after the command);
+// -help gives flag.ErrHelp.
+func parseArgs(args []string) (options, error) {
+	var o options
 	fs := flag.NewFlagSet("drill", flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: drill [flags] kill9|rolling|redis-restart|blip|all\n       drill bench [flags]")
 		fs.PrintDefaults()
 	}
-	fs.IntVar(&cfg.Clients, "clients", 1000, "drills: clients, through nginx")
-	fs.IntVar(&cfg.Rooms, "rooms", 20, "drills: rooms room:<i>, one per client besides bcast")
-	fs.Float64Var(&cfg.BroadcastRate, "bcast-rate", 5, "drills: events/s to bcast (every client)")
-	fs.Float64Var(&cfg.RoomRate, "room-rate", 2, "drills: events/s to each room:<i>")
-	fs.DurationVar(&cfg.Phase, "phase", 3*time.Second, "drills: publishing time before the fault and after recovery")
-	fs.DurationVar(&cfg.DrainWindow, "drain", 2*time.Second, "drills: the nodes' graceful-shutdown spread")
-	fs.DurationVar(&cfg.RedisDown, "redis-down", time.Second, "redis-restart: time Redis stays down")
-	fs.DurationVar(&cfg.BlipFor, "blip", time.Second, "blip: how long the node's Redis connections keep being killed")
-	fs.IntVar(&bcfg.Nodes, "nodes", 5, "bench: hub nodes")
-	fs.IntVar(&bcfg.ConnsPerNode, "conns", 1000, "bench: connections per node (at most 19,000 under a 20,000 fd limit)")
-	fs.Float64Var(&bcfg.Rate, "rate", 1, "bench: broadcasts/s to every connection")
-	fs.DurationVar(&bcfg.Duration, "duration", 10*time.Second, "bench: publishing time")
-	fs.IntVar(&bcfg.Payload, "payload", 100, "bench: padding bytes per event")
-	keep := fs.Bool("keep", false, "keep the processes' logs (the directory is printed)")
+	fs.IntVar(&o.cfg.Clients, "clients", 1000, "drills: clients, through nginx")
+	fs.IntVar(&o.cfg.Rooms, "rooms", 20, "drills: rooms room:<i>, one per client besides bcast")
+	fs.Float64Var(&o.cfg.BroadcastRate, "bcast-rate", 5, "drills: events/s to bcast (every client)")
+	fs.Float64Var(&o.cfg.RoomRate, "room-rate", 2, "drills: events/s to each room:<i>")
+	fs.DurationVar(&o.cfg.Phase, "phase", 3*time.Second, "drills: publishing time before the fault and after recovery")
+	fs.DurationVar(&o.cfg.DrainWindow, "drain", 2*time.Second, "drills: the nodes' graceful-shutdown spread")
+	fs.DurationVar(&o.cfg.RedisDown, "redis-down", time.Second, "redis-restart: time Redis stays down")
+	fs.DurationVar(&o.cfg.BlipFor, "blip", time.Second, "blip: how long the node's Redis connections keep being killed")
+	fs.IntVar(&o.bcfg.Nodes, "nodes", 5, "bench: hub nodes")
+	fs.IntVar(&o.bcfg.ConnsPerNode, "conns", 1000, "bench: connections per node (at most 19,000 under a 20,000 fd limit)")
+	fs.Float64Var(&o.bcfg.Rate, "rate", 1, "bench: broadcasts/s to every connection")
+	fs.DurationVar(&o.bcfg.Duration, "duration", 10*time.Second, "bench: publishing time")
+	fs.IntVar(&o.bcfg.Payload, "payload", 100, "bench: padding bytes per event")
+	fs.BoolVar(&o.keep, "keep", false, "keep the processes' logs (the directory is printed)")
 	// Flags may come before or after the command.
 	err := fs.Parse(args)
-	var cmd string
 	if err == nil && fs.NArg() > 0 {
-		cmd = fs.Arg(0)
+		o.cmd = fs.Arg(0)
 		err = fs.Parse(fs.Args()[1:])
 	}
+	if err != nil {
+		return o, err
+	}
+	if o.cmd == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return o, errors.New("want one command")
+	}
+	if o.cmd != "bench" && o.cmd != "all" && drills[o.cmd] == nil {
+		fs.Usage()
+		return o, fmt.Errorf("unknown command %q", o.cmd)
+	}
+	return o, nil
+}
+
+// drills are the commands that run one drill.
+var drills = map[string]func(context.Context, *drill.Env, drill.Config) (drill.Result, error){
+	"kill9": drill.Kill9, "rolling": drill.RollingRestart, "redis-restart": drill.RedisRestart, "blip": drill.RedisBlip,
+}
+
+func run(args []string) error {
+	o, err := parseArgs(args)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	if cmd == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return errors.New("want one command")
-	}
+	cmd, cfg, bcfg := o.cmd, o.cfg, o.bcfg
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -88,7 +114,7 @@ func run(args []string) error {
 	if env.Dir, err = os.MkdirTemp("", "rthub-drill-"); err != nil {
 		return err
 	}
-	if *keep {
+	if o.keep {
 		fmt.Fprintln(os.Stderr, "logs in", env.Dir)
 	} else {
 		defer os.RemoveAll(env.Dir)
@@ -108,9 +134,6 @@ func run(args []string) error {
 		fmt.Print(drill.BenchTable(r))
 		return nil
 	}
-	drills := map[string]func(context.Context, *drill.Env, drill.Config) (drill.Result, error){
-		"kill9": drill.Kill9, "rolling": drill.RollingRestart, "redis-restart": drill.RedisRestart, "blip": drill.RedisBlip,
-	}
 	names := []string{cmd}
 	if cmd == "all" {
 		names = []string{"kill9", "rolling", "redis-restart", "blip"}
@@ -118,12 +141,7 @@ func run(args []string) error {
 	var results []drill.Result
 	failed := false
 	for _, name := range names {
-		fn := drills[name]
-		if fn == nil {
-			fs.Usage()
-			return fmt.Errorf("unknown command %q", name)
-		}
-		r, err := fn(ctx, &env, cfg)
+		r, err := drills[name](ctx, &env, cfg)
 		if err != nil {
 			return err
 		}

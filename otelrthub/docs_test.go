@@ -1,0 +1,15 @@
+package otelrthub_test
+
+import (
+	"testing"
+
+	"github.com/org/rthub/internal/doccheck"
+)
+
+//go:generate env RTHUB_UPDATE_DOCS=1 go test -run=^TestDocs$ .
+
+// TestDocs checks this module's Markdown (none today; a README added later
+// is checked): see internal/doccheck.
+func TestDocs(t *testing.T) {
+	doccheck.CheckModule(t)
+}
