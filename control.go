@@ -16,15 +16,9 @@ import (
 // BrokerTimeout. Errors: [ErrNotFound], [ErrBadRoom], [ErrTooManyRooms], or
 // ctx's error (nothing was done when ctx had ended before the call).
 func (h *Hub) JoinConn(ctx context.Context, connID, room string) error {
-	if err := ctx.Err(); err != nil {
+	c, err := h.serverConn(ctx, connID, room)
+	if err != nil {
 		return err
-	}
-	if err := ValidRoom(room); err != nil {
-		return err
-	}
-	c := h.connByID(connID)
-	if c == nil {
-		return fmt.Errorf("%w: connection %q", ErrNotFound, connID)
 	}
 	return h.serverJoin(ctx, c, room)
 }
@@ -34,18 +28,44 @@ func (h *Hub) JoinConn(ctx context.Context, connID, room string) error {
 // (a cluster presence update, unsubscribing an emptied room). Errors:
 // [ErrNotFound], [ErrBadRoom], or ctx's error.
 func (h *Hub) LeaveConn(ctx context.Context, connID, room string) error {
-	if err := ctx.Err(); err != nil {
+	c, err := h.serverConn(ctx, connID, room)
+	if err != nil {
 		return err
-	}
-	if err := ValidRoom(room); err != nil {
-		return err
-	}
-	c := h.connByID(connID)
-	if c == nil {
-		return fmt.Errorf("%w: connection %q", ErrNotFound, connID)
 	}
 	h.serverLeave(ctx, c, room)
 	return nil
+}
+
+// serverConn checks the arguments of a server-side call on one connection
+// (ctx first, then the room name) and finds the connection.
+func (h *Hub) serverConn(ctx context.Context, connID, room string) (*conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := ValidRoom(room); err != nil {
+		return nil, err
+	}
+	c := h.connByID(connID)
+	if c == nil {
+		return nil, fmt.Errorf("%w: connection %q", ErrNotFound, connID)
+	}
+	return c, nil
+}
+
+// serverUser checks the arguments of a server-side call on a user's
+// connections (ctx first, then the room name) and finds them.
+func (h *Hub) serverUser(ctx context.Context, subject, room string) ([]*conn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := ValidRoom(room); err != nil {
+		return nil, err
+	}
+	conns := h.userConns(subject)
+	if len(conns) == 0 {
+		return nil, fmt.Errorf("%w: user %q", ErrNotFound, subject)
+	}
+	return conns, nil
 }
 
 // serverJoin joins c to room for the server-side API and tells the client.
@@ -70,15 +90,9 @@ func (h *Hub) serverLeave(ctx context.Context, c *conn, room string) {
 // returned. Errors: [ErrNotFound] if the user has no connection on this hub,
 // [ErrBadRoom], the first [ErrTooManyRooms], or ctx's error.
 func (h *Hub) JoinUser(ctx context.Context, subject, room string) error {
-	if err := ctx.Err(); err != nil {
+	conns, err := h.serverUser(ctx, subject, room)
+	if err != nil {
 		return err
-	}
-	if err := ValidRoom(room); err != nil {
-		return err
-	}
-	conns := h.userConns(subject)
-	if len(conns) == 0 {
-		return fmt.Errorf("%w: user %q", ErrNotFound, subject)
 	}
 	var first error
 	for _, c := range conns {
@@ -95,15 +109,9 @@ func (h *Hub) JoinUser(ctx context.Context, subject, room string) error {
 // LeaveUser takes every connection of the user out of room, with ctx as in
 // [Hub.JoinUser]. Errors: [ErrNotFound], [ErrBadRoom], or ctx's error.
 func (h *Hub) LeaveUser(ctx context.Context, subject, room string) error {
-	if err := ctx.Err(); err != nil {
+	conns, err := h.serverUser(ctx, subject, room)
+	if err != nil {
 		return err
-	}
-	if err := ValidRoom(room); err != nil {
-		return err
-	}
-	conns := h.userConns(subject)
-	if len(conns) == 0 {
-		return fmt.Errorf("%w: user %q", ErrNotFound, subject)
 	}
 	for _, c := range conns {
 		if err := ctx.Err(); err != nil {

@@ -164,24 +164,8 @@ func TestSync_ResumesUnderLoad(t *testing.T) {
 // unsubscribed.
 func TestSync_JoinerLeaves(t *testing.T) {
 	t.Parallel()
-	mb, err := NewMemoryBroker(MemoryBrokerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	room := "device:gone"
-	bb := &blockingHistory{MemoryBroker: mb, room: room, entered: make(chan struct{}), release: make(chan struct{})}
-	h, url := testHub(t, func(o *Options) { o.Broker = bb })
-	publishN(t, h, room, 1, 2)
-	_, pos, err := mb.History(t.Context(), room, StreamPosition{}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pos.Offset--
-	c := dial(t, url, testToken(t, "alice", time.Hour, "staff"))
-	w := c.readType("welcome")
-	bb.armed.Store(true)
-	c.write(map[string]any{"id": 1, "op": "join", "room": room, "since": pos})
-	<-bb.entered
+	h, mb, bb, c, w := blockedResume(t, room, nil)
 	if err := h.LeaveConn(t.Context(), w.Conn, room); err != nil {
 		t.Fatal(err)
 	}
@@ -272,27 +256,7 @@ func TestConn_ContextCancelledAtTeardown(t *testing.T) {
 // ends with the hub, and the read with it.
 func TestSync_CloseDuringHistoryRead(t *testing.T) {
 	t.Parallel()
-	mb, err := NewMemoryBroker(MemoryBrokerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	room := "device:stuck"
-	bb := &blockingHistory{MemoryBroker: mb, room: room, entered: make(chan struct{}), release: make(chan struct{})}
-	h, url := testHub(t, func(o *Options) {
-		o.Broker = bb
-		o.BrokerTimeout = time.Hour
-	})
-	publishN(t, h, room, 1, 2)
-	_, pos, err := mb.History(t.Context(), room, StreamPosition{}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pos.Offset--
-	c := dial(t, url, testToken(t, "alice", time.Hour, "staff"))
-	c.readType("welcome")
-	bb.armed.Store(true)
-	c.write(map[string]any{"id": 1, "op": "join", "room": room, "since": pos})
-	<-bb.entered
+	h, _, _, _, _ := blockedResume(t, "device:stuck", func(o *Options) { o.BrokerTimeout = time.Hour })
 	done := make(chan struct{})
 	go func() {
 		h.Close()
@@ -303,4 +267,35 @@ func TestSync_CloseDuringHistoryRead(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Close waited for a history read (BrokerTimeout 1 h)")
 	}
+}
+
+// blockedResume starts a hub on a memory broker whose first history read of
+// room blocks, publishes two events to room, and has alice resume from the
+// first: it returns once her join's history read has started (and blocks
+// until bb.release is closed). w is alice's welcome.
+func blockedResume(t *testing.T, room string, mod func(*Options)) (h *Hub, mb *MemoryBroker, bb *blockingHistory, c *wsClient, w serverMsg) {
+	t.Helper()
+	mb, err := NewMemoryBroker(MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bb = &blockingHistory{MemoryBroker: mb, room: room, entered: make(chan struct{}), release: make(chan struct{})}
+	h, url := testHub(t, func(o *Options) {
+		o.Broker = bb
+		if mod != nil {
+			mod(o)
+		}
+	})
+	publishN(t, h, room, 1, 2)
+	_, pos, err := mb.History(t.Context(), room, StreamPosition{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pos.Offset--
+	c = dial(t, url, testToken(t, "alice", time.Hour, "staff"))
+	w = c.readType("welcome")
+	bb.armed.Store(true)
+	c.write(map[string]any{"id": 1, "op": "join", "room": room, "since": pos})
+	<-bb.entered
+	return h, mb, bb, c, w
 }
