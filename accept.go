@@ -268,8 +268,8 @@ func (h *Hub) setupConn(c *conn, since map[string]StreamPosition) {
 	if b, err := json.Marshal(w); err == nil {
 		c.prepend(textFrame(b))
 	}
+	h.scheduleExpiry(c, id) // before the welcome goes out: a client that read it has its expiry scheduled
 	h.schedule(c)
-	h.scheduleExpiry(c, id)
 	if h.opts.OnConnect != nil {
 		h.callHook(c, func() { h.opts.OnConnect(c.ctx, c.info()) })
 	}

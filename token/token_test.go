@@ -29,15 +29,13 @@ func verify(t *testing.T, keys map[string]any, tok string, opts func(*rthub.Auth
 	if opts != nil {
 		opts(&ao)
 	}
-	var got *rthub.Identity
-	var gotErr error
+	connected := make(chan *rthub.Identity, 1)
+	refused := make(chan error, 1)
 	hub, err := rthub.New(rthub.Options{
-		Auth:   ao,
-		Policy: rthub.Policy{Roles: map[string]rthub.RoleRules{"staff": {Join: []string{"staff"}}}},
-		OnConnect: func(_ context.Context, c rthub.ConnInfo) {
-			got = c.Identity
-		},
-		OnRefused: func(_ context.Context, r rthub.Refusal) { gotErr = errors.New(r.Code) },
+		Auth:      ao,
+		Policy:    rthub.Policy{Roles: map[string]rthub.RoleRules{"staff": {Join: []string{"staff"}}}},
+		OnConnect: func(_ context.Context, c rthub.ConnInfo) { connected <- c.Identity },
+		OnRefused: func(_ context.Context, r rthub.Refusal) { refused <- errors.New(r.Code) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -57,15 +55,19 @@ func verify(t *testing.T, keys map[string]any, tok string, opts func(*rthub.Auth
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusSwitchingProtocols {
-		return nil, fmt.Errorf("status %d: %w", resp.StatusCode, gotErr)
-	}
-	for range 100 {
-		if got != nil {
-			break
+		select {
+		case err := <-refused:
+			return nil, fmt.Errorf("status %d: %w", resp.StatusCode, err)
+		case <-time.After(5 * time.Second):
+			return nil, fmt.Errorf("status %d", resp.StatusCode)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
-	return got, nil
+	select {
+	case id := <-connected:
+		return id, nil
+	case <-time.After(5 * time.Second):
+		return nil, errors.New("upgraded but OnConnect not called")
+	}
 }
 
 func TestSign_acceptedByTheHub(t *testing.T) {
