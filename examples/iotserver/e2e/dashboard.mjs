@@ -5,48 +5,7 @@
 //   script: "@@start" → test starts it again on the same address, answers "@@started"
 // Environment: BASE_URL, ARTIFACTS (directory for screenshots), CHROMIUM.
 
-import { chromium } from "playwright-core";
-import { createInterface } from "node:readline";
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
-
-const base = process.env.BASE_URL;
-const artifacts = process.env.ARTIFACTS || "artifacts";
-mkdirSync(artifacts, { recursive: true });
-
-const lines = createInterface({ input: process.stdin });
-const waiting = [];
-lines.on("line", (l) => waiting.shift()?.(l.trim()));
-const ask = (msg) =>
-  new Promise((resolve) => {
-    waiting.push(resolve);
-    console.log(msg);
-  });
-
-const step = (msg) => console.log(`step: ${msg}`);
-const shot = async (page, name) => {
-  const path = join(artifacts, name);
-  await page.screenshot({ path, fullPage: true });
-  console.log(`screenshot: ${path}`);
-};
-function check(cond, msg) {
-  if (!cond) throw new Error("check failed: " + msg);
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
-const errors = [];
-async function newPage(who) {
-  const ctx = await browser.newContext({ viewport: { width: 1360, height: 1000 } });
-  const page = await ctx.newPage();
-  page.on("pageerror", (e) => errors.push(`${who}: ${e.message}`));
-  page.on("console", (m) => {
-    if (m.type() === "error" && !/Failed to load resource|WebSocket connection/.test(m.text())) errors.push(`${who}: console: ${m.text()}`);
-  });
-  return page;
-}
+import { artifacts, ask, base, browser, check, errors, join, newPage, shot, step } from "./harness.mjs";
 
 async function login(page, user, password) {
   await page.goto(base + "/");
