@@ -299,7 +299,8 @@ func (h *Hub) joinAt(ctx context.Context, c *conn, name string, server bool, sin
 		c.rooms = append(c.rooms, roomRef{name: name, server: server, idx: len(rm.members)})
 		rm.members = append(rm.members, c)
 		c.mu.Unlock()
-		return res, h.joined(ctx, rm, c, nil)
+		h.joined(ctx, rm, c, nil)
+		return res, nil
 	}
 
 	// Catch up from history with no lock held; what the room delivers
@@ -345,7 +346,8 @@ func (h *Hub) joinAt(ctx context.Context, c *conn, name string, server bool, sin
 			fl.conns = append(fl.conns, c)
 		}
 	}
-	return res, h.joined(ctx, rm, c, fl)
+	h.joined(ctx, rm, c, fl)
+	return res, nil
 }
 
 // canJoin checks what can be checked of a join before its room is looked up.
@@ -365,7 +367,7 @@ func (h *Hub) canJoin(c *conn, name string) error {
 // held, which joined releases. It records c's presence, then dispatches fl
 // (the replay, may be nil) and the presence events, and makes the cluster
 // presence call, all with no lock held.
-func (h *Hub) joined(ctx context.Context, rm *room, c *conn, fl *flushList) error {
+func (h *Hub) joined(ctx context.Context, rm *room, c *conn, fl *flushList) {
 	var pfl *flushList
 	var op presenceOp
 	if rm.pres != nil {
@@ -379,7 +381,6 @@ func (h *Hub) joined(ctx context.Context, rm *room, c *conn, fl *flushList) erro
 		h.dispatch(pfl)
 	}
 	h.clusterPresence(ctx, op)
-	return nil
 }
 
 // readReplay reads from history the publications of room after since, up to
