@@ -26,23 +26,11 @@ import (
 // server reads, with values it accepts.
 func TestDocs_commands(t *testing.T) {
 	t.Parallel()
-	cmds := doccheck.GoRuns(t, "examples/iotserver")
-	for _, c := range cmds {
-		get := c.Getenv(t)
-		read := map[string]bool{}
-		if _, err := configFromEnv(func(k string) string { read[k] = true; return get(k) }); err != nil {
-			t.Errorf("%s:%d: %s: %v", c.File, c.Line, c, err)
-		}
-		for _, k := range c.Assigned {
-			if !read[k] {
-				t.Errorf("%s:%d: %s sets %s, which the server does not read", c.File, c.Line, c, k)
-			}
-		}
-		if len(c.Args) > 0 {
-			t.Errorf("%s:%d: %s: arguments %q, but the server takes none", c.File, c.Line, c, c.Args)
-		}
-	}
-	t.Logf("%d documented iotserver commands", len(cmds))
+	n := doccheck.CheckEnvCommands(t, "examples/iotserver", func(getenv func(string) string) error {
+		_, err := configFromEnv(getenv)
+		return err
+	})
+	t.Logf("%d documented iotserver commands", n)
 }
 
 // TestDocs_withServices runs the README's "with real services" command as a

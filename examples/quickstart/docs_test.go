@@ -29,21 +29,10 @@ func TestDocs_commands(t *testing.T) {
 	if cfg, err := configFromEnv(func(string) string { return "" }); err != nil || cfg.addr != "127.0.0.1:8080" {
 		t.Errorf("default ADDR %q (%v): the docs and the load tool assume 127.0.0.1:8080", cfg.addr, err)
 	}
-	for _, c := range doccheck.GoRuns(t, "examples/quickstart") {
-		get := c.Getenv(t)
-		read := map[string]bool{}
-		if _, err := configFromEnv(func(k string) string { read[k] = true; return get(k) }); err != nil {
-			t.Errorf("%s:%d: %s: %v", c.File, c.Line, c, err)
-		}
-		for _, k := range c.Assigned {
-			if !read[k] {
-				t.Errorf("%s:%d: %s sets %s, which the quickstart does not read", c.File, c.Line, c, k)
-			}
-		}
-		if len(c.Args) > 0 {
-			t.Errorf("%s:%d: %s: arguments %q, but the quickstart takes none", c.File, c.Line, c, c.Args)
-		}
-	}
+	doccheck.CheckEnvCommands(t, "examples/quickstart", func(getenv func(string) string) error {
+		_, err := configFromEnv(getenv)
+		return err
+	})
 }
 
 // lines collects a process's output lines.

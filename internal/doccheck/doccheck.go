@@ -231,6 +231,32 @@ func CodeBlocks(t testing.TB, file string) []CodeBlock {
 	return out
 }
 
+// CheckEnvCommands checks the documented "go run" commands of a program
+// configured only by environment variables and taking no arguments (dir as
+// in [GoRuns]): each command's variables must parse with load (the
+// program's own configuration function, given a getenv) and each variable it
+// sets must be one load reads. It returns the number of commands checked.
+func CheckEnvCommands(t testing.TB, dir string, load func(getenv func(string) string) error) int {
+	t.Helper()
+	cmds := GoRuns(t, dir)
+	for _, c := range cmds {
+		get := c.Getenv(t)
+		read := map[string]bool{}
+		if err := load(func(k string) string { read[k] = true; return get(k) }); err != nil {
+			t.Errorf("%s:%d: %s: %v", c.File, c.Line, c, err)
+		}
+		for _, k := range c.Assigned {
+			if !read[k] {
+				t.Errorf("%s:%d: %s sets %s, which %s does not read", c.File, c.Line, c, k, dir)
+			}
+		}
+		if len(c.Args) > 0 {
+			t.Errorf("%s:%d: %s: arguments %q, but %s takes none", c.File, c.Line, c, c.Args, dir)
+		}
+	}
+	return len(cmds)
+}
+
 // GoRuns returns the documented "go run" commands of the package in dir (a
 // path from the repository root, e.g. "examples/quickstart"), however the
 // Markdown names it (go run ./examples/quickstart from the root, go run .
