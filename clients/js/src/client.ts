@@ -1,0 +1,619 @@
+import { backoffDelay, isAuthClose, shouldReconnect, type BackoffOptions } from "./backoff.js";
+import { RthubError, type AuthErrorInfo } from "./errors.js";
+import { PresenceRoom } from "./presence.js";
+import type {
+  AnyContract,
+  ClientOptions,
+  ConnState,
+  ContractShape,
+  EmitName,
+  EventHandler,
+  EventMeta,
+  EventName,
+  JoinReply,
+  PresenceSnapshot,
+  Room,
+  StateInfo,
+  StreamPosition,
+  TokenFn,
+  TokenReason,
+  WebSocketCtor,
+  WebSocketLike,
+  Welcome,
+} from "./types.js";
+
+const PROTOCOL = "rthub.v1";
+const BEARER = "rthub.bearer.";
+
+/** A message from the server (protocol §2.1), as far as the client reads it. */
+interface ServerMessage {
+  type: string;
+  id?: number;
+  event?: string;
+  room?: string;
+  data?: unknown;
+  offset?: number;
+  epoch?: string;
+  cid?: string;
+  error?: { code: string; message?: string };
+}
+
+interface Pending {
+  resolve: (v: any) => void;
+  reject: (e: Error) => void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+interface Waiter {
+  send: () => void;
+  fail: (e: Error) => void;
+}
+
+// Errors of a rejoin that say "try again later", not "refused": the room is kept.
+const TRANSIENT = ["rate_limited", "internal", "disconnected", "timeout"];
+
+/**
+ * A client of an rthub hub (protocol rthub.v1, docs/protocol.md): it
+ * connects with the token in the subprotocol, reconnects with backoff after
+ * the close codes that allow it, rejoins its rooms and resumes them where it
+ * stopped (dropping duplicates, reporting what cannot be replayed with
+ * onReset), refreshes its token on the server's "expiring" warning, pings
+ * when quiet and reports "stale" when the server goes silent, and stops for
+ * good after 4100–4199 (onAuthError).
+ *
+ * The type parameter is the contract (see {@link ContractShape}): with the
+ * generated `Contract`, on(), emit(), join() and the rest are checked at
+ * compile time; without it, anything goes.
+ *
+ * ```ts
+ * const hub = new RthubClient<Contract>("/ws", { token: ({ reason }) => fetchToken(reason) });
+ * hub.on("sensor:data", (r, { room }) => draw(room, r.values));
+ * hub.connect();
+ * await hub.join("device:7");
+ * ```
+ */
+export class RthubClient<C extends ContractShape = AnyContract> {
+  /** The hub's ws:// or wss:// URL (relative URLs resolved against the page). */
+  readonly url: string;
+  /** The current state (see {@link ConnState}). */
+  state: ConnState = "idle";
+  /** The rooms the client joined itself: rejoined after every reconnection until leave(). */
+  readonly rooms: Set<string>;
+  /** The rooms the server joined by itself (welcome, "joined" pushes). */
+  serverRooms: Set<string> = new Set();
+  /** The latest welcome; null while not connected. */
+  welcome: Welcome | null = null;
+  /** Date.now() of the latest message from the server. */
+  lastHeard = 0;
+  /** Reconnection attempts since the last welcome. */
+  attempt = 0;
+  /** Date.now() of the next attempt while reconnecting. */
+  nextRetryAt = 0;
+  /** The latest close code. */
+  closeCode = 0;
+  /** The latest close frame's reason. */
+  closeReason = "";
+  /** Why the connection was lost or the client stopped; null when live. */
+  error: Error | null = null;
+
+  private readonly opts: ClientOptions<C>;
+  private readonly tokenFn: TokenFn;
+  private readonly backoff: BackoffOptions;
+  private readonly WS: WebSocketCtor;
+  private readonly commandTimeout: number;
+  private readonly maxPending: number;
+  private readonly maxListeners: number;
+  private readonly log: Pick<Console, "warn" | "error">;
+  private viewingTarget = "";
+  private readonly pos = new Map<string, StreamPosition>();
+  private readonly handlers = new Map<string, Set<EventHandler<any>>>();
+  private readonly stateFns = new Set<(s: ConnState, info: StateInfo) => void>();
+  private readonly connFns = new Set<(w: Welcome) => void>();
+  private readonly resetFns = new Set<(room: string) => void>();
+  private readonly authFns = new Set<(info: AuthErrorInfo) => void>();
+  private readonly pending = new Map<number, Pending>();
+  private waiters: Waiter[] = [];
+  private nextId = 1;
+  private ws: WebSocketLike | null = null;
+  private stopped = false;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private tick: ReturnType<typeof setInterval> | undefined;
+  private lastPing = 0;
+  private drop: (() => void) | null = null;
+
+  /**
+   * @param url ws:// or wss:// URL of the hub; in a page, relative URLs
+   *   ("/ws") and http(s):// URLs work too.
+   * @param opts the token and the rest (see {@link ClientOptions}).
+   */
+  constructor(url: string, opts: ClientOptions<C>) {
+    const t = opts && opts.token;
+    if (typeof t !== "function" && typeof t !== "string") throw new TypeError("opts.token must be a function or a string");
+    const base = (globalThis as { location?: { href: string } }).location?.href;
+    this.url = new URL(url, base).href.replace(/^http/, "ws");
+    this.opts = opts;
+    this.tokenFn = typeof t === "string" ? () => t : t;
+    this.backoff = { min: 1000, max: 30000, factor: 2, jitter: 0.2, ...opts.backoff };
+    const WS = opts.WebSocket || (globalThis as { WebSocket?: WebSocketCtor }).WebSocket;
+    if (!WS) throw new TypeError("no WebSocket: pass opts.WebSocket (in Node 20: the ws package, or run with --experimental-websocket)");
+    this.WS = WS;
+    this.commandTimeout = opts.commandTimeout ?? 10000;
+    this.maxPending = opts.maxPending ?? 1000;
+    this.maxListeners = opts.maxListeners ?? 1000;
+    this.log = opts.logger || console;
+    this.rooms = new Set(opts.rooms || []);
+    if (opts.onAuthError) this.authFns.add(opts.onAuthError);
+  }
+
+  /** Starts connecting (once; later calls do nothing). */
+  connect(): void {
+    if (this.state !== "idle") return;
+    this.setState("connecting");
+    void this.open("connect");
+    const o = this.opts;
+    const shortest = Math.min(o.heartbeat ?? 4000, o.staleAfter ?? 4000, o.deadAfter ?? 4000);
+    this.tick = setInterval(() => this.checkLiveness(), Math.max(25, Math.min(1000, shortest / 4)));
+    (this.tick as { unref?: () => void }).unref?.(); // in Node, do not keep the process alive
+  }
+
+  /** Stops for good: closes the connection (1000), fails pending commands with "closed", no reconnection. */
+  close(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearInterval(this.tick);
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) ws.close(1000, "client closed");
+    this.failAll(new RthubError("closed", "client closed"));
+    this.setState("closed");
+  }
+
+  /**
+   * Calls fn(data, meta) for each event named event; returns the function
+   * that unsubscribes. With a contract, event must be one of its events and
+   * data has that event's payload type.
+   */
+  on<K extends EventName<C>>(event: K, fn: (data: C["events"][K], meta: EventMeta) => void): () => void {
+    return this.listen(event, fn);
+  }
+
+  /** Calls fn(data, meta) for every event, whatever its name; returns the function that unsubscribes. */
+  onAny(fn: (data: unknown, meta: EventMeta) => void): () => void {
+    return this.listen("*", fn);
+  }
+
+  /** Calls fn(state, info) on every state change, and once now; returns the function that unsubscribes. */
+  onState(fn: (state: ConnState, info: StateInfo) => void): () => void {
+    this.add(this.stateFns, fn);
+    fn(this.state, this.info());
+    return () => void this.stateFns.delete(fn);
+  }
+
+  /**
+   * Calls fn(room) when events of room were missed and cannot be replayed
+   * (a reset, or recovered:false after a resume: the server's history was
+   * exceeded or lost): reload that room's state. Otherwise a reconnection
+   * resumes every room exactly where it stopped.
+   */
+  onReset(fn: (room: string) => void): () => void {
+    this.add(this.resetFns, fn);
+    return () => void this.resetFns.delete(fn);
+  }
+
+  /** Calls fn(welcome) after every (re)connection, once rooms are rejoined: reload page state here. */
+  onConnected(fn: (welcome: Welcome) => void): () => void {
+    this.add(this.connFns, fn);
+    return () => void this.connFns.delete(fn);
+  }
+
+  /**
+   * Calls fn(info) when the client stops because of who it is: a close
+   * 4100–4199 (token refused, identity revoked, user disconnected by the
+   * server) or a token function that threw an error with `fatal` set. The
+   * page should end its session (sign in again).
+   */
+  onAuthError(fn: (info: AuthErrorInfo) => void): () => void {
+    this.add(this.authFns, fn);
+    return () => void this.authFns.delete(fn);
+  }
+
+  /**
+   * Sends a command (protocol §2.2) and resolves with its reply's data
+   * (null when none); rejects with an {@link RthubError}. While not
+   * connected, the command waits for the connection (up to commandTimeout).
+   */
+  command<T = unknown>(op: string, fields: Record<string, unknown> = {}): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      if (this.state === "closed") return reject(new RthubError("closed", "client closed"));
+      if (this.pending.size + this.waiters.length >= this.maxPending) {
+        return reject(new RthubError("overloaded", `${op}: ${this.maxPending} commands pending`));
+      }
+      const id = this.nextId++;
+      const waiter: Waiter = {
+        send: () => {
+          this.pending.set(id, { resolve, reject, timer });
+          this.ws!.send(JSON.stringify({ id, op, ...fields }));
+        },
+        fail: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new RthubError("timeout", `${op}: no reply within ${this.commandTimeout} ms`));
+      }, this.commandTimeout);
+      if (this.isOpen()) waiter.send();
+      else this.waiters.push(waiter);
+    });
+  }
+
+  /**
+   * Joins a room (resuming it where this client stopped, if it was in it);
+   * it is rejoined after every reconnection until leave(). Rejects with an
+   * RthubError ("forbidden", "bad_room", "too_many_rooms", ...).
+   */
+  async join(room: Room<C>): Promise<JoinReply> {
+    const since = this.pos.get(room);
+    const data = await this.command<JoinReply>("join", since ? { room, since } : { room });
+    this.rooms.add(room);
+    this.joinedAt(room, data);
+    return data;
+  }
+
+  /** Leaves a room (and stops rejoining it). */
+  async leave(room: Room<C>): Promise<void> {
+    this.rooms.delete(room);
+    this.pos.delete(room);
+    await this.command("leave", { room });
+  }
+
+  /**
+   * Emits an event to a room; resolves with the reply's data (what the
+   * server's handler returned, often null) or rejects with an RthubError
+   * ("forbidden", "bad_payload", "unknown_event", ...).
+   */
+  emit<K extends EmitName<C>>(event: K, room: Room<C>, data: C["emits"][K]): Promise<unknown> {
+    return this.command("emit", { event, room, data });
+  }
+
+  /** Application-level ping: resolves when the server answers. */
+  ping(): Promise<void> {
+    return this.command<void>("ping");
+  }
+
+  /** Gets a fresh token (reason "refresh" by default) and sends it: the server moves the expiry and re-evaluates rooms. */
+  async refresh(reason: TokenReason = "refresh"): Promise<{ expires: number }> {
+    const token = await this.tokenFn({ reason });
+    return this.command("refresh", { token });
+  }
+
+  /** Who is in a room with presence (one snapshot; see presenceRoom for a live list). */
+  presence(room: Room<C>): Promise<PresenceSnapshot> {
+    return this.command("presence", { room });
+  }
+
+  /** Declares what this connection is viewing ("" clears); restored after reconnection. */
+  async viewing(target: string): Promise<void> {
+    this.viewingTarget = target || "";
+    if (!this.isOpen()) return; // sent after the next connection
+    await this.command("viewing", { target: this.viewingTarget });
+  }
+
+  /** A live presence list of room (see {@link PresenceRoom}); close() it when done. */
+  presenceRoom(room: Room<C>): PresenceRoom {
+    return new PresenceRoom(this as unknown as RthubClient<AnyContract>, room);
+  }
+
+  /** The stream position of the last event seen in room (sent back to resume), if any. */
+  position(room: string): StreamPosition | undefined {
+    const p = this.pos.get(room);
+    return p && { ...p };
+  }
+
+  // --- internals ---
+
+  /** @internal Subscribes to an event by name, whatever the contract (PresenceRoom's events). */
+  listen(event: string, fn: EventHandler<any>): () => void {
+    let set = this.handlers.get(event);
+    if (!set) this.handlers.set(event, (set = new Set()));
+    this.add(set, fn);
+    return () => {
+      set.delete(fn);
+      if (set.size === 0 && this.handlers.get(event) === set) this.handlers.delete(event);
+    };
+  }
+
+  private add<F>(set: Set<F>, fn: F): void {
+    if (typeof fn !== "function") throw new TypeError("not a function");
+    if (set.size >= this.maxListeners) throw new RangeError(`rthub: more than ${this.maxListeners} listeners`);
+    set.add(fn);
+  }
+
+  private info(): StateInfo {
+    return {
+      attempt: this.attempt,
+      nextRetryAt: this.nextRetryAt,
+      closeCode: this.closeCode,
+      closeReason: this.closeReason,
+      error: this.error,
+      lastHeard: this.lastHeard,
+      user: this.welcome?.user,
+    };
+  }
+
+  private call<A extends unknown[]>(fns: Iterable<(...a: A) => void>, ...args: A): void {
+    for (const fn of [...fns]) {
+      try {
+        fn(...args);
+      } catch (e) {
+        this.log.error(e);
+      }
+    }
+  }
+
+  private setState(s: ConnState, force = false): void {
+    if (this.state === s && !force) return;
+    this.state = s;
+    this.call(this.stateFns, s, this.info());
+  }
+
+  private isOpen(): boolean {
+    return !!this.ws && this.ws.readyState === 1 && !!this.welcome && (this.state === "live" || this.state === "stale");
+  }
+
+  private heartbeat(): number {
+    return this.opts.heartbeat || (this.welcome?.ping || 25) * 1000;
+  }
+
+  private async open(reason: TokenReason): Promise<void> {
+    if (this.stopped) return;
+    let token: string;
+    try {
+      token = await this.tokenFn({ reason });
+    } catch (e) {
+      const err = e instanceof Error ? e : new Error(String(e));
+      if ((err as { fatal?: boolean }).fatal) return this.stop(0, err, true);
+      this.error = err;
+      return this.retry();
+    }
+    if (this.stopped) return;
+    let ws: WebSocketLike;
+    try {
+      ws = new this.WS(this.sinceURL(), [PROTOCOL, BEARER + token]);
+    } catch (e) {
+      this.error = e instanceof Error ? e : new Error(String(e));
+      return this.retry();
+    }
+    this.ws = ws;
+    let opened = false;
+    let welcomed = false;
+    ws.onopen = () => {
+      opened = true;
+      this.lastHeard = Date.now();
+    };
+    ws.onerror = () => {}; // the close event follows and says what to do
+    ws.onmessage = (ev) => {
+      if (this.ws !== ws) return;
+      this.lastHeard = Date.now();
+      let m: ServerMessage;
+      try {
+        m = JSON.parse(String(ev.data));
+      } catch {
+        return;
+      }
+      if (!m || typeof m !== "object") return;
+      if (m.type === "welcome") {
+        welcomed = true;
+        void this.onWelcome(m as unknown as Welcome);
+      } else this.dispatch(m);
+    };
+    const onclose = (ev: { code: number; reason: string }) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.drop = null;
+      this.welcome = null;
+      this.closeCode = ev.code;
+      this.closeReason = ev.reason || "";
+      this.failAll(new RthubError("disconnected", `connection closed (${ev.code})`), false);
+      if (this.stopped) return;
+      if (opened && !welcomed && ev.code === 4002) return this.retry("expired"); // token refused in-band (protocol §1)
+      if (isAuthClose(ev.code)) {
+        const what = welcomed ? "disconnected by the server" : "token refused";
+        return this.stop(ev.code, new Error(`${what}: ${ev.reason || ev.code}`), true);
+      }
+      if (!opened || !welcomed) {
+        // The handshake failed: a refused token looks the same as a dead server.
+        this.error = new Error(`connection failed (${ev.code})`);
+        return this.retry("handshake-failed");
+      }
+      if (!shouldReconnect(ev.code)) return this.stop(ev.code, new Error(`closed by the server: ${ev.code} ${ev.reason}`), false);
+      this.error = new Error(`connection lost: ${ev.code} ${ev.reason}`);
+      this.retry(ev.code === 4002 ? "expired" : "reconnect");
+    };
+    ws.onclose = onclose;
+    // Drops a connection that went silent, as if the network had.
+    this.drop = () => {
+      ws.onclose = null;
+      try {
+        ws.close();
+      } catch {
+        // already closing
+      }
+      onclose({ code: 1006, reason: "no answer from the server" });
+    };
+  }
+
+  private async onWelcome(m: Welcome): Promise<void> {
+    const ws = this.ws!;
+    this.welcome = m;
+    this.serverRooms = new Set(m.rooms || []);
+    this.error = null;
+    this.attempt = 0; // the backoff starts again from its minimum
+    for (const [room, st] of Object.entries(m.streams || {})) this.joinedAt(room, st);
+    // Rejoin our own rooms, then restore viewing, before calling it live.
+    const sendRaw = <T>(op: string, fields: Record<string, unknown>) =>
+      new Promise<T>((resolve, reject) => {
+        const id = this.nextId++;
+        const timer = setTimeout(() => {
+          this.pending.delete(id);
+          reject(new RthubError("timeout", op));
+        }, this.commandTimeout);
+        this.pending.set(id, { resolve, reject, timer });
+        ws.send(JSON.stringify({ id, op, ...fields }));
+      });
+    const joins = [...this.rooms]
+      .filter((r) => !this.serverRooms.has(r))
+      .map((room) => {
+        const since = this.pos.get(room);
+        return sendRaw<JoinReply>("join", since ? { room, since } : { room })
+          .then((d) => this.joinedAt(room, d))
+          .catch((e: RthubError) => {
+            if (!TRANSIENT.includes(e.code)) this.rooms.delete(room); // refused now: dropped, as the Go client does
+            this.log.warn(`rthub: rejoin ${room}: ${e.message}`);
+          });
+      });
+    await Promise.all(joins);
+    if (this.viewingTarget) await sendRaw("viewing", { target: this.viewingTarget }).catch(() => {});
+    if (this.ws !== ws || this.stopped) return;
+    this.setState("live");
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.send();
+    this.call(this.connFns, m);
+  }
+
+  private dispatch(m: ServerMessage): void {
+    switch (m.type) {
+      case "event": {
+        const room = m.room || "";
+        if (m.offset) {
+          // Resume bookkeeping: drop what was seen (a replay overlapping live events).
+          const p = this.pos.get(room);
+          if (p && p.epoch === m.epoch && m.offset <= p.offset) return;
+          this.pos.set(room, { offset: m.offset, epoch: m.epoch || "" });
+        }
+        const meta: EventMeta = { event: m.event || "", room };
+        if (m.offset !== undefined) meta.offset = m.offset;
+        if (m.epoch !== undefined) meta.epoch = m.epoch;
+        if (m.cid !== undefined) meta.cid = m.cid;
+        const fns = this.handlers.get(meta.event);
+        if (fns && meta.event !== "*") this.call(fns, m.data, meta);
+        const any = this.handlers.get("*");
+        if (any) this.call(any, m.data, meta);
+        return;
+      }
+      case "reply": {
+        const p = this.pending.get(m.id!);
+        if (!p) return;
+        this.pending.delete(m.id!);
+        clearTimeout(p.timer);
+        if (m.error) p.reject(new RthubError(m.error.code, m.error.message));
+        else p.resolve(m.data === undefined ? null : m.data);
+        return;
+      }
+      case "joined":
+        if (m.room) this.serverRooms.add(m.room);
+        return;
+      case "left":
+        if (!m.room) return;
+        this.serverRooms.delete(m.room);
+        this.rooms.delete(m.room);
+        this.pos.delete(m.room);
+        return;
+      case "reset":
+        if (!m.room) return;
+        this.pos.set(m.room, { offset: m.offset || 0, epoch: m.epoch || "" });
+        this.call(this.resetFns, m.room);
+        return;
+      case "expiring":
+        this.refresh("expiring").catch((e: Error) => this.log.warn(`rthub: token refresh failed: ${e.message}`));
+        return;
+    }
+  }
+
+  // joinedAt records where a join (or the welcome) left us in a room's
+  // stream, and reports a resume the server could not honour.
+  private joinedAt(room: string, st: JoinReply | (StreamPosition & { recovered?: boolean }) | null): void {
+    if (!st || !st.epoch) return;
+    const p = this.pos.get(room);
+    if (!p || st.recovered !== true || p.epoch !== st.epoch) this.pos.set(room, { offset: st.offset || 0, epoch: st.epoch });
+    if (st.recovered === false) this.call(this.resetFns, room);
+  }
+
+  // sinceURL is the URL with the positions of our rooms, for the server to
+  // resume the rooms it joins by itself (protocol §5).
+  private sinceURL(): string {
+    const rooms = new Set([...this.rooms, ...this.serverRooms]);
+    const since: Record<string, StreamPosition> = {};
+    let n = 0;
+    for (const [room, p] of this.pos) {
+      if (rooms.has(room)) {
+        since[room] = p;
+        n++;
+      } else this.pos.delete(room); // not ours any more: bounded by our rooms
+    }
+    if (n === 0) return this.url;
+    const json = JSON.stringify(since);
+    const bin = Array.from(new TextEncoder().encode(json), (b) => String.fromCharCode(b)).join("");
+    const b64 = btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    return this.url + (this.url.includes("?") ? "&" : "?") + "since=" + b64;
+  }
+
+  // failAll rejects the pending commands (and, when the client stops, those
+  // waiting for a connection).
+  private failAll(err: Error, waiting = true): void {
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      this.pending.delete(id);
+      p.reject(err);
+    }
+    if (!waiting) return;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.fail(err);
+  }
+
+  private retry(reason: TokenReason = "reconnect"): void {
+    if (this.stopped) return;
+    const d = backoffDelay(this.attempt, this.backoff);
+    this.attempt++;
+    this.nextRetryAt = Date.now() + d;
+    this.setState("reconnecting", true); // same state, new countdown: tell the listeners anyway
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.open(reason), d);
+  }
+
+  private stop(code: number, err: Error, auth: boolean): void {
+    this.stopped = true;
+    if (code !== this.closeCode) this.closeReason = ""; // not stopped by this close (a fatal token error)
+    this.closeCode = code;
+    this.error = err;
+    clearTimeout(this.timer);
+    clearInterval(this.tick);
+    this.failAll(new RthubError("closed", err.message));
+    this.setState("closed");
+    if (auth) this.call(this.authFns, { code, reason: this.closeReason, error: err });
+  }
+
+  // Ping when quiet, "stale" when silent too long, drop the connection when
+  // silent much too long (a half-open TCP connection never closes by itself).
+  private checkLiveness(): void {
+    if (!this.ws || !this.welcome) return;
+    const hb = this.heartbeat();
+    const now = Date.now();
+    const quiet = now - this.lastHeard;
+    const staleAfter = this.opts.staleAfter || hb + 5000;
+    const deadAfter = this.opts.deadAfter || 2 * hb + 5000;
+    if (quiet > deadAfter) {
+      this.drop?.();
+      return;
+    }
+    if (this.state === "live" || this.state === "stale") this.setState(quiet > staleAfter ? "stale" : "live");
+    if (quiet > hb && now - this.lastPing > hb && this.isOpen()) {
+      this.lastPing = now;
+      this.ping().catch(() => {});
+    }
+  }
+}
