@@ -68,6 +68,9 @@ void loose.emit("whatever", "any:room", { x: 1 });
 const any: RthubClient<AnyContract> = loose;
 void any;
 
+// The DOM's WebSocket fits the WebSocket option (Node: globalThis.WebSocket, or the ws package's).
+new RthubClient("/ws", { token: "t", WebSocket });
+
 // ContractShape is what a contract must be.
 type Bad = { events: {}; emits: {} };
 // @ts-expect-error a contract needs rooms
