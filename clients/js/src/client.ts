@@ -101,6 +101,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
   private readonly backoff: BackoffOptions;
   private readonly WS: WebSocketCtor;
   private readonly commandTimeout: number;
+  private readonly connectTimeout: number;
   private readonly maxPending: number;
   private readonly maxListeners: number;
   /** @internal Where errors the client can only report go (opts.logger). */
@@ -139,6 +140,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     if (!WS) throw new TypeError("no WebSocket: pass opts.WebSocket (in Node 20: the ws package, or run with --experimental-websocket)");
     this.WS = WS;
     this.commandTimeout = opts.commandTimeout ?? 10000;
+    this.connectTimeout = opts.connectTimeout ?? 10000;
     this.maxPending = opts.maxPending ?? 1000;
     this.maxListeners = opts.maxListeners ?? 1000;
     this.log = opts.logger || console;
@@ -164,7 +166,14 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     clearInterval(this.tick);
     const ws = this.ws;
     this.ws = null;
-    if (ws) ws.close(1000, "client closed");
+    if (ws) {
+      ws.onclose = ws.onerror = ws.onmessage = ws.onopen = null;
+      try {
+        ws.close(1000, "client closed");
+      } catch {
+        // already closing
+      }
+    }
     this.failAll(new RthubError("closed", "client closed"));
     this.setState("closed");
   }
@@ -406,10 +415,12 @@ export class RthubClient<C extends ContractShape = AnyContract> {
       if (!m || typeof m !== "object") return;
       if (m.type === "welcome") {
         welcomed = true;
+        clearTimeout(handshake);
         void this.onWelcome(m as unknown as Welcome);
       } else this.dispatch(m);
     };
     const onclose = (ev: { code: number; reason: string }) => {
+      clearTimeout(handshake);
       if (this.ws !== ws) return;
       this.ws = null;
       this.drop = null;
@@ -435,7 +446,9 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     ws.onclose = onclose;
     // Drops a connection that went silent, as if the network had.
     const drop = (reason: string) => {
-      ws.onclose = null;
+      // Detached first: closing a socket still connecting fires an error
+      // (in Node at once, inside close()), which must not drop it again.
+      ws.onclose = ws.onerror = ws.onmessage = ws.onopen = null;
       try {
         ws.close();
       } catch {
@@ -444,6 +457,10 @@ export class RthubClient<C extends ContractShape = AnyContract> {
       onclose({ code: 1006, reason });
     };
     this.drop = () => drop("no answer from the server");
+    // A handshake that never ends (a black-holed address) is a failed one.
+    const handshake = setTimeout(() => {
+      if (!welcomed && this.ws === ws) drop("handshake timeout");
+    }, this.connectTimeout);
     // Browsers follow an error with a close event, but Node 20's WebSocket
     // fires none after a handshake refused with an HTTP status: a failed
     // handshake is handled on the error, as the 1006 a browser would report.

@@ -401,3 +401,44 @@ test("a throwing handler does not stop the others", async () => {
   assert.equal(errors[0].message, "boom");
   c.close();
 });
+
+test("a handshake that never ends fails after connectTimeout (handshake-failed)", async () => {
+  const { c, reasons } = newClient({ connectTimeout: 50 });
+  c.connect();
+  await until(() => FakeWS.all.length === 2, "a second attempt");
+  assert.deepEqual(reasons, ["connect", "handshake-failed"]);
+  assert.equal(c.closeReason, "handshake timeout");
+  const ws = FakeWS.all[1];
+  ws.open();
+  ws.recv(welcome());
+  await until(() => c.state === "live", "live");
+  await tick(80);
+  assert.equal(FakeWS.all.length, 2, "no timeout once welcomed");
+  c.close();
+});
+
+test("an error before open (Node: a refused handshake, no close event) fails the attempt once", async () => {
+  // Like Node's WebSocket: close() on a socket still connecting fires an error at once.
+  class NodeLikeWS extends FakeWS {
+    close(code, reason) {
+      if (this.readyState === 0) this.onerror?.({ type: "error" });
+      super.close(code, reason);
+    }
+  }
+  FakeWS.all = [];
+  const reasons = [];
+  const c = new RthubClient("ws://hub.test/ws", {
+    WebSocket: NodeLikeWS,
+    backoff: { min: 10, max: 40, jitter: 0 },
+    token: ({ reason }) => (reasons.push(reason), "T"),
+  });
+  clients.push(c);
+  c.connect();
+  await until(() => FakeWS.all.length === 1, "socket");
+  FakeWS.all[0].onerror({ type: "error" }); // the refusal; no close event follows
+  await until(() => FakeWS.all.length === 2, "a second attempt");
+  await tick(30);
+  assert.deepEqual(reasons, ["connect", "handshake-failed"]);
+  assert.equal(c.state, "reconnecting");
+  c.close();
+});
