@@ -242,7 +242,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
       const waiter: Waiter = {
         send: () => {
           this.pending.set(id, { resolve, reject, timer });
-          this.ws!.send(JSON.stringify({ id, op, ...fields }));
+          this.sendTo(this.ws!, id, { id, op, ...fields });
         },
         fail: (e) => {
           clearTimeout(timer);
@@ -485,7 +485,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
           reject(new RthubError("timeout", op));
         }, this.commandTimeout);
         this.pending.set(id, { resolve, reject, timer });
-        ws.send(JSON.stringify({ id, op, ...fields }));
+        this.sendTo(ws, id, { id, op, ...fields });
       });
     const joins = [...this.rooms]
       .filter((r) => !this.serverRooms.has(r))
@@ -493,8 +493,9 @@ export class RthubClient<C extends ContractShape = AnyContract> {
         const since = this.pos.get(room);
         return sendRaw<JoinReply>("join", since ? { room, since } : { room })
           .then((d) => this.joinedAt(room, d))
-          .catch((e: RthubError) => {
-            if (!TRANSIENT.includes(e.code)) this.rooms.delete(room); // refused now: dropped, as the Go client does
+          .catch((e: Error) => {
+            const code = e instanceof RthubError ? e.code : "internal";
+            if (!TRANSIENT.includes(code)) this.rooms.delete(room); // refused now: dropped, as the Go client does
             this.log.warn(`rthub: rejoin ${room}: ${e.message}`);
           });
       });
@@ -554,6 +555,30 @@ export class RthubClient<C extends ContractShape = AnyContract> {
       case "expiring":
         this.refresh("expiring").catch((e: Error) => this.log.warn(`rthub: token refresh failed: ${e.message}`));
         return;
+    }
+  }
+
+  // sendTo sends command id on ws. Data JSON cannot encode fails it with
+  // "bad_request"; a socket that can no longer send, with "disconnected"
+  // (its close event follows).
+  private sendTo(ws: WebSocketLike, id: number, cmd: Record<string, unknown>): void {
+    const fail = (code: string, e: unknown) => {
+      const p = this.pending.get(id);
+      if (!p) return;
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+      p.reject(new RthubError(code, `${cmd.op}: ${(e as Error).message}`));
+    };
+    let text: string;
+    try {
+      text = JSON.stringify(cmd);
+    } catch (e) {
+      return fail("bad_request", e);
+    }
+    try {
+      ws.send(text);
+    } catch (e) {
+      fail("disconnected", e);
     }
   }
 

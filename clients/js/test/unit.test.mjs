@@ -442,3 +442,17 @@ test("an error before open (Node: a refused handshake, no close event) fails the
   assert.equal(c.state, "reconnecting");
   c.close();
 });
+
+test("a payload JSON cannot encode fails with bad_request; a socket that cannot send, with disconnected", async () => {
+  const { c } = newClient();
+  const ws = await connectLive(c);
+  const loop = {};
+  loop.self = loop;
+  await assert.rejects(c.emit("x:y", "staff", loop), (e) => e instanceof RthubError && e.code === "bad_request");
+  ws.send = () => {
+    throw new Error("socket is closing");
+  };
+  await assert.rejects(c.ping(), (e) => e instanceof RthubError && e.code === "disconnected");
+  assert.equal(c.state, "live", "the close event decides what happens to the connection");
+  c.close();
+});
