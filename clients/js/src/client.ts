@@ -73,8 +73,8 @@ const TRANSIENT = ["rate_limited", "internal", "disconnected", "timeout"];
  * ```
  */
 export class RthubClient<C extends ContractShape = AnyContract> {
-  /** The hub's ws:// or wss:// URL (relative URLs resolved against the page). */
-  readonly url: string;
+  /** The hub's URL; from connect() on, its ws:// or wss:// form (relative URLs resolved against the page). */
+  url: string;
   /** The current state (see {@link ConnState}). */
   state: ConnState = "idle";
   /** The rooms the client joined itself: rejoined after every reconnection until leave(). */
@@ -99,7 +99,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
   private readonly opts: ClientOptions<C>;
   private readonly tokenFn: TokenFn;
   private readonly backoff: BackoffOptions;
-  private readonly WS: WebSocketCtor;
+  private WS!: WebSocketCtor;
   private readonly commandTimeout: number;
   private readonly connectTimeout: number;
   private readonly maxPending: number;
@@ -131,14 +131,10 @@ export class RthubClient<C extends ContractShape = AnyContract> {
   constructor(url: string, opts: ClientOptions<C>) {
     const t = opts && opts.token;
     if (typeof t !== "function" && typeof t !== "string") throw new TypeError("opts.token must be a function or a string");
-    const base = (globalThis as { location?: { href: string } }).location?.href;
-    this.url = new URL(url, base).href.replace(/^http/, "ws");
+    this.url = url;
     this.opts = opts;
     this.tokenFn = typeof t === "string" ? () => t : t;
     this.backoff = { min: 1000, max: 30000, factor: 2, jitter: 0.2, ...opts.backoff };
-    const WS = opts.WebSocket || (globalThis as { WebSocket?: WebSocketCtor }).WebSocket;
-    if (!WS) throw new TypeError("no WebSocket: pass opts.WebSocket (in Node 20: the ws package, or run with --experimental-websocket)");
-    this.WS = WS;
     this.commandTimeout = opts.commandTimeout ?? 10000;
     this.connectTimeout = opts.connectTimeout ?? 10000;
     this.maxPending = opts.maxPending ?? 1000;
@@ -148,9 +144,19 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     if (opts.onAuthError) this.authFns.add(opts.onAuthError);
   }
 
-  /** Starts connecting (once; later calls do nothing). */
+  /**
+   * Starts connecting (once; later calls do nothing). Constructing a client
+   * touches neither the network nor the page (it can be done while
+   * rendering on a server); connect() needs a WebSocket and, for a relative
+   * URL, a page: it throws a TypeError without them.
+   */
   connect(): void {
     if (this.state !== "idle") return;
+    const WS = this.opts.WebSocket || (globalThis as { WebSocket?: WebSocketCtor }).WebSocket;
+    if (!WS) throw new TypeError("no WebSocket: pass opts.WebSocket (in Node 20: the ws package, or run with --experimental-websocket)");
+    this.WS = WS;
+    const base = (globalThis as { location?: { href: string } }).location?.href;
+    this.url = new URL(this.url, base).href.replace(/^http/, "ws");
     this.setState("connecting");
     void this.open("connect");
     const o = this.opts;

@@ -456,3 +456,15 @@ test("a payload JSON cannot encode fails with bad_request; a socket that cannot 
   assert.equal(c.state, "live", "the close event decides what happens to the connection");
   c.close();
 });
+
+test("constructing needs neither a page nor a WebSocket (server rendering); connect() does", () => {
+  const c = new RthubClient("/ws", { token: "t" });
+  assert.equal(c.state, "idle");
+  assert.throws(() => c.connect(), TypeError, "a relative URL without a page");
+  assert.equal(c.state, "idle");
+  const d = new RthubClient("http://hub.test/ws", { token: "t", WebSocket: FakeWS });
+  FakeWS.all = [];
+  d.connect();
+  assert.equal(d.url, "ws://hub.test/ws");
+  d.close();
+});
