@@ -127,7 +127,7 @@ func (c *constraints) apply(s *Schema, t reflect.Type, at string) error {
 	}
 	if c.minimum != nil || c.maximum != nil {
 		if !numeric {
-			return misfit("minimum/maximum")
+			return misfit(first(c.minimum != nil, "minimum", "maximum"))
 		}
 		if c.minimum != nil && (s.Minimum == nil || *c.minimum > *s.Minimum) {
 			s.Minimum = c.minimum
@@ -138,14 +138,14 @@ func (c *constraints) apply(s *Schema, t reflect.Type, at string) error {
 	}
 	if c.minLength != nil || c.maxLength != nil || c.pattern != "" {
 		if !str {
-			return misfit("minLength/maxLength/pattern")
+			return misfit(first(c.minLength != nil, "minLength", first(c.maxLength != nil, "maxLength", "pattern")))
 		}
 		s.MinLength, s.MaxLength = c.minLength, c.maxLength
 		s.Pattern, s.re = c.pattern, c.re
 	}
 	if c.minItems != nil || c.maxItems != nil {
 		if !arr {
-			return misfit("minItems/maxItems")
+			return misfit(first(c.minItems != nil, "minItems", "maxItems"))
 		}
 		if c.minItems != nil {
 			s.MinItems = c.minItems
@@ -173,4 +173,11 @@ func (c *constraints) apply(s *Schema, t reflect.Type, at string) error {
 		}
 	}
 	return nil
+}
+
+func first(cond bool, a, b string) string {
+	if cond {
+		return a
+	}
+	return b
 }
