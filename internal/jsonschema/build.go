@@ -82,6 +82,16 @@ func (b *Builder) TypeName(t reflect.Type) string {
 	return b.names[t]
 }
 
+// DefType returns the Go type of the definition name, or nil.
+func (b *Builder) DefType(name string) reflect.Type {
+	for t, n := range b.names {
+		if n == name {
+			return t
+		}
+	}
+	return nil
+}
+
 // Document returns a standalone schema of t: its schema with $schema's
 // definitions. Use [Builder.Add] to share definitions between types.
 func Document(t reflect.Type) (*Schema, error) {
