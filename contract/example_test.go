@@ -153,14 +153,17 @@ func TestDeclaredContract(t *testing.T) {
 			t.Errorf("contract.d.ts lacks %q", want)
 		}
 	}
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	// snippet:begin
 	h, err := rthub.New(rthub.Options{
-		Auth:          rthub.AuthOptions{Keys: map[string]any{"": []byte("0123456789abcdef0123456789abcdef")}},
+		Auth:          rthub.AuthOptions{Keys: map[string]any{"": secret}},
 		Policy:        policy,
-		ValidateEmits: true,
+		ValidateEmits: true, // emits checked against the schema of Ack before the handler
 		Handlers: []rthub.Handler{ackEvent.Handle(func(ctx context.Context, in rthub.Incoming[Ack]) error {
 			return noticeEvent.Publish(ctx, in.Hub(), in.Room, Notice{Text: "acknowledged"})
 		})},
 	})
+	// snippet:end
 	if err != nil {
 		t.Fatal(err)
 	}
