@@ -33,8 +33,9 @@ type Options struct {
 	// at fault as a JSON Pointer; the handler is not called. Schemas are built
 	// once, in [New], which fails (an [OptionsError] wrapping the cause) for a
 	// payload type without a JSON encoding or a malformed jsonschema tag.
-	// Nesting deeper than 64 levels is refused. Validation costs a few times
-	// the decoding (tens of microseconds for a typical payload). Default off.
+	// Nesting deeper than 64 levels is refused. Validation costs about as
+	// much as the decoding it precedes (a few microseconds for a typical
+	// payload). Default off.
 	ValidateEmits bool
 	// Compression configures permessage-deflate; by default it is negotiated
 	// when the client offers it.

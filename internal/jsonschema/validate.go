@@ -1,12 +1,10 @@
 package jsonschema
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"reflect"
 	"regexp"
 	"slices"
@@ -110,94 +108,20 @@ func (v *Validator) Schema() *Schema { return v.root }
 // Validate checks that raw is one JSON value that matches the schema and
 // returns nil, or an [*Error] saying where and why not (the first problem
 // found: object members in schema order, then unknown members sorted by
-// name). Size and nesting are checked first, against the [Limits].
+// name). The size is checked before parsing and the nesting while parsing,
+// against the [Limits]; a member name given twice in one object is refused.
 func (v *Validator) Validate(raw []byte) error {
 	if len(raw) > v.lim.MaxBytes {
 		return &Error{Expected: fmt.Sprintf("at most %d bytes", v.lim.MaxBytes), Got: strconv.Itoa(len(raw)) + " bytes", err: ErrTooLarge}
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
 	w := walker{v: v, ptr: make([]byte, 0, 64)}
-	doc, err := w.parse(dec, 0)
+	p := parser{data: raw, maxDepth: v.lim.MaxDepth, w: &w}
+	doc, err := p.document()
 	if err != nil {
 		return err
 	}
-	if len(bytes.TrimLeft(raw[dec.InputOffset():], " \t\r\n")) > 0 {
-		return &Error{Expected: "one JSON value", Got: "more after it", err: ErrSyntax}
-	}
 	w.ptr = w.ptr[:0]
 	return w.check(v.root, doc)
-}
-
-func syntaxMsg(err error) string {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return "end of input"
-	}
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("%s at byte %d", strings.TrimPrefix(se.Error(), "json: "), se.Offset)
-	}
-	return strings.TrimPrefix(err.Error(), "json: ")
-}
-
-// parse reads one JSON value from dec as encoding/json's any would, with
-// json.Number for numbers, refusing an object with a member name twice
-// (encoding/json would decode both into a struct, the last winning, which a
-// validator of the last one cannot vouch for) and nesting deeper than the
-// limit.
-func (w *walker) parse(dec *json.Decoder, depth int) (any, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, &Error{Pointer: string(w.ptr), Expected: "valid JSON", Got: syntaxMsg(err), err: ErrSyntax}
-	}
-	d, ok := tok.(json.Delim)
-	if !ok {
-		return tok, nil
-	}
-	if depth >= w.v.lim.MaxDepth {
-		return nil, &Error{Pointer: string(w.ptr), Expected: fmt.Sprintf("at most %d levels of nesting", w.v.lim.MaxDepth), Got: "more", err: ErrTooDeep}
-	}
-	switch d {
-	case '[':
-		arr := []any{}
-		for i := 0; dec.More(); i++ {
-			n := w.push(strconv.Itoa(i))
-			x, err := w.parse(dec, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			w.ptr = w.ptr[:n]
-			arr = append(arr, x)
-		}
-		if _, err := dec.Token(); err != nil {
-			return nil, &Error{Pointer: string(w.ptr), Expected: "valid JSON", Got: syntaxMsg(err), err: ErrSyntax}
-		}
-		return arr, nil
-	case '{':
-		obj := map[string]any{}
-		for dec.More() {
-			kt, err := dec.Token()
-			if err != nil {
-				return nil, &Error{Pointer: string(w.ptr), Expected: "valid JSON", Got: syntaxMsg(err), err: ErrSyntax}
-			}
-			k := kt.(string) // the decoder only yields strings as member names
-			n := w.push(k)
-			if _, dup := obj[k]; dup {
-				return nil, &Error{Pointer: string(w.ptr), Expected: "each member once", Got: "a duplicate", err: ErrMismatch}
-			}
-			x, err := w.parse(dec, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			w.ptr = w.ptr[:n]
-			obj[k] = x
-		}
-		if _, err := dec.Token(); err != nil {
-			return nil, &Error{Pointer: string(w.ptr), Expected: "valid JSON", Got: syntaxMsg(err), err: ErrSyntax}
-		}
-		return obj, nil
-	}
-	return nil, &Error{Pointer: string(w.ptr), Expected: "valid JSON", Got: "unexpected " + d.String(), err: ErrSyntax}
 }
 
 // walker validates a decoded document, keeping the JSON Pointer of where it

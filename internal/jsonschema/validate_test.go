@@ -66,7 +66,7 @@ func TestValidate(t *testing.T) {
 		{"quoted", `{"id":1,"n":12}`, "/n: expected string, got number", jsonschema.ErrMismatch},
 		{"root", `[]`, "(root): expected object, got array", jsonschema.ErrMismatch},
 		{"null", `null`, "(root): expected object, got null", jsonschema.ErrMismatch},
-		{"syntax", `{"id":`, "/id: expected valid JSON, got end of input", jsonschema.ErrSyntax},
+		{"syntax", `{"id":`, "/id: expected a JSON value, got end of input", jsonschema.ErrSyntax},
 		{"trailing", `{"id":1} 2`, "(root): expected one JSON value, got more after it", jsonschema.ErrSyntax},
 		{"deep", `{"id":1,"raw":[[[[[[[]]]]]]]}`, "/raw/0/0/0/0/0: expected at most 6 levels of nesting, got more", jsonschema.ErrTooDeep},
 		{"dup", `{"id":1,"id":2}`, "/id: expected each member once, got a duplicate", jsonschema.ErrMismatch},
