@@ -207,7 +207,7 @@ func (s *Schema) MarshalJSON() ([]byte, error) {
 	}
 	val := func(k string, v any) error {
 		key(k)
-		data, err := json.Marshal(v)
+		data, err := marshal(v)
 		b.Write(data)
 		return err
 	}
@@ -321,6 +321,18 @@ func (s *Schema) MarshalJSON() ([]byte, error) {
 }
 
 func writeString(b *bytes.Buffer, s string) {
-	data, _ := json.Marshal(s) // a string always marshals
+	data, _ := marshal(s) // a string always marshals
 	b.Write(data)
+}
+
+// marshal is json.Marshal without HTML escaping: patterns and descriptions
+// keep their '<', '>' and '&'.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

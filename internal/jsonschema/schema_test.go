@@ -243,3 +243,23 @@ func TestTagCommas(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
+
+// Patterns keep '<', '>' and '&' (no HTML escaping in generated documents).
+func TestNoHTMLEscaping(t *testing.T) {
+	t.Parallel()
+	s, err := jsonschema.Document(reflect.TypeFor[struct {
+		A string `json:"a" jsonschema:"pattern=^[<>&]+$,enum=<|&"`
+	}]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // as package contract writes its documents
+	if err := enc.Encode(s); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.String(); !strings.Contains(got, `"enum":["<","&"],"pattern":"^[<>&]+$"`) {
+		t.Errorf("got %s", got)
+	}
+}
