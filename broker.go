@@ -51,14 +51,19 @@ type Message struct {
 	// Header is metadata for wrappers, nil when there is none. Brokers return
 	// nil, not an empty map, for a message published without entries.
 	Header map[string]string
+	// Key is the state key of a keyed event, "" for none (see [WithKey]): the
+	// publication replaces the room's previous one with the same key in the
+	// room's latest state, and queues that conflate keep only the newest
+	// publication per key. Brokers carry it unchanged.
+	Key string
 }
 
 // Limits of a [Message]'s metadata, which every [Broker] enforces.
 const (
 	// MaxHeaderEntries is the most entries a Message.Header may have.
 	MaxHeaderEntries = 16
-	// MaxHeaderBytes bounds a message's metadata: the lengths of Except and of
-	// every key and value of Header, added up.
+	// MaxHeaderBytes bounds a message's metadata: the lengths of Except, of
+	// Key and of every key and value of Header, added up.
 	MaxHeaderBytes = 4096
 )
 
@@ -77,7 +82,7 @@ func (m Message) Check() error {
 
 // metaBytes is what [MaxHeaderBytes] counts.
 func (m Message) metaBytes() int {
-	n := len(m.Except)
+	n := len(m.Except) + len(m.Key)
 	for k, v := range m.Header {
 		n += len(k) + len(v)
 	}

@@ -13,12 +13,33 @@ type PublishOption func(*publishConfig)
 type publishConfig struct {
 	except string
 	cid    string
+	key    string
 }
 
 // WithExcept leaves out the connection with this ID (typically the sender of
 // a relayed event).
 func WithExcept(connID string) PublishOption {
 	return func(p *publishConfig) { p.except = connID }
+}
+
+// WithKey names the state key of the published event, e.g. a device ID, or
+// "device:7/temp" for one metric of one device: a later publication to the
+// same room with the same key supersedes it (see [Message].Key). key is 1 to
+// [MaxKeyLen] bytes of printable ASCII; anything else is ignored, and the
+// event is published without a key.
+func WithKey(key string) PublishOption {
+	return func(p *publishConfig) {
+		if validKey(key) {
+			p.key = key
+		}
+	}
+}
+
+// MaxKeyLen is the longest state key [WithKey] accepts.
+const MaxKeyLen = 256
+
+func validKey(key string) bool {
+	return len(key) <= MaxKeyLen && printableASCII(key)
 }
 
 // WithCorrelationID tags the event with id, which clients receive as the
@@ -35,11 +56,16 @@ func WithCorrelationID(id string) PublishOption {
 }
 
 func validCorrelationID(id string) bool {
-	if id == "" || len(id) > 128 {
+	return len(id) <= 128 && printableASCII(id)
+}
+
+// printableASCII reports whether s is non-empty printable ASCII.
+func printableASCII(s string) bool {
+	if s == "" {
 		return false
 	}
-	for i := 0; i < len(id); i++ {
-		if id[i] < 0x20 || id[i] > 0x7e {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
 			return false
 		}
 	}
@@ -95,7 +121,7 @@ func (h *Hub) publish(ctx context.Context, room, event string, data []byte, opts
 		h.log.LogAttrs(ctx, slog.LevelDebug, "rthub: publish", slog.String("room", room),
 			slog.String("event", event), slog.String("cid", cfg.cid), slog.Int("bytes", len(data)))
 	}
-	if _, err := h.broker.Publish(ctx, room, Message{Data: payload, Except: cfg.except}); err != nil {
+	if _, err := h.broker.Publish(ctx, room, Message{Data: payload, Except: cfg.except, Key: cfg.key}); err != nil {
 		h.stats.brokerErrors.Add(1)
 		return fmt.Errorf("rthub: publish to %q: %w", room, err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,4 +134,42 @@ func TestPublish_Except(t *testing.T) {
 	if g := got(bob, 5); g[0] != 1 || g[4] != 5 {
 		t.Errorf("bob got %v, want all of 1..5", g)
 	}
+}
+
+// TestPublish_Key checks that WithKey reaches the broker as Message.Key (and
+// so its history and its subscribers), and that an invalid key is dropped.
+func TestPublish_Key(t *testing.T) {
+	t.Parallel()
+	b, err := NewMemoryBroker(MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := testHub(t, func(o *Options) { o.Broker = b })
+	ctx := t.Context()
+	for _, key := range []string{"device:7/temp", "", "tab\there", strings.Repeat("k", MaxKeyLen+1), strings.Repeat("k", MaxKeyLen)} {
+		if err := h.Publish(ctx, "r", "e", 1, WithKey(key)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pubs, _, err := b.History(ctx, "r", StreamPosition{Offset: 0, Epoch: mustPos(t, b, "r").Epoch}, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range pubs {
+		got = append(got, p.Key)
+	}
+	want := []string{"device:7/temp", "", "", "", strings.Repeat("k", MaxKeyLen)}
+	if !slices.Equal(got, want) {
+		t.Errorf("keys in history = %q, want %q", got, want)
+	}
+}
+
+func mustPos(t *testing.T, b Broker, room string) StreamPosition {
+	t.Helper()
+	_, pos, err := b.History(t.Context(), room, StreamPosition{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pos
 }
