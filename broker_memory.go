@@ -20,6 +20,10 @@ type MemoryBrokerOptions struct {
 	// History bounds each room's history; the zero value keeps the last 100
 	// publications of a room for 5 minutes after its last one.
 	History HistoryPolicy
+	// State says which rooms keep keyed latest state (see [StateBroker]);
+	// the zero value keeps none. A room's state lives as long as its
+	// position (History's MetaTTL), each key at most its rule's TTL.
+	State StatePolicy
 	// SweepInterval is how often a started broker frees the history of rooms
 	// whose TTL passed (expired history is never returned, whatever this is).
 	// 0 means 1 second.
@@ -62,6 +66,7 @@ type MemoryBrokerStats struct {
 	Rooms            int    // rooms with a stream (history or a position)
 	HistoryBytes     int64  // bytes of kept history, as MaxHistoryBytes counts them
 	HistoryEvictions uint64 // room histories dropped to stay within MaxHistoryBytes
+	StateBytes       int64  // bytes of kept state, as StateLimits.MaxBytes counts them
 }
 
 // MemoryBroker is the single-process [Broker], the hub's default: publications
@@ -105,13 +110,14 @@ var _ Broker = (*MemoryBroker)(nil)
 // cluster. The error, wrapping [ErrInvalidOptions], lists every problem of
 // opts.History.
 func NewMemoryBroker(opts MemoryBrokerOptions) (*MemoryBroker, error) {
-	if err := opts.History.Validate(); err != nil {
+	if err := errors.Join(opts.History.Validate(), opts.State.Validate()); err != nil {
 		return nil, err
 	}
 	if opts.SweepInterval <= 0 {
 		opts.SweepInterval = time.Second
 	}
 	opts.History.Rules = slices.Clone(opts.History.Rules) // the caller's slice may change
+	opts.State.Rules = slices.Clone(opts.State.Rules)
 	if opts.MaxHistoryBytes == 0 {
 		opts.MaxHistoryBytes = DefaultMaxHistoryBytes
 	}
@@ -212,6 +218,9 @@ func (b *MemoryBroker) Publish(ctx context.Context, room string, msg Message) (S
 	r.offset++
 	pub := Publication{Room: room, Offset: r.offset, Epoch: r.epoch, Message: msg}
 	s.bytes += r.push(pub)
+	if r.state != nil && msg.Key != "" {
+		s.stateBytes += int64(r.state.put(pub, now))
+	}
 	r.lastPub, r.touched = now, now
 	s.reschedule(r)
 	s.fit(b.store, r)
@@ -372,6 +381,7 @@ func (b *MemoryBroker) Stats() MemoryBrokerStats {
 		s.mu.Lock()
 		st.Rooms += len(s.rooms)
 		st.HistoryBytes += s.bytes
+		st.StateBytes += s.stateBytes
 		s.mu.Unlock()
 	}
 	return st
@@ -392,6 +402,8 @@ type memoryShard struct {
 	subs  map[string][]*MemoryBroker // copy-on-write slices
 	exp   expiryHeap
 	bytes int64 // history bytes kept (see pubOverhead)
+	// stateBytes is the keyed state kept (see StateCost).
+	stateBytes int64
 }
 
 // fit drops whole room histories, the least recently published first, until
@@ -451,6 +463,9 @@ func (s *memoryShard) room(st *memoryStore, name string, now time.Time) *memoryR
 	r := s.rooms[name]
 	if r == nil {
 		r = &memoryRoom{name: name, epoch: newEpoch(), limits: st.opts.History.Limits(name), touched: now, idx: -1}
+		if l, ok := st.opts.State.Limits(name, st.opts.History); ok {
+			r.state = newKeyedState(l)
+		}
 		s.rooms[name] = r
 		s.reschedule(r)
 	}
@@ -477,6 +492,9 @@ func (s *memoryShard) expire(now time.Time) {
 			continue
 		}
 		heap.Pop(&s.exp)
+		if r.state != nil {
+			s.stateBytes -= int64(r.state.bytes)
+		}
 		delete(s.rooms, r.name)
 	}
 }
@@ -491,6 +509,7 @@ type memoryRoom struct {
 	buf     []Publication // the last len(buf) publications; a ring once full
 	head    int           // index of the oldest in buf once it is full
 	bytes   int64         // what buf holds, as MaxHistoryBytes counts it
+	state   *keyedState   // nil unless a state rule covers the room
 	lastPub time.Time     // last publication: history expires TTL after it
 	touched time.Time     // last publication or History: the position expires MetaTTL after it
 

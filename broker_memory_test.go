@@ -26,7 +26,7 @@ func newMemory(t *testing.T, opts rthub.MemoryBrokerOptions) *rthub.MemoryBroker
 
 func TestMemoryBrokerConformance(t *testing.T) {
 	t.Parallel()
-	first := newMemory(t, rthub.MemoryBrokerOptions{History: brokertest.History()})
+	first := newMemory(t, rthub.MemoryBrokerOptions{History: brokertest.History(), State: brokertest.State()})
 	brokertest.Run(t, func(t *testing.T) rthub.Broker { return first.Peer() })
 }
 

@@ -3,9 +3,11 @@
 // that subscribed a room, one order per room under concurrent publishers, exact
 // history replay (no gap, no duplicate) with a seam between history and live
 // delivery, epoch changes when a stream is lost, history limits and TTL,
-// a message's metadata (Except and Header) carried unchanged to live delivery
+// a message's metadata (Except, Header and Key) carried unchanged to live delivery
 // and history and its limits enforced, unsubscribe, close and context
-// cancellation.
+// cancellation; and, for a broker that implements [rthub.StateBroker], keyed
+// latest state: latest per key, consistent with offsets, eviction by count,
+// bytes and TTL, and lost with its stream.
 //
 // A broker implementation runs it from a test:
 //
@@ -40,7 +42,8 @@ import (
 // NewBroker returns a new, unstarted node of the broker under test. Every node
 // it returns, in any test, belongs to the same cluster: each sees the
 // others' publications and history (the suite keeps its tests apart with
-// unique room names). The node must be configured with [History]. The suite
+// unique room names). The node must be configured with [History] and, if it
+// implements [rthub.StateBroker], with [State]. The suite
 // starts each node and closes it before the test ends.
 type NewBroker func(t *testing.T) rthub.Broker
 
@@ -100,6 +103,9 @@ func Run(t *testing.T, newBroker NewBroker) {
 		{"BadRoom", s.badRoom},
 		{"StartOnce", s.startOnce},
 	} {
+		t.Run(tc.name, tc.fn)
+	}
+	for _, tc := range s.stateCases() {
 		t.Run(tc.name, tc.fn)
 	}
 }
