@@ -70,6 +70,11 @@ type Options struct {
 	// History bounds each room's history (see [rthub.HistoryPolicy]); every node
 	// of a cluster should use the same policy.
 	History rthub.HistoryPolicy
+	// State says which rooms keep keyed latest state (see
+	// [rthub.StateBroker]), shared by all nodes and updated atomically with
+	// each publication; every node of a cluster should use the same policy.
+	// The zero value keeps none.
+	State rthub.StatePolicy
 	// NodeID names this node in Redis: its connections are called
 	// "rthub-<NodeID>" (CLIENT LIST) and its probe channel is
 	// "<Prefix>node:<NodeID>:<shard>". Default: 16 random hex digits. Two live nodes
@@ -155,6 +160,7 @@ func (o *Options) fill() error {
 	}
 	o.Shards = slices.Clone(o.Shards)
 	o.History.Rules = slices.Clone(o.History.Rules)
+	o.State.Rules = slices.Clone(o.State.Rules)
 	seen := map[string]bool{}
 	for i := range o.Shards {
 		sh := &o.Shards[i]
@@ -178,6 +184,9 @@ func (o *Options) fill() error {
 		errs = append(errs, fmt.Errorf("prefix %q contains a brace", o.Prefix))
 	}
 	if err := o.History.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.State.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if o.NodeID == "" {
@@ -252,14 +261,21 @@ func (b *Broker) Publish(ctx context.Context, room string, msg rthub.Message) (r
 		return rthub.StreamPosition{}, fmt.Errorf("redisbroker: publish %q: %w", room, err)
 	}
 	var meta string
-	if msg.Except != "" || len(msg.Header) > 0 {
+	if msg.Except != "" || len(msg.Header) > 0 || msg.Key != "" {
 		meta = string(appendMeta(nil, msg))
 	}
 	s := b.shardOf(room)
 	l := b.opts.History.Limits(room)
+	sl, keeps := b.opts.State.Limits(room, b.opts.History)
+	maxKeys := "0"
+	if keeps {
+		maxKeys = strconv.Itoa(sl.MaxKeys)
+	}
+	p := rthub.Publication{Message: msg}
 	res, err := publishScript.Exec(ctx, s.client,
-		[]string{b.names.meta(room), b.names.stream(room)},
-		[]string{string(msg.Data), strconv.Itoa(l.Size), ms(l.TTL), ms(l.MetaTTL), b.names.channel(room), newEpoch(), meta},
+		[]string{b.names.meta(room), b.names.stream(room), b.names.state(room), b.names.order(room)},
+		[]string{string(msg.Data), strconv.Itoa(l.Size), ms(l.TTL), ms(l.MetaTTL), b.names.channel(room), newEpoch(), meta,
+			msg.Key, maxKeys, strconv.Itoa(sl.MaxBytes), ms(sl.TTL), strconv.Itoa(rthub.StateCost(&p))},
 	).ToArray()
 	var pos rthub.StreamPosition
 	if err == nil {
@@ -308,7 +324,7 @@ func (b *Broker) History(ctx context.Context, room string, since rthub.StreamPos
 	if since.IsZero() {
 		epoch = ""
 	}
-	keys := []string{b.names.meta(room), b.names.stream(room)}
+	keys := []string{b.names.meta(room), b.names.stream(room), b.names.state(room), b.names.order(room)}
 	args := []string{epoch, strconv.FormatUint(since.Offset+1, 10), strconv.Itoa(max(n, 1)), ms(l.MetaTTL), newEpoch()}
 	res, err := historyScript.Exec(ctx, s.client, keys, args).ToArray()
 	if _, redisErr := rueidis.IsRedisErr(err); err != nil && !redisErr && ctx.Err() == nil && !b.closed.Load() {

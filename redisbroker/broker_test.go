@@ -23,7 +23,7 @@ func TestConformance(t *testing.T) {
 	url := redisURL(t)
 	prefix := uniquePrefix(t, url)
 	brokertest.Run(t, func(t *testing.T) rthub.Broker {
-		return node(t, redisbroker.Options{Prefix: prefix, History: brokertest.History()}, url)
+		return node(t, redisbroker.Options{Prefix: prefix, History: brokertest.History(), State: brokertest.State()}, url)
 	})
 }
 
@@ -32,7 +32,7 @@ func TestConformanceSharded(t *testing.T) {
 	srv := startServerOrSkipToDB(t, url)
 	prefix := uniquePrefix(t, url, srv)
 	brokertest.Run(t, func(t *testing.T) rthub.Broker {
-		return node(t, redisbroker.Options{Prefix: prefix, History: brokertest.History()}, url, srv)
+		return node(t, redisbroker.Options{Prefix: prefix, History: brokertest.History(), State: brokertest.State()}, url, srv)
 	})
 }
 

@@ -10,6 +10,8 @@ import (
 //
 //	rthub:{device:42}:m   hash    e = epoch, o = last offset (position; TTL MetaTTL)
 //	rthub:{device:42}:s   stream  entry "<offset>-0" {d = data, m = metadata if any} (history; MAXLEN ~Size, TTL)
+//	rthub:{device:42}:t   hash    key = "<ms>:<cost>:<offset>:<m>:<metadata><data>" (keyed state; TTL MetaTTL)
+//	rthub:{device:42}:u   zset    key scored by its entry's offset (update order of the state)
 //	rthub:{device:42}     channel "1:<offset>:<epoch>:<data>" for each publication, or
 //	                              "2:<offset>:<epoch>:<len>:<metadata><data>" (see message.go)
 //	rthub:node:<id>:<i>   channel a node's liveness probes on its i-th shard
@@ -23,6 +25,8 @@ type names struct{ prefix string }
 
 func (n names) meta(room string) string    { return n.prefix + "{" + room + "}:m" }
 func (n names) stream(room string) string  { return n.prefix + "{" + room + "}:s" }
+func (n names) state(room string) string   { return n.prefix + "{" + room + "}:t" }
+func (n names) order(room string) string   { return n.prefix + "{" + room + "}:u" }
 func (n names) channel(room string) string { return n.prefix + "{" + room + "}" }
 func (n names) probe(node string, shard int) string {
 	return n.prefix + "node:" + node + ":" + strconv.Itoa(shard)

@@ -10,9 +10,9 @@ import (
 )
 
 // How a publication travels through Redis. A message's metadata (its
-// Except and Header, see [rthub.Message]) is encoded as a sequence of items
-// "<tag><n>:<n bytes>": tag 'x' is Except, tag 'k' a header key followed by
-// a 'v' item, its value; keys in sorted order. A message without metadata
+// Except, Header and Key, see [rthub.Message]) is encoded as a sequence of items
+// "<tag><n>:<n bytes>": tag 'x' is Except, tag 'y' the state Key, tag 'k' a
+// header key followed by a 'v' item, its value; keys in sorted order. A message without metadata
 // encodes to "". Items are length-prefixed, so any bytes may appear in them,
 // and a reader skips items with a tag it does not know, so a later version
 // can add some.
@@ -30,6 +30,9 @@ import (
 func appendMeta(dst []byte, m rthub.Message) []byte {
 	if m.Except != "" {
 		dst = appendItem(dst, 'x', m.Except)
+	}
+	if m.Key != "" {
+		dst = appendItem(dst, 'y', m.Key)
 	}
 	if len(m.Header) == 1 { // the common case (a traceparent): no sorting
 		for k, v := range m.Header {
@@ -50,10 +53,10 @@ func appendItem(dst []byte, tag byte, s string) []byte {
 	return append(dst, s...)
 }
 
-// decodeMeta parses encoded metadata into msg's Except and Header (nil when
-// it has no entries). It reports false for malformed metadata.
+// decodeMeta parses encoded metadata into msg's Except, Key and Header (nil
+// when it has no entries). It reports false for malformed metadata.
 func decodeMeta(meta string, msg *rthub.Message) bool {
-	msg.Except, msg.Header = "", nil
+	msg.Except, msg.Key, msg.Header = "", "", nil
 	var key string
 	haveKey := false
 	for meta != "" {
@@ -68,6 +71,8 @@ func decodeMeta(meta string, msg *rthub.Message) bool {
 		switch tag {
 		case 'x':
 			msg.Except = val
+		case 'y':
+			msg.Key = val
 		case 'k':
 			if haveKey {
 				return false
