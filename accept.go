@@ -250,7 +250,7 @@ func (h *Hub) setupConn(c *conn, since map[string]StreamPosition) {
 		if p, ok := since[rm]; ok {
 			from = &p
 		}
-		res, err := h.joinAt(c.ctx, c, rm, false, from)
+		res, err := h.joinAt(c.ctx, c, rm, false, from, false)
 		if err != nil {
 			h.log.LogAttrs(c.ctx, slog.LevelWarn, "rthub: auto-join failed", slog.String("conn", c.id),
 				slog.String("room", rm), slog.Any("err", err))

@@ -31,8 +31,8 @@ func (h *Hub) handleMessage(c *conn, msg []byte) {
 	}
 	switch cmd.Op {
 	case cmdJoin:
-		res, err := h.clientJoin(c, cmd.Room, cmd.Since)
-		c.reply(cmd.ID, joinData{Room: cmd.Room, streamInfo: res.info()}, err)
+		res, err := h.clientJoin(c, cmd.Room, cmd.Since, cmd.State)
+		c.reply(cmd.ID, joinData{Room: cmd.Room, streamInfo: res.info(), State: res.state}, err)
 	case cmdLeave:
 		if err := ValidRoom(cmd.Room); err != nil {
 			c.reply(cmd.ID, nil, err)
@@ -61,6 +61,9 @@ type roomData struct {
 type joinData struct {
 	Room string `json:"room"`
 	streamInfo
+	// State is the room's state snapshot, a JSON array of events, when the
+	// join asked for it and got it (docs/protocol.md §2.2).
+	State json.RawMessage `json:"state,omitempty"`
 }
 
 type refreshData struct {
@@ -83,7 +86,7 @@ func (c *conn) reply(id uint64, data any, err error) {
 	c.sendJSON(m)
 }
 
-func (h *Hub) clientJoin(c *conn, room string, since *StreamPosition) (joinResult, error) {
+func (h *Hub) clientJoin(c *conn, room string, since *StreamPosition, state bool) (joinResult, error) {
 	if err := ValidRoom(room); err != nil {
 		return joinResult{}, err
 	}
@@ -94,7 +97,7 @@ func (h *Hub) clientJoin(c *conn, room string, since *StreamPosition) (joinResul
 		h.refused(c.ctx, r)
 		return joinResult{}, err
 	}
-	res, err := h.joinAt(c.ctx, c, room, false, since)
+	res, err := h.joinAt(c.ctx, c, room, false, since, state)
 	if errors.Is(err, ErrTooManyRooms) {
 		r := c.refusal("join", ErrorCode(err))
 		r.Room = room

@@ -26,6 +26,7 @@ type Hub struct {
 	policy   *policy
 	limits   *limiter
 	broker   Broker
+	stater   StateBroker      // the broker, when it keeps keyed state; nil if not
 	pstore   PresenceStore    // the broker's, when it keeps cluster-wide presence and Policy.Presence is set
 	resyncCh chan resyncRetry // rooms whose resync read failed, for the resyncer
 	handlers map[string]Handler
@@ -128,6 +129,7 @@ func New(opts Options) (*Hub, error) {
 		policy:   pol,
 		limits:   newLimiter(opts.Limits),
 		broker:   opts.Broker,
+		stater:   stateBroker(opts.Broker),
 		resyncCh: make(chan resyncRetry, 4096),
 		syncKick: make(chan struct{}, 1),
 		handlers: handlers,

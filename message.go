@@ -41,6 +41,7 @@ type command struct {
 	Token  string          `json:"token"`
 	Target string          `json:"target"`
 	Since  *StreamPosition `json:"since"`
+	State  bool            `json:"state"`
 	Data   json.RawMessage `json:"data"`
 }
 

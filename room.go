@@ -53,6 +53,10 @@ type room struct {
 	pending   []Publication      // held while subscribing or syncing; at most maxPending
 	lost      bool               // pending overflowed: the sync reads history once more
 	syncFails int                // history reads of a resync that failed in a row
+	// skip holds members that joined with a state snapshot ahead of pos:
+	// events up to their offset are in the snapshot, so they are not sent
+	// to them. An entry goes once pos reaches it; at most one per member.
+	skip map[*conn]uint64
 }
 
 type roomState uint8
@@ -74,6 +78,7 @@ const maxPending = 1024
 type joiner struct {
 	c        *conn
 	frames   [][]byte
+	offs     []uint64 // each frame's offset, 0 for a message that is not an event
 	bytes    int
 	overflow bool // more arrived than the queue bounds: closed as a slow consumer
 	left     bool // the connection left (or closed) before it caught up
@@ -213,25 +218,28 @@ type joinResult struct {
 	resumed   bool           // a since position was given
 	recovered bool           // ... and every publication after it was (or is being) delivered
 	already   bool           // c was in the room before
+	state     []byte         // the snapshot, a JSON array of events; nil when none was given
 }
 
 // join puts c in room name. server marks a server-side join.
 func (h *Hub) join(ctx context.Context, c *conn, name string, server bool) error {
-	_, err := h.joinAt(ctx, c, name, server, nil)
+	_, err := h.joinAt(ctx, c, name, server, nil, false)
 	return err
 }
 
 // joinAt puts c in room name. With since, the publications after since that
 // the room delivered before the join are replayed to c first (from the
 // broker's history, read with no lock held), so c misses nothing; recovered
-// is false when they are no longer all kept.
+// is false when they are no longer all kept. With wantState, a join that
+// does not resume with every publication recovered gets the room's state
+// snapshot instead (see joinState), and then exactly the events after it.
 //
 // Locks: h.mu, then a room's mu, then a conn's mu, each only for memory
 // operations. A room's members are a slice in join order; each roomRef
 // remembers its index, written only with both the room's and the conn's
 // mutex held. Presence events and replays are queued with the room's mu
 // held, so they stay in order with the room's events.
-func (h *Hub) joinAt(ctx context.Context, c *conn, name string, server bool, since *StreamPosition) (joinResult, error) {
+func (h *Hub) joinAt(ctx context.Context, c *conn, name string, server bool, since *StreamPosition, wantState bool) (joinResult, error) {
 	res := joinResult{resumed: since != nil}
 	// Cheap checks first, so a doomed join never creates (and subscribes) a room.
 	if err := h.canJoin(c, name); err != nil {
@@ -282,10 +290,21 @@ func (h *Hub) joinAt(ctx context.Context, c *conn, name string, server bool, sin
 		if empty {
 			h.closeRoom(ctx, rm)
 		}
+		if err == nil && wantState && !res.recovered {
+			// Already in: it receives the room live; the snapshot comes with
+			// its position, and the client drops the events up to it.
+			if st, pos, ok, serr := h.readState(ctx, name); serr != nil {
+				return res, serr
+			} else if ok {
+				res.state, res.pos, res.recovered = st, pos, false
+			}
+		}
 		return res, err
 	}
 
 	replay := since != nil && since.Epoch == rm.pos.Epoch && since.Offset < rm.pos.Offset
+	trivial := since != nil && since.Epoch == rm.pos.Epoch && since.Offset >= rm.pos.Offset
+	snapshot := wantState && h.stater != nil && !trivial
 	if since != nil {
 		h.stats.resumes.Add(1)
 		// Another stream, or a position this node has not reached (the client
@@ -295,7 +314,7 @@ func (h *Hub) joinAt(ctx context.Context, c *conn, name string, server bool, sin
 			h.stats.unrecovered.Add(1)
 		}
 	}
-	if !replay {
+	if !replay && !snapshot {
 		c.rooms = append(c.rooms, roomRef{name: name, server: server, idx: len(rm.members)})
 		rm.members = append(rm.members, c)
 		c.mu.Unlock()
@@ -312,12 +331,28 @@ func (h *Hub) joinAt(ctx context.Context, c *conn, name string, server bool, sin
 	target := rm.pos
 	rm.mu.Unlock()
 
-	frames, ok := h.readReplay(ctx, name, c.id, *since, target)
-	res.recovered = ok
+	var frames [][]byte
+	ok := false
+	if replay {
+		frames, ok = h.readReplay(ctx, name, c.id, *since, target)
+		res.recovered = ok
+	}
+	var st []byte
+	var spos StreamPosition
+	var stateErr error
+	haveState := false
+	if snapshot && !ok {
+		st, spos, haveState, stateErr = h.readState(ctx, name)
+	}
 
 	rm.mu.Lock()
 	rm.joining = slices.DeleteFunc(rm.joining, func(x *joiner) bool { return x == j })
-	if j.left {
+	if j.left || stateErr != nil {
+		if stateErr != nil {
+			c.mu.Lock()
+			c.rooms = slices.DeleteFunc(c.rooms, func(rr roomRef) bool { return rr.name == name && rr.idx < 0 })
+			c.mu.Unlock()
+		}
 		empty := rm.empty() && rm.state == roomLive
 		if empty {
 			rm.state = roomClosed
@@ -326,7 +361,30 @@ func (h *Hub) joinAt(ctx context.Context, c *conn, name string, server bool, sin
 		if empty {
 			h.closeRoom(ctx, rm)
 		}
+		if stateErr != nil {
+			return res, stateErr
+		}
 		return res, ErrNotFound
+	}
+	resync := false
+	if haveState {
+		res.state, res.pos, res.recovered = st, spos, false
+		if spos.Epoch == target.Epoch && spos.Offset >= target.Offset {
+			// The snapshot covers everything up to spos: of what the room
+			// delivered since target, only the events after it go out, and
+			// those it has yet to deliver up to spos are skipped.
+			j.keepAfter(spos.Offset)
+			if rm.pos.Epoch == spos.Epoch && rm.pos.Offset < spos.Offset {
+				if rm.skip == nil {
+					rm.skip = make(map[*conn]uint64)
+				}
+				rm.skip[c] = spos.Offset
+			}
+		} else {
+			// The broker's stream is not the room's (its epoch changed):
+			// the room syncs, and its members, this one too, get a reset.
+			resync = true
+		}
 	}
 	c.mu.Lock()
 	for i := range c.rooms {
@@ -347,7 +405,57 @@ func (h *Hub) joinAt(ctx context.Context, c *conn, name string, server bool, sin
 		}
 	}
 	h.joined(ctx, rm, c, fl)
+	if resync {
+		h.requestSync(name)
+	}
 	return res, nil
+}
+
+// keepAfter drops the frames of events at or before offset off.
+func (j *joiner) keepAfter(off uint64) {
+	n := 0
+	for i, f := range j.frames {
+		if o := j.offs[i]; o == 0 || o > off {
+			j.frames[n], j.offs[n] = f, o
+			n++
+		} else {
+			j.bytes -= len(f)
+		}
+	}
+	clear(j.frames[n:])
+	j.frames, j.offs = j.frames[:n], j.offs[:n]
+}
+
+// readState reads room name's state snapshot from the broker, with no lock
+// held, as a JSON array of the events (each with its position). ok is false
+// when there is none: the broker keeps no state, or not for this room.
+func (h *Hub) readState(ctx context.Context, name string) (st []byte, pos StreamPosition, ok bool, err error) {
+	if h.stater == nil {
+		return nil, StreamPosition{}, false, nil
+	}
+	bctx, cancel := context.WithTimeout(ctx, h.opts.BrokerTimeout)
+	pubs, pos, err := h.stater.State(bctx, name)
+	cancel()
+	switch {
+	case errors.Is(err, ErrNoState):
+		return nil, StreamPosition{}, false, nil
+	case err != nil:
+		h.stats.brokerErrors.Add(1)
+		h.log.LogAttrs(ctx, slog.LevelError, "rthub: reading room state", slog.String("room", name), slog.Any("err", err))
+		return nil, StreamPosition{}, false, fmt.Errorf("%w: reading the room's state", ErrInternal)
+	}
+	n := 2
+	for i := range pubs {
+		n += len(pubs[i].Data) + 48
+	}
+	st = append(make([]byte, 0, n), '[')
+	for i := range pubs {
+		if i > 0 {
+			st = append(st, ',')
+		}
+		st = appendPosition(st, pubs[i].Data, pubs[i].Position())
+	}
+	return append(st, ']'), pos, true, nil
 }
 
 // canJoin checks what can be checked of a join before its room is looked up.
@@ -470,6 +578,9 @@ func (h *Hub) leave(ctx context.Context, c *conn, name string) bool {
 // removeMemberLocked takes the member at idx out of rm.members (the last
 // member moves into its place, and its roomRef is told). rm.mu is held.
 func (rm *room) removeMemberLocked(idx int) {
+	if rm.skip != nil {
+		delete(rm.skip, rm.members[idx])
+	}
 	last := len(rm.members) - 1
 	if moved := rm.members[last]; idx != last {
 		rm.members[idx] = moved
@@ -503,14 +614,15 @@ func (rm *room) deliverLocked(event string, data []byte, except string) *flushLi
 		return nil
 	}
 	payload := appendEvent(make([]byte, 0, 64+len(event)+len(rm.name)+len(data)), event, rm.name, data)
-	return rm.deliverPayloadLocked(payload, except, h.stats.events.of(event))
+	return rm.deliverPayloadLocked(payload, except, h.stats.events.of(event), 0)
 }
 
 // deliverPayloadLocked queues one encoded server message to rm's members
 // but except (a connection ID, or ""), with rm.mu held; see deliverLocked.
 // ev counts the deliveries and drops of the message's event (nil: not an
-// event). Connections still catching up (joiners) keep the frame for later.
-func (rm *room) deliverPayloadLocked(payload []byte, except string, ev *eventCounter) *flushList {
+// event). off is the event's offset, 0 for a message that is not one.
+// Connections still catching up (joiners) keep the frame for later.
+func (rm *room) deliverPayloadLocked(payload []byte, except string, ev *eventCounter, off uint64) *flushList {
 	h := rm.h
 	if rm.empty() {
 		return nil
@@ -527,6 +639,11 @@ func (rm *room) deliverPayloadLocked(payload []byte, except string, ev *eventCou
 	for _, c := range rm.members {
 		if except != "" && c.id == except {
 			continue
+		}
+		if off != 0 && rm.skip != nil {
+			if s, ok := rm.skip[c]; ok && off <= s {
+				continue // in the snapshot it joined with
+			}
 		}
 		f := p.frame(c.deflate)
 		queued, start := c.enqueue(f)
@@ -551,6 +668,7 @@ func (rm *room) deliverPayloadLocked(payload []byte, except string, ev *eventCou
 			continue
 		}
 		j.frames = append(j.frames, f)
+		j.offs = append(j.offs, off)
 		j.bytes += len(f)
 		n++
 		wire += uint64(len(f))

@@ -143,3 +143,9 @@ func (p StatePolicy) Limits(room string, history HistoryPolicy) (StateLimits, bo
 func StateCost(p *Publication) int {
 	return len(p.Data) + len(p.Key) + StateEntryOverhead
 }
+
+// stateBroker returns b as a StateBroker, or nil.
+func stateBroker(b Broker) StateBroker {
+	sb, _ := b.(StateBroker)
+	return sb
+}

@@ -272,7 +272,8 @@ func (rm *room) applyHistoryLocked(pubs []Publication, cur StreamPosition, err e
 			rm.pos = cur // nothing held: jump to the broker's position
 			h.stats.unrecovered.Add(1)
 			rm.logReset("not recoverable")
-			fls = append(fls, rm.deliverPayloadLocked(appendReset(nil, rm.name, rm.pos), "", nil))
+			rm.skip = nil
+			fls = append(fls, rm.deliverPayloadLocked(appendReset(nil, rm.name, rm.pos), "", nil, 0))
 		}
 	default:
 		h.stats.brokerErrors.Add(1)
@@ -305,7 +306,8 @@ func (rm *room) resetLocked(why string) (fl *flushList, ok bool) {
 	h.stats.unrecovered.Add(1)
 	rm.pos = StreamPosition{Offset: p.Offset - 1, Epoch: p.Epoch}
 	rm.logReset(why)
-	return rm.deliverPayloadLocked(appendReset(nil, rm.name, rm.pos), "", nil), true
+	rm.skip = nil
+	return rm.deliverPayloadLocked(appendReset(nil, rm.name, rm.pos), "", nil, 0), true
 }
 
 func (rm *room) logReset(why string) {
@@ -382,7 +384,18 @@ func (rm *room) deliverPubLocked(pub *Publication) *flushList {
 	if name := eventNameOf(body); name != nil {
 		ev = h.stats.events.ofBytes(name)
 	}
-	return rm.deliverPayloadLocked(appendPosition(make([]byte, 0, len(body)+48), body, pub.Position()), except, ev)
+	fl := rm.deliverPayloadLocked(appendPosition(make([]byte, 0, len(body)+48), body, pub.Position()), except, ev, pub.Offset)
+	if rm.skip != nil {
+		for c, s := range rm.skip {
+			if s <= pub.Offset {
+				delete(rm.skip, c)
+			}
+		}
+		if len(rm.skip) == 0 {
+			rm.skip = nil
+		}
+	}
+	return fl
 }
 
 // subscribe subscribes this node to room and returns the room's position: the

@@ -102,6 +102,19 @@ type Options struct {
 	// missed, and the client drops any duplicate. It runs on the client's
 	// read goroutine, like event handlers: it must not block.
 	OnReset func(room string)
+	// OnSnapshot, if set, receives every state snapshot of a room joined
+	// with [Client.JoinState]: the first, and each one asked for again after
+	// a reconnection the server could not resume, a reset or a gap. Replace
+	// the room's view with it; the room's events that follow are exactly
+	// those after its position. It runs on the read goroutine, before any
+	// later event of the room: it must not block.
+	OnSnapshot func(Snapshot)
+	// OnGap, if set, is called when the server dropped events of room for
+	// this connection rather than close it (the room's overflow policy, a
+	// "gap" message). A room joined with state gets a new snapshot next
+	// (OnSnapshot); for other rooms, reload the state if it matters. It
+	// runs on the read goroutine: it must not block.
+	OnGap func(room string)
 }
 
 // State is a client's connection state, reported to Options.OnState.
@@ -163,8 +176,12 @@ type Client struct {
 	ready chan struct{}                   // closed when cn is set; replaced when it is lost
 	rooms map[string]bool                 // rooms in; true for the client's own (rejoined after a reconnection)
 	pos   map[string]rthub.StreamPosition // last event seen per room, for resuming
-	view  string                          // what the client views (presence); declared again after a reconnection
-	err   error                           // why the client stopped; set before done is closed
+	// stateRooms are the own rooms joined with state; holds are the rooms
+	// whose events are held while a join with state is pending.
+	stateRooms map[string]bool
+	holds      map[string]*held
+	view       string // what the client views (presence); declared again after a reconnection
+	err        error  // why the client stopped; set before done is closed
 
 	hmu      sync.RWMutex
 	handlers map[string][]func(Event)
@@ -249,17 +266,19 @@ func newClient(ctx context.Context, url string, opts Options) (*Client, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{
-		url:      url,
-		opts:     opts,
-		log:      log,
-		done:     make(chan struct{}),
-		ready:    make(chan struct{}),
-		rooms:    make(map[string]bool, len(opts.Rooms)),
-		pos:      make(map[string]rthub.StreamPosition),
-		handlers: make(map[string][]func(Event)),
-		sleep:    sleep,
-		rand:     rand.Float64,
-		idleFor:  idleFor,
+		url:        url,
+		opts:       opts,
+		log:        log,
+		done:       make(chan struct{}),
+		ready:      make(chan struct{}),
+		rooms:      make(map[string]bool, len(opts.Rooms)),
+		pos:        make(map[string]rthub.StreamPosition),
+		stateRooms: make(map[string]bool),
+		holds:      make(map[string]*held),
+		handlers:   make(map[string][]func(Event)),
+		sleep:      sleep,
+		rand:       rand.Float64,
+		idleFor:    idleFor,
 	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	for _, r := range opts.Rooms {
@@ -432,6 +451,7 @@ func readWelcome(ctx context.Context, ws *websocket.Conn) (*message, error) {
 // to be retried on the next reconnection.
 func (c *Client) joinRooms(ctx context.Context, cn *conn, auto []string, strict bool) error {
 	c.mu.Lock()
+	clear(c.holds) // joins with state pending on the previous connection
 	for r, own := range c.rooms {
 		if !own {
 			delete(c.rooms, r) // the server's rooms of the previous connection
@@ -457,10 +477,16 @@ func (c *Client) joinRooms(ctx context.Context, cn *conn, auto []string, strict 
 	errc := make(chan error, len(todo))
 	for _, r := range todo {
 		id := c.nextID.Add(1)
+		cmd, state := c.rejoinCommand(id, r)
 		ok := cn.register(id, func(m *message) {
 			err := m.err()
-			if err == nil {
+			switch {
+			case err == nil && state:
+				c.snapshotReplied(cn, r, m.Data)
+			case err == nil:
 				c.joinReplied(r, m.Data)
+			case state:
+				c.release(r)
 			}
 			if err != nil && !strict && !errors.Is(err, rthub.ErrRateLimited) && !errors.Is(err, rthub.ErrInternal) {
 				c.mu.Lock()
@@ -477,7 +503,7 @@ func (c *Client) joinRooms(ctx context.Context, cn *conn, auto []string, strict 
 		if !ok {
 			return cn.err
 		}
-		b, err := json.Marshal(command{ID: id, Op: "join", Room: r, Since: c.since(r)})
+		b, err := json.Marshal(cmd)
 		if err != nil {
 			return err
 		}

@@ -73,6 +73,7 @@ func (c *Client) Join(ctx context.Context, room string) error {
 		if m.err() == nil { // on the reader goroutine, in order with the server's left/joined
 			c.mu.Lock()
 			c.rooms[room] = true
+			delete(c.stateRooms, room)
 			c.mu.Unlock()
 			c.joinReplied(room, m.Data)
 		}
@@ -87,6 +88,7 @@ func (c *Client) Leave(ctx context.Context, room string) error {
 		c.mu.Lock()
 		delete(c.rooms, room)
 		delete(c.pos, room)
+		delete(c.stateRooms, room)
 		c.mu.Unlock()
 	}
 	forget()

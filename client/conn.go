@@ -62,6 +62,7 @@ type command struct {
 	Token  string                `json:"token,omitempty"`
 	Target *string               `json:"target,omitempty"`
 	Since  *rthub.StreamPosition `json:"since,omitempty"`
+	State  bool                  `json:"state,omitempty"`
 	Data   json.RawMessage       `json:"data,omitempty"`
 }
 
@@ -275,16 +276,12 @@ func (c *Client) dispatch(cn *conn, b []byte) {
 	}
 	switch m.Type {
 	case "event":
-		if !c.advance(m.Room, m.Offset, m.Epoch) {
-			return // already seen (a replay overlapping what arrived live)
+		if c.holdEvent(&m) {
+			return // a join with state is pending: after its snapshot
 		}
-		c.hmu.RLock()
-		hs := c.handlers[m.Event]
-		c.hmu.RUnlock()
-		ev := Event{Name: m.Event, Room: m.Room, Data: m.Data, CID: m.CID}
-		for _, h := range hs {
-			h(ev)
-		}
+		c.dispatchEvent(&m)
+	case "gap":
+		c.gap(cn, m.Room)
 	case "reply":
 		cn.resolve(&m)
 	case "joined":
@@ -297,6 +294,8 @@ func (c *Client) dispatch(cn *conn, b []byte) {
 		c.mu.Lock()
 		delete(c.rooms, m.Room)
 		delete(c.pos, m.Room)
+		delete(c.stateRooms, m.Room)
+		delete(c.holds, m.Room)
 		c.mu.Unlock()
 		c.log.Info("rthub/client: left room", slog.String("room", m.Room), slog.String("reason", m.Reason))
 	case "reset":
@@ -304,6 +303,7 @@ func (c *Client) dispatch(cn *conn, b []byte) {
 		c.pos[m.Room] = rthub.StreamPosition{Offset: m.Offset, Epoch: m.Epoch}
 		c.mu.Unlock()
 		c.reset(m.Room)
+		c.lostContinuity(cn, m.Room)
 	case "expiring":
 		if c.opts.TokenFunc != nil {
 			select {
@@ -313,5 +313,20 @@ func (c *Client) dispatch(cn *conn, b []byte) {
 		}
 	default:
 		c.log.Debug("rthub/client: ignoring message", slog.String("type", m.Type))
+	}
+}
+
+// dispatchEvent hands an event to its handlers unless it was seen already
+// (a replay overlapping what arrived live, or an event in a snapshot).
+func (c *Client) dispatchEvent(m *message) {
+	if !c.advance(m.Room, m.Offset, m.Epoch) {
+		return
+	}
+	c.hmu.RLock()
+	hs := c.handlers[m.Event]
+	c.hmu.RUnlock()
+	ev := Event{Name: m.Event, Room: m.Room, Data: m.Data, CID: m.CID}
+	for _, h := range hs {
+		h(ev)
 	}
 }
