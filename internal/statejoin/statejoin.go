@@ -5,7 +5,7 @@
 // then the events after it, and must end with the publisher's final state,
 // with no gap and no duplicate in what it applied after its snapshot.
 //
-// Every event of the room is "sensor:data" {"k":key,"v":n} published with
+// Every event of the room is "statejoin:reading" {"k":key,"v":n} published with
 // state key k, where n is the publication's number, which is its offset in
 // a fresh room: so a client checks its stream from the payloads alone.
 package statejoin
@@ -34,7 +34,7 @@ type Reading struct {
 }
 
 // Sensor is the event published.
-var Sensor = rthub.NewEvent[Reading]("sensor:data")
+var Sensor = rthub.NewEvent[Reading]("statejoin:reading")
 
 // Config is one run.
 type Config struct {
