@@ -22,6 +22,10 @@ type Event struct {
 	// CID is the correlation ID its publisher gave it (rthub.WithCorrelationID),
 	// if any: log it to follow one event end to end.
 	CID string
+	// Position is the event's position in the room's stream (zero for an
+	// event without one, such as presence): within an epoch, offsets grow
+	// by one per event, so an app can check that it missed nothing.
+	Position rthub.StreamPosition
 }
 
 // On registers fn for events named event. Handlers run on the client's read

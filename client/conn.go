@@ -325,7 +325,7 @@ func (c *Client) dispatchEvent(m *message) {
 	c.hmu.RLock()
 	hs := c.handlers[m.Event]
 	c.hmu.RUnlock()
-	ev := Event{Name: m.Event, Room: m.Room, Data: m.Data, CID: m.CID}
+	ev := Event{Name: m.Event, Room: m.Room, Data: m.Data, CID: m.CID, Position: rthub.StreamPosition{Offset: m.Offset, Epoch: m.Epoch}}
 	for _, h := range hs {
 		h(ev)
 	}

@@ -135,7 +135,7 @@ func (c *Client) snapshotReplied(cn *conn, room string, data json.RawMessage) Sn
 		for _, raw := range r.State {
 			var m message
 			if json.Unmarshal(raw, &m) == nil && m.Type == "event" {
-				snap.Events = append(snap.Events, Event{Name: m.Event, Room: m.Room, Data: m.Data, CID: m.CID})
+				snap.Events = append(snap.Events, Event{Name: m.Event, Room: m.Room, Data: m.Data, CID: m.CID, Position: rthub.StreamPosition{Offset: m.Offset, Epoch: m.Epoch}})
 			}
 		}
 		c.mu.Lock()

@@ -5,9 +5,11 @@
 // then the events after it, and must end with the publisher's final state,
 // with no gap and no duplicate in what it applied after its snapshot.
 //
-// Every event of the room is "statejoin:reading" {"k":key,"v":n} published with
-// state key k, where n is the publication's number, which is its offset in
-// a fresh room: so a client checks its stream from the payloads alone.
+// Every event of the room is "statejoin:reading" {"k":key,"v":n} published
+// with state key k; n counts the publications of key k. Several publishers
+// run at once, each owning a share of the keys, so the final value of a key
+// is its owner's last. A client checks its stream by the events' offsets
+// (the room is fresh: offsets run from 1 to the number published).
 package statejoin
 
 import (
@@ -42,9 +44,12 @@ type Config struct {
 	Rate     int           // events per second, across all keys
 	Keys     int           // distinct state keys
 	Duration time.Duration // how long events are published; clients join during the first half
-	Room     string        // a fresh room (offsets start at 1)
-	URLs     []string      // hub WebSocket URLs; clients are spread over them
-	Token    string        // a token that may join Room
+	// Publishers is how many goroutines publish at once (default 8), each
+	// at Rate/Publishers.
+	Publishers int
+	Room       string   // a fresh room (offsets start at 1)
+	URLs       []string // hub WebSocket URLs; clients are spread over them
+	Token      string   // a token that may join Room
 	// Publish publishes r to Room with state key r.K.
 	Publish func(ctx context.Context, r Reading) error
 }
@@ -136,22 +141,25 @@ func (v *view) snapshot(s client.Snapshot) {
 	v.last, v.ready = int(s.Position.Offset), true
 }
 
-func (v *view) event(r Reading) {
+func (v *view) event(e client.Event) {
+	var r Reading
+	err := json.Unmarshal(e.Data, &r)
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if !v.ready {
-		v.bad = errors.New("event before the snapshot")
+	if err != nil || !v.ready {
+		v.bad = fmt.Errorf("event before the snapshot, or undecodable: %v", err)
 		return
 	}
+	off := int(e.Position.Offset)
 	switch {
-	case r.V <= v.last:
+	case off <= v.last:
 		v.dups++
 		return
-	case r.V > v.last+1:
+	case off > v.last+1:
 		v.gaps++
 	}
 	v.app++
-	v.vals[r.K], v.last = r.V, r.V
+	v.vals[r.K], v.last = r.V, off
 }
 
 // Run runs cfg: it publishes for cfg.Duration while the clients join, waits
@@ -168,7 +176,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	defer stopPub()
 	pubErr := make(chan error, 1)
 	go func() { // owner: Run; waited for through pubErr
-		pubErr <- publish(pubCtx, cfg, final, &published)
+		pubErr <- publishAll(pubCtx, cfg, final, &published)
 	}()
 
 	views := make([]*view, cfg.Clients)
@@ -199,7 +207,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				return
 			}
 			clients[i] = c
-			client.Handle(c, Sensor, func(_ string, r Reading) { v.event(r) })
+			c.On(Sensor.Name(), v.event)
 			snap, err := c.JoinState(dctx, cfg.Room)
 			if err == nil && !snap.Kept {
 				err = errors.New("the server keeps no state for the room")
@@ -271,9 +279,38 @@ func equal(a, b map[string]int) bool {
 	return true
 }
 
-// publish publishes at cfg.Rate for cfg.Duration, key i%Keys for the i-th
-// event, recording the final value per key. It paces in 1 ms steps.
-func publish(ctx context.Context, cfg Config, final map[string]int, n *atomic.Int64) error {
+// publishAll runs cfg.Publishers publishers for cfg.Duration, publisher p
+// owning the keys i with i%Publishers == p, and records each key's final
+// value in final.
+func publishAll(ctx context.Context, cfg Config, final map[string]int, n *atomic.Int64) error {
+	p := max(cfg.Publishers, 1)
+	if cfg.Publishers == 0 {
+		p = min(8, cfg.Keys)
+	}
+	finals := make([]map[string]int, p)
+	errs := make([]error, p)
+	var wg sync.WaitGroup
+	for w := range p {
+		finals[w] = map[string]int{}
+		wg.Go(func() { errs[w] = publish(ctx, cfg, w, p, finals[w], n) })
+	}
+	wg.Wait()
+	for _, f := range finals {
+		for k, v := range f {
+			final[k] = v
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// publish is publisher w of p: it publishes at cfg.Rate/p for cfg.Duration,
+// cycling over its keys, pacing in 1 ms steps.
+func publish(ctx context.Context, cfg Config, w, p int, final map[string]int, n *atomic.Int64) error {
+	var keys []string
+	for i := w; i < cfg.Keys; i += p {
+		keys = append(keys, "k"+strconv.Itoa(i))
+	}
+	rate := float64(cfg.Rate) / float64(p)
 	start := time.Now()
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
@@ -283,14 +320,14 @@ func publish(ctx context.Context, cfg Config, final map[string]int, n *atomic.In
 		if el >= cfg.Duration {
 			return nil
 		}
-		due := int(el.Seconds()*float64(cfg.Rate)) + 1
+		due := int(el.Seconds()*rate) + 1
 		for ; next <= due; next++ {
-			r := Reading{K: "k" + strconv.Itoa(next%cfg.Keys), V: next}
-			if err := cfg.Publish(ctx, r); err != nil {
+			k := keys[next%len(keys)]
+			if err := cfg.Publish(ctx, Reading{K: k, V: next}); err != nil {
 				return err
 			}
-			final[r.K] = r.V
-			n.Store(int64(next))
+			final[k] = next
+			n.Add(1)
 		}
 		select {
 		case <-ctx.Done():
