@@ -393,7 +393,6 @@ export class RthubClient<C extends ContractShape = AnyContract> {
       opened = true;
       this.lastHeard = Date.now();
     };
-    ws.onerror = () => {}; // the close event follows and says what to do
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return;
       this.lastHeard = Date.now();
@@ -434,14 +433,21 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     };
     ws.onclose = onclose;
     // Drops a connection that went silent, as if the network had.
-    this.drop = () => {
+    const drop = (reason: string) => {
       ws.onclose = null;
       try {
         ws.close();
       } catch {
         // already closing
       }
-      onclose({ code: 1006, reason: "no answer from the server" });
+      onclose({ code: 1006, reason });
+    };
+    this.drop = () => drop("no answer from the server");
+    // Browsers follow an error with a close event, but Node 20's WebSocket
+    // fires none after a handshake refused with an HTTP status: a failed
+    // handshake is handled on the error, as the 1006 a browser would report.
+    ws.onerror = () => {
+      if (!opened) drop("");
     };
   }
 

@@ -1,0 +1,430 @@
+package js_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/org/rthub"
+	"github.com/org/rthub/token"
+)
+
+// AlertAck is the payload of alert:ack, the event the node tests emit.
+type AlertAck struct {
+	ID   int    `json:"id"`
+	Note string `json:"note,omitempty"`
+}
+
+// alertAck is handled by every test hub (handleAck). sensor:data is only
+// published (Hub.Publish takes any JSON), so it needs no declaration.
+var alertAck = rthub.NewEvent[AlertAck]("alert:ack")
+
+// testPolicy is the policy of every test hub: staff join staff (auto) and
+// device rooms and may emit alert:ack to staff; admins also join admin.
+// staff has presence.
+var testPolicy = rthub.Policy{
+	Roles: map[string]rthub.RoleRules{
+		"staff": {
+			Join:     []string{"staff", "device:*"},
+			AutoJoin: []string{"staff"},
+			Emit:     []rthub.EmitRule{{Events: []string{"alert:ack"}, Rooms: []string{"staff"}}},
+		},
+		"admin": {
+			Join:     []string{"staff", "admin", "device:*"},
+			AutoJoin: []string{"staff", "admin"},
+			Emit:     []rthub.EmitRule{{Events: []string{"alert:ack"}, Rooms: []string{"staff", "admin"}}},
+		},
+	},
+	Presence: []string{"staff"},
+}
+
+// maxHubs bounds the hubs a test server holds at once.
+const maxHubs = 64
+
+// testServer serves any number of independent test hubs to the node tests
+// on two loopback listeners: the hubs' WebSocket endpoints (/ws/{id}) on
+// one, and on the other a control API the tests call to create a hub, mint
+// tokens, publish, disconnect a user, drop or freeze connections and
+// restart a hub (keeping or losing its history). Each node test gets its
+// own hub, so tests that restart theirs do not disturb the others.
+type testServer struct {
+	secret []byte
+	wsURL  string // http://127.0.0.1:port of the WebSocket listener
+	ctlURL string
+
+	mu     sync.Mutex
+	hubs   map[string]*testHub
+	nextID int
+
+	ws, ctl *http.Server
+	served  sync.WaitGroup
+}
+
+// testHub is one hub of the server, restartable: its conns are the TCP
+// connections of its WebSocket handshakes.
+type testHub struct {
+	srv   *testServer
+	cur   atomic.Pointer[rthub.Hub] // nil while restarting: handshakes get 503
+	store *rthub.MemoryBroker       // never started: each hub instance gets a Peer
+
+	mu    sync.Mutex
+	conns map[*trackedConn]struct{}
+}
+
+// trackedConn is a TCP connection of the WebSocket listener. Frozen, it
+// goes silent both ways (writes are swallowed, reads discarded) like a
+// connection through a dead NAT: only the client's own liveness check
+// can notice.
+type trackedConn struct {
+	net.Conn
+	frozen atomic.Bool
+	closed atomic.Bool
+}
+
+func (c *trackedConn) Close() error {
+	c.closed.Store(true)
+	return c.Conn.Close()
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	if c.frozen.Load() {
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	for {
+		n, err := c.Conn.Read(p)
+		if err != nil || !c.frozen.Load() {
+			return n, err
+		}
+	}
+}
+
+type trackingListener struct{ net.Listener }
+
+func (l trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &trackedConn{Conn: c}, nil
+}
+
+type connKey struct{}
+
+// startServer starts a test server; it is stopped (every hub closed) when
+// the test ends.
+func startServer(t *testing.T) *testServer {
+	t.Helper()
+	s := &testServer{secret: []byte("js-client-test-secret-0123456789abcdef"), hubs: make(map[string]*testHub)}
+	wsLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctlLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.wsURL = "http://" + wsLn.Addr().String()
+	s.ctlURL = "http://" + ctlLn.Addr().String()
+	s.ws = &http.Server{
+		Handler:           http.HandlerFunc(s.serveWS),
+		ReadHeaderTimeout: 5 * time.Second,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
+	}
+	s.ctl = &http.Server{Handler: s.ctlMux(), ReadHeaderTimeout: 5 * time.Second}
+	s.served.Add(2)
+	go func() { defer s.served.Done(); _ = s.ws.Serve(trackingListener{wsLn}) }() // owner: s; ended by Close below
+	go func() { defer s.served.Done(); _ = s.ctl.Serve(ctlLn) }()                 // owner: s; ended by Close below
+	t.Cleanup(func() {
+		_ = s.ctl.Close()
+		_ = s.ws.Close()
+		s.served.Wait()
+		s.mu.Lock()
+		hubs := s.hubs
+		s.hubs = nil
+		s.mu.Unlock()
+		for _, h := range hubs {
+			h.close()
+		}
+	})
+	return s
+}
+
+// newHubInstance starts a hub on h's store.
+func (h *testHub) newHubInstance() (*rthub.Hub, error) {
+	return rthub.New(rthub.Options{
+		Auth: rthub.AuthOptions{
+			Keys:          map[string]any{"": h.srv.secret},
+			Leeway:        -1, // 4002 right at exp: the refresh tests wait less
+			ExpiryWarning: 3 * time.Second,
+		},
+		Policy:   testPolicy,
+		Handlers: []rthub.Handler{alertAck.Handle(handleAck)},
+		Origin:   rthub.OriginOptions{Patterns: []string{"127.0.0.1:*"}},
+		Limits: rthub.Limits{
+			Commands: 1000, CommandBurst: 1000, // the tests' fast heartbeats ping often
+			HandshakesPerIP: 1000, HandshakesPerUser: 1000, HandshakeBurst: 1000,
+		},
+		Broker:       h.store.Peer(),
+		DrainWindow:  50 * time.Millisecond,
+		CloseTimeout: 500 * time.Millisecond,
+	})
+}
+
+// handleAck answers alert:ack: ids must be positive; a refusal is a reply
+// error the client sees.
+func handleAck(_ context.Context, in rthub.Incoming[AlertAck]) error {
+	if in.Data.ID <= 0 {
+		return &rthub.ReplyError{Code: "bad_request", Message: "id must be positive"}
+	}
+	return nil
+}
+
+func (h *testHub) close() {
+	if hub := h.cur.Swap(nil); hub != nil {
+		_ = hub.Close()
+	}
+}
+
+// restart shuts the hub down (clients see 1001), optionally replaces its
+// store by a new one (the history is lost: a new epoch), starts a new hub
+// instance, publishes pubs on it before it accepts a connection (events the
+// clients can only get by resuming), and serves it.
+func (h *testHub) restart(ctx context.Context, keepHistory bool, pubs []publication) error {
+	if old := h.cur.Swap(nil); old != nil {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := old.Shutdown(sctx)
+		cancel()
+		if err != nil {
+			_ = old.Close()
+		}
+	}
+	if !keepHistory {
+		b, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
+		if err != nil {
+			return err
+		}
+		h.store = b
+	}
+	hub, err := h.newHubInstance()
+	if err != nil {
+		return err
+	}
+	for _, p := range pubs {
+		if err := hub.Publish(ctx, p.Room, p.Event, p.Data); err != nil {
+			_ = hub.Close()
+			return err
+		}
+	}
+	h.cur.Store(hub)
+	return nil
+}
+
+type publication struct {
+	Room  string          `json:"room"`
+	Event string          `json:"event"`
+	Data  json.RawMessage `json:"data"`
+}
+
+// trackedConns returns the hub's TCP connections still open.
+func (h *testHub) trackedConns() []*trackedConn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*trackedConn, 0, len(h.conns))
+	for c := range h.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+func (s *testServer) hub(id string) *testHub {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hubs[id]
+}
+
+// serveWS serves /ws/{id}: the handshake goes to hub id, and its TCP
+// connection is tracked for /drop and /freeze.
+func (s *testServer) serveWS(w http.ResponseWriter, r *http.Request) {
+	id, ok := strings.CutPrefix(r.URL.Path, "/ws/")
+	th := s.hub(id)
+	if !ok || th == nil {
+		http.Error(w, "no such hub", http.StatusNotFound)
+		return
+	}
+	hub := th.cur.Load()
+	if hub == nil {
+		http.Error(w, `{"error":{"code":"shutting_down"}}`, http.StatusServiceUnavailable)
+		return
+	}
+	if c, ok := r.Context().Value(connKey{}).(*trackedConn); ok {
+		th.mu.Lock()
+		for tc := range th.conns { // forget the closed ones: the set stays bounded by the open ones
+			if tc.closed.Load() {
+				delete(th.conns, tc)
+			}
+		}
+		th.conns[c] = struct{}{}
+		th.mu.Unlock()
+	}
+	hub.ServeHTTP(w, r)
+}
+
+// ctlMux is the control API (all POST, answers text or JSON):
+//
+//	/hub                         → {"id","url"}: a new hub
+//	/hub/{id}/token?sub=&roles=a,b&name=&ttl=4s&bad=1 → a JWT (bad=1: signed with another key)
+//	/hub/{id}/publish            body {"room","event","data"}
+//	/hub/{id}/disconnect?sub=&reason=  → DisconnectUser (4101)
+//	/hub/{id}/drop               → closes every TCP connection (clients see 1006)
+//	/hub/{id}/freeze             → silences every connection open now
+//	/hub/{id}/restart?history=keep|lose  body [publication...] published before serving
+//	/hub/{id}/close
+func (s *testServer) ctlMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /hub", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		if s.hubs == nil || len(s.hubs) >= maxHubs {
+			s.mu.Unlock()
+			http.Error(w, "too many hubs", http.StatusTooManyRequests)
+			return
+		}
+		s.nextID++
+		id := strconv.Itoa(s.nextID)
+		store, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
+		if err != nil {
+			s.mu.Unlock()
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		th := &testHub{srv: s, store: store, conns: make(map[*trackedConn]struct{})}
+		s.hubs[id] = th
+		s.mu.Unlock()
+		if err := th.restart(r.Context(), true, nil); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, map[string]string{"id": id, "url": strings.Replace(s.wsURL, "http", "ws", 1) + "/ws/" + id})
+	})
+	with := func(fn func(w http.ResponseWriter, r *http.Request, th *testHub)) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			th := s.hub(r.PathValue("id"))
+			if th == nil {
+				http.Error(w, "no such hub", http.StatusNotFound)
+				return
+			}
+			fn(w, r, th)
+		}
+	}
+	mux.HandleFunc("POST /hub/{id}/token", with(func(w http.ResponseWriter, r *http.Request, _ *testHub) {
+		q := r.URL.Query()
+		ttl, _ := time.ParseDuration(q.Get("ttl"))
+		key := s.secret
+		if q.Get("bad") == "1" {
+			key = []byte("not-the-hub-secret-0123456789abcdef!")
+		}
+		var roles []string
+		if q.Get("roles") != "" {
+			roles = strings.Split(q.Get("roles"), ",")
+		}
+		tok, err := token.Sign(key, token.Claims{Subject: q.Get("sub"), Roles: roles, Name: q.Get("name"), TTL: ttl})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		_, _ = io.WriteString(w, tok)
+	}))
+	mux.HandleFunc("POST /hub/{id}/publish", with(func(w http.ResponseWriter, r *http.Request, th *testHub) {
+		var p publication
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&p); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		hub := th.cur.Load()
+		if hub == nil {
+			http.Error(w, "restarting", http.StatusServiceUnavailable)
+			return
+		}
+		if err := hub.Publish(r.Context(), p.Room, p.Event, p.Data); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	mux.HandleFunc("POST /hub/{id}/disconnect", with(func(w http.ResponseWriter, r *http.Request, th *testHub) {
+		hub := th.cur.Load()
+		if hub == nil {
+			http.Error(w, "restarting", http.StatusServiceUnavailable)
+			return
+		}
+		n, err := hub.DisconnectUser(r.Context(), r.URL.Query().Get("sub"), r.URL.Query().Get("reason"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		_, _ = fmt.Fprint(w, n)
+	}))
+	mux.HandleFunc("POST /hub/{id}/drop", with(func(w http.ResponseWriter, _ *http.Request, th *testHub) {
+		n := 0
+		for _, c := range th.trackedConns() {
+			if c.Close() == nil {
+				n++
+			}
+		}
+		_, _ = fmt.Fprint(w, n)
+	}))
+	mux.HandleFunc("POST /hub/{id}/freeze", with(func(w http.ResponseWriter, _ *http.Request, th *testHub) {
+		n := 0
+		for _, c := range th.trackedConns() {
+			if !c.frozen.Swap(true) {
+				n++
+			}
+		}
+		_, _ = fmt.Fprint(w, n)
+	}))
+	mux.HandleFunc("POST /hub/{id}/restart", with(func(w http.ResponseWriter, r *http.Request, th *testHub) {
+		var pubs []publication
+		if r.ContentLength != 0 {
+			if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&pubs); err != nil && !errors.Is(err, io.EOF) {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+		}
+		if err := th.restart(r.Context(), r.URL.Query().Get("history") != "lose", pubs); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	mux.HandleFunc("POST /hub/{id}/close", with(func(w http.ResponseWriter, r *http.Request, th *testHub) {
+		s.mu.Lock()
+		delete(s.hubs, r.PathValue("id"))
+		s.mu.Unlock()
+		th.close()
+		for _, c := range th.trackedConns() {
+			_ = c.Close()
+		}
+		_, _ = io.WriteString(w, "ok")
+	}))
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
