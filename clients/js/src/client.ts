@@ -103,7 +103,8 @@ export class RthubClient<C extends ContractShape = AnyContract> {
   private readonly commandTimeout: number;
   private readonly maxPending: number;
   private readonly maxListeners: number;
-  private readonly log: Pick<Console, "warn" | "error">;
+  /** @internal Where errors the client can only report go (opts.logger). */
+  readonly log: Pick<Console, "warn" | "error">;
   private viewingTarget = "";
   private readonly pos = new Map<string, StreamPosition>();
   private readonly handlers = new Map<string, Set<EventHandler<any>>>();

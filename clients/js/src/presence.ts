@@ -101,7 +101,7 @@ export class PresenceRoom {
       this.truncated = !!p.truncated;
       this.changed();
     } catch (e) {
-      console.warn(`rthub: presence ${this.room}: ${(e as Error).message}`);
+      this.client.log.warn(`rthub: presence ${this.room}: ${(e as Error).message}`);
     }
   }
 
@@ -159,7 +159,7 @@ export class PresenceRoom {
       try {
         fn(l);
       } catch (e) {
-        console.error(e);
+        this.client.log.error(e);
       }
     }
   }
