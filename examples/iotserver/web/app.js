@@ -1,10 +1,14 @@
+// @ts-check
 // The dashboard: loads the page state once over REST, then only listens
-// (rthub.js). Everything it shows comes from the events in README.md.
+// (@rthub/client). Everything it shows comes from the events in README.md.
 
-import { RthubClient } from "./rthub.js";
+// snippet:begin import
+import { RthubClient } from "./vendor/rthub-client.js";
+// snippet:end
 import { sparkline, chart, newSVG } from "./chart.js";
 
-const $ = (id) => document.getElementById(id);
+const $ = (/** @type {string} */ id) => document.getElementById(id);
+const input = (/** @type {string} */ id) => /** @type {HTMLInputElement} */ (document.getElementById(id));
 const h = (tag, attrs = {}, ...kids) => {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -33,7 +37,7 @@ const app = {
   analytics: null,
   dirty: new Set(),
 };
-window.__iot = app; // for the browser test and the curious
+/** @type {any} */ (window).__iot = app; // for the browser test and the curious
 
 // --- session and REST ---
 
@@ -77,7 +81,7 @@ const isAdmin = () => app.session && app.session.user.roles.includes("admin");
 // (A token refused in the handshake usually arrives as close 4100 instead:
 // see sessionEnded.)
 async function token({ reason }) {
-  const left = new Date(app.session.expires) - Date.now();
+  const left = Date.parse(app.session.expires) - Date.now();
   if ((reason === "connect" || reason === "reconnect") && left > 60000) return app.session.token;
   try {
     const r = await api("/api/token", { method: "POST" });
@@ -85,8 +89,7 @@ async function token({ reason }) {
     return r.token;
   } catch (e) {
     if (e.status === 401) {
-      const err = new Error("the server no longer accepts this sign-in");
-      err.fatal = true; // the client stops: sessionEnded signs out
+      const err = Object.assign(new Error("the server no longer accepts this sign-in"), { fatal: true }); // the client stops: sessionEnded signs out
       throw err;
     }
     throw e; // the server is down: the client retries
@@ -123,9 +126,9 @@ $("login-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   $("login-error").textContent = "";
   try {
-    const r = await api("/api/login", { method: "POST", body: JSON.stringify({ username: $("username").value, password: $("password").value }) });
+    const r = await api("/api/login", { method: "POST", body: JSON.stringify({ username: input("username").value, password: input("password").value }) });
     saveSession(r);
-    $("password").value = "";
+    input("password").value = "";
     start();
   } catch (e) {
     $("login-error").textContent = e.status === 401 ? "Wrong user name or password." : "Login failed: " + e.message;
@@ -157,10 +160,12 @@ function start() {
   $("dash").hidden = false;
   $("whoami").hidden = false;
   $("me").textContent = `${s.user.name} (${s.user.roles.join(", ")})`;
-  for (const e of document.querySelectorAll(".admin-only")) e.hidden = !isAdmin();
+  for (const e of document.querySelectorAll(".admin-only")) /** @type {HTMLElement} */ (e).hidden = !isAdmin();
   $("admin").hidden = !isAdmin();
 
+  // snippet:begin client
   const c = new RthubClient("/ws", { token, heartbeat: 10000 });
+  // snippet:end
   app.client = c;
   c.onState((state, info) => {
     setConn(state, info);
@@ -363,7 +368,7 @@ function openAlertFor(id, metric) {
   return null;
 }
 
-function updateCard(id, card = document.querySelector(`[data-device="${CSS.escape(id)}"]`)) {
+function updateCard(id, card = /** @type {HTMLElement | null} */ (document.querySelector(`[data-device="${CSS.escape(id)}"]`))) {
   const d = app.devices.get(id);
   if (!card || !d) return;
   card.querySelector(".name").textContent = d.name;
