@@ -5,7 +5,7 @@
 // reads in window.probe; drive.mjs clicks and reads it in Chromium.
 import { StrictMode, useEffect, useState } from "react";
 import { createRoot } from "react-dom/client";
-import { HubProvider, useConnectionState, useEvent, useRoom } from "@rthub/client/react";
+import { HubProvider, useConnectionState, useEvent, useHub, useRoom } from "@rthub/client/react";
 import type { Contract } from "./contract";
 import { Online } from "./online";
 
@@ -24,6 +24,8 @@ interface Probe {
   states: string[];
   /** The n of every sensor:data event of device:7, in arrival order. */
   events: number[];
+  /** The client's listeners now, by kind (event name, "state", "connected", "reset"): a leak shows as extra ones. */
+  listeners?: () => Record<string, number>;
 }
 
 declare global {
@@ -67,6 +69,21 @@ function Readings() {
   return <p id="readings">{ns.join(",")}</p>;
 }
 
+// Exposes the client's listener counts (its private fields: a test's look
+// inside) so that drive.mjs can check the hooks leave none behind.
+function ListenerProbe() {
+  const hub = useHub();
+  useEffect(() => {
+    const c = hub as unknown as { handlers: Map<string, Set<unknown>>; stateFns: Set<unknown>; connFns: Set<unknown>; resetFns: Set<unknown> };
+    probe.listeners = () => {
+      const out: Record<string, number> = { state: c.stateFns.size, connected: c.connFns.size, reset: c.resetFns.size };
+      for (const [event, fns] of c.handlers) out[event] = fns.size;
+      return out;
+    };
+  }, [hub]);
+  return null;
+}
+
 function App() {
   const [shown, setShown] = useState({ a: true, b: true });
   useEffect(() => {
@@ -75,6 +92,7 @@ function App() {
   return (
     <main>
       <Status />
+      <ListenerProbe />
       <section id="online">
         <h2>Online</h2>
         <Online />

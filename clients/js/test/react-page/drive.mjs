@@ -91,6 +91,16 @@ try {
   const effects = await a.page.evaluate(() => window.probe.effects);
   check(effects === 2, `StrictMode ran App's mount effect ${effects} times, want 2 (a development build double-mounts)`);
 
+  step("StrictMode leaves one listener of each kind per hook (none leaked by the double mount)");
+  // Readings: one sensor:data handler. The presence list: one user:online,
+  // user:offline and user:viewing handler, and one onConnected. Each room
+  // (staff, device:7): one onReset and one onConnected. The connection
+  // state: one onState.
+  const base = { "sensor:data": 1, "user:online": 1, "user:offline": 1, "user:viewing": 1, state: 1, connected: 3, reset: 2 };
+  const sorted = (o) => Object.fromEntries(Object.entries(o).sort(([x], [y]) => (x < y ? -1 : 1)));
+  const listeners = async () => JSON.stringify(sorted(await a.page.evaluate(() => window.probe.listeners())));
+  check((await listeners()) === JSON.stringify(sorted(base)), `listeners ${await listeners()}, want ${JSON.stringify(sorted(base))}`);
+
   step("StrictMode: the hub sees one connection and one join of device:7 for tab A");
   // Give a second connection or join, had the page made one, time to arrive.
   await new Promise((r) => setTimeout(r, 500));
@@ -130,13 +140,16 @@ try {
   s = await hubSees((s) => s.rooms.includes("device:7"), "device:7 kept");
   check(s.joins["alice device:7"] === 1, `alice joined device:7 ${s.joins["alice device:7"]} times, want still 1`);
 
-  step("the last one unmounts: the page leaves device:7; it mounts again: one more join");
+  step("the last one unmounts: the page leaves device:7 (its listeners go); it mounts again: one more join");
   await a.page.click("#toggle-b");
   await hubSees((s) => !s.rooms.includes("device:7"), "device:7 left");
+  const without = { ...base, connected: 2, reset: 1 };
+  check((await listeners()) === JSON.stringify(sorted(without)), `listeners without device:7: ${await listeners()}, want ${JSON.stringify(sorted(without))}`);
   await a.page.click("#toggle-b");
   await waitJoined(a.page, "b", true);
   s = await hubSees((s) => s.rooms.includes("device:7"), "device:7 joined again");
   check(s.joins["alice device:7"] === 2, `alice joined device:7 ${s.joins["alice device:7"]} times, want 2`);
+  check((await listeners()) === JSON.stringify(sorted(base)), `listeners after the room's components came and went: ${await listeners()}, want ${JSON.stringify(sorted(base))}`);
 
   step("server restart: events published before, during and after it arrive without gap or repeat");
   await publish(5);
