@@ -161,7 +161,9 @@ func runDriver(t *testing.T, node, dir, script string, env []string, limit time.
 // built (development React, <StrictMode>), and runs test/react-page/drive.mjs
 // in headless Chromium against a real hub of the test server: StrictMode's
 // double mount leaves one connection and one join per tab (counted by the
-// hub: its stats and an Authorize hook that counts joins); two tabs each
+// hub: its stats and an Authorize hook that counts joins) and one client
+// listener per hook (none leaked, also when a room's components come and
+// go); two tabs each
 // see the other arrive and leave (usePresence); live events reach both;
 // two components in one room join it once and it is left when the last
 // unmounts; the hub restarts (keeping its history) and the page reconnects
