@@ -72,7 +72,6 @@ import type {
  * sensor:data, and a misspelt event or room does not compile. Without it
  * the hooks take any event name and room ({@link AnyContract}).
  */
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
 export interface Register {}
 
 /** The contract registered with {@link Register}, or {@link AnyContract}. */
@@ -220,7 +219,6 @@ export function HubProvider<C extends ContractShape = RegisteredContract>(props:
     c.connect();
     return () => scheduleClose(c);
     // create reads the latest props; only these make a new client
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [given, slot, url]);
   const client = (given as Client | undefined) ?? slot?.client ?? null;
   return createElement(HubContext.Provider, { value: client }, children);
