@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -107,12 +108,13 @@ func TestClient(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no node tests in %s/test: %v", dir, err)
 	}
-	args := append([]string{"--test", "--test-reporter=spec"}, files...)
+	// The files run at once: most of their time is waiting (token expiries, backoffs).
+	args := append([]string{"--test", "--test-reporter=spec", "--test-concurrency=" + strconv.Itoa(len(files))}, files...)
 	out := run(t, dir, []string{
 		"RTHUB_CTL=" + srv.ctlURL,
 		"RTHUB_JS_DIST=" + dist,
 		"NODE_OPTIONS=--experimental-websocket --no-warnings",
-	}, 90*time.Second, node, args...)
+	}, 3*time.Minute, node, args...)
 	t.Log(out)
 	if !regexp.MustCompile(`(?m)^ℹ pass [1-9]`).MatchString(out) || !regexp.MustCompile(`(?m)^ℹ fail 0$`).MatchString(out) {
 		t.Fatalf("node tests did not pass:\n%s", out)

@@ -73,8 +73,8 @@ const TRANSIENT = ["rate_limited", "internal", "disconnected", "timeout"];
  * ```
  */
 export class RthubClient<C extends ContractShape = AnyContract> {
-  /** The hub's ws:// or wss:// URL (relative URLs resolved against the page). */
-  readonly url: string;
+  /** The hub's URL; from connect() on, its ws:// or wss:// form (relative URLs resolved against the page). */
+  url: string;
   /** The current state (see {@link ConnState}). */
   state: ConnState = "idle";
   /** The rooms the client joined itself: rejoined after every reconnection until leave(). */
@@ -99,8 +99,9 @@ export class RthubClient<C extends ContractShape = AnyContract> {
   private readonly opts: ClientOptions<C>;
   private readonly tokenFn: TokenFn;
   private readonly backoff: BackoffOptions;
-  private readonly WS: WebSocketCtor;
+  private WS!: WebSocketCtor;
   private readonly commandTimeout: number;
+  private readonly connectTimeout: number;
   private readonly maxPending: number;
   private readonly maxListeners: number;
   /** @internal Where errors the client can only report go (opts.logger). */
@@ -130,15 +131,12 @@ export class RthubClient<C extends ContractShape = AnyContract> {
   constructor(url: string, opts: ClientOptions<C>) {
     const t = opts && opts.token;
     if (typeof t !== "function" && typeof t !== "string") throw new TypeError("opts.token must be a function or a string");
-    const base = (globalThis as { location?: { href: string } }).location?.href;
-    this.url = new URL(url, base).href.replace(/^http/, "ws");
+    this.url = url;
     this.opts = opts;
     this.tokenFn = typeof t === "string" ? () => t : t;
     this.backoff = { min: 1000, max: 30000, factor: 2, jitter: 0.2, ...opts.backoff };
-    const WS = opts.WebSocket || (globalThis as { WebSocket?: WebSocketCtor }).WebSocket;
-    if (!WS) throw new TypeError("no WebSocket: pass opts.WebSocket (in Node 20: the ws package, or run with --experimental-websocket)");
-    this.WS = WS;
     this.commandTimeout = opts.commandTimeout ?? 10000;
+    this.connectTimeout = opts.connectTimeout ?? 10000;
     this.maxPending = opts.maxPending ?? 1000;
     this.maxListeners = opts.maxListeners ?? 1000;
     this.log = opts.logger || console;
@@ -146,9 +144,19 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     if (opts.onAuthError) this.authFns.add(opts.onAuthError);
   }
 
-  /** Starts connecting (once; later calls do nothing). */
+  /**
+   * Starts connecting (once; later calls do nothing). Constructing a client
+   * touches neither the network nor the page (it can be done while
+   * rendering on a server); connect() needs a WebSocket and, for a relative
+   * URL, a page: it throws a TypeError without them.
+   */
   connect(): void {
     if (this.state !== "idle") return;
+    const WS = this.opts.WebSocket || (globalThis as { WebSocket?: WebSocketCtor }).WebSocket;
+    if (!WS) throw new TypeError("no WebSocket: pass opts.WebSocket (in Node 20: the ws package, or run with --experimental-websocket)");
+    this.WS = WS;
+    const base = (globalThis as { location?: { href: string } }).location?.href;
+    this.url = new URL(this.url, base).href.replace(/^http/, "ws");
     this.setState("connecting");
     void this.open("connect");
     const o = this.opts;
@@ -164,7 +172,14 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     clearInterval(this.tick);
     const ws = this.ws;
     this.ws = null;
-    if (ws) ws.close(1000, "client closed");
+    if (ws) {
+      ws.onclose = ws.onerror = ws.onmessage = ws.onopen = null;
+      try {
+        ws.close(1000, "client closed");
+      } catch {
+        // already closing
+      }
+    }
     this.failAll(new RthubError("closed", "client closed"));
     this.setState("closed");
   }
@@ -233,7 +248,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
       const waiter: Waiter = {
         send: () => {
           this.pending.set(id, { resolve, reject, timer });
-          this.ws!.send(JSON.stringify({ id, op, ...fields }));
+          this.sendTo(this.ws!, id, { id, op, ...fields });
         },
         fail: (e) => {
           clearTimeout(timer);
@@ -406,10 +421,12 @@ export class RthubClient<C extends ContractShape = AnyContract> {
       if (!m || typeof m !== "object") return;
       if (m.type === "welcome") {
         welcomed = true;
+        clearTimeout(handshake);
         void this.onWelcome(m as unknown as Welcome);
       } else this.dispatch(m);
     };
     const onclose = (ev: { code: number; reason: string }) => {
+      clearTimeout(handshake);
       if (this.ws !== ws) return;
       this.ws = null;
       this.drop = null;
@@ -435,7 +452,9 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     ws.onclose = onclose;
     // Drops a connection that went silent, as if the network had.
     const drop = (reason: string) => {
-      ws.onclose = null;
+      // Detached first: closing a socket still connecting fires an error
+      // (in Node at once, inside close()), which must not drop it again.
+      ws.onclose = ws.onerror = ws.onmessage = ws.onopen = null;
       try {
         ws.close();
       } catch {
@@ -444,6 +463,10 @@ export class RthubClient<C extends ContractShape = AnyContract> {
       onclose({ code: 1006, reason });
     };
     this.drop = () => drop("no answer from the server");
+    // A handshake that never ends (a black-holed address) is a failed one.
+    const handshake = setTimeout(() => {
+      if (!welcomed && this.ws === ws) drop("handshake timeout");
+    }, this.connectTimeout);
     // Browsers follow an error with a close event, but Node 20's WebSocket
     // fires none after a handshake refused with an HTTP status: a failed
     // handshake is handled on the error, as the 1006 a browser would report.
@@ -468,7 +491,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
           reject(new RthubError("timeout", op));
         }, this.commandTimeout);
         this.pending.set(id, { resolve, reject, timer });
-        ws.send(JSON.stringify({ id, op, ...fields }));
+        this.sendTo(ws, id, { id, op, ...fields });
       });
     const joins = [...this.rooms]
       .filter((r) => !this.serverRooms.has(r))
@@ -476,8 +499,9 @@ export class RthubClient<C extends ContractShape = AnyContract> {
         const since = this.pos.get(room);
         return sendRaw<JoinReply>("join", since ? { room, since } : { room })
           .then((d) => this.joinedAt(room, d))
-          .catch((e: RthubError) => {
-            if (!TRANSIENT.includes(e.code)) this.rooms.delete(room); // refused now: dropped, as the Go client does
+          .catch((e: Error) => {
+            const code = e instanceof RthubError ? e.code : "internal";
+            if (!TRANSIENT.includes(code)) this.rooms.delete(room); // refused now: dropped, as the Go client does
             this.log.warn(`rthub: rejoin ${room}: ${e.message}`);
           });
       });
@@ -537,6 +561,30 @@ export class RthubClient<C extends ContractShape = AnyContract> {
       case "expiring":
         this.refresh("expiring").catch((e: Error) => this.log.warn(`rthub: token refresh failed: ${e.message}`));
         return;
+    }
+  }
+
+  // sendTo sends command id on ws. Data JSON cannot encode fails it with
+  // "bad_request"; a socket that can no longer send, with "disconnected"
+  // (its close event follows).
+  private sendTo(ws: WebSocketLike, id: number, cmd: Record<string, unknown>): void {
+    const fail = (code: string, e: unknown) => {
+      const p = this.pending.get(id);
+      if (!p) return;
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+      p.reject(new RthubError(code, `${cmd.op}: ${(e as Error).message}`));
+    };
+    let text: string;
+    try {
+      text = JSON.stringify(cmd);
+    } catch (e) {
+      return fail("bad_request", e);
+    }
+    try {
+      ws.send(text);
+    } catch (e) {
+      fail("disconnected", e);
     }
   }
 

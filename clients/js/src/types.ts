@@ -122,6 +122,8 @@ export interface ClientOptions<C extends ContractShape = AnyContract> {
   staleAfter?: number;
   /** ms of silence before the connection is dropped and reconnected (default 2 × heartbeat + 5 s). */
   deadAfter?: number;
+  /** ms to wait for a connection's welcome before the attempt counts as failed (default 10 s). */
+  connectTimeout?: number;
   /** ms to wait for a command's reply (default 10 s). */
   commandTimeout?: number;
   /** At most this many commands pending or waiting for a connection (default 1000); more are refused with "overloaded". */

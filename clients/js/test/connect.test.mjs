@@ -92,9 +92,19 @@ test("without an Origin (plain Node), a refused token is a failed handshake: han
   const hub = await newHub(t);
   const reasons = [];
   const auth = [];
+  const events = [];
+  class RecordingWS extends WebSocket { // Node's own: no Origin header, so the hub answers 401 before the upgrade
+    constructor(url, protocols) {
+      super(url, protocols);
+      events.push("new");
+      this.addEventListener("error", () => events.push("error"));
+      this.addEventListener("close", (e) => events.push(`close ${e.code}`));
+    }
+  }
   const c = new RthubClient(hub.url, {
-    WebSocket, // Node's own: no Origin header, so the hub answers 401 before the upgrade
+    WebSocket: RecordingWS,
     backoff: { min: 20, max: 40 },
+    connectTimeout: 2000,
     token: async ({ reason }) => {
       reasons.push(reason);
       if (reason === "handshake-failed") throw Object.assign(new Error("session ended"), { fatal: true });
@@ -106,7 +116,8 @@ test("without an Origin (plain Node), a refused token is a failed handshake: han
   const states = [];
   c.onState((s, i) => states.push(`${s}:${i.closeCode}:${i.error?.message}`));
   c.connect();
-  await until(() => c.state === "closed", "closed").catch((e) => assert.fail(`${e.message}: ${states.join(" ")} ${reasons}`));
+  await until(() => c.state === "closed", "closed").catch((e) => assert.fail(`${e.message}: ${states.join(" ")} ${reasons} ${events}`));
+  t.diagnostic(`the socket's events: ${events}; closed: ${c.closeReason || c.closeCode}`);
   assert.deepEqual(reasons, ["connect", "handshake-failed"]);
   assert.equal(c.error.message, "session ended");
   assert.equal(auth.length, 1);

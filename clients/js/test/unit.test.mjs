@@ -401,3 +401,70 @@ test("a throwing handler does not stop the others", async () => {
   assert.equal(errors[0].message, "boom");
   c.close();
 });
+
+test("a handshake that never ends fails after connectTimeout (handshake-failed)", async () => {
+  const { c, reasons } = newClient({ connectTimeout: 50 });
+  c.connect();
+  await until(() => FakeWS.all.length === 2, "a second attempt");
+  assert.deepEqual(reasons, ["connect", "handshake-failed"]);
+  assert.equal(c.closeReason, "handshake timeout");
+  const ws = FakeWS.all[1];
+  ws.open();
+  ws.recv(welcome());
+  await until(() => c.state === "live", "live");
+  await tick(80);
+  assert.equal(FakeWS.all.length, 2, "no timeout once welcomed");
+  c.close();
+});
+
+test("an error before open (Node: a refused handshake, no close event) fails the attempt once", async () => {
+  // Like Node's WebSocket: close() on a socket still connecting fires an error at once.
+  class NodeLikeWS extends FakeWS {
+    close(code, reason) {
+      if (this.readyState === 0) this.onerror?.({ type: "error" });
+      super.close(code, reason);
+    }
+  }
+  FakeWS.all = [];
+  const reasons = [];
+  const c = new RthubClient("ws://hub.test/ws", {
+    WebSocket: NodeLikeWS,
+    backoff: { min: 10, max: 40, jitter: 0 },
+    token: ({ reason }) => (reasons.push(reason), "T"),
+  });
+  clients.push(c);
+  c.connect();
+  await until(() => FakeWS.all.length === 1, "socket");
+  FakeWS.all[0].onerror({ type: "error" }); // the refusal; no close event follows
+  await until(() => FakeWS.all.length === 2, "a second attempt");
+  await tick(30);
+  assert.deepEqual(reasons, ["connect", "handshake-failed"]);
+  assert.equal(c.state, "reconnecting");
+  c.close();
+});
+
+test("a payload JSON cannot encode fails with bad_request; a socket that cannot send, with disconnected", async () => {
+  const { c } = newClient();
+  const ws = await connectLive(c);
+  const loop = {};
+  loop.self = loop;
+  await assert.rejects(c.emit("x:y", "staff", loop), (e) => e instanceof RthubError && e.code === "bad_request");
+  ws.send = () => {
+    throw new Error("socket is closing");
+  };
+  await assert.rejects(c.ping(), (e) => e instanceof RthubError && e.code === "disconnected");
+  assert.equal(c.state, "live", "the close event decides what happens to the connection");
+  c.close();
+});
+
+test("constructing needs neither a page nor a WebSocket (server rendering); connect() does", () => {
+  const c = new RthubClient("/ws", { token: "t" });
+  assert.equal(c.state, "idle");
+  assert.throws(() => c.connect(), TypeError, "a relative URL without a page");
+  assert.equal(c.state, "idle");
+  const d = new RthubClient("http://hub.test/ws", { token: "t", WebSocket: FakeWS });
+  FakeWS.all = [];
+  d.connect();
+  assert.equal(d.url, "ws://hub.test/ws");
+  d.close();
+});
