@@ -153,7 +153,7 @@ var PROTOCOL = "rthub.v1";
 var BEARER = "rthub.bearer.";
 var TRANSIENT = ["rate_limited", "internal", "disconnected", "timeout"];
 var RthubClient = class {
-  /** The hub's ws:// or wss:// URL (relative URLs resolved against the page). */
+  /** The hub's URL; from connect() on, its ws:// or wss:// form (relative URLs resolved against the page). */
   url;
   /** The current state (see {@link ConnState}). */
   state = "idle";
@@ -180,6 +180,7 @@ var RthubClient = class {
   backoff;
   WS;
   commandTimeout;
+  connectTimeout;
   maxPending;
   maxListeners;
   /** @internal Where errors the client can only report go (opts.logger). */
@@ -208,24 +209,31 @@ var RthubClient = class {
   constructor(url, opts) {
     const t = opts && opts.token;
     if (typeof t !== "function" && typeof t !== "string") throw new TypeError("opts.token must be a function or a string");
-    const base = globalThis.location?.href;
-    this.url = new URL(url, base).href.replace(/^http/, "ws");
+    this.url = url;
     this.opts = opts;
     this.tokenFn = typeof t === "string" ? () => t : t;
     this.backoff = { min: 1e3, max: 3e4, factor: 2, jitter: 0.2, ...opts.backoff };
-    const WS = opts.WebSocket || globalThis.WebSocket;
-    if (!WS) throw new TypeError("no WebSocket: pass opts.WebSocket (in Node 20: the ws package, or run with --experimental-websocket)");
-    this.WS = WS;
     this.commandTimeout = opts.commandTimeout ?? 1e4;
+    this.connectTimeout = opts.connectTimeout ?? 1e4;
     this.maxPending = opts.maxPending ?? 1e3;
     this.maxListeners = opts.maxListeners ?? 1e3;
     this.log = opts.logger || console;
     this.rooms = new Set(opts.rooms || []);
     if (opts.onAuthError) this.authFns.add(opts.onAuthError);
   }
-  /** Starts connecting (once; later calls do nothing). */
+  /**
+   * Starts connecting (once; later calls do nothing). Constructing a client
+   * touches neither the network nor the page (it can be done while
+   * rendering on a server); connect() needs a WebSocket and, for a relative
+   * URL, a page: it throws a TypeError without them.
+   */
   connect() {
     if (this.state !== "idle") return;
+    const WS = this.opts.WebSocket || globalThis.WebSocket;
+    if (!WS) throw new TypeError("no WebSocket: pass opts.WebSocket (in Node 20: the ws package, or run with --experimental-websocket)");
+    this.WS = WS;
+    const base = globalThis.location?.href;
+    this.url = new URL(this.url, base).href.replace(/^http/, "ws");
     this.setState("connecting");
     void this.open("connect");
     const o = this.opts;
@@ -240,7 +248,13 @@ var RthubClient = class {
     clearInterval(this.tick);
     const ws = this.ws;
     this.ws = null;
-    if (ws) ws.close(1e3, "client closed");
+    if (ws) {
+      ws.onclose = ws.onerror = ws.onmessage = ws.onopen = null;
+      try {
+        ws.close(1e3, "client closed");
+      } catch {
+      }
+    }
     this.failAll(new RthubError("closed", "client closed"));
     this.setState("closed");
   }
@@ -302,7 +316,7 @@ var RthubClient = class {
       const waiter = {
         send: () => {
           this.pending.set(id, { resolve, reject, timer });
-          this.ws.send(JSON.stringify({ id, op, ...fields }));
+          this.sendTo(this.ws, id, { id, op, ...fields });
         },
         fail: (e) => {
           clearTimeout(timer);
@@ -457,10 +471,12 @@ var RthubClient = class {
       if (!m || typeof m !== "object") return;
       if (m.type === "welcome") {
         welcomed = true;
+        clearTimeout(handshake);
         void this.onWelcome(m);
       } else this.dispatch(m);
     };
     const onclose = (ev) => {
+      clearTimeout(handshake);
       if (this.ws !== ws) return;
       this.ws = null;
       this.drop = null;
@@ -484,7 +500,7 @@ var RthubClient = class {
     };
     ws.onclose = onclose;
     const drop = (reason2) => {
-      ws.onclose = null;
+      ws.onclose = ws.onerror = ws.onmessage = ws.onopen = null;
       try {
         ws.close();
       } catch {
@@ -492,6 +508,9 @@ var RthubClient = class {
       onclose({ code: 1006, reason: reason2 });
     };
     this.drop = () => drop("no answer from the server");
+    const handshake = setTimeout(() => {
+      if (!welcomed && this.ws === ws) drop("handshake timeout");
+    }, this.connectTimeout);
     ws.onerror = () => {
       if (!opened) drop("");
     };
@@ -510,12 +529,13 @@ var RthubClient = class {
         reject(new RthubError("timeout", op));
       }, this.commandTimeout);
       this.pending.set(id, { resolve, reject, timer });
-      ws.send(JSON.stringify({ id, op, ...fields }));
+      this.sendTo(ws, id, { id, op, ...fields });
     });
     const joins = [...this.rooms].filter((r) => !this.serverRooms.has(r)).map((room) => {
       const since = this.pos.get(room);
       return sendRaw("join", since ? { room, since } : { room }).then((d) => this.joinedAt(room, d)).catch((e) => {
-        if (!TRANSIENT.includes(e.code)) this.rooms.delete(room);
+        const code = e instanceof RthubError ? e.code : "internal";
+        if (!TRANSIENT.includes(code)) this.rooms.delete(room);
         this.log.warn(`rthub: rejoin ${room}: ${e.message}`);
       });
     });
@@ -574,6 +594,29 @@ var RthubClient = class {
       case "expiring":
         this.refresh("expiring").catch((e) => this.log.warn(`rthub: token refresh failed: ${e.message}`));
         return;
+    }
+  }
+  // sendTo sends command id on ws. Data JSON cannot encode fails it with
+  // "bad_request"; a socket that can no longer send, with "disconnected"
+  // (its close event follows).
+  sendTo(ws, id, cmd) {
+    const fail = (code, e) => {
+      const p = this.pending.get(id);
+      if (!p) return;
+      this.pending.delete(id);
+      clearTimeout(p.timer);
+      p.reject(new RthubError(code, `${cmd.op}: ${e.message}`));
+    };
+    let text;
+    try {
+      text = JSON.stringify(cmd);
+    } catch (e) {
+      return fail("bad_request", e);
+    }
+    try {
+      ws.send(text);
+    } catch (e) {
+      fail("disconnected", e);
     }
   }
   // joinedAt records where a join (or the welcome) left us in a room's
