@@ -1,6 +1,7 @@
 package rthub
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -122,6 +123,15 @@ func (h *Hub) clientEmit(c *conn, cmd command) error {
 	id := c.ident.Load()
 	if err := h.policy.authorize(c.ctx, id, ActionEmit, cmd.Room, cmd.Event); err != nil {
 		return refuse(err)
+	}
+	if v := h.validate[cmd.Event]; v != nil {
+		data := cmd.Data
+		if len(data) == 0 {
+			data = json.RawMessage("null")
+		}
+		if err := v.Validate(data); err != nil {
+			return schemaError(cmd.Event, err)
+		}
 	}
 	var herr error
 	func() {

@@ -153,6 +153,10 @@ func sentinelForCode(code string) error {
 type ReplyError struct {
 	Code    string `json:"code"`
 	Message string `json:"message,omitempty"`
+	// Field, for bad_payload, is a JSON Pointer (RFC 6901) into the emit's
+	// data at the value at fault, e.g. "/values/temp"; empty when the whole
+	// payload is at fault or the hub cannot tell (docs/protocol.md §2.4).
+	Field string `json:"field,omitempty"`
 }
 
 // Error implements error.

@@ -128,6 +128,7 @@ func (in Incoming[T]) Hub() *Hub { return in.hub }
 // [Event.Relay] and pass it in Options.Handlers.
 type Handler interface {
 	eventName() string
+	payloadType() reflect.Type
 	handle(ctx context.Context, h *Hub, c ConnInfo, room string, raw json.RawMessage) error
 }
 
@@ -138,13 +139,15 @@ type handlerFunc[T any] struct {
 
 func (hf handlerFunc[T]) eventName() string { return hf.name }
 
+func (hf handlerFunc[T]) payloadType() reflect.Type { return reflect.TypeFor[T]() }
+
 func (hf handlerFunc[T]) handle(ctx context.Context, h *Hub, c ConnInfo, room string, raw json.RawMessage) error {
 	var v T
 	if len(raw) == 0 {
 		raw = json.RawMessage("null")
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return fmt.Errorf("%w: data does not decode as %s", ErrBadPayload, hf.name)
+		return decodeError(hf.name, err)
 	}
 	return hf.fn(ctx, Incoming[T]{Conn: c, Room: room, Data: v, Raw: raw, hub: h})
 }
@@ -154,7 +157,10 @@ func (hf handlerFunc[T]) handle(ctx context.Context, h *Hub, c ConnInfo, room st
 // fn must not block for long). fn's error goes back to the client as the
 // reply's error: a sentinel of this package or a *[ReplyError] chooses the
 // code; any other error is reported as "internal" without details. A payload
-// that does not decode is answered with bad_payload and fn is not called.
+// that does not decode is answered with bad_payload, naming the field when
+// encoding/json can tell, and fn is not called. With Options.ValidateEmits,
+// the payload is first checked against the JSON Schema of T (see
+// docs/contract.md), so fn only sees payloads that match it.
 func (e Event[T]) Handle(fn func(ctx context.Context, in Incoming[T]) error) Handler {
 	return handlerFunc[T]{name: e.name, fn: fn}
 }

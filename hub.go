@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/org/rthub/internal/jsonschema"
 )
 
 // Hub serves WebSocket connections, keeps their rooms and delivers published
@@ -27,6 +29,7 @@ type Hub struct {
 	pstore   PresenceStore    // the broker's, when it keeps cluster-wide presence and Policy.Presence is set
 	resyncCh chan resyncRetry // rooms whose resync read failed, for the resyncer
 	handlers map[string]Handler
+	validate map[string]*jsonschema.Validator // by event; nil without Options.ValidateEmits
 	comp     *compressor
 	log      *slog.Logger
 	nodeID   string
@@ -100,6 +103,12 @@ func New(opts Options) (*Hub, error) {
 	if pol != nil {
 		errs = append(errs, checkPolicyUse(opts.Policy, handlers, opts.PublishOnly)...)
 	}
+	var validators map[string]*jsonschema.Validator
+	if opts.ValidateEmits {
+		var verrs []error
+		validators, verrs = buildValidators(handlers, opts.MaxMessageSize)
+		errs = append(errs, verrs...)
+	}
 	if len(errs) > 0 {
 		return nil, &OptionsError{Problems: errs}
 	}
@@ -122,6 +131,7 @@ func New(opts Options) (*Hub, error) {
 		resyncCh: make(chan resyncRetry, 4096),
 		syncKick: make(chan struct{}, 1),
 		handlers: handlers,
+		validate: validators,
 		comp:     newCompressor(opts.Compression.Level),
 		log:      opts.Logger,
 		nodeID:   hex.EncodeToString(idb[:]),

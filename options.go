@@ -21,6 +21,22 @@ type Options struct {
 	// [Event.Handle] and [Event.Relay]). An emit of any other event is answered
 	// with the error code unknown_event.
 	Handlers []Handler
+	// ValidateEmits checks the data of every client emit against the JSON
+	// Schema of its handler's payload type before decoding it (the schema
+	// package github.com/org/rthub/contract writes for clients; see
+	// docs/contract.md): every field without omitempty/omitzero is required,
+	// unknown fields, duplicate member names and null for a non-pointer are
+	// refused, and the constraints of jsonschema struct tags (maxLength=200,
+	// minimum=0, pattern=..., enum=a|b) hold. encoding/json alone would ignore
+	// unknown fields and zero missing ones. A failure is answered with
+	// bad_payload, the message and the reply error's field naming the value
+	// at fault as a JSON Pointer; the handler is not called. Schemas are built
+	// once, in [New], which fails (an [OptionsError] wrapping the cause) for a
+	// payload type without a JSON encoding or a malformed jsonschema tag.
+	// Nesting deeper than 64 levels is refused. Validation costs about as
+	// much as the decoding it precedes (a few microseconds for a typical
+	// payload). Default off.
+	ValidateEmits bool
 	// Compression configures permessage-deflate; by default it is negotiated
 	// when the client offers it.
 	Compression CompressionOptions

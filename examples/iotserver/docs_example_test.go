@@ -60,8 +60,9 @@ func Example_onboardingRole() {
 		pol.Roles[role] = rules
 	}
 	hub, err := rthub.New(rthub.Options{
-		Auth:   rthub.AuthOptions{Keys: map[string]any{"": []byte("an HS256 secret of 32 bytes or more")}},
-		Policy: pol,
+		Auth:     rthub.AuthOptions{Keys: map[string]any{"": []byte("an HS256 secret of 32 bytes or more")}},
+		Policy:   pol,
+		Handlers: []rthub.Handler{AlertAck.Relay()}, // the policy lets staff and admin emit alert:ack
 	})
 	if err != nil {
 		fmt.Println(err)

@@ -32,6 +32,15 @@ var (
 	// AnalyticsUpdate is published to staff every WS_ANALYTICS_INTERVAL.
 	AnalyticsUpdate = eventdoc.Describe(rthub.NewEvent[Analytics]("analytics:update"),
 		"Per-device aggregates over the last hour, every WS_ANALYTICS_INTERVAL (45 s).", "staff")
+	// AlertAcked is published to staff when someone acknowledges an alert
+	// (alert:ack).
+	AlertAcked = eventdoc.Describe(rthub.NewEvent[Alert]("alert:acked"),
+		"Someone acknowledged an alert (alert:ack): the alert with acked_at, acked_by and ack_note.", "staff")
+	// AlertAck is the one event clients emit: staff and admin acknowledge
+	// an alert, to the staff room. The hub checks the payload against its
+	// schema (Options.ValidateEmits) before the handler (ack.go) runs.
+	AlertAck = eventdoc.Describe(rthub.NewEvent[AlertAckRequest]("alert:ack"),
+		"Client emit, to staff: acknowledge an alert; the reply says whether it worked.", "staff")
 	// AuditEvent is published to admin for every audit log entry.
 	AuditEvent = eventdoc.Describe(rthub.NewEvent[AuditEntry]("audit:entry"),
 		"An audit log entry: logins, refused handshakes, forbidden joins and emits.", "admin")
@@ -53,6 +62,12 @@ type ReadingEvent struct {
 	Values map[string]float64 `json:"values"`
 }
 
+// AlertAckRequest is the payload of alert:ack, which clients emit.
+type AlertAckRequest struct {
+	ID   int64  `json:"id" jsonschema:"minimum=1"`                 // the alert's ID
+	Note string `json:"note,omitempty" jsonschema:"maxLength=200"` // optional, shown to staff
+}
+
 // StatusEvent is the payload of device:status.
 type StatusEvent struct {
 	Device string    `json:"device"`
@@ -70,13 +85,16 @@ const (
 // policy: staff may watch the staff room and any device; admin also the
 // admin room (its panel: the audit log). Both auto-join their rooms on
 // connect; device rooms are joined by the page when a device is opened.
+// Both may acknowledge alerts (alert:ack) in the staff room.
 var policy = rthub.Policy{Roles: map[string]rthub.RoleRules{
 	"staff": {
 		Join:     []string{roomStaff, "device:*"},
 		AutoJoin: []string{roomStaff},
+		Emit:     []rthub.EmitRule{{Events: []string{AlertAck.Name()}, Rooms: []string{roomStaff}}},
 	},
 	"admin": {
 		Join:     []string{roomStaff, roomAdmin, "device:*"},
 		AutoJoin: []string{roomStaff, roomAdmin},
+		Emit:     []rthub.EmitRule{{Events: []string{AlertAck.Name()}, Rooms: []string{roomStaff}}},
 	},
 }}

@@ -150,6 +150,7 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	// Hub. The audit trail gets every refusal (the hook must be fast: the
 	// auditor queues); the metrics count refusals and disconnects by code.
 	var aud *auditor
+	var pub rthub.Publisher       // set right after the hub: the hub, or its tracing wrapper
 	var bridge *mqttbridge.Bridge // set below, before /metrics is served
 	met := newMetrics(func() *mqttbridge.Bridge { return bridge })
 	onConnect, onDisconnect := connLogger(log.With("component", "hub"))
@@ -170,13 +171,19 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 		OnConnect:    onConnect,
 		OnDisconnect: met.col.OnDisconnect(onDisconnect),
 		Logger:       log.With("component", "hub"),
+		// alert:ack, the one client emit, checked against its schema
+		// (contract/schema.json) before the handler sees it.
+		Handlers: []rthub.Handler{ackHandler(store, func(ctx context.Context, a Alert) error {
+			return AlertAcked.Publish(ctx, pub, roomStaff, a)
+		}, func(e AuditEntry) { aud.add(e) }, log)},
+		ValidateEmits: true,
 	})
 	if err != nil {
 		return err
 	}
 	onStop("hub", func(context.Context) { hub.Close() }) // no-op after Shutdown
 	met.col.SetHub(hub)
-	pub := tr.publisher(hub) // the hub, with a span per publish when tracing
+	pub = tr.publisher(hub) // the hub, with a span per publish when tracing
 	aud = newAuditor(store, hub, log)
 	onStop("audit", aud.stop)
 

@@ -48,6 +48,11 @@ type Store interface {
 	ResolveAlert(ctx context.Context, id int64, at time.Time, value float64) (Alert, error)
 	// Alerts lists alerts, newest first: only open ones when openOnly.
 	Alerts(ctx context.Context, openOnly bool, limit int) ([]Alert, error)
+	// AckAlert records that user acknowledged the alert (open or resolved)
+	// at at, with an optional note; [ErrNotFound] if there is no such
+	// alert, [ErrAlertAcked] if it was acknowledged before (the first
+	// acknowledgement stays).
+	AckAlert(ctx context.Context, id int64, user, note string, at time.Time) (Alert, error)
 
 	// Aggregates summarises each device's samples with At >= since, per
 	// metric, sorted by device then metric.
@@ -81,6 +86,8 @@ type Store interface {
 var (
 	ErrNotFound  = errors.New("iotserver: not found")
 	ErrAlertOpen = errors.New("iotserver: an alert is already open for this device and metric")
+	// ErrAlertAcked means the alert was already acknowledged.
+	ErrAlertAcked = errors.New("iotserver: alert already acknowledged")
 )
 
 // Device is one sensor device.
@@ -113,6 +120,11 @@ type Alert struct {
 	OpenedAt      time.Time `json:"opened_at"`
 	ResolvedAt    time.Time `json:"resolved_at,omitzero"`
 	ResolvedValue *float64  `json:"resolved_value,omitempty"`
+	// AckedAt, AckedBy and AckNote record the acknowledgement (alert:ack),
+	// if any.
+	AckedAt time.Time `json:"acked_at,omitzero"`
+	AckedBy string    `json:"acked_by,omitempty"`
+	AckNote string    `json:"ack_note,omitempty"`
 }
 
 // Aggregate summarises one metric of one device over a window.
@@ -151,6 +163,7 @@ const (
 	auditAdminDenied  = "admin_denied"  // a non-admin asked for an admin resource over REST
 	auditOriginDenied = "origin_denied" // a browser handshake from a foreign origin
 	auditDisconnect   = "disconnect"    // an admin closed a user's connections
+	auditAlertAck     = "alert_ack"     // a user acknowledged an alert (alert:ack)
 )
 
 // AuditEntry is one line of the audit log shown in the admin panel; also the

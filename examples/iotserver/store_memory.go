@@ -186,6 +186,7 @@ func (s *MemoryStore) OpenAlert(ctx context.Context, a Alert) (Alert, error) {
 	a.State = alertOpen
 	a.OpenedAt = a.OpenedAt.UTC().Truncate(time.Microsecond)
 	a.ResolvedAt, a.ResolvedValue = time.Time{}, nil
+	a.AckedAt, a.AckedBy, a.AckNote = time.Time{}, "", ""
 	s.alerts = append(s.alerts, a)
 	return a, nil
 }
@@ -201,6 +202,21 @@ func (s *MemoryStore) ResolveAlert(ctx context.Context, id int64, at time.Time, 
 	a.State = alertResolved
 	a.ResolvedAt = at.UTC().Truncate(time.Microsecond)
 	a.ResolvedValue = &value
+	return *a, nil
+}
+
+// AckAlert implements Store.
+func (s *MemoryStore) AckAlert(ctx context.Context, id int64, user, note string, at time.Time) (Alert, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id < 1 || id > int64(len(s.alerts)) {
+		return Alert{}, fmt.Errorf("alert %d: %w", id, ErrNotFound)
+	}
+	a := &s.alerts[id-1]
+	if !a.AckedAt.IsZero() {
+		return Alert{}, fmt.Errorf("alert %d: %w", id, ErrAlertAcked)
+	}
+	a.AckedAt, a.AckedBy, a.AckNote = at.UTC().Truncate(time.Microsecond), user, note
 	return *a, nil
 }
 

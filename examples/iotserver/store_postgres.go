@@ -294,15 +294,38 @@ func (s *PGStore) DeleteReadingsBefore(ctx context.Context, t time.Time) (int64,
 	return tag.RowsAffected(), err
 }
 
-const alertColumns = "id, device_id, metric, rule, threshold, value, state, opened_at, resolved_at, resolved_value"
+const alertColumns = "id, device_id, metric, rule, threshold, value, state, opened_at, resolved_at, resolved_value, acked_at, acked_by, ack_note"
 
 func scanAlert(row pgx.Row) (Alert, error) {
 	var a Alert
-	var resolvedAt *time.Time
-	err := row.Scan(&a.ID, &a.Device, &a.Metric, &a.Rule, &a.Threshold, &a.Value, &a.State, &a.OpenedAt, &resolvedAt, &a.ResolvedValue)
+	var resolvedAt, ackedAt *time.Time
+	err := row.Scan(&a.ID, &a.Device, &a.Metric, &a.Rule, &a.Threshold, &a.Value, &a.State, &a.OpenedAt, &resolvedAt, &a.ResolvedValue,
+		&ackedAt, &a.AckedBy, &a.AckNote)
 	a.OpenedAt = a.OpenedAt.UTC()
 	if resolvedAt != nil {
 		a.ResolvedAt = resolvedAt.UTC()
+	}
+	if ackedAt != nil {
+		a.AckedAt = ackedAt.UTC()
+	}
+	return a, err
+}
+
+// AckAlert implements Store. The first acknowledgement wins, also between
+// nodes: the UPDATE only matches an alert not acknowledged yet.
+func (s *PGStore) AckAlert(ctx context.Context, id int64, user, note string, at time.Time) (Alert, error) {
+	row := s.pool.QueryRow(ctx, `UPDATE alerts SET acked_at = $2, acked_by = $3, ack_note = $4
+		WHERE id = $1 AND acked_at IS NULL RETURNING `+alertColumns, id, at, user, note)
+	a, err := scanAlert(row)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var exists bool
+		if err := s.pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM alerts WHERE id = $1)", id).Scan(&exists); err != nil {
+			return Alert{}, err
+		}
+		if exists {
+			return Alert{}, fmt.Errorf("alert %d: %w", id, ErrAlertAcked)
+		}
+		return Alert{}, fmt.Errorf("alert %d: %w", id, ErrNotFound)
 	}
 	return a, err
 }

@@ -83,6 +83,7 @@ func TestStore(t *testing.T) {
 				{"analyticsCache", testStoreAnalyticsCache},
 				{"usersAndAudit", testStoreUsersAudit},
 				{"concurrentOpenAlert", testStoreConcurrentOpen},
+				{"alertAck", testStoreAlertAck},
 			}
 			for _, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) {
@@ -280,6 +281,44 @@ func testStoreAlerts(t *testing.T, s Store) {
 	}
 	if c != (AlertCounts{Open: 2, Opened: 1, Resolved: 1}) {
 		t.Fatalf("AlertCounts = %+v, want open 2, opened 1, resolved 1", c)
+	}
+}
+
+func testStoreAlertAck(t *testing.T, s Store) {
+	ctx := t.Context()
+	if _, err := s.AckAlert(ctx, 1, "alice", "", t0); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ack of no alert: err=%v, want ErrNotFound", err)
+	}
+	if err := s.UpsertDevice(ctx, Device{ID: "d"}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.OpenAlert(ctx, Alert{Device: "d", Metric: "temperature", Rule: "temperature>30<28", Threshold: 30, Value: 31, OpenedAt: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.AckedAt.IsZero() || a.AckedBy != "" {
+		t.Fatalf("new alert already acknowledged: %+v", a)
+	}
+	got, err := s.AckAlert(ctx, a.ID, "alice", "on my way", t0.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.ID != a.ID || got.AckedBy != "alice" || got.AckNote != "on my way" || !got.AckedAt.Equal(t0.Add(time.Minute)) || got.State != alertOpen {
+		t.Fatalf("acknowledged alert = %+v", got)
+	}
+	if _, err := s.AckAlert(ctx, a.ID, "bob", "", t0.Add(2*time.Minute)); !errors.Is(err, ErrAlertAcked) {
+		t.Fatalf("second ack: err=%v, want ErrAlertAcked", err)
+	}
+	// Resolving keeps the acknowledgement; the list shows it.
+	if _, err := s.ResolveAlert(ctx, a.ID, t0.Add(3*time.Minute), 20); err != nil {
+		t.Fatal(err)
+	}
+	all, err := s.Alerts(ctx, false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 1 || all[0].AckedBy != "alice" || all[0].AckNote != "on my way" || all[0].State != alertResolved {
+		t.Fatalf("alerts = %+v", all)
 	}
 }
 
