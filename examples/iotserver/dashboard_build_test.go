@@ -66,9 +66,10 @@ func TestVendoredClient(t *testing.T) {
 }
 
 // TestDashboardTypes type-checks the dashboard (web/*.js, // @ts-check)
-// against the package's types with tsc --noEmit -p tsconfig.json (the
-// TypeScript of clients/js): a call the client does not have, or a wrong
-// argument, fails.
+// against the package's types and the generated contract
+// (contract/contract.d.ts) with tsc --noEmit -p tsconfig.json (the
+// TypeScript of clients/js): a call the client does not have, an event or
+// room the contract does not know, or a wrong alert:ack payload fails.
 func TestDashboardTypes(t *testing.T) {
 	t.Parallel()
 	node, pkg := jsTools(t)

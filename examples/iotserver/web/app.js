@@ -7,6 +7,14 @@ import { RthubClient } from "./vendor/rthub-client.js";
 // snippet:end
 import { sparkline, chart, newSVG } from "./chart.js";
 
+// The hub's contract, generated from the Go events and policy (contract/,
+// TestContract keeps it fresh): the client's on() and emit() are checked
+// against it by tsc (TestDashboardTypes).
+/** @typedef {import("../contract/contract").Contract} Contract */
+/** @typedef {import("../contract/contract").Alert} Alert */
+/** @typedef {import("../contract/contract").ReadingEvent} ReadingEvent */
+/** @typedef {import("../contract/contract").StatusEvent} StatusEvent */
+
 const $ = (/** @type {string} */ id) => document.getElementById(id);
 const input = (/** @type {string} */ id) => /** @type {HTMLInputElement} */ (document.getElementById(id));
 const h = (tag, attrs = {}, ...kids) => {
@@ -26,7 +34,7 @@ const SESSION_KEY = "rthub-iot-session";
 
 const app = {
   session: null, // {token, expires, user: {username, name, roles}}
-  client: null,
+  client: /** @type {RthubClient<Contract> | null} */ (null),
   presence: null,
   devices: new Map(), // id → {id, name, kind, status, last, history: Map(metric → [[t, v]])}
   alerts: new Map(), // id → alert
@@ -164,6 +172,7 @@ function start() {
   $("admin").hidden = !isAdmin();
 
   // snippet:begin client
+  /** @type {RthubClient<Contract>} */
   const c = new RthubClient("/ws", { token, heartbeat: 10000 });
   // snippet:end
   app.client = c;
@@ -182,6 +191,7 @@ function start() {
   c.on("device:status", (d, m) => m.room === "staff" && onStatus(d));
   c.on("alert:new", (a, m) => m.room === "staff" && onAlert(a));
   c.on("alert:resolved", (a, m) => m.room === "staff" && onAlert(a));
+  c.on("alert:acked", (a, m) => m.room === "staff" && onAlert(a));
   c.on("system:health", (d) => {
     app.health = d;
     app.healthAt = Date.now();
@@ -287,6 +297,7 @@ function addPoint(d, r) {
 
 // --- events ---
 
+/** @param {ReadingEvent} r */
 function onReading(r) {
   let d = app.devices.get(r.device);
   if (!d) {
@@ -299,6 +310,7 @@ function onReading(r) {
   schedule();
 }
 
+/** @param {StatusEvent} s */
 function onStatus(s) {
   const d = app.devices.get(s.device);
   if (!d) return;
@@ -307,6 +319,7 @@ function onStatus(s) {
   schedule();
 }
 
+/** @param {Alert} a */
 function onAlert(a) {
   if (a.state === "open") app.alerts.set(a.id, a);
   else app.alerts.delete(a.id);
@@ -403,9 +416,9 @@ async function select(id) {
   schedule();
   renderDetail();
   try {
-    if (prev) await c.leave("device:" + prev);
+    if (prev) await c.leave(`device:${prev}`);
     if (id) {
-      await c.join("device:" + id);
+      await c.join(`device:${id}`);
       await c.viewing("device:" + id);
       await loadHistory(id, HISTORY);
     } else {
@@ -456,13 +469,27 @@ function renderAlerts() {
   ul.replaceChildren(
     ...(list.length
       ? list.map((a) =>
-          h("li", { "data-alert": a.id, "data-device": a.device },
+          h("li", { "data-alert": a.id, "data-device": a.device, "data-acked-by": a.acked_by || "" },
             `${a.device}: ${a.metric} ${a.value} (${a.rule})`,
             h("small", {}, "since " + new Date(a.opened_at).toLocaleTimeString()),
+            a.acked_by
+              ? h("small", { class: "acked" }, `acknowledged by ${a.acked_by} at ${new Date(a.acked_at).toLocaleTimeString()}`)
+              : h("button", { type: "button", class: "ack", "data-testid": "ack-" + a.id, onclick: () => acknowledge(a) }, "Acknowledge"),
           ),
         )
       : [h("li", { class: "empty" }, "none")]),
   );
+}
+
+// acknowledge emits alert:ack (typed by the contract: a wrong payload does
+// not compile); the page shows the acknowledgement when the server's
+// alert:acked arrives, for every user at once.
+async function acknowledge(/** @type {Alert} */ a) {
+  try {
+    await app.client.emit("alert:ack", "staff", { id: a.id });
+  } catch (e) {
+    alert(`acknowledge alert ${a.id}: ${e.message}`);
+  }
 }
 
 function renderOnline() {
