@@ -17,7 +17,9 @@ import (
 // from an ES module that node runs (the exports resolve, the client
 // works as far as it can without a hub) and type-checks a TypeScript file
 // importing it with moduleResolution bundler and node16 (the types ship
-// and resolve).
+// and resolve), typed by the contract the IoT example generates: a
+// misspelt event or payload field, a wrong field type and a room outside
+// the contract must each fail to compile (@ts-expect-error).
 func TestPack(t *testing.T) {
 	node, dir := tools(t)
 	npm := testenv.Tool(t, "npm", "install npm (Debian package npm)")
@@ -84,23 +86,32 @@ console.log("imported", pkg.version, c.state);
 		t.Fatalf("main.mjs: %s", out)
 	}
 
-	writeFile(t, filepath.Join(app, "check.ts"), `import { RthubClient, type ContractShape } from "@rthub/client";
-
-interface Contract extends ContractShape {
-  events: { "sensor:data": { device: string; values: { [k: string]: number } } };
-  emits: { "alert:ack": { id: number } };
-  rooms: "staff" | `+"`device:${string}`"+`;
-}
+	// The contract the IoT example generates from its Go events and policy
+	// (examples/iotserver/contract, kept fresh by its TestContract), as an
+	// application would commit it next to its code.
+	copyFile(t, filepath.Join(dir, "..", "..", "examples", "iotserver", "contract", "contract.d.ts"), filepath.Join(app, "contract.d.ts"))
+	writeFile(t, filepath.Join(app, "check.ts"), `import { RthubClient } from "@rthub/client";
+import type { Contract, ContractFor } from "./contract.js";
 
 const hub = new RthubClient<Contract>("/ws", { token: async ({ reason }) => reason });
-hub.on("sensor:data", (r, { room }) => console.log(room, r.values["t"]! + 1));
-void hub.emit("alert:ack", "device:7", { id: 3 });
+hub.on("sensor:data", (r, { room }) => console.log(room, r.device, r.values["temp"]! + 1));
+hub.on("alert:acked", (a) => console.log(a.id + 1, a.acked_by));
+void hub.emit("alert:ack", "staff", { id: 3, note: "on it" });
 // @ts-expect-error a wrong payload field type
 void hub.emit("alert:ack", "staff", { id: "3" });
+// @ts-expect-error a misspelt payload field
+void hub.emit("alert:ack", "staff", { id: 3, note_: "x" });
 // @ts-expect-error a misspelt event
 hub.on("sensor:dta", () => {});
+// @ts-expect-error an event the server sends but clients may not emit
+void hub.emit("sensor:data", "staff", { device: "d", at: "", values: {} });
 // @ts-expect-error a room outside the contract
 void hub.join("kitchen");
+
+const staff = new RthubClient<ContractFor<"staff">>("/ws", { token: "t" });
+void staff.join("device:7");
+// @ts-expect-error staff may not join admin
+void staff.join("admin");
 `)
 	tsc := filepath.Join(dir, "node_modules", "typescript", "bin", "tsc")
 	for _, mode := range []struct{ module, resolution string }{{"esnext", "bundler"}, {"node16", "node16"}} {
