@@ -40,9 +40,13 @@ func (c *checker) checkFile(file string) error {
 	for i := len(blocks) - 1; i >= 0; i-- {
 		b := blocks[i]
 		switch {
-		case b.lang == "go" || (scriptLangs[b.lang] && b.kind == "snippet"):
+		case b.lang == "go" || scriptLangs[b.lang]:
 			if b.kind != "snippet" {
-				c.problem(file, b.line, "Go block without a <!-- snippet: path/to/file_test.go#Name --> line before it (see package internal/doccheck)")
+				if b.lang == "go" {
+					c.problem(file, b.line, "Go block without a <!-- snippet: path/to/file_test.go#Name --> line before it (see package internal/doccheck)")
+				} else {
+					c.problem(file, b.line, "TypeScript/JavaScript block without a <!-- snippet: path/to/file.ts#name --> line before it (see package internal/doccheck)")
+				}
 				continue
 			}
 			var want []string

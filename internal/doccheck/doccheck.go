@@ -48,8 +48,8 @@
 // (each alone on its line); several names separated by commas give their
 // regions in order, a blank line apart. The file must be one a test
 // type-checks with tsc (the block is then known to compile), and the
-// update mode rewrites these blocks too. Such blocks without a marker are
-// not checked.
+// update mode rewrites these blocks too. A block of these languages without
+// a marker is a problem, as a Go block is.
 //
 // # Shell blocks
 //

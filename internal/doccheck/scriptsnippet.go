@@ -9,8 +9,8 @@ import (
 )
 
 // scriptLangs are the info strings of TypeScript and JavaScript blocks. Such
-// a block is checked when a snippet marker precedes it (see the package
-// comment); other blocks of these languages are left alone.
+// a block must be preceded by a snippet marker (see the package comment),
+// like a Go block.
 var scriptLangs = map[string]bool{
 	"ts": true, "tsx": true, "typescript": true,
 	"js": true, "jsx": true, "javascript": true, "mjs": true,
