@@ -79,6 +79,8 @@ type testHub struct {
 
 	mu    sync.Mutex
 	conns map[*trackedConn]struct{}
+
+	joins joinCounter // the client joins of all its instances (react_test.go)
 }
 
 // trackedConn is a TCP connection of the WebSocket listener. Frozen, it
@@ -173,7 +175,7 @@ func (h *testHub) newHubInstance() (*rthub.Hub, error) {
 			Leeway:        -1, // 4002 right at exp: the refresh tests wait less
 			ExpiryWarning: 3 * time.Second,
 		},
-		Policy:   testPolicy,
+		Policy:   h.joins.policy(testPolicy),
 		Handlers: []rthub.Handler{alertAck.Handle(handleAck)},
 		Origin:   rthub.OriginOptions{Patterns: []string{"127.0.0.1:*"}},
 		Limits: rthub.Limits{

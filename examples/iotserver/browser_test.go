@@ -207,23 +207,3 @@ func TestBrowser_SessionEnds(t *testing.T) {
 		return ""
 	})
 }
-
-// TestBrowserClient runs the unit tests of web/rthub.js (e2e/rthub.test.mjs,
-// node's test runner, a fake WebSocket): backoff, close-code rules, rejoin,
-// viewing restored, token refresh, commands as promises, presence helpers.
-func TestBrowserClient(t *testing.T) {
-	t.Parallel()
-	node := need(t, "node", "Node.js runs the browser client's unit tests")
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "--test", "--test-timeout=10000", "rthub.test.mjs")
-	cmd.Dir = "e2e"
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("node --test rthub.test.mjs: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), "# fail 0") {
-		t.Fatalf("unexpected output:\n%s", out)
-	}
-	t.Logf("%s", out[strings.LastIndex(string(out), "# tests"):])
-}

@@ -35,7 +35,7 @@ func TestServer_API(t *testing.T) {
 		if res.StatusCode != 200 || !strings.Contains(res.Header.Get("Content-Security-Policy"), "default-src 'self'") {
 			t.Fatalf("GET /: %d, CSP %q", res.StatusCode, res.Header.Get("Content-Security-Policy"))
 		}
-		for _, f := range []string{"/static/rthub.js", "/static/app.js", "/static/chart.js", "/static/style.css"} {
+		for _, f := range []string{"/static/vendor/rthub-client.js", "/static/app.js", "/static/chart.js", "/static/style.css"} {
 			if code := s.do(t, "GET", f, "", nil, nil); code != 200 {
 				t.Errorf("GET %s: %d", f, code)
 			}

@@ -40,12 +40,22 @@ func (c *checker) checkFile(file string) error {
 	for i := len(blocks) - 1; i >= 0; i-- {
 		b := blocks[i]
 		switch {
-		case b.lang == "go":
+		case b.lang == "go" || scriptLangs[b.lang]:
 			if b.kind != "snippet" {
-				c.problem(file, b.line, "Go block without a <!-- snippet: path/to/file_test.go#Name --> line before it (see package internal/doccheck)")
+				if b.lang == "go" {
+					c.problem(file, b.line, "Go block without a <!-- snippet: path/to/file_test.go#Name --> line before it (see package internal/doccheck)")
+				} else {
+					c.problem(file, b.line, "TypeScript/JavaScript block without a <!-- snippet: path/to/file.ts#name --> line before it (see package internal/doccheck)")
+				}
 				continue
 			}
-			want, err := snippet(c.root, b.marker)
+			var want []string
+			var err error
+			if b.lang == "go" {
+				want, err = snippet(c.root, b.marker)
+			} else {
+				want, err = scriptSnippet(c.root, b.marker)
+			}
 			if err != nil {
 				c.problem(file, b.line, "%v", err)
 				continue
@@ -66,7 +76,11 @@ func (c *checker) checkFile(file string) error {
 				changed = true
 				continue
 			}
-			c.problem(file, b.line, "Go block differs from %s: %s", b.marker, firstDiff(got, want))
+			what := "Go"
+			if b.lang != "go" {
+				what = "TypeScript/JavaScript"
+			}
+			c.problem(file, b.line, "%s block differs from %s: %s", what, b.marker, firstDiff(got, want))
 		case shellLangs[b.lang]:
 			if b.kind != "run" {
 				c.problem(file, b.line, "shell block without a <!-- run: ... --> line before it saying how CI checks it: Name@dir (a test that runs it), .ci/run, or \"not in CI: why\"")
@@ -82,7 +96,7 @@ func (c *checker) checkFile(file string) error {
 				c.checkCommand(cmd)
 			}
 		case b.kind != "":
-			c.problem(file, b.line, "<!-- %s: --> before a %q block; it belongs before a go (snippet) or sh (run) block", b.kind, b.lang)
+			c.problem(file, b.line, "<!-- %s: --> before a %q block; it belongs before a go or TypeScript/JavaScript (snippet) or sh (run) block", b.kind, b.lang)
 		}
 	}
 	if changed {

@@ -32,6 +32,25 @@
 //
 // Without it no file is ever written.
 //
+// # TypeScript and JavaScript blocks
+//
+// A ts, tsx, typescript, js, jsx, javascript or mjs block preceded by a
+// snippet marker naming a .ts, .tsx or .js file (a path from the
+// repository root) and a region name is checked the same way:
+//
+//	<!-- snippet: clients/js/test/react-page/online.tsx#online -->
+//	```tsx
+//	...
+//	```
+//
+// The block holds, without their shared indentation, the lines between
+// "// snippet:begin online" and the next "// snippet:end" of that file
+// (each alone on its line); several names separated by commas give their
+// regions in order, a blank line apart. The file must be one a test
+// type-checks with tsc (the block is then known to compile), and the
+// update mode rewrites these blocks too. A block of these languages without
+// a marker is a problem, as a Go block is.
+//
 // # Shell blocks
 //
 // A sh (bash, shell, console) block is preceded by a line saying how its

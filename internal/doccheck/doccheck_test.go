@@ -255,6 +255,23 @@ func TestSomething(t *testing.T) {}
 func BenchmarkBroadcast(b *testing.B) {}
 `
 
+// fixtureTSX is a TypeScript source of snippets.
+const fixtureTSX = `import { usePresence } from "@rthub/client/react";
+  // snippet:begin online
+  export function Online() {
+    const people = usePresence("staff");
+    return <p>{people.length}</p>;
+  }
+  // snippet:end
+// snippet:begin twice
+const a = 1;
+// snippet:end
+// snippet:begin twice
+// snippet:end
+// snippet:begin open
+const b = 2;
+`
+
 func writeFixture(t *testing.T, md string) string {
 	t.Helper()
 	root := t.TempDir()
@@ -265,6 +282,7 @@ func writeFixture(t *testing.T, md string) string {
 		".ci/run":        "go test -race work\n",
 		"x/other/y.go":   "package other\n",
 		"x/other/README": "",
+		"x/page.tsx":     fixtureTSX,
 	} {
 		p := filepath.Join(root, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -304,6 +322,16 @@ func TestChecker(t *testing.T) {
 		{"not in CI", "<!-- run: not in CI: needs Docker -->\n```sh\ndocker run x\n```\n", nil},
 		{"stale patterns and paths", "<!-- run: .ci/run -->\n```sh\ngo test -run 'TestSomething|TestRenamed' ./x\ngo test -bench=BenchmarkGone -run=^$ ./x\ngo run ./nowhere\ngo test -run X ./other\ncd gone\n```\n",
 			[]string{`"TestRenamed" matches no Test/Example/Fuzz function in x`, `"BenchmarkGone" matches no Benchmark function in x`, "go run ./nowhere: no directory nowhere", "cd: no directory gone", "go test ./other: no test files in other"}},
+		{"tsx region", "<!-- snippet: x/page.tsx#online -->\n```tsx\nexport function Online() {\n  const people = usePresence(\"staff\");\n  return <p>{people.length}</p>;\n}\n```\n", nil},
+		{"tsx drift", "<!-- snippet: x/page.tsx#online -->\n```tsx\nexport function Online() {\n  const people = usePresence(\"admin\");\n  return <p>{people.length}</p>;\n}\n```\n",
+			[]string{`README.md:2: TypeScript/JavaScript block differs from x/page.tsx#online: line 2 of the block is "  const people = usePresence(\"admin\");"`}},
+		{"ts block without marker", "```ts\nanything goes\n```\n", []string{"TypeScript/JavaScript block without a <!-- snippet:"}},
+		{"js block without marker", "```js\nanything goes\n```\n", []string{"TypeScript/JavaScript block without a <!-- snippet:"}},
+		{"ts unknown region", "<!-- snippet: x/page.tsx#nope -->\n```ts\n```\n", []string{`no line "// snippet:begin nope"`}},
+		{"ts region twice", "<!-- snippet: x/page.tsx#twice -->\n```ts\n```\n", []string{`two regions "twice"`}},
+		{"ts region unclosed", "<!-- snippet: x/page.tsx#open -->\n```ts\n```\n", []string{`region "open" has no "// snippet:end" line`}},
+		{"ts from a Go file", "<!-- snippet: x/x_test.go#online -->\n```ts\n```\n", []string{"must be a .ts, .tsx or .js file"}},
+		{"ts missing file", "<!-- snippet: x/gone.ts#online -->\n```ts\n```\n", []string{"gone.ts"}},
 		{"marker on another block", "<!-- run: .ci/run -->\n```json\n{}\n```\n", []string{`before a "json" block`}},
 	}
 	for _, tt := range tests {
@@ -331,7 +359,7 @@ func TestChecker(t *testing.T) {
 // list item's indentation) and nothing else; a second check is clean.
 func TestChecker_update(t *testing.T) {
 	t.Parallel()
-	md := "intro\n\n1. item\n\n   <!-- snippet: x/x_test.go#Example_region -->\n   ```go\n   old\n   ```\n\n<!-- snippet: x/x_test.go#Example_plain -->\n```go\nfmt.Println(\"hello\")\n```\ntail\n"
+	md := "intro\n\n1. item\n\n   <!-- snippet: x/x_test.go#Example_region -->\n   ```go\n   old\n   ```\n\n<!-- snippet: x/x_test.go#Example_plain -->\n```go\nfmt.Println(\"hello\")\n```\n<!-- snippet: x/page.tsx#online -->\n```tsx\nold\n```\ntail\n"
 	root := writeFixture(t, md)
 	c := &checker{root: root, update: true}
 	if err := c.checkFile("README.md"); err != nil {
@@ -344,7 +372,7 @@ func TestChecker_update(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "intro\n\n1. item\n\n   <!-- snippet: x/x_test.go#Example_region -->\n   ```go\n   m := map[string]int{\n   \t\"a\": ctx,\n   }\n   ```\n\n<!-- snippet: x/x_test.go#Example_plain -->\n```go\nfmt.Println(\"hello\")\n```\ntail\n"
+	want := "intro\n\n1. item\n\n   <!-- snippet: x/x_test.go#Example_region -->\n   ```go\n   m := map[string]int{\n   \t\"a\": ctx,\n   }\n   ```\n\n<!-- snippet: x/x_test.go#Example_plain -->\n```go\nfmt.Println(\"hello\")\n```\n<!-- snippet: x/page.tsx#online -->\n```tsx\nexport function Online() {\n  const people = usePresence(\"staff\");\n  return <p>{people.length}</p>;\n}\n```\ntail\n"
 	if string(got) != want {
 		t.Fatalf("rewritten:\n%s\nwant:\n%s", got, want)
 	}

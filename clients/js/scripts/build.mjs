@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 
 export const ENTRIES = {
   index: "src/index.ts",
+  react: "src/react.ts",
 };
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");

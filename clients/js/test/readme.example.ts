@@ -1,5 +1,5 @@
 // The TypeScript blocks of README.md: each region below is copied exactly
-// into the README (TestReadme checks it) and type-checked here by
+// into the README (the root TestDocs checks it: internal/doccheck) and type-checked here by
 // TestTypes (tsc --noEmit -p test/tsconfig.json).
 /* eslint-disable */
 declare function fetchToken(reason: string): Promise<string>;
@@ -9,7 +9,7 @@ declare function showSignIn(why: string): void;
 declare function render(html: string): void;
 declare const badge: { textContent: string };
 
-// region: quickstart
+// snippet:begin quickstart
 import { RthubClient, RthubError } from "@rthub/client";
 
 const hub = new RthubClient("wss://example.com/ws", {
@@ -25,9 +25,9 @@ try {
 } catch (e) {
   if (e instanceof RthubError && e.code === "forbidden") console.log("not for you");
 }
-// endregion
+// snippet:end
 
-// region: typed
+// snippet:begin typed
 import type { Contract } from "./contract"; // generated from the Go events and policy
 
 const typed = new RthubClient<Contract>("/ws", { token: ({ reason }) => fetchToken(reason) });
@@ -36,29 +36,29 @@ await typed.emit("alert:ack", "staff", { id: 3 }); // checked: event, room and p
 // typed.emit("alert:ack", "staff", { id: "3" });  // error: Type 'string' is not assignable to type 'number'
 // typed.on("sensor:date", ...);                    // error: not an event of the contract
 // typed.join("kitchen");                           // error: not a room of the contract
-// endregion
+// snippet:end
 
-// region: role
+// snippet:begin role
 import type { ContractFor } from "./contract";
 
 const staff = new RthubClient<ContractFor<"staff">>("/ws", { token: ({ reason }) => fetchToken(reason) });
 // staff.emit(...) does not compile: the policy lets staff emit nothing.
-// endregion
+// snippet:end
 void staff;
 
-// region: lifecycle
+// snippet:begin lifecycle
 hub.onReset((room) => reloadRoom(room)); // events were missed and cannot be replayed
 hub.onConnected((welcome) => console.log("connected as", welcome.user)); // after every (re)connection
 hub.onAuthError(({ code, reason }) => showSignIn(`${code} ${reason}`)); // 4100–4199: stopped for good
 hub.onState((state, info) => {
   if (state === "reconnecting") badge.textContent = `retrying in ${Math.round((info.nextRetryAt - Date.now()) / 1000)} s`;
 });
-// endregion
+// snippet:end
 
-// region: presence
+// snippet:begin presence
 const people = hub.presenceRoom("staff"); // a live list of who is there
 people.onChange((list) => render(list.map((p) => `${p.name} (${p.viewing.join(", ")})`).join("<br>")));
 await hub.viewing("device:42"); // what this tab shows; restored after reconnection
 // later: people.close();
-// endregion
+// snippet:end
 

@@ -53,6 +53,16 @@ try {
   check((await alice.textContent("[data-testid=alert-count]")).trim() !== "0", "alert counted");
   step("alert shown on the page");
   await shot(alice, "01b-alert.png");
+  // alice acknowledges it: the button emits alert:ack; the page shows the
+  // acknowledgement only when the server's alert:acked comes back.
+  const alertLi = '[data-testid=alerts] li[data-device="lab-9"]';
+  await alice.click(`${alertLi} button.ack`);
+  await alice.waitForSelector(`${alertLi}[data-acked-by="alice"] small.acked`, { timeout: 10000 });
+  check(await alice.isHidden(`${alertLi} button.ack`), "no Acknowledge button on an acknowledged alert");
+  const acked = await alice.evaluate(() => [...window.__iot.alerts.values()].find((a) => a.device === "lab-9"));
+  check(acked && acked.acked_by === "alice" && acked.acked_at, `acknowledged alert in the page state: ${JSON.stringify(acked)}`);
+  step(`alert acknowledged: ${(await alice.textContent(`${alertLi} small.acked`)).trim()}`);
+  await shot(alice, "01c-alert-acked.png");
   check((await ask("@@recover")) === "@@recovered", "recovery published");
   await alice.waitForSelector('[data-testid=alerts] li[data-device="lab-9"]', { state: "detached", timeout: 10000 });
   step("alert resolved on the page");
@@ -87,6 +97,12 @@ try {
     null,
     { timeout: 10000 },
   );
+  await admin.waitForFunction(
+    () => [...document.querySelectorAll('[data-testid=audit] tr[data-kind="alert_ack"]')].some((tr) => /alice/.test(tr.textContent) && /lab-9/.test(tr.textContent)),
+    null,
+    { timeout: 10000 },
+  );
+  step("the admin's audit log also has alice's acknowledgement");
   await shot(admin, "03-admin-audit.png");
   await admin.context().close();
 

@@ -1,10 +1,22 @@
+// @ts-check
 // The dashboard: loads the page state once over REST, then only listens
-// (rthub.js). Everything it shows comes from the events in README.md.
+// (@rthub/client). Everything it shows comes from the events in README.md.
 
-import { RthubClient } from "./rthub.js";
+// snippet:begin import
+import { RthubClient } from "./vendor/rthub-client.js";
+// snippet:end
 import { sparkline, chart, newSVG } from "./chart.js";
 
-const $ = (id) => document.getElementById(id);
+// The hub's contract, generated from the Go events and policy (contract/,
+// TestContract keeps it fresh): the client's on() and emit() are checked
+// against it by tsc (TestDashboardTypes).
+/** @typedef {import("../contract/contract").Contract} Contract */
+/** @typedef {import("../contract/contract").Alert} Alert */
+/** @typedef {import("../contract/contract").ReadingEvent} ReadingEvent */
+/** @typedef {import("../contract/contract").StatusEvent} StatusEvent */
+
+const $ = (/** @type {string} */ id) => document.getElementById(id);
+const input = (/** @type {string} */ id) => /** @type {HTMLInputElement} */ (document.getElementById(id));
 const h = (tag, attrs = {}, ...kids) => {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
@@ -22,7 +34,7 @@ const SESSION_KEY = "rthub-iot-session";
 
 const app = {
   session: null, // {token, expires, user: {username, name, roles}}
-  client: null,
+  client: /** @type {RthubClient<Contract> | null} */ (null),
   presence: null,
   devices: new Map(), // id → {id, name, kind, status, last, history: Map(metric → [[t, v]])}
   alerts: new Map(), // id → alert
@@ -33,7 +45,7 @@ const app = {
   analytics: null,
   dirty: new Set(),
 };
-window.__iot = app; // for the browser test and the curious
+/** @type {any} */ (window).__iot = app; // for the browser test and the curious
 
 // --- session and REST ---
 
@@ -77,7 +89,7 @@ const isAdmin = () => app.session && app.session.user.roles.includes("admin");
 // (A token refused in the handshake usually arrives as close 4100 instead:
 // see sessionEnded.)
 async function token({ reason }) {
-  const left = new Date(app.session.expires) - Date.now();
+  const left = Date.parse(app.session.expires) - Date.now();
   if ((reason === "connect" || reason === "reconnect") && left > 60000) return app.session.token;
   try {
     const r = await api("/api/token", { method: "POST" });
@@ -85,8 +97,7 @@ async function token({ reason }) {
     return r.token;
   } catch (e) {
     if (e.status === 401) {
-      const err = new Error("the server no longer accepts this sign-in");
-      err.fatal = true; // the client stops: sessionEnded signs out
+      const err = Object.assign(new Error("the server no longer accepts this sign-in"), { fatal: true }); // the client stops: sessionEnded signs out
       throw err;
     }
     throw e; // the server is down: the client retries
@@ -123,9 +134,9 @@ $("login-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   $("login-error").textContent = "";
   try {
-    const r = await api("/api/login", { method: "POST", body: JSON.stringify({ username: $("username").value, password: $("password").value }) });
+    const r = await api("/api/login", { method: "POST", body: JSON.stringify({ username: input("username").value, password: input("password").value }) });
     saveSession(r);
-    $("password").value = "";
+    input("password").value = "";
     start();
   } catch (e) {
     $("login-error").textContent = e.status === 401 ? "Wrong user name or password." : "Login failed: " + e.message;
@@ -157,10 +168,13 @@ function start() {
   $("dash").hidden = false;
   $("whoami").hidden = false;
   $("me").textContent = `${s.user.name} (${s.user.roles.join(", ")})`;
-  for (const e of document.querySelectorAll(".admin-only")) e.hidden = !isAdmin();
+  for (const e of document.querySelectorAll(".admin-only")) /** @type {HTMLElement} */ (e).hidden = !isAdmin();
   $("admin").hidden = !isAdmin();
 
+  // snippet:begin client
+  /** @type {RthubClient<Contract>} */
   const c = new RthubClient("/ws", { token, heartbeat: 10000 });
+  // snippet:end
   app.client = c;
   c.onState((state, info) => {
     setConn(state, info);
@@ -177,6 +191,7 @@ function start() {
   c.on("device:status", (d, m) => m.room === "staff" && onStatus(d));
   c.on("alert:new", (a, m) => m.room === "staff" && onAlert(a));
   c.on("alert:resolved", (a, m) => m.room === "staff" && onAlert(a));
+  c.on("alert:acked", (a, m) => m.room === "staff" && onAlert(a));
   c.on("system:health", (d) => {
     app.health = d;
     app.healthAt = Date.now();
@@ -282,6 +297,7 @@ function addPoint(d, r) {
 
 // --- events ---
 
+/** @param {ReadingEvent} r */
 function onReading(r) {
   let d = app.devices.get(r.device);
   if (!d) {
@@ -294,6 +310,7 @@ function onReading(r) {
   schedule();
 }
 
+/** @param {StatusEvent} s */
 function onStatus(s) {
   const d = app.devices.get(s.device);
   if (!d) return;
@@ -302,6 +319,7 @@ function onStatus(s) {
   schedule();
 }
 
+/** @param {Alert} a */
 function onAlert(a) {
   if (a.state === "open") app.alerts.set(a.id, a);
   else app.alerts.delete(a.id);
@@ -363,7 +381,7 @@ function openAlertFor(id, metric) {
   return null;
 }
 
-function updateCard(id, card = document.querySelector(`[data-device="${CSS.escape(id)}"]`)) {
+function updateCard(id, card = /** @type {HTMLElement | null} */ (document.querySelector(`[data-device="${CSS.escape(id)}"]`))) {
   const d = app.devices.get(id);
   if (!card || !d) return;
   card.querySelector(".name").textContent = d.name;
@@ -398,9 +416,9 @@ async function select(id) {
   schedule();
   renderDetail();
   try {
-    if (prev) await c.leave("device:" + prev);
+    if (prev) await c.leave(`device:${prev}`);
     if (id) {
-      await c.join("device:" + id);
+      await c.join(`device:${id}`);
       await c.viewing("device:" + id);
       await loadHistory(id, HISTORY);
     } else {
@@ -451,13 +469,27 @@ function renderAlerts() {
   ul.replaceChildren(
     ...(list.length
       ? list.map((a) =>
-          h("li", { "data-alert": a.id, "data-device": a.device },
+          h("li", { "data-alert": a.id, "data-device": a.device, "data-acked-by": a.acked_by || "" },
             `${a.device}: ${a.metric} ${a.value} (${a.rule})`,
             h("small", {}, "since " + new Date(a.opened_at).toLocaleTimeString()),
+            a.acked_by
+              ? h("small", { class: "acked" }, `acknowledged by ${a.acked_by} at ${new Date(a.acked_at).toLocaleTimeString()}`)
+              : h("button", { type: "button", class: "ack", "data-testid": "ack-" + a.id, onclick: () => acknowledge(a) }, "Acknowledge"),
           ),
         )
       : [h("li", { class: "empty" }, "none")]),
   );
+}
+
+// acknowledge emits alert:ack (typed by the contract: a wrong payload does
+// not compile); the page shows the acknowledgement when the server's
+// alert:acked arrives, for every user at once.
+async function acknowledge(/** @type {Alert} */ a) {
+  try {
+    await app.client.emit("alert:ack", "staff", { id: a.id });
+  } catch (e) {
+    alert(`acknowledge alert ${a.id}: ${e.message}`);
+  }
 }
 
 function renderOnline() {

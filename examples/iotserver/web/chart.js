@@ -53,8 +53,13 @@ export function sparkline(svg, points, threshold) {
   svg.append(el("path", { class: "line", d: path(points, x0, x1, lo, hi, W, H - 2, 0, 1), "vector-effect": "non-scaling-stroke" }));
 }
 
-/** Draws a chart with axes: points [[t, v], ...] and an optional threshold line. */
-export function chart(svg, points, { threshold, cls = "" } = {}) {
+/**
+ * Draws a chart with axes: points [[t, v], ...] and an optional threshold line.
+ * @param {SVGSVGElement} svg
+ * @param {[number, number][]} points
+ * @param {{ threshold?: number, cls?: string }} [opts]
+ */
+export function chart(svg, points, { threshold = undefined, cls = "" } = {}) {
   // One SVG unit per CSS pixel, so text keeps its size at any width.
   const W = Math.max(200, Math.round(svg.clientWidth || 400)), H = Math.max(100, Math.round(svg.clientHeight || 170));
   const L = 40, R = 8, T = 8, B = 18;
