@@ -217,7 +217,7 @@ func (h *testHub) restart(ctx context.Context, keepHistory bool, pubs []publicat
 		}
 	}
 	if !keepHistory {
-		b, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
+		b, err := rthub.NewMemoryBroker(stateOptions)
 		if err != nil {
 			return err
 		}
@@ -228,7 +228,7 @@ func (h *testHub) restart(ctx context.Context, keepHistory bool, pubs []publicat
 		return err
 	}
 	for _, p := range pubs {
-		if err := hub.Publish(ctx, p.Room, p.Event, p.Data); err != nil {
+		if err := hub.Publish(ctx, p.Room, p.Event, p.Data, rthub.WithKey(p.Key)); err != nil {
 			_ = hub.Close()
 			return err
 		}
@@ -241,6 +241,15 @@ type publication struct {
 	Room  string          `json:"room"`
 	Event string          `json:"event"`
 	Data  json.RawMessage `json:"data"`
+	Key   string          `json:"key"` // the state key, "" for none
+}
+
+// stateOptions is every test store's broker options: device rooms keep
+// keyed latest state (joins with state); device:state1 keeps a history of 5 so that a
+// restart past it is not recoverable.
+var stateOptions = rthub.MemoryBrokerOptions{
+	State:   rthub.StatePolicy{Rules: []rthub.StateRule{{Pattern: "device:*"}}},
+	History: rthub.HistoryPolicy{Rules: []rthub.HistoryRule{{Pattern: "device:state1", HistoryLimits: rthub.HistoryLimits{Size: 5}}}},
 }
 
 // trackedConns returns the hub's TCP connections still open.
@@ -291,7 +300,7 @@ func (s *testServer) serveWS(w http.ResponseWriter, r *http.Request) {
 //
 //	/hub                         → {"id","url"}: a new hub
 //	/hub/{id}/token?sub=&roles=a,b&name=&ttl=4s&bad=1 → a JWT (bad=1: signed with another key)
-//	/hub/{id}/publish            body {"room","event","data"}
+//	/hub/{id}/publish            body {"room","event","data","key"} (key: the state key, optional)
 //	/hub/{id}/disconnect?sub=&reason=  → DisconnectUser (4101)
 //	/hub/{id}/drop               → closes every TCP connection (clients see 1006)
 //	/hub/{id}/freeze             → silences every connection open now
@@ -308,7 +317,7 @@ func (s *testServer) ctlMux() http.Handler {
 		}
 		s.nextID++
 		id := strconv.Itoa(s.nextID)
-		store, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
+		store, err := rthub.NewMemoryBroker(stateOptions)
 		if err != nil {
 			s.mu.Unlock()
 			http.Error(w, err.Error(), http.StatusInternalServerError)
@@ -362,7 +371,7 @@ func (s *testServer) ctlMux() http.Handler {
 			http.Error(w, "restarting", http.StatusServiceUnavailable)
 			return
 		}
-		if err := hub.Publish(r.Context(), p.Room, p.Event, p.Data); err != nil {
+		if err := hub.Publish(r.Context(), p.Room, p.Event, p.Data, rthub.WithKey(p.Key)); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}

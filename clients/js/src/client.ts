@@ -10,8 +10,10 @@ import type {
   EventHandler,
   EventMeta,
   EventName,
+  JoinOptions,
   JoinReply,
   PresenceSnapshot,
+  Snapshot,
   Room,
   StateInfo,
   StreamPosition,
@@ -37,6 +39,9 @@ interface ServerMessage {
   cid?: string;
   error?: { code: string; message?: string };
 }
+
+/** A join reply's data as sent (protocol §2.2). */
+type RawJoin = JoinReply & { state?: ServerMessage[] };
 
 interface Pending {
   resolve: (v: any) => void;
@@ -112,6 +117,12 @@ export class RthubClient<C extends ContractShape = AnyContract> {
   private readonly stateFns = new Set<(s: ConnState, info: StateInfo) => void>();
   private readonly connFns = new Set<(w: Welcome) => void>();
   private readonly resetFns = new Set<(room: string) => void>();
+  private readonly snapFns = new Set<(s: Snapshot) => void>();
+  private readonly gapFns = new Set<(room: string) => void>();
+  /** Own rooms joined with state. */
+  private readonly stateRooms = new Set<string>();
+  /** Events held per room while a join with state is pending. */
+  private readonly held = new Map<string, ServerMessage[]>();
   private readonly authFns = new Set<(info: AuthErrorInfo) => void>();
   private readonly pending = new Map<number, Pending>();
   private waiters: Waiter[] = [];
@@ -140,7 +151,12 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     this.maxPending = opts.maxPending ?? 1000;
     this.maxListeners = opts.maxListeners ?? 1000;
     this.log = opts.logger || console;
-    this.rooms = new Set(opts.rooms || []);
+    this.rooms = new Set();
+    for (const r of opts.rooms || []) {
+      const room = typeof r === "string" ? r : r.room;
+      this.rooms.add(room);
+      if (typeof r !== "string" && r.state) this.stateRooms.add(room);
+    }
     if (opts.onAuthError) this.authFns.add(opts.onAuthError);
   }
 
@@ -216,6 +232,26 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     return () => void this.resetFns.delete(fn);
   }
 
+  /**
+   * Calls fn(snapshot) for every state snapshot of a room joined with
+   * state (the join's, and each one asked for again), before any later
+   * event of the room: replace the room's view with it.
+   */
+  onSnapshot(fn: (snapshot: Snapshot) => void): () => void {
+    this.add(this.snapFns, fn);
+    return () => void this.snapFns.delete(fn);
+  }
+
+  /**
+   * Calls fn(room) when the server dropped events of room for this
+   * connection rather than close it (a "gap": the room's overflow policy).
+   * A room joined with state gets a new snapshot next.
+   */
+  onGap(fn: (room: string) => void): () => void {
+    this.add(this.gapFns, fn);
+    return () => void this.gapFns.delete(fn);
+  }
+
   /** Calls fn(welcome) after every (re)connection, once rooms are rejoined: reload page state here. */
   onConnected(fn: (welcome: Welcome) => void): () => void {
     this.add(this.connFns, fn);
@@ -270,17 +306,59 @@ export class RthubClient<C extends ContractShape = AnyContract> {
    * it is rejoined after every reconnection until leave(). Rejects with an
    * RthubError ("forbidden", "bad_room", "too_many_rooms", ...).
    */
-  async join(room: Room<C>): Promise<JoinReply> {
-    const since = this.pos.get(room);
-    const data = await this.command<JoinReply>("join", since ? { room, since } : { room });
+  async join(room: Room<C>, opts: JoinOptions = {}): Promise<JoinReply> {
+    if (!opts.state) {
+      const since = this.pos.get(room);
+      const data = await this.command<JoinReply>("join", since ? { room, since } : { room });
+      this.rooms.add(room);
+      this.stateRooms.delete(room);
+      this.joinedAt(room, data);
+      return data;
+    }
+    const p = this.joinState(room, (f) => this.command<RawJoin>("join", f), false);
     this.rooms.add(room);
-    this.joinedAt(room, data);
-    return data;
+    this.stateRooms.add(room);
+    return p;
+  }
+
+  // joinState sends a join with state (send does it, since when resuming):
+  // the room's events are held until the reply, which applies the snapshot
+  // (onSnapshot) and then releases them.
+  private joinState(room: string, send: (f: Record<string, unknown>) => Promise<RawJoin>, resume: boolean): Promise<JoinReply> {
+    const since = resume && this.pos.get(room);
+    this.held.set(room, []);
+    return send(since ? { room, state: true, since } : { room, state: true }).then(
+      (d) => {
+        const held = this.held.get(room) || [];
+        this.held.delete(room);
+        const { state, ...reply } = d || ({ room } as RawJoin);
+        if (state) {
+          const position = { offset: reply.offset || 0, epoch: reply.epoch || "" };
+          this.pos.set(room, position);
+          reply.snapshot = { room, position, events: state.map((m) => ({ data: m.data, meta: this.meta(m) })) };
+          this.call(this.snapFns, reply.snapshot);
+        } else this.joinedAt(room, reply);
+        for (const m of held) this.dispatch(m);
+        return reply;
+      },
+      (e) => {
+        this.held.delete(room);
+        throw e;
+      },
+    );
+  }
+
+  // lost asks again for the state of a room joined with state (not when a
+  // join with state is pending already).
+  private lost(room: string): void {
+    if (this.stateRooms.has(room) && !this.held.has(room))
+      this.joinState(room, (f) => this.command<RawJoin>("join", f), false).catch((e: Error) => this.log.warn(`rthub: state of ${room}: ${e.message}`));
   }
 
   /** Leaves a room (and stops rejoining it). */
   async leave(room: Room<C>): Promise<void> {
     this.rooms.delete(room);
+    this.stateRooms.delete(room);
     this.pos.delete(room);
     await this.command("leave", { room });
   }
@@ -497,8 +575,11 @@ export class RthubClient<C extends ContractShape = AnyContract> {
       .filter((r) => !this.serverRooms.has(r))
       .map((room) => {
         const since = this.pos.get(room);
-        return sendRaw<JoinReply>("join", since ? { room, since } : { room })
-          .then((d) => this.joinedAt(room, d))
+        return (
+          this.stateRooms.has(room)
+            ? this.joinState(room, (f) => sendRaw<RawJoin>("join", f), true)
+            : sendRaw<JoinReply>("join", since ? { room, since } : { room }).then((d) => this.joinedAt(room, d))
+        )
           .catch((e: Error) => {
             const code = e instanceof RthubError ? e.code : "internal";
             if (!TRANSIENT.includes(code)) this.rooms.delete(room); // refused now: dropped, as the Go client does
@@ -519,16 +600,18 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     switch (m.type) {
       case "event": {
         const room = m.room || "";
+        const held = this.held.get(room);
+        if (held) {
+          if (held.length < 10000) held.push(m); // a join with state is pending
+          return;
+        }
         if (m.offset) {
           // Resume bookkeeping: drop what was seen (a replay overlapping live events).
           const p = this.pos.get(room);
           if (p && p.epoch === m.epoch && m.offset <= p.offset) return;
           this.pos.set(room, { offset: m.offset, epoch: m.epoch || "" });
         }
-        const meta: EventMeta = { event: m.event || "", room };
-        if (m.offset !== undefined) meta.offset = m.offset;
-        if (m.epoch !== undefined) meta.epoch = m.epoch;
-        if (m.cid !== undefined) meta.cid = m.cid;
+        const meta = this.meta(m);
         const fns = this.handlers.get(meta.event);
         if (fns && meta.event !== "*") this.call(fns, m.data, meta);
         const any = this.handlers.get("*");
@@ -557,11 +640,25 @@ export class RthubClient<C extends ContractShape = AnyContract> {
         if (!m.room) return;
         this.pos.set(m.room, { offset: m.offset || 0, epoch: m.epoch || "" });
         this.call(this.resetFns, m.room);
+        this.lost(m.room);
+        return;
+      case "gap":
+        if (!m.room) return;
+        this.call(this.gapFns, m.room);
+        this.lost(m.room);
         return;
       case "expiring":
         this.refresh("expiring").catch((e: Error) => this.log.warn(`rthub: token refresh failed: ${e.message}`));
         return;
     }
+  }
+
+  private meta(m: ServerMessage): EventMeta {
+    const meta: EventMeta = { event: m.event || "", room: m.room || "" };
+    if (m.offset !== undefined) meta.offset = m.offset;
+    if (m.epoch !== undefined) meta.epoch = m.epoch;
+    if (m.cid !== undefined) meta.cid = m.cid;
+    return meta;
   }
 
   // sendTo sends command id on ws. Data JSON cannot encode fails it with
@@ -594,7 +691,10 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     if (!st || !st.epoch) return;
     const p = this.pos.get(room);
     if (!p || st.recovered !== true || p.epoch !== st.epoch) this.pos.set(room, { offset: st.offset || 0, epoch: st.epoch });
-    if (st.recovered === false) this.call(this.resetFns, room);
+    if (st.recovered === false) {
+      this.call(this.resetFns, room);
+      this.lost(room);
+    }
   }
 
   // sinceURL is the URL with the positions of our rooms, for the server to

@@ -112,8 +112,12 @@ export interface ClientOptions<C extends ContractShape = AnyContract> {
    * refreshed: the connection ends at the token's expiry.
    */
   token: string | TokenFn;
-  /** Rooms joined (and rejoined after each connection) besides those the server joins by itself. */
-  rooms?: Room<C>[];
+  /**
+   * Rooms joined (and rejoined after each connection) besides those the
+   * server joins by itself; `{ room, state: true }` joins with state (see
+   * {@link JoinOptions}) on every (re)join.
+   */
+  rooms?: (Room<C> | { room: Room<C>; state?: boolean })[];
   /** Waits between reconnection attempts (default 1 s … 30 s, ×2, ± 20 %). */
   backoff?: BackoffOptions;
   /** ms between two pings when nothing else is heard (default: the server's ping interval from its welcome, 25 s). */
@@ -151,6 +155,28 @@ export interface JoinReply {
   epoch?: string;
   /** Present when the join resumed (since): false means events were missed: reload the room. */
   recovered?: boolean;
+  /** With `{ state: true }`: the room's snapshot; undefined when the server keeps no state for the room. */
+  snapshot?: Snapshot;
+}
+
+/** Options of join(). */
+export interface JoinOptions {
+  /**
+   * Ask for the room's keyed latest state (protocol §2.2): the reply carries
+   * a {@link Snapshot}, passed to onSnapshot() before any later event of the
+   * room; the events that follow are exactly those after it. The state is
+   * asked for again whenever continuity is lost (a rejoin the server could
+   * not resume, a reset, a gap).
+   */
+  state?: boolean;
+}
+
+/** A room's keyed latest state: the latest event per state key, with the position it corresponds to. */
+export interface Snapshot {
+  room: string;
+  position: StreamPosition;
+  /** The latest event per key, oldest update first, as on() would have received them. */
+  events: { data: unknown; meta: EventMeta }[];
 }
 
 /** The server's welcome message (protocol §2.1). */

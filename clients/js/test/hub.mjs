@@ -48,7 +48,7 @@ export async function newHub(t) {
     /** A JWT for sub: roles (comma-separated), ttl ("4s", "-10s"), bad (another key). */
     token: (sub, { roles = "staff", ttl = "", name = "", bad = false } = {}) =>
       ctl(`${h}/token?` + new URLSearchParams({ sub, roles, ttl, name, bad: bad ? "1" : "" })),
-    publish: (room, event, data) => ctl(`${h}/publish`, { room, event, data }),
+    publish: (room, event, data, key = "") => ctl(`${h}/publish`, { room, event, data, key }),
     disconnect: (sub, reason = "") => ctl(`${h}/disconnect?` + new URLSearchParams({ sub, reason })),
     drop: () => ctl(`${h}/drop`),
     freeze: () => ctl(`${h}/freeze`),
