@@ -84,10 +84,22 @@ func (e Event[T]) Name() string { return e.name }
 // [*Hub] or a wrapper of it ([Publisher]). It is type-checked: only a T can
 // be published as this event. v is encoded with encoding/json and given to
 // p.Publish as a json.RawMessage; see [Hub.Publish] for the semantics.
+//
+// An event declared with a key ([Event.KeyBy]) is published with the key of
+// v unless opts hold a [WithKey].
 func (e Event[T]) Publish(ctx context.Context, p Publisher, room string, v T, opts ...PublishOption) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadPayload, err)
+	}
+	if fn, ok := eventKeys.Load(e.name); ok {
+		var cfg publishConfig
+		for _, o := range opts {
+			o(&cfg)
+		}
+		if cfg.key == "" {
+			opts = append(slices.Clip(opts), WithKey(fn.(func(T) string)(v)))
+		}
 	}
 	if h, ok := p.(*Hub); ok {
 		// What Hub.Publish does with a json.RawMessage, minus checking that
@@ -95,6 +107,35 @@ func (e Event[T]) Publish(ctx context.Context, p Publisher, room string, v T, op
 		return h.publish(ctx, room, e.name, data, opts...)
 	}
 	return p.Publish(ctx, room, e.name, json.RawMessage(data), opts...)
+}
+
+// eventKeys holds the key function of each event declared with a key
+// (KeyBy), by name: Event[T] stays a comparable struct of its name alone.
+var eventKeys sync.Map // string → func(T) string
+
+// KeyBy declares the state key of the event: [Event.Publish] given no
+// [WithKey] publishes v with WithKey(fn(v)), so that rooms keeping state
+// (see [StatePolicy]) keep the latest v per key, e.g. per device:
+//
+//	var SensorData = rthub.NewEvent[Reading]("sensor:data").
+//		KeyBy(func(r Reading) string { return r.Device })
+//
+// A key that [WithKey] would refuse (empty, too long, not printable ASCII)
+// publishes v without a key. KeyBy returns e; calling it again replaces fn.
+// It is safe for concurrent use, and is meant for start-up, with NewEvent.
+func (e Event[T]) KeyBy(fn func(T) string) Event[T] {
+	if fn == nil {
+		eventKeys.Delete(e.name)
+	} else {
+		eventKeys.Store(e.name, fn)
+	}
+	return e
+}
+
+// Keyed reports whether the event was declared with a key ([Event.KeyBy]).
+func (e Event[T]) Keyed() bool {
+	_, ok := eventKeys.Load(e.name)
+	return ok
 }
 
 // Decode parses an event's data as a T, for clients.

@@ -363,3 +363,39 @@ func TestJoinState_ConcurrentWire(t *testing.T) {
 		}
 	}
 }
+
+var keyedReading = NewEvent[reading]("test:keyed").KeyBy(func(r reading) string { return "dev-" + r.K })
+
+// An event declared with KeyBy is published with its key; WithKey wins.
+func TestEventKeyBy(t *testing.T) {
+	t.Parallel()
+	mb := newStateBroker(t)
+	h, _ := testHub(t, func(o *Options) { o.Broker = mb })
+	if !keyedReading.Keyed() || testChat.Keyed() {
+		t.Fatal("Keyed: want true for the keyed event only")
+	}
+	for _, tc := range []struct {
+		r    reading
+		opts []PublishOption
+	}{
+		{reading{"a", 1}, nil},
+		{reading{"b", 2}, []PublishOption{WithKey("explicit")}},
+		{reading{"a", 3}, []PublishOption{WithCorrelationID("c1")}},
+		{reading{strings.Repeat("x", MaxKeyLen), 4}, nil}, // key too long: no key
+	} {
+		if err := keyedReading.Publish(t.Context(), h, "device:9", tc.r, tc.opts...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, _, err := mb.State(t.Context(), "device:9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range st {
+		got = append(got, fmt.Sprintf("%s@%d", p.Key, p.Offset))
+	}
+	if strings.Join(got, " ") != "explicit@2 dev-a@3" {
+		t.Fatalf("state keys %v, want explicit@2 dev-a@3", got)
+	}
+}
