@@ -244,11 +244,11 @@ type publication struct {
 	Key   string          `json:"key"` // the state key, "" for none
 }
 
-// stateOptions is every test store's broker options: device rooms keep
+// stateOptions is every test store's broker options: staff and device rooms keep
 // keyed latest state (joins with state); device:state1 keeps a history of 5 so that a
 // restart past it is not recoverable.
 var stateOptions = rthub.MemoryBrokerOptions{
-	State:   rthub.StatePolicy{Rules: []rthub.StateRule{{Pattern: "device:*"}}},
+	State:   rthub.StatePolicy{Rules: []rthub.StateRule{{Pattern: "device:*"}, {Pattern: "staff"}}},
 	History: rthub.HistoryPolicy{Rules: []rthub.HistoryRule{{Pattern: "device:state1", HistoryLimits: rthub.HistoryLimits{Size: 5}}}},
 }
 

@@ -315,7 +315,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
       this.joinedAt(room, data);
       return data;
     }
-    const p = this.joinState(room, (f) => this.command<RawJoin>("join", f), false);
+    const p = this.joinState(room, (f) => this.command<RawJoin>("join", f));
     this.rooms.add(room);
     this.stateRooms.add(room);
     return p;
@@ -324,8 +324,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
   // joinState sends a join with state (send does it, since when resuming):
   // the room's events are held until the reply, which applies the snapshot
   // (onSnapshot) and then releases them.
-  private joinState(room: string, send: (f: Record<string, unknown>) => Promise<RawJoin>, resume: boolean): Promise<JoinReply> {
-    const since = resume && this.pos.get(room);
+  private joinState(room: string, send: (f: Record<string, unknown>) => Promise<RawJoin>, since?: StreamPosition): Promise<JoinReply> {
     this.held.set(room, []);
     return send(since ? { room, state: true, since } : { room, state: true }).then(
       (d) => {
@@ -352,7 +351,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
   // join with state is pending already).
   private lost(room: string): void {
     if (this.stateRooms.has(room) && !this.held.has(room))
-      this.joinState(room, (f) => this.command<RawJoin>("join", f), false).catch((e: Error) => this.log.warn(`rthub: state of ${room}: ${e.message}`));
+      this.joinState(room, (f) => this.command<RawJoin>("join", f)).catch((e: Error) => this.log.warn(`rthub: state of ${room}: ${e.message}`));
   }
 
   /** Leaves a room (and stops rejoining it). */
@@ -559,7 +558,12 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     this.serverRooms = new Set(m.rooms || []);
     this.error = null;
     this.attempt = 0; // the backoff starts again from its minimum
-    for (const [room, st] of Object.entries(m.streams || {})) this.joinedAt(room, st);
+    const before = new Map(this.pos);
+    const resumed = new Set<string>();
+    for (const [room, st] of Object.entries(m.streams || {})) {
+      if (st.recovered) resumed.add(room);
+      this.joinedAt(room, st);
+    }
     // Rejoin our own rooms, then restore viewing, before calling it live.
     const sendRaw = <T>(op: string, fields: Record<string, unknown>) =>
       new Promise<T>((resolve, reject) => {
@@ -571,13 +575,16 @@ export class RthubClient<C extends ContractShape = AnyContract> {
         this.pending.set(id, { resolve, reject, timer });
         this.sendTo(ws, id, { id, op, ...fields });
       });
+    // A room joined with state is asked for it even when the server joined
+    // it by itself, unless the welcome resumed it (or its reset asked).
+    const auto = this.serverRooms;
     const joins = [...this.rooms]
-      .filter((r) => !this.serverRooms.has(r))
+      .filter((r) => (this.stateRooms.has(r) ? !this.held.has(r) && !resumed.has(r) : !auto.has(r)))
       .map((room) => {
         const since = this.pos.get(room);
         return (
           this.stateRooms.has(room)
-            ? this.joinState(room, (f) => sendRaw<RawJoin>("join", f), true)
+            ? this.joinState(room, (f) => sendRaw<RawJoin>("join", f), auto.has(room) ? undefined : before.get(room))
             : sendRaw<JoinReply>("join", since ? { room, since } : { room }).then((d) => this.joinedAt(room, d))
         )
           .catch((e: Error) => {

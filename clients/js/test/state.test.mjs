@@ -37,9 +37,12 @@ test("join with state: the snapshot, then exactly the events after it", { skip: 
   await until(() => v.last === 4, "the event after the snapshot");
   assert.deepEqual(v.vals, { a: 3, b: 2, c: 4 });
   assert.deepEqual(v.errors, []);
-  // A room without state: the join succeeds without a snapshot.
-  const plain = await c.join("staff", { state: true });
+  // A room without state (admin, on the test hub): the join succeeds without a snapshot.
+  const admin = newClient(t, hub, { sub: "root", roles: "admin" });
+  await live(admin);
+  const plain = await admin.join("admin", { state: true });
   assert.equal(plain.snapshot, undefined);
+  assert.equal(plain.room, "admin");
 });
 
 test("rooms option with state: a restart beyond history brings a new snapshot, not a gap", { skip: noHub }, async (t) => {
@@ -83,5 +86,18 @@ test("join with state while events are published: no gap, no duplicate", { skip:
   await publishing;
   await until(() => v.last === 200, "every event");
   assert.deepEqual(v.vals, final);
+  assert.deepEqual(v.errors, []);
+});
+
+test("an auto-joined room in the rooms option with state gets its snapshot on every connection", { skip: noHub }, async (t) => {
+  const hub = await newHub(t);
+  await hub.publish("staff", "sensor:data", { k: "a", v: 1 }, "a");
+  const c = newClient(t, hub, { rooms: [{ room: "staff", state: true }] });
+  const v = viewOf(c, "staff");
+  await live(c);
+  await until(() => v.snaps === 1, "a snapshot of the auto-joined room");
+  assert.deepEqual(v.vals, { a: 1 });
+  await hub.publish("staff", "sensor:data", { k: "b", v: 2 }, "b");
+  await until(() => v.last === 2, "the event after it");
   assert.deepEqual(v.errors, []);
 });
