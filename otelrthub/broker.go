@@ -30,12 +30,33 @@ import (
 // ingest on one node to the delivery on every node. The hub ignores the
 // Header, so nodes can be wrapped one at a time; History returns it as
 // published.
+//
+// If b is an [rthub.StateBroker] (keyed latest state), so is the result; its
+// State calls pass through untraced.
 func WrapBroker(b rthub.Broker, opts Options) rthub.Broker {
 	tb := &tracedBroker{next: b, tr: opts.tracer()}
-	if ps, ok := b.(rthub.PresenceStore); ok {
+	ps, presence := b.(rthub.PresenceStore)
+	sb, state := b.(rthub.StateBroker)
+	switch {
+	case presence && state:
+		return &tracedPresenceStateBroker{tb, ps, sb}
+	case presence:
 		return &tracedPresenceBroker{tb, ps}
+	case state:
+		return &tracedStateBroker{tb, sb}
 	}
 	return tb
+}
+
+type tracedStateBroker struct {
+	*tracedBroker
+	rthub.StateBroker
+}
+
+type tracedPresenceStateBroker struct {
+	*tracedBroker
+	rthub.PresenceStore
+	rthub.StateBroker
 }
 
 type tracedBroker struct {
@@ -51,6 +72,9 @@ type tracedPresenceBroker struct {
 var (
 	_ rthub.Broker        = (*tracedBroker)(nil)
 	_ rthub.PresenceStore = (*tracedPresenceBroker)(nil)
+	_ rthub.StateBroker   = (*tracedStateBroker)(nil)
+	_ rthub.StateBroker   = (*tracedPresenceStateBroker)(nil)
+	_ rthub.PresenceStore = (*tracedPresenceStateBroker)(nil)
 )
 
 func (b *tracedBroker) start(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {

@@ -236,6 +236,39 @@ func TestWrapBroker_keepsPresenceStore(t *testing.T) {
 
 func isPresence(b rthub.Broker) bool { _, ok := b.(rthub.PresenceStore); return ok }
 
+// A StateBroker stays one when wrapped (with or without PresenceStore), and
+// its State answers through the wrapper.
+func TestWrapBroker_keepsStateBroker(t *testing.T) {
+	t.Parallel()
+	mb, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{State: rthub.StatePolicy{Rules: []rthub.StateRule{{Pattern: "device:**"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type stateBroker interface {
+		rthub.Broker
+		rthub.StateBroker
+	}
+	for name, b := range map[string]rthub.Broker{
+		"memory":   mb,
+		"presence": struct {
+			stateBroker
+			rthub.PresenceStore
+		}{mb, presenceBroker{Broker: mb}},
+	} {
+		w := otelrthub.WrapBroker(b, otelrthub.Options{})
+		sb, ok := w.(rthub.StateBroker)
+		if !ok || isPresence(w) != isPresence(b) {
+			t.Fatalf("%s: StateBroker %v, PresenceStore %v after wrapping", name, ok, isPresence(w))
+		}
+		if _, err := w.Publish(t.Context(), "device:1", rthub.Message{Data: []byte(`{}`), Key: "k"}); err != nil {
+			t.Fatal(err)
+		}
+		if st, _, err := sb.State(t.Context(), "device:1"); err != nil || len(st) != 1 || st[0].Key != "k" {
+			t.Fatalf("%s: State through the wrapper: %v %v", name, st, err)
+		}
+	}
+}
+
 // TestWrapBroker_acrossNodes: three hubs on one in-memory cluster. A
 // publication on node A under a span reaches node B (wrapped) as a
 // "rthub.broker.deliver" span in the same trace, child of A's broker publish

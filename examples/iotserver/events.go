@@ -11,13 +11,17 @@ import (
 // type; README.md and the generated EVENTS.md (from the descriptions here)
 // list what each carries and which rooms it goes to.
 var (
-	// SensorData carries every reading, to rooms device:{id} and staff.
-	SensorData = eventdoc.Describe(rthub.NewEvent[ReadingEvent]("sensor:data"),
-		"Every reading of a device, as it arrives over MQTT.", "device:{id}", "staff")
+	// SensorData carries every reading, to rooms device:{id} and staff. It
+	// is keyed by device ("reading:{id}"): rooms keep the latest reading of
+	// each device as state, for joins with state (hubState).
+	SensorData = eventdoc.Describe(rthub.NewEvent[ReadingEvent]("sensor:data").
+			KeyBy(func(r ReadingEvent) string { return readingKey(r.Device) }),
+		"Every reading of a device, as it arrives over MQTT. State key: reading:{device}.", "device:{id}", "staff")
 	// DeviceStatus is published when a device goes online or offline (on
-	// change only), to staff and device:{id}.
-	DeviceStatus = eventdoc.Describe(rthub.NewEvent[StatusEvent]("device:status"),
-		"A device went online or offline (its MQTT Last Will); on change only.", "staff", "device:{id}")
+	// change only), to staff and device:{id}; keyed by device ("status:{id}").
+	DeviceStatus = eventdoc.Describe(rthub.NewEvent[StatusEvent]("device:status").
+			KeyBy(func(s StatusEvent) string { return statusKey(s.Device) }),
+		"A device went online or offline (its MQTT Last Will); on change only. State key: status:{device}.", "staff", "device:{id}")
 	// AlertNew is published once when an alert rule opens, to staff and
 	// device:{id}.
 	AlertNew = eventdoc.Describe(rthub.NewEvent[Alert]("alert:new"),
@@ -53,6 +57,10 @@ const (
 )
 
 func deviceRoom(id string) string { return "device:" + id }
+
+// The state keys of a device's latest reading and status.
+func readingKey(device string) string { return "reading:" + device }
+func statusKey(device string) string  { return "status:" + device }
 
 // ReadingEvent is the payload of sensor:data: one reading of one device,
 // several metrics sampled at the same time.

@@ -157,7 +157,7 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	pol := policy
 	pol.Presence = []string{roomStaff}
 	origin := rthub.OriginOptions{Patterns: cfg.Origins}
-	hubBroker, err := tr.broker() // nil (the default memory broker) without tracing
+	hubBroker, err := tr.broker() // a memory broker keeping hubState, traced with tracing on
 	if err != nil {
 		return err
 	}

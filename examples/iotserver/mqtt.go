@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 
@@ -77,11 +78,36 @@ func mqttState(b *mqttbridge.Bridge, embedded bool, sim *Simulator) func() MQTTS
 // after the hub began draining is not an error: the simulated devices say
 // goodbye while the server shuts down, and their last status is stored by
 // the decoder anyway.
+//
+// It also adds the state key of sensor:data and device:status (declared with
+// KeyBy in events.go), which the bridge, publishing by name, does not know.
 type quietPublisher struct{ pub rthub.Publisher }
 
 func (q quietPublisher) Publish(ctx context.Context, room, event string, data any, opts ...rthub.PublishOption) error {
+	if raw, ok := data.(json.RawMessage); ok {
+		opts = append(opts, stateKey(event, raw)...)
+	}
 	if err := q.pub.Publish(ctx, room, event, data, opts...); err != nil && !errors.Is(err, rthub.ErrHubClosed) {
 		return err
+	}
+	return nil
+}
+
+// stateKey returns the WithKey option of a keyed event's encoded data (the
+// key SensorData or DeviceStatus.KeyBy gives it), or none.
+func stateKey(event string, data json.RawMessage) []rthub.PublishOption {
+	var d struct {
+		Device string `json:"device"`
+	}
+	switch event {
+	case SensorData.Name():
+		if json.Unmarshal(data, &d) == nil && d.Device != "" {
+			return []rthub.PublishOption{rthub.WithKey(readingKey(d.Device))}
+		}
+	case DeviceStatus.Name():
+		if json.Unmarshal(data, &d) == nil && d.Device != "" {
+			return []rthub.PublishOption{rthub.WithKey(statusKey(d.Device))}
+		}
 	}
 	return nil
 }

@@ -90,15 +90,22 @@ func (t *tracing) options() otelrthub.Options {
 	return otelrthub.Options{TracerProvider: t.tp}
 }
 
-// broker returns the hub's broker: nil (the hub's default memory broker)
-// when tracing is off, else a memory broker with spans.
+// hubState is the keyed latest state the hub keeps: the staff room and
+// each device room keep the latest reading and status of every device
+// (sensor:data and device:status are declared with keys, events.go), so a
+// dashboard that joins with state gets its device cards and then exactly
+// the events after them.
+var hubState = rthub.StatePolicy{Rules: []rthub.StateRule{{Pattern: roomStaff}, {Pattern: "device:*"}}}
+
+// broker returns the hub's broker: a memory broker keeping hubState, with
+// spans when tracing is on.
 func (t *tracing) broker() (rthub.Broker, error) {
-	if t == nil {
-		return nil, nil
-	}
-	mb, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
+	mb, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{State: hubState})
 	if err != nil {
 		return nil, err
+	}
+	if t == nil {
+		return mb, nil
 	}
 	return otelrthub.WrapBroker(mb, t.options()), nil
 }

@@ -191,9 +191,9 @@ export interface Events {
   "analytics:update": Analytics;
   /** An audit log entry: logins, refused handshakes, forbidden joins and emits. Rooms: admin. */
   "audit:entry": AuditEntry;
-  /** A device went online or offline (its MQTT Last Will); on change only. Rooms: staff, device:{id}. */
+  /** A device went online or offline (its MQTT Last Will); on change only. State key: status:{device}. Rooms: staff, device:{id}. */
   "device:status": StatusEvent;
-  /** Every reading of a device, as it arrives over MQTT. Rooms: device:{id}, staff. */
+  /** Every reading of a device, as it arrives over MQTT. State key: reading:{device}. Rooms: device:{id}, staff. */
   "sensor:data": ReadingEvent;
   /** Node health every WS_HEALTH_INTERVAL (10 s). Rooms: staff. */
   "system:health": Health;
