@@ -249,7 +249,7 @@ func TestWrapBroker_keepsStateBroker(t *testing.T) {
 		rthub.StateBroker
 	}
 	for name, b := range map[string]rthub.Broker{
-		"memory":   mb,
+		"memory": mb,
 		"presence": struct {
 			stateBroker
 			rthub.PresenceStore
