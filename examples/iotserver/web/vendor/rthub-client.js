@@ -191,6 +191,12 @@ var RthubClient = class {
   stateFns = /* @__PURE__ */ new Set();
   connFns = /* @__PURE__ */ new Set();
   resetFns = /* @__PURE__ */ new Set();
+  snapFns = /* @__PURE__ */ new Set();
+  gapFns = /* @__PURE__ */ new Set();
+  /** Own rooms joined with state. */
+  stateRooms = /* @__PURE__ */ new Set();
+  /** Events held per room while a join with state is pending. */
+  held = /* @__PURE__ */ new Map();
   authFns = /* @__PURE__ */ new Set();
   pending = /* @__PURE__ */ new Map();
   waiters = [];
@@ -218,7 +224,12 @@ var RthubClient = class {
     this.maxPending = opts.maxPending ?? 1e3;
     this.maxListeners = opts.maxListeners ?? 1e3;
     this.log = opts.logger || console;
-    this.rooms = new Set(opts.rooms || []);
+    this.rooms = /* @__PURE__ */ new Set();
+    for (const r of opts.rooms || []) {
+      const room = typeof r === "string" ? r : r.room;
+      this.rooms.add(room);
+      if (typeof r !== "string" && r.state) this.stateRooms.add(room);
+    }
     if (opts.onAuthError) this.authFns.add(opts.onAuthError);
   }
   /**
@@ -286,6 +297,24 @@ var RthubClient = class {
     this.add(this.resetFns, fn);
     return () => void this.resetFns.delete(fn);
   }
+  /**
+   * Calls fn(snapshot) for every state snapshot of a room joined with
+   * state (the join's, and each one asked for again), before any later
+   * event of the room: replace the room's view with it.
+   */
+  onSnapshot(fn) {
+    this.add(this.snapFns, fn);
+    return () => void this.snapFns.delete(fn);
+  }
+  /**
+   * Calls fn(room) when the server dropped events of room for this
+   * connection rather than close it (a "gap": the room's overflow policy).
+   * A room joined with state gets a new snapshot next.
+   */
+  onGap(fn) {
+    this.add(this.gapFns, fn);
+    return () => void this.gapFns.delete(fn);
+  }
   /** Calls fn(welcome) after every (re)connection, once rooms are rejoined: reload page state here. */
   onConnected(fn) {
     this.add(this.connFns, fn);
@@ -337,16 +366,55 @@ var RthubClient = class {
    * it is rejoined after every reconnection until leave(). Rejects with an
    * RthubError ("forbidden", "bad_room", "too_many_rooms", ...).
    */
-  async join(room) {
-    const since = this.pos.get(room);
-    const data = await this.command("join", since ? { room, since } : { room });
+  async join(room, opts = {}) {
+    if (!opts.state) {
+      const since = this.pos.get(room);
+      const data = await this.command("join", since ? { room, since } : { room });
+      this.rooms.add(room);
+      this.stateRooms.delete(room);
+      this.joinedAt(room, data);
+      return data;
+    }
+    const p = this.joinState(room, (f) => this.command("join", f));
     this.rooms.add(room);
-    this.joinedAt(room, data);
-    return data;
+    this.stateRooms.add(room);
+    return p;
+  }
+  // joinState sends a join with state (send does it, since when resuming):
+  // the room's events are held until the reply, which applies the snapshot
+  // (onSnapshot) and then releases them.
+  joinState(room, send, since) {
+    this.held.set(room, []);
+    return send(since ? { room, state: true, since } : { room, state: true }).then(
+      (d) => {
+        const held = this.held.get(room) || [];
+        this.held.delete(room);
+        const { state, ...reply } = d || { room };
+        if (state) {
+          const position = { offset: reply.offset || 0, epoch: reply.epoch || "" };
+          this.pos.set(room, position);
+          reply.snapshot = { room, position, events: state.map((m) => ({ data: m.data, meta: this.meta(m) })) };
+          this.call(this.snapFns, reply.snapshot);
+        } else this.joinedAt(room, reply);
+        for (const m of held) this.dispatch(m);
+        return reply;
+      },
+      (e) => {
+        this.held.delete(room);
+        throw e;
+      }
+    );
+  }
+  // lost asks again for the state of a room joined with state (not when a
+  // join with state is pending already).
+  lost(room) {
+    if (this.stateRooms.has(room) && !this.held.has(room))
+      this.joinState(room, (f) => this.command("join", f)).catch((e) => this.log.warn(`rthub: state of ${room}: ${e.message}`));
   }
   /** Leaves a room (and stops rejoining it). */
   async leave(room) {
     this.rooms.delete(room);
+    this.stateRooms.delete(room);
     this.pos.delete(room);
     await this.command("leave", { room });
   }
@@ -521,7 +589,12 @@ var RthubClient = class {
     this.serverRooms = new Set(m.rooms || []);
     this.error = null;
     this.attempt = 0;
-    for (const [room, st] of Object.entries(m.streams || {})) this.joinedAt(room, st);
+    const before = new Map(this.pos);
+    const resumed = /* @__PURE__ */ new Set();
+    for (const [room, st] of Object.entries(m.streams || {})) {
+      if (st.recovered) resumed.add(room);
+      this.joinedAt(room, st);
+    }
     const sendRaw = (op, fields) => new Promise((resolve, reject) => {
       const id = this.nextId++;
       const timer = setTimeout(() => {
@@ -531,9 +604,10 @@ var RthubClient = class {
       this.pending.set(id, { resolve, reject, timer });
       this.sendTo(ws, id, { id, op, ...fields });
     });
-    const joins = [...this.rooms].filter((r) => !this.serverRooms.has(r)).map((room) => {
+    const auto = this.serverRooms;
+    const joins = [...this.rooms].filter((r) => this.stateRooms.has(r) ? !this.held.has(r) && !resumed.has(r) : !auto.has(r)).map((room) => {
       const since = this.pos.get(room);
-      return sendRaw("join", since ? { room, since } : { room }).then((d) => this.joinedAt(room, d)).catch((e) => {
+      return (this.stateRooms.has(room) ? this.joinState(room, (f) => sendRaw("join", f), auto.has(room) ? void 0 : before.get(room)) : sendRaw("join", since ? { room, since } : { room }).then((d) => this.joinedAt(room, d))).catch((e) => {
         const code = e instanceof RthubError ? e.code : "internal";
         if (!TRANSIENT.includes(code)) this.rooms.delete(room);
         this.log.warn(`rthub: rejoin ${room}: ${e.message}`);
@@ -553,15 +627,17 @@ var RthubClient = class {
     switch (m.type) {
       case "event": {
         const room = m.room || "";
+        const held = this.held.get(room);
+        if (held) {
+          if (held.length < 1e4) held.push(m);
+          return;
+        }
         if (m.offset) {
           const p = this.pos.get(room);
           if (p && p.epoch === m.epoch && m.offset <= p.offset) return;
           this.pos.set(room, { offset: m.offset, epoch: m.epoch || "" });
         }
-        const meta = { event: m.event || "", room };
-        if (m.offset !== void 0) meta.offset = m.offset;
-        if (m.epoch !== void 0) meta.epoch = m.epoch;
-        if (m.cid !== void 0) meta.cid = m.cid;
+        const meta = this.meta(m);
         const fns = this.handlers.get(meta.event);
         if (fns && meta.event !== "*") this.call(fns, m.data, meta);
         const any = this.handlers.get("*");
@@ -590,11 +666,24 @@ var RthubClient = class {
         if (!m.room) return;
         this.pos.set(m.room, { offset: m.offset || 0, epoch: m.epoch || "" });
         this.call(this.resetFns, m.room);
+        this.lost(m.room);
+        return;
+      case "gap":
+        if (!m.room) return;
+        this.call(this.gapFns, m.room);
+        this.lost(m.room);
         return;
       case "expiring":
         this.refresh("expiring").catch((e) => this.log.warn(`rthub: token refresh failed: ${e.message}`));
         return;
     }
+  }
+  meta(m) {
+    const meta = { event: m.event || "", room: m.room || "" };
+    if (m.offset !== void 0) meta.offset = m.offset;
+    if (m.epoch !== void 0) meta.epoch = m.epoch;
+    if (m.cid !== void 0) meta.cid = m.cid;
+    return meta;
   }
   // sendTo sends command id on ws. Data JSON cannot encode fails it with
   // "bad_request"; a socket that can no longer send, with "disconnected"
@@ -625,7 +714,10 @@ var RthubClient = class {
     if (!st || !st.epoch) return;
     const p = this.pos.get(room);
     if (!p || st.recovered !== true || p.epoch !== st.epoch) this.pos.set(room, { offset: st.offset || 0, epoch: st.epoch });
-    if (st.recovered === false) this.call(this.resetFns, room);
+    if (st.recovered === false) {
+      this.call(this.resetFns, room);
+      this.lost(room);
+    }
   }
   // sinceURL is the URL with the positions of our rooms, for the server to
   // resume the rooms it joins by itself (protocol §5).
