@@ -88,7 +88,7 @@ type Result struct {
 	Published  int           // events published
 	Achieved   float64       // events per second actually published
 	Joined     int           // clients whose join with state succeeded
-	Snapshots  int           // snapshots received (one per client, more after a reset or gap)
+	Snapshots  int           // snapshots received: one per client, more after a reconnection (e.g. closed as a slow consumer) beyond history
 	Applied    uint64        // events applied after snapshots, over all clients
 	Gaps       int           // events applied whose number was above the last one + 1
 	Duplicates int           // events applied whose number was not above the last one
@@ -208,7 +208,12 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			}
 			clients[i] = c
 			c.On(Sensor.Name(), v.event)
+			// A client the hub closes as a slow consumer (4000) before the
+			// reply reconnects by itself; its join is then asked again.
 			snap, err := c.JoinState(dctx, cfg.Room)
+			for try := 0; errors.Is(err, client.ErrDisconnected) && try < 20; try++ {
+				snap, err = c.JoinState(dctx, cfg.Room)
+			}
 			if err == nil && !snap.Kept {
 				err = errors.New("the server keeps no state for the room")
 			}
