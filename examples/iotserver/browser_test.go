@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -206,4 +208,73 @@ func TestBrowser_SessionEnds(t *testing.T) {
 		}
 		return ""
 	})
+}
+
+// TestBrowser_SnapshotRace runs e2e/state.mjs in headless Chromium against
+// the real program: the dashboard joins staff with state, and a reading of
+// device lab-7 is published while the page's join is held (between the
+// page's load and its subscription). The card shows it and the next one,
+// each applied once, the first from the hub's snapshot.
+func TestBrowser_SnapshotRace(t *testing.T) {
+	t.Parallel()
+	node, dir := browserTools(t)
+	env := baseEnv()
+	env["SIM_DEVICES"] = "1"
+	env["SIM_INTERVAL"] = "1s"
+	srv := startProcess(t, env)
+	published := 0
+	runBrowserScript(t, node, dir, "state.mjs", "http://"+srv.addr, 60*time.Second, func() string { return srv.err.String() }, func(line string) string {
+		var n int
+		if _, err := fmt.Sscanf(line, "@@reading %d", &n); err != nil {
+			return ""
+		}
+		broker := brokerRE.FindStringSubmatch(srv.out.String())
+		if broker == nil {
+			t.Fatalf("no embedded broker address in the server's output:\n%s", srv.out)
+		}
+		mqttPublish(t, broker[1], "sensors/lab-7/reading", fmt.Sprintf(`{"values":{"temperature":%g}}`, 20+float64(n)/10))
+		published++
+		// Wait until the hub has it: the REST store has n readings of lab-7.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var got struct {
+				Readings []json.RawMessage `json:"readings"`
+			}
+			if procGet(t, srv.addr, "/api/devices/lab-7/readings?limit=10", &got) && len(got.Readings) >= published {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("reading %d of lab-7 not stored within 10 s", n)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond) // the store comes before the publish
+		return "@@published"
+	})
+}
+
+// procGet reads path of the server at addr as alice into out; it reports
+// false on any failure (the caller retries).
+func procGet(t *testing.T, addr, path string, out any) bool {
+	t.Helper()
+	res, err := http.Post("http://"+addr+"/api/login", "application/json", strings.NewReader(`{"username":"alice","password":"alice-pw"}`))
+	if err != nil {
+		return false
+	}
+	var tok struct {
+		Token string `json:"token"`
+	}
+	err = json.NewDecoder(res.Body).Decode(&tok)
+	res.Body.Close()
+	if err != nil || tok.Token == "" {
+		return false
+	}
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	res, err = http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	defer res.Body.Close()
+	return res.StatusCode == http.StatusOK && json.NewDecoder(res.Body).Decode(out) == nil
 }

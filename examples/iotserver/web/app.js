@@ -1,6 +1,10 @@
 // @ts-check
-// The dashboard: loads the page state once over REST, then only listens
-// (@rthub/client). Everything it shows comes from the events in README.md.
+// The dashboard: joins the staff room with state (@rthub/client), so the
+// device cards' live fields (status, last reading) come from the hub's
+// snapshot and then exactly the events after it: nothing published between
+// loading the page and subscribing is lost or applied twice. REST gives
+// the rest of the page state (device names, alerts, history ranges).
+// Everything it shows comes from the events in README.md.
 
 // snippet:begin import
 import { RthubClient } from "./vendor/rthub-client.js";
@@ -44,6 +48,10 @@ const app = {
   healthAt: 0,
   analytics: null,
   dirty: new Set(),
+  // The readings applied to the cards, in order (the last 500), with where
+  // each came from ("snapshot" or "event"): the browser test checks that
+  // none is lost or applied twice.
+  applied: /** @type {{device: string, at: string, offset: number, via: string}[]} */ ([]),
 };
 /** @type {any} */ (window).__iot = app; // for the browser test and the curious
 
@@ -173,7 +181,7 @@ function start() {
 
   // snippet:begin client
   /** @type {RthubClient<Contract>} */
-  const c = new RthubClient("/ws", { token, heartbeat: 10000 });
+  const c = new RthubClient("/ws", { token, heartbeat: 10000, rooms: [{ room: "staff", state: true }] });
   // snippet:end
   app.client = c;
   c.onState((state, info) => {
@@ -187,7 +195,17 @@ function start() {
   c.onConnected(() => loadState(c).catch((e) => console.warn("loading state:", e)));
   // Events the server could not replay (history exceeded or lost): reload.
   c.onReset(() => loadState(c).catch((e) => console.warn("loading state:", e)));
-  c.on("sensor:data", (d, m) => m.room === "staff" && onReading(d));
+  // The staff room's state: the latest reading and status of every device,
+  // then the events after them (on every connection, and again whenever
+  // the hub could not resume the room).
+  c.onSnapshot((s) => {
+    if (s.room !== "staff") return;
+    for (const { data, meta } of s.events) {
+      if (meta.event === "sensor:data") onReading(/** @type {ReadingEvent} */ (data), meta.offset, "snapshot");
+      else if (meta.event === "device:status") onStatus(/** @type {StatusEvent} */ (data));
+    }
+  });
+  c.on("sensor:data", (d, m) => m.room === "staff" && onReading(d, m.offset, "event"));
   c.on("device:status", (d, m) => m.room === "staff" && onStatus(d));
   c.on("alert:new", (a, m) => m.room === "staff" && onAlert(a));
   c.on("alert:resolved", (a, m) => m.room === "staff" && onAlert(a));
@@ -248,8 +266,12 @@ async function loadState(c) {
   ]);
   if (app.client !== c) return; // the session ended meanwhile
   for (const d of devs.devices) {
+    // Status and last reading come from the hub's snapshot and events
+    // (fromHub): REST only names the devices, and fills in what the hub
+    // has never sent (a device with no reading since the hub started).
     const cur = app.devices.get(d.id) || { history: new Map() };
-    Object.assign(cur, { id: d.id, name: d.name, kind: d.kind, status: d.status, last: d.last });
+    Object.assign(cur, { id: d.id, name: d.name, kind: d.kind });
+    if (!cur.fromHub) Object.assign(cur, { status: d.status, last: d.last });
     app.devices.set(d.id, cur);
     app.dirty.add(d.id);
   }
@@ -297,14 +319,21 @@ function addPoint(d, r) {
 
 // --- events ---
 
-/** @param {ReadingEvent} r */
-function onReading(r) {
+/**
+ * @param {ReadingEvent} r
+ * @param {number | undefined} offset its position in the staff room's stream
+ * @param {string} via "snapshot" or "event"
+ */
+function onReading(r, offset, via) {
   let d = app.devices.get(r.device);
   if (!d) {
     d = { id: r.device, name: r.device, kind: "external", status: "unknown", history: new Map() };
     app.devices.set(r.device, d);
   }
   d.last = r;
+  d.fromHub = true;
+  app.applied.push({ device: r.device, at: String(r.at), offset: offset || 0, via });
+  if (app.applied.length > 500) app.applied.splice(0, app.applied.length - 500);
   addPoint(d, r);
   app.dirty.add(r.device);
   schedule();
@@ -312,9 +341,13 @@ function onReading(r) {
 
 /** @param {StatusEvent} s */
 function onStatus(s) {
-  const d = app.devices.get(s.device);
-  if (!d) return;
+  let d = app.devices.get(s.device);
+  if (!d) {
+    d = { id: s.device, name: s.device, kind: "external", status: "unknown", history: new Map() };
+    app.devices.set(s.device, d);
+  }
   d.status = s.status;
+  d.fromHub = true;
   app.dirty.add(s.device);
   schedule();
 }
