@@ -663,7 +663,7 @@ func (rm *room) deliverPayloadLocked(payload []byte, except string, ev *eventCou
 		}
 		f := p.frame(j.c.deflate)
 		if len(j.frames) >= h.opts.SendQueueMessages || j.bytes+len(f) > h.opts.SendQueueBytes {
-			j.overflow, j.frames, j.bytes = true, nil, 0
+			j.overflow, j.frames, j.offs, j.bytes = true, nil, nil, 0
 			dropped++
 			continue
 		}

@@ -123,6 +123,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
   private readonly stateRooms = new Set<string>();
   /** Events held per room while a join with state is pending. */
   private readonly held = new Map<string, ServerMessage[]>();
+  private readonly heldOver = new Set<string>();
   private readonly authFns = new Set<(info: AuthErrorInfo) => void>();
   private readonly pending = new Map<number, Pending>();
   private waiters: Waiter[] = [];
@@ -338,6 +339,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
           this.call(this.snapFns, reply.snapshot);
         } else this.joinedAt(room, reply);
         for (const m of held) this.dispatch(m);
+        if (this.heldOver.delete(room)) this.lost(room);
         return reply;
       },
       (e) => {
@@ -609,7 +611,9 @@ export class RthubClient<C extends ContractShape = AnyContract> {
         const room = m.room || "";
         const held = this.held.get(room);
         if (held) {
-          if (held.length < 10000) held.push(m); // a join with state is pending
+          // A join with state is pending; past 10000 held events, the state is asked again after it.
+          if (held.length < 10000) held.push(m);
+          else this.heldOver.add(room);
           return;
         }
         if (m.offset) {

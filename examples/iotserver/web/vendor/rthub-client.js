@@ -197,6 +197,7 @@ var RthubClient = class {
   stateRooms = /* @__PURE__ */ new Set();
   /** Events held per room while a join with state is pending. */
   held = /* @__PURE__ */ new Map();
+  heldOver = /* @__PURE__ */ new Set();
   authFns = /* @__PURE__ */ new Set();
   pending = /* @__PURE__ */ new Map();
   waiters = [];
@@ -397,6 +398,7 @@ var RthubClient = class {
           this.call(this.snapFns, reply.snapshot);
         } else this.joinedAt(room, reply);
         for (const m of held) this.dispatch(m);
+        if (this.heldOver.delete(room)) this.lost(room);
         return reply;
       },
       (e) => {
@@ -630,6 +632,7 @@ var RthubClient = class {
         const held = this.held.get(room);
         if (held) {
           if (held.length < 1e4) held.push(m);
+          else this.heldOver.add(room);
           return;
         }
         if (m.offset) {
