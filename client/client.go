@@ -390,10 +390,19 @@ func (c *Client) connect(ctx context.Context, first bool) (*conn, error) {
 		_ = ws.CloseNow()
 		return nil, err
 	}
+	var lost []string // rooms joined with state that the welcome could not resume
 	for room, st := range w.Streams {
 		c.joinedAt(room, st)
+		c.mu.Lock()
+		if st.Recovered != nil && !*st.Recovered && c.stateRooms[room] {
+			lost = append(lost, room)
+		}
+		c.mu.Unlock()
 	}
 	cn.start(ws, w)
+	for _, room := range lost {
+		c.requestState(cn, room)
+	}
 	if err := c.joinRooms(ctx, cn, w.Rooms, first); err != nil {
 		cn.close()
 		return nil, err

@@ -82,7 +82,7 @@ func TestJoinState(t *testing.T) {
 	t.Parallel()
 	root, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{
 		History: rthub.HistoryPolicy{Default: rthub.HistoryLimits{Size: 2}},
-		State:   rthub.StatePolicy{Rules: []rthub.StateRule{{Pattern: "device:**"}}},
+		State:   rthub.StatePolicy{Rules: []rthub.StateRule{{Pattern: "device:**"}, {Pattern: "staff"}}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -94,22 +94,39 @@ func TestJoinState(t *testing.T) {
 	}
 	t.Cleanup(func() { other.Close() })
 	n := 0
-	pub := func(keys ...string) {
+	pubTo := func(room string, keys ...string) {
 		t.Helper()
 		for _, k := range keys {
 			n++
-			if err := other.Publish(t.Context(), "device:1", "sensor:data", kv{k, n}, rthub.WithKey(k)); err != nil {
+			if err := other.Publish(t.Context(), room, "sensor:data", kv{k, n}, rthub.WithKey(k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pub := func(keys ...string) { t.Helper(); pubTo("device:1", keys...) }
+	staffN := 0
+	pubStaff := func(keys ...string) {
+		t.Helper()
+		for _, k := range keys {
+			staffN++
+			if err := other.Publish(t.Context(), "staff", "staff:data", kv{k, staffN}, rthub.WithKey(k)); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	pub("a", "b", "a")
-	view := newStateView()
+	view, staffView := newStateView(), newStateView()
 	states := newStateRecorder()
 	resets := make(chan string, 10)
-	c := dialTest(t, ts.url, Options{Token: hourToken(t, "alice", "staff"), OnSnapshot: view.snapshot,
-		OnState: states.record, OnReset: func(r string) { resets <- r }})
+	c := dialTest(t, ts.url, Options{Token: hourToken(t, "alice", "staff"), OnSnapshot: func(s Snapshot) {
+		if s.Room == "staff" {
+			staffView.snapshot(s)
+		} else {
+			view.snapshot(s)
+		}
+	}, OnState: states.record, OnReset: func(r string) { resets <- r }})
 	c.On("sensor:data", view.event)
+	c.On("staff:data", staffView.event)
 	states.wait(t, Connected)
 	snap, err := c.JoinState(t.Context(), "device:1")
 	if err != nil {
@@ -122,20 +139,35 @@ func TestJoinState(t *testing.T) {
 	if got := view.waitFor(t, 4); got != "map[a:3 b:2 c:4]" {
 		t.Fatalf("view %s", got)
 	}
+	// staff, a room the server joins by itself, joined with state too.
+	pubStaff("x")
+	if _, err := c.JoinState(t.Context(), "staff"); err != nil {
+		t.Fatal(err)
+	}
+	if got := staffView.waitFor(t, 1); got != "map[x:1]" {
+		t.Fatalf("staff view %s", got)
+	}
 
 	ts.kill()
 	states.wait(t, Reconnecting)
 	pub("a", "d", "b", "d") // more than the history of 2: not recoverable
+	pubStaff("y", "x", "y")
 	ts.serve(ts.addr)
 	states.wait(t, Connected)
 	pub("e")
+	pubStaff("z")
 	if got := view.waitFor(t, 9); got != "map[a:5 b:7 c:4 d:8 e:9]" {
 		t.Fatalf("view after the restart %s", got)
 	}
-	view.mu.Lock()
-	defer view.mu.Unlock()
-	if view.snaps != 2 || len(view.errs) != 0 {
-		t.Fatalf("%d snapshots (want 2: the join's and the rejoin's), errors %v", view.snaps, view.errs)
+	if got := staffView.waitFor(t, 5); got != "map[x:3 y:4 z:5]" {
+		t.Fatalf("staff view after the restart %s (resumed with ?since=, not recoverable: a new snapshot)", got)
+	}
+	for name, v := range map[string]*stateView{"device:1": view, "staff": staffView} {
+		v.mu.Lock()
+		if v.snaps != 2 || len(v.errs) != 0 {
+			t.Errorf("%s: %d snapshots (want 2: the join's and the reconnection's), errors %v", name, v.snaps, v.errs)
+		}
+		v.mu.Unlock()
 	}
 	select {
 	case r := <-resets:
@@ -144,7 +176,7 @@ func TestJoinState(t *testing.T) {
 	}
 
 	// A room without state: the join succeeds, Kept is false.
-	snap, err = c.JoinState(t.Context(), "staff")
+	snap, err = c.JoinState(t.Context(), "user:alice")
 	if err != nil || snap.Kept {
 		t.Fatalf("JoinState of a room without state: %+v %v", snap, err)
 	}
