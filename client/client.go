@@ -390,6 +390,9 @@ func (c *Client) connect(ctx context.Context, first bool) (*conn, error) {
 		_ = ws.CloseNow()
 		return nil, err
 	}
+	c.mu.Lock()
+	clear(c.holds) // joins with state pending on the previous connection
+	c.mu.Unlock()
 	var lost []string // rooms joined with state that the welcome could not resume
 	for room, st := range w.Streams {
 		c.joinedAt(room, st)
@@ -460,7 +463,6 @@ func readWelcome(ctx context.Context, ws *websocket.Conn) (*message, error) {
 // to be retried on the next reconnection.
 func (c *Client) joinRooms(ctx context.Context, cn *conn, auto []string, strict bool) error {
 	c.mu.Lock()
-	clear(c.holds) // joins with state pending on the previous connection
 	for r, own := range c.rooms {
 		if !own {
 			delete(c.rooms, r) // the server's rooms of the previous connection
