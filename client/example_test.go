@@ -99,3 +99,61 @@ func ExampleHandshakeError() {
 	// 401 token_expired
 	// expired: true
 }
+
+// JoinState gets a room's latest reading per device, then the events after
+// it (OnSnapshot receives every snapshot, this one and any asked for again).
+func ExampleClient_JoinState() {
+	broker, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{
+		State: rthub.StatePolicy{Rules: []rthub.StateRule{{Pattern: "device:*"}}},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	hub, err := rthub.New(rthub.Options{
+		Auth:   rthub.AuthOptions{Keys: map[string]any{"": secret}},
+		Policy: rthub.Policy{Roles: map[string]rthub.RoleRules{"staff": {Join: []string{"device:*"}}}},
+		Broker: broker,
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := httptest.NewServer(hub)
+	defer srv.Close()
+	defer hub.Close()
+
+	ctx := context.Background()
+	for _, r := range []struct {
+		sensor string
+		c      float64
+	}{{"a", 20}, {"b", 18}, {"a", 21}} {
+		if err := SensorData.Publish(ctx, hub, "device:7", Reading{Celsius: r.c}, rthub.WithKey(r.sensor)); err != nil {
+			log.Fatal(err)
+		}
+	}
+	tok, err := sign(time.Hour)
+	if err != nil {
+		log.Fatal(err)
+	}
+	c, err := client.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), client.Options{
+		Token: tok,
+		OnSnapshot: func(s client.Snapshot) {
+			fmt.Printf("snapshot of %s at offset %d: %d readings\n", s.Room, s.Position.Offset, len(s.Events))
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	snap, err := c.JoinState(ctx, "device:7")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, e := range snap.Events {
+		r, _ := SensorData.Decode(e.Data)
+		fmt.Println(r.Celsius, "at offset", e.Position.Offset)
+	}
+	// Output:
+	// snapshot of device:7 at offset 3: 2 readings
+	// 18 at offset 2
+	// 21 at offset 3
+}
