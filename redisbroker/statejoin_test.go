@@ -9,7 +9,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/org/rthub"
-	"github.com/org/rthub/internal/statejoin"
 	"github.com/org/rthub/redisbroker"
 )
 
@@ -18,11 +17,11 @@ import (
 // Redis) while keyed events are published through the first; every client
 // ends with the publisher's state, without a gap or a duplicate after its
 // snapshot. The default size runs in a few seconds; RTHUB_STATE_LOAD
-// overrides it (see internal/statejoin).
+// overrides it (see statejoin_harness_test.go).
 func TestJoinStateTwoNodes(t *testing.T) {
 	url := redisURL(t)
 	prefix := uniquePrefix(t, url)
-	cfg, err := statejoin.FromEnv(statejoin.Config{Clients: 50, Rate: 2000, Keys: 100, Duration: 3 * time.Second})
+	cfg, err := FromEnv(Config{Clients: 50, Rate: 2000, Keys: 100, Duration: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,10 +49,10 @@ func TestJoinStateTwoNodes(t *testing.T) {
 		cfg.URLs = append(cfg.URLs, "ws"+strings.TrimPrefix(srv.URL, "http"))
 	}
 	cfg.Token, cfg.Room = tok, "device:load"
-	cfg.Publish = func(ctx context.Context, r statejoin.Reading) error {
-		return statejoin.Sensor.Publish(ctx, hubs[0], cfg.Room, r, rthub.WithKey(r.K))
+	cfg.Publish = func(ctx context.Context, r Reading) error {
+		return Sensor.Publish(ctx, hubs[0], cfg.Room, r, rthub.WithKey(r.K))
 	}
-	res, err := statejoin.Run(t.Context(), cfg)
+	res, err := Run(t.Context(), cfg)
 	t.Logf("two nodes on Redis: %v", res)
 	if err != nil {
 		t.Fatal(err)
