@@ -272,7 +272,7 @@ func (rm *room) applyHistoryLocked(pubs []Publication, cur StreamPosition, err e
 			rm.pos = cur // nothing held: jump to the broker's position
 			h.stats.unrecovered.Add(1)
 			rm.logReset("not recoverable")
-			fls = append(fls, rm.deliverPayloadLocked(appendReset(nil, rm.name, rm.pos), "", nil))
+			fls = append(fls, rm.deliverPayloadLocked(appendReset(nil, rm.name, rm.pos), "", nil, nil))
 		}
 	default:
 		h.stats.brokerErrors.Add(1)
@@ -305,7 +305,7 @@ func (rm *room) resetLocked(why string) (fl *flushList, ok bool) {
 	h.stats.unrecovered.Add(1)
 	rm.pos = StreamPosition{Offset: p.Offset - 1, Epoch: p.Epoch}
 	rm.logReset(why)
-	return rm.deliverPayloadLocked(appendReset(nil, rm.name, rm.pos), "", nil), true
+	return rm.deliverPayloadLocked(appendReset(nil, rm.name, rm.pos), "", nil, nil), true
 }
 
 func (rm *room) logReset(why string) {
@@ -382,7 +382,7 @@ func (rm *room) deliverPubLocked(pub *Publication) *flushList {
 	if name := eventNameOf(body); name != nil {
 		ev = h.stats.events.ofBytes(name)
 	}
-	return rm.deliverPayloadLocked(appendPosition(make([]byte, 0, len(body)+48), body, pub.Position()), except, ev)
+	return rm.deliverPayloadLocked(appendPosition(make([]byte, 0, len(body)+48), body, pub.Position()), except, ev, pub)
 }
 
 // subscribe subscribes this node to room and returns the room's position: the
