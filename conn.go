@@ -70,26 +70,26 @@ type conn struct {
 	ctrlTAT   int64        // control-frame limit (GCRA theoretical arrival, unix ns); read loop only
 
 	mu      sync.Mutex
-	queue   *batch        // frames waiting for the writer; nil when empty
-	queued  int           // bytes in queue
-	flightN int           // frames the writer took and has not finished writing
-	flightB int           // their bytes; both count against the queue bounds
-	gaps    []gapNote     // losses of lossy rooms not yet announced (see noteGapLocked)
+	queue   *batch    // frames waiting for the writer; nil when empty
+	queued  int       // bytes in queue
+	flightN int       // frames the writer took and has not finished writing
+	flightB int       // their bytes; both count against the queue bounds
+	gaps    []gapNote // losses of lossy rooms not yet announced (see noteGapLocked)
 	// conflatable: a keyed event of a conflate room was queued since the
 	// last conflation pass
 	conflatable bool
-	writing bool          // a flush worker owns the write side
-	closing bool          // no more data frames; a close frame is queued or sent
-	closed  bool          // teardown done
-	closeTx bool          // our close frame was written
-	drained chan struct{} // signalled when the writer takes the queue; made by waitQueue
-	closeRx bool          // the client's close frame was read
-	close   []byte        // pending close frame
-	pong    []byte        // pending pong: only the latest ping is answered (RFC 6455 §5.5.3)
-	pingDue bool          // the keepalive ping is pending
-	code    CloseCode
-	rooms   []roomRef
-	viewing string // what the client says it is viewing (presence); "" for nothing
+	writing     bool          // a flush worker owns the write side
+	closing     bool          // no more data frames; a close frame is queued or sent
+	closed      bool          // teardown done
+	closeTx     bool          // our close frame was written
+	drained     chan struct{} // signalled when the writer takes the queue; made by waitQueue
+	closeRx     bool          // the client's close frame was read
+	close       []byte        // pending close frame
+	pong        []byte        // pending pong: only the latest ping is answered (RFC 6455 §5.5.3)
+	pingDue     bool          // the keepalive ping is pending
+	code        CloseCode
+	rooms       []roomRef
+	viewing     string // what the client says it is viewing (presence); "" for nothing
 }
 
 // batch is a reusable list of frames for one vectored write. meta is nil
