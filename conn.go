@@ -392,6 +392,11 @@ func (c *conn) requeueUnwritten(b *batch, rest net.Buffers) net.Buffers {
 	c.mu.Lock()
 	if !c.closing {
 		c.requeueLocked(b.bufs[i+p:], b.meta[i+p:])
+		// What was written is out; only the frame started stays in flight.
+		c.flightN, c.flightB = p, 0
+		if p == 1 {
+			c.flightB = len(rest[0])
+		}
 	}
 	c.mu.Unlock()
 	clear(b.bufs[i+p:])

@@ -405,6 +405,14 @@ func (c *conn) rebuildLocked() {
 	clear(q.meta[w:])
 	q.bufs, q.meta = q.bufs[:w], q.meta[:w]
 	for _, a := range accs {
+		if a.at >= 0 {
+			// An unannounced loss of the room (its events queued since
+			// would have taken it) joins the notice placed before them.
+			if gi := c.gapNoteIndex(a.room); gi >= 0 {
+				a.n += c.gaps[gi].n
+				c.gaps = slices.Delete(c.gaps, gi, gi+1)
+			}
+		}
 		switch {
 		case a.n == 0:
 		case a.at >= 0:
@@ -441,11 +449,45 @@ func (c *conn) requeueLocked(bufs [][]byte, meta []frameMeta) {
 	q.bufs = slices.Insert(q.bufs, 0, bufs...)
 	q.meta = slices.Insert(q.meta, 0, meta...)
 	c.queued += n
-	c.flightN = max(0, c.flightN-len(bufs))
-	c.flightB = max(0, c.flightB-n)
+	notices := false
 	for _, m := range meta {
 		if m.mode == OverflowConflate && m.key != "" {
 			c.conflatable = true
 		}
+		notices = notices || m.gap > 0
 	}
+	if notices {
+		c.mergeGapsLocked()
+	}
+}
+
+// mergeGapsLocked keeps one gap notice per room after requeueLocked brought
+// back a notice the writer had taken: a later notice of the same room, or
+// its unannounced loss, is added to the first one. c.mu is held.
+func (c *conn) mergeGapsLocked() {
+	q := c.queue
+	first := map[string]int{}
+	w := 0
+	for r := range q.bufs {
+		if m := q.meta[r]; m.gap > 0 {
+			if i, ok := first[m.room]; ok {
+				c.setGapLocked(i, q.meta[i].gap+m.gap)
+				c.queued -= len(q.bufs[r])
+				continue
+			}
+			first[m.room] = w
+		}
+		q.bufs[w], q.meta[w] = q.bufs[r], q.meta[r]
+		w++
+	}
+	clear(q.bufs[w:])
+	clear(q.meta[w:])
+	q.bufs, q.meta = q.bufs[:w], q.meta[:w]
+	c.gaps = slices.DeleteFunc(c.gaps, func(g gapNote) bool {
+		i, ok := first[g.room]
+		if ok {
+			c.setGapLocked(i, q.meta[i].gap+g.n)
+		}
+		return ok
+	})
 }

@@ -268,3 +268,146 @@ func TestOverflow_inFlight(t *testing.T) {
 	}
 	checkBounds(t, c)
 }
+
+// FuzzOverflowQueue offers a random mix of frames (drop-oldest room a,
+// conflate room b with and without keys, ordered frames) to a small queue
+// while a writer takes frames now and then, and checks the invariants: the
+// bounds hold after every step, each room's survivors keep their order, and
+// every lost event is announced by a gap notice before the room's next
+// event (or is still waiting to be, in c.gaps).
+func FuzzOverflowQueue(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 0, 0, 3, 11, 19, 3, 11, 7, 0, 0, 15, 5, 5, 6, 0})
+	f.Add([]byte{3, 11, 19, 27, 3, 11, 19, 27, 3, 11, 7, 3, 3, 3, 15, 0, 0, 0, 0, 0, 0})
+	f.Add([]byte{0x40, 0x80, 0xc0, 0xf0, 0x43, 0x83, 7, 0x45, 0x46, 0x15, 0x13})
+	f.Fuzz(fuzzBody)
+}
+
+// fuzzBody is FuzzOverflowQueue's check of one input.
+func fuzzBody(t *testing.T, ops []byte) {
+	c := queueConn(t, 6, 600)
+	seq := map[string]int{}
+	var out []string
+	take := func(one bool, k int) {
+		b, _, _ := c.takeWork(one)
+		if b != nil {
+			writeSome(c, b, k)
+			out = append(out, labels(t, b.bufs)...)
+			releaseBatch(b)
+		}
+	}
+	for _, op := range ops {
+		pad := strings.Repeat(".", int(op>>4)*8)
+		var p qpush
+		switch op % 8 {
+		case 0, 1, 2:
+			p = qpush{room: "a", mode: OverflowDropOldest}
+		case 3, 4:
+			p = qpush{room: "b", mode: OverflowConflate, key: fmt.Sprint("k", op/8%4)}
+		case 5:
+			p = qpush{room: "b", mode: OverflowConflate}
+		case 6:
+			p = qpush{room: "o"}
+		case 7:
+			take(op/8%2 == 0, int(op>>4))
+			checkBounds(t, c)
+			continue
+		}
+		p.label = fmt.Sprintf("%s %d %s%s", p.room, seq[p.room], p.key, pad)
+		seq[p.room]++
+		p.offer(c)
+		if c.closing {
+			return // an ordered frame overran: today's slow consumer close
+		}
+		checkBounds(t, c)
+	}
+	take(false, 1<<20)
+	take(false, 1<<20)
+	last := map[string]int{"a": -1, "b": -1, "o": -1}
+	seen := map[string]int{}
+	announced := map[string]uint64{}
+	for _, l := range out {
+		var room string
+		var n uint64
+		if _, err := fmt.Sscanf(l, "gap(%1s,%d)", &room, &n); err == nil {
+			announced[room] += n
+			continue
+		}
+		var s int
+		if _, err := fmt.Sscanf(l, "%s %d", &room, &s); err != nil {
+			t.Fatalf("frame %q", l)
+		}
+		if s <= last[room] {
+			t.Fatalf("room %s: event %d after %d: %q", room, s, last[room], out)
+		}
+		last[room] = s
+		if lost := uint64(s - seen[room]); lost > announced[room] {
+			t.Fatalf("room %s: event %d comes after %d losses, %d announced: %q", room, s, lost, announced[room], out)
+		}
+		seen[room]++
+	}
+	for _, g := range c.gaps {
+		announced[g.room] += g.n
+	}
+	for room, n := range seq {
+		if lost := uint64(n - seen[room]); lost != announced[room] {
+			t.Errorf("room %s: %d events lost, %d announced (%q, unannounced %v)", room, lost, announced[room], out, c.gaps)
+		}
+	}
+	if seen["o"] != seq["o"] {
+		t.Errorf("ordered frames lost: %d of %d delivered", seen["o"], seq["o"])
+	}
+}
+
+// TestOverflow_conflateKeepsNewest: with fewer keys than the queue holds,
+// conflation drops only superseded events: the newest event of every key
+// is delivered, whatever the interleaving.
+func TestOverflow_conflateKeepsNewest(t *testing.T) {
+	t.Parallel()
+	for seed := range 200 {
+		c := queueConn(t, 8, 1<<20)
+		newest := map[string]int{}
+		var out []string
+		x := uint32(seed*2654435761 + 1)
+		for i := range 300 {
+			x ^= x << 13
+			x ^= x >> 17
+			x ^= x << 5
+			key := fmt.Sprint("k", x%5)
+			if x%7 == 0 {
+				b, _, _ := c.takeWork(x%2 == 0)
+				if b != nil {
+					writeSome(c, b, int(x>>8%4))
+					out = append(out, labels(t, b.bufs)...)
+					releaseBatch(b)
+				}
+			}
+			qpush{"b", OverflowConflate, key, fmt.Sprintf("%s %d", key, i)}.offer(c)
+			newest[key] = i
+			checkBounds(t, c)
+		}
+		for range 2 {
+			if b, _, _ := c.takeWork(false); b != nil {
+				out = append(out, labels(t, b.bufs)...)
+			}
+		}
+		for key, i := range newest {
+			if !slices.Contains(out, fmt.Sprintf("%s %d", key, i)) {
+				t.Fatalf("seed %d: the newest event of %s (%d) was not delivered: %q", seed, key, i, out)
+			}
+		}
+	}
+}
+
+// writeSome models a non-blocking write of a lossy batch the socket takes
+// only k frames of, the next one in part: the rest goes back to the queue
+// (requeueUnwritten); b keeps what was written or started.
+func writeSome(c *conn, b *batch, k int) {
+	if k >= len(b.bufs) || b.meta == nil {
+		return
+	}
+	rest := slices.Clone(b.bufs[k:])
+	if len(rest[0]) > 1 && k%2 == 1 {
+		rest[0] = rest[0][1:] // started
+	}
+	c.requeueUnwritten(b, rest)
+}
