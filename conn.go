@@ -78,18 +78,21 @@ type conn struct {
 	// conflatable: a keyed event of a conflate room was queued since the
 	// last conflation pass
 	conflatable bool
-	writing     bool          // a flush worker owns the write side
-	closing     bool          // no more data frames; a close frame is queued or sent
-	closed      bool          // teardown done
-	closeTx     bool          // our close frame was written
-	drained     chan struct{} // signalled when the writer takes the queue; made by waitQueue
-	closeRx     bool          // the client's close frame was read
-	close       []byte        // pending close frame
-	pong        []byte        // pending pong: only the latest ping is answered (RFC 6455 §5.5.3)
-	pingDue     bool          // the keepalive ping is pending
-	code        CloseCode
-	rooms       []roomRef
-	viewing     string // what the client says it is viewing (presence); "" for nothing
+	writing     bool // a flush worker owns the write side
+	// slowPeer: the last write found the socket full (the writer's own:
+	// one writer at a time)
+	slowPeer bool
+	closing  bool          // no more data frames; a close frame is queued or sent
+	closed   bool          // teardown done
+	closeTx  bool          // our close frame was written
+	drained  chan struct{} // signalled when the writer takes the queue; made by waitQueue
+	closeRx  bool          // the client's close frame was read
+	close    []byte        // pending close frame
+	pong     []byte        // pending pong: only the latest ping is answered (RFC 6455 §5.5.3)
+	pingDue  bool          // the keepalive ping is pending
+	code     CloseCode
+	rooms    []roomRef
+	viewing  string // what the client says it is viewing (presence); "" for nothing
 }
 
 // batch is a reusable list of frames for one vectored write. meta is nil
@@ -315,6 +318,13 @@ func (c *conn) takeWork(one bool) (b *batch, cf []byte, closing bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.flightN, c.flightB = 0, 0
+	if q := c.queue; c.slowPeer && c.conflatable && q != nil && q.meta != nil && len(q.bufs) > 1 {
+		// The peer reads slowly: write only the newest event of each key.
+		c.conflatable = false
+		if markSuperseded(q.meta) > 0 {
+			c.rebuildLocked()
+		}
+	}
 	b = c.queue
 	if one && b != nil && b.meta != nil && len(b.bufs) > 1 {
 		head := batchPool.Get().(*batch)
@@ -459,6 +469,7 @@ func (c *conn) flush(w *writev) {
 		written, rest, err := tryWritev(c.raw, bufs, w)
 		c.hub.stats.writes.Add(w.syscalls - before)
 		blocked := rest != nil
+		c.slowPeer = blocked
 		if blocked && lossy && err == nil {
 			rest = c.requeueUnwritten(b, rest)
 		}
@@ -471,6 +482,12 @@ func (c *conn) flush(w *writev) {
 		}
 		if err != nil {
 			c.writeFailed()
+			return
+		}
+		if blocked && lossy && rest == nil {
+			// The socket is full and every frame it did not take is queued
+			// again: wait until it takes more, then take the queue anew.
+			c.hub.wg.Go(c.awaitWritable)
 			return
 		}
 		if blocked {
@@ -533,6 +550,21 @@ func (c *conn) flushBlocking(pending net.Buffers, isClose bool) {
 			return
 		}
 	}
+}
+
+// awaitWritable waits, bounded by WriteTimeout, until the socket takes more
+// data and hands the connection back to a flush worker; it owns the write
+// side meanwhile. The queue stays where the overflow policy can shed from
+// it, so what the peer reads next is the newest the queue has.
+func (c *conn) awaitWritable() {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteTimeout))
+	err := waitWritable(c.raw)
+	_ = c.nc.SetWriteDeadline(time.Time{})
+	if err != nil {
+		c.writeFailed()
+		return
+	}
+	c.hub.schedule(c)
 }
 
 // lossyQueued reports whether the queue holds frames with metadata (events
