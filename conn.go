@@ -130,7 +130,7 @@ func (c *conn) enqueue(frame []byte) (queued, start bool) {
 		c.mu.Unlock()
 		return false, false
 	}
-	if !c.fitsLocked(1, len(frame)) && !c.shedUntilFitsLocked(len(frame)) {
+	if !c.fitsLocked(1, len(frame)) && !c.shedUntilFitsLocked(1, len(frame)) {
 		c.dropQueueLocked()
 		c.startCloseLocked(CloseSlowConsumer, "slow consumer")
 		c.hub.stats.slowConsumers.Add(1)
@@ -146,15 +146,15 @@ func (c *conn) enqueue(frame []byte) (queued, start bool) {
 	return true, start
 }
 
-// shedUntilFitsLocked makes space for one frame of n bytes that may not be
-// dropped by shedding events of lossy rooms; it reports whether it fits now.
-// Without such events queued it does nothing. c.mu is held.
-func (c *conn) shedUntilFitsLocked(n int) bool {
+// shedUntilFitsLocked makes space for msgs frames of n bytes that may not
+// be dropped by shedding events of lossy rooms; it reports whether they fit
+// now. Without such events queued it does nothing. c.mu is held.
+func (c *conn) shedUntilFitsLocked(msgs, n int) bool {
 	for c.queue != nil && c.queue.meta != nil {
 		if !c.shedLocked(false) {
 			return false
 		}
-		if c.fitsLocked(1, n) {
+		if c.fitsLocked(msgs, n) {
 			return true
 		}
 	}
@@ -183,7 +183,9 @@ func (c *conn) prepend(frame []byte) {
 // written when the next is due is not queued twice.
 func (c *conn) sendPing() {
 	c.mu.Lock()
-	if c.closing || c.pingDue {
+	if c.closing || c.pingDue || !c.fitsLocked(1, len(pingFrame)) && !c.shedUntilFitsLocked(1, len(pingFrame)) {
+		// A queue full of frames that may not be dropped skips the ping:
+		// control frames count against the queue bounds too.
 		c.mu.Unlock()
 		return
 	}
@@ -198,12 +200,20 @@ func (c *conn) sendPing() {
 // sendPong queues the answer to a client's ping. Only the latest ping is
 // answered (RFC 6455 §5.5.3): a pong still pending is replaced, so the pongs
 // a connection holds are bounded by one frame of at most 127 bytes, whatever
-// the client sends and however slowly it reads. Control frames therefore sit
-// outside the data queue's bounds (SendQueueMessages, SendQueueBytes) but are
-// bounded by these two slots.
+// the client sends and however slowly it reads. The pending ping and pong
+// count against the queue's bounds (SendQueueMessages, SendQueueBytes) like
+// every other frame; with the queue full of frames that may not be dropped
+// they are skipped.
 func (c *conn) sendPong(payload []byte) {
 	c.mu.Lock()
-	if c.closing {
+	msgs, grow := 1, frameHeaderLen(len(payload))+len(payload)
+	if c.pong != nil {
+		msgs, grow = 0, grow-len(c.pong)
+	}
+	if c.closing || !c.fitsLocked(msgs, grow) && !c.shedUntilFitsLocked(msgs, grow) {
+		// Not answered when the queue is full of frames that may not be
+		// dropped (the client's next ping is): control frames count
+		// against the queue bounds too.
 		c.mu.Unlock()
 		return
 	}

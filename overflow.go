@@ -126,18 +126,25 @@ type gapNote struct {
 }
 
 // appendGap is the message telling a connection that the overflow policy
-// left out n events of room: {"type":"gap","room":"r","dropped":n}.
+// left out n events of room: {"type":"gap","room":"r","dropped":n}. The
+// number is padded with spaces to 20 characters (JSON whitespace), so a
+// notice keeps its size when later losses are added to it and a queue at
+// its byte bound stays within it.
 func appendGap(dst []byte, room string, n uint64) []byte {
 	dst = append(dst, `{"type":"gap","room":`...)
 	dst = appendJSONString(dst, room)
 	dst = append(dst, `,"dropped":`...)
+	l := len(dst)
 	dst = strconv.AppendUint(dst, n, 10)
+	for len(dst)-l < 20 {
+		dst = append(dst, ' ')
+	}
 	return append(dst, '}')
 }
 
 // gapFrame is the text frame of a gap notice.
 func gapFrame(room string, n uint64) []byte {
-	var buf [96]byte
+	var buf [192]byte
 	return textFrame(appendGap(buf[:0], room, n))
 }
 

@@ -71,6 +71,7 @@ func TestOverflow_SlowReaderConflates(t *testing.T) {
 		SendQueueMessages: maxMsgs,
 		SendQueueBytes:    maxBytes,
 		CloseTimeout:      500 * time.Millisecond,
+		PingInterval:      time.Second, // pings (and the reader's pongs) count against the bounds too
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -224,7 +225,7 @@ func TestOverflow_SlowReaderConflates(t *testing.T) {
 		case <-pubDone:
 		default:
 			time.Sleep(readDelay)
-			p, err := fc.next()
+			p, err := nextAnswering(fc)
 			if err != nil {
 				t.Fatalf("the reader was disconnected after %d reads: %v", reads, err)
 			}
@@ -332,4 +333,30 @@ func procRSS() string {
 		}
 	}
 	return "unknown"
+}
+
+// nextAnswering is fastClient.next for a client that answers pings, as a
+// real one does.
+func nextAnswering(f *fastClient) ([]byte, error) {
+	for {
+		h, err := ws.ReadHeader(f.br)
+		if err != nil {
+			return nil, err
+		}
+		p := make([]byte, h.Length)
+		if _, err := io.ReadFull(f.br, p); err != nil {
+			return nil, err
+		}
+		switch h.OpCode {
+		case ws.OpClose:
+			code, reason := ws.ParseCloseFrameData(p)
+			return nil, CloseError{Code: CloseCode(code), Reason: reason}
+		case ws.OpPing:
+			if err := ws.WriteFrame(f.nc, ws.MaskFrameInPlace(ws.NewPongFrame(p))); err != nil {
+				return nil, err
+			}
+		case ws.OpText:
+			return p, nil
+		}
+	}
 }

@@ -411,3 +411,42 @@ func writeSome(c *conn, b *batch, k int) {
 	}
 	c.requeueUnwritten(b, rest)
 }
+
+func TestOverflow_policy(t *testing.T) {
+	t.Parallel()
+	cp := mustCompile(t, Policy{Overflow: []OverflowRule{
+		{Rooms: []string{"telemetry:audit"}, Mode: OverflowClose},
+		{Rooms: []string{"telemetry:*", "metrics:**"}, Mode: OverflowConflate},
+		{Rooms: []string{"feed:*"}, Mode: OverflowDropOldest},
+	}})
+	for room, want := range map[string]OverflowMode{
+		"telemetry:7":     OverflowConflate,
+		"telemetry:audit": OverflowClose, // the first rule that matches decides
+		"metrics:a:b":     OverflowConflate,
+		"feed:news":       OverflowDropOldest,
+		"staff":           OverflowClose,
+	} {
+		if got := cp.overflowOf(room); got != want {
+			t.Errorf("overflowOf(%q) = %v, want %v", room, got, want)
+		}
+	}
+	for _, tt := range []struct {
+		rule OverflowRule
+		want string
+	}{
+		{OverflowRule{Rooms: []string{"a"}, Mode: 9}, "Overflow[0]: unknown mode 9"},
+		{OverflowRule{Mode: OverflowConflate}, "Overflow[0]: no rooms"},
+		{OverflowRule{Rooms: []string{"user:{sub}"}, Mode: OverflowConflate}, "{sub} is not allowed"},
+		{OverflowRule{Rooms: []string{"bad room"}, Mode: OverflowConflate}, "Overflow[0].Rooms[0]"},
+	} {
+		_, err := compilePolicy(Policy{Overflow: []OverflowRule{tt.rule}})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: error %v, want one containing %q", tt.rule, err, tt.want)
+		}
+	}
+	for m, want := range map[OverflowMode]string{OverflowClose: "close", OverflowDropOldest: "drop-oldest", OverflowConflate: "conflate", 7: "OverflowMode(7)"} {
+		if got := m.String(); got != want {
+			t.Errorf("%d.String() = %q, want %q", uint8(m), got, want)
+		}
+	}
+}
