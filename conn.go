@@ -402,7 +402,8 @@ func (c *conn) writeFailed() {
 // so b.bufs is intact) that the socket did not take at all back to the
 // queue, and keeps in b only what was written or started; rest is what
 // tryWritev left. It returns what the writer must still finish: the rest of
-// a frame written in part, or nil.
+// a frame written in part, or nil. A closing connection keeps everything
+// for the writer: what was queued goes out before the close frame.
 func (c *conn) requeueUnwritten(b *batch, rest net.Buffers) net.Buffers {
 	i := len(b.bufs) - len(rest)
 	p := 0
@@ -410,13 +411,15 @@ func (c *conn) requeueUnwritten(b *batch, rest net.Buffers) net.Buffers {
 		p = 1 // started: must be finished
 	}
 	c.mu.Lock()
-	if !c.closing {
-		c.requeueLocked(b.bufs[i+p:], b.meta[i+p:])
-		// What was written is out; only the frame started stays in flight.
-		c.flightN, c.flightB = p, 0
-		if p == 1 {
-			c.flightB = len(rest[0])
-		}
+	if c.closing {
+		c.mu.Unlock()
+		return rest
+	}
+	c.requeueLocked(b.bufs[i+p:], b.meta[i+p:])
+	// What was written is out; only the frame started stays in flight.
+	c.flightN, c.flightB = p, 0
+	if p == 1 {
+		c.flightB = len(rest[0])
 	}
 	c.mu.Unlock()
 	clear(b.bufs[i+p:])

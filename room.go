@@ -432,6 +432,7 @@ func (h *Hub) leave(ctx context.Context, c *conn, name string) bool {
 	if ref >= 0 {
 		idx = c.rooms[ref].idx
 		c.rooms = slices.Delete(c.rooms, ref, ref+1)
+		c.gaps = slices.DeleteFunc(c.gaps, func(g gapNote) bool { return g.room == name })
 	}
 	viewing := c.viewing
 	c.mu.Unlock()
