@@ -43,9 +43,10 @@ func (l smallSendBuffers) Accept() (net.Conn, error) {
 // and, overrun at the end, still closes the connection with 4000.
 //
 // It runs 3 s; RTHUB_OVERFLOW_SOAK=60s runs the 60 s and logs the
-// numbers (max staleness per key, queue high-water, heap and RSS).
+// numbers (max staleness per key, queue high-water, heap and RSS). It does
+// not run in parallel with other tests: it measures time. Under the race
+// detector the staleness is only logged.
 func TestOverflow_SlowReaderConflates(t *testing.T) {
-	t.Parallel()
 	run := 3 * time.Second
 	if v := os.Getenv("RTHUB_OVERFLOW_SOAK"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -287,7 +288,7 @@ func TestOverflow_SlowReaderConflates(t *testing.T) {
 		run, rate, keys, readDelay, reads, events, gaps, announced, nextOrdered,
 		worst.Round(time.Millisecond), worstKey, worstOver.Round(time.Millisecond), hiMsgs.Load(), hiBytes.Load(), maxMsgs, maxBytes,
 		s.OverflowConflated, s.OverflowDropped, s.GapNotices, float64(ms.HeapAlloc)/(1<<20), procRSS())
-	if worstOver > 200*time.Millisecond {
+	if worstOver > 200*time.Millisecond && !raceOn {
 		t.Errorf("a key's view was %v older than the reader's own read delay accounts for, more than 200ms", worstOver)
 	}
 	if hiMsgs.Load() > maxMsgs || hiBytes.Load() > maxBytes {
