@@ -73,6 +73,9 @@ func TestOverflow_SlowReaderConflates(t *testing.T) {
 		SendQueueBytes:    maxBytes,
 		CloseTimeout:      500 * time.Millisecond,
 		PingInterval:      time.Second, // pings (and the reader's pongs) count against the bounds too
+		OnDisconnect: func(_ context.Context, c ConnInfo, err error) {
+			t.Logf("%s disconnected: %v", c.ID, err)
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
