@@ -70,25 +70,38 @@ type conn struct {
 	ctrlTAT   int64        // control-frame limit (GCRA theoretical arrival, unix ns); read loop only
 
 	mu      sync.Mutex
-	queue   *batch        // frames waiting for the writer; nil when empty
-	queued  int           // bytes in queue
-	writing bool          // a flush worker owns the write side
-	closing bool          // no more data frames; a close frame is queued or sent
-	closed  bool          // teardown done
-	closeTx bool          // our close frame was written
-	drained chan struct{} // signalled when the writer takes the queue; made by waitQueue
-	closeRx bool          // the client's close frame was read
-	close   []byte        // pending close frame
-	pong    []byte        // pending pong: only the latest ping is answered (RFC 6455 §5.5.3)
-	pingDue bool          // the keepalive ping is pending
-	code    CloseCode
-	rooms   []roomRef
-	viewing string // what the client says it is viewing (presence); "" for nothing
+	queue   *batch    // frames waiting for the writer; nil when empty
+	queued  int       // bytes in queue
+	flightN int       // frames the writer took and has not finished writing
+	flightB int       // their bytes; both count against the queue bounds
+	gaps    []gapNote // losses of lossy rooms not yet announced (see noteGapLocked)
+	// conflatable: a keyed event of a conflate room was queued since the
+	// last conflation pass
+	conflatable bool
+	writing     bool // a flush worker owns the write side
+	// slowPeer: the last write found the socket full (the writer's own:
+	// one writer at a time)
+	slowPeer bool
+	closing  bool          // no more data frames; a close frame is queued or sent
+	closed   bool          // teardown done
+	closeTx  bool          // our close frame was written
+	drained  chan struct{} // signalled when the writer takes the queue; made by waitQueue
+	closeRx  bool          // the client's close frame was read
+	close    []byte        // pending close frame
+	pong     []byte        // pending pong: only the latest ping is answered (RFC 6455 §5.5.3)
+	pingDue  bool          // the keepalive ping is pending
+	code     CloseCode
+	rooms    []roomRef
+	viewing  string // what the client says it is viewing (presence); "" for nothing
 }
 
-// batch is a reusable list of frames for one vectored write.
+// batch is a reusable list of frames for one vectored write. meta is nil
+// unless an event of a lossy room (Policy.Overflow) was queued: then meta[i]
+// describes bufs[i]. Connections in OverflowClose rooms only never have it,
+// so their queue costs what it did before the overflow policy.
 type batch struct {
 	bufs net.Buffers
+	meta []frameMeta
 }
 
 var batchPool = sync.Pool{New: func() any { return &batch{bufs: make(net.Buffers, 0, 16)} }}
@@ -117,7 +130,7 @@ func (c *conn) enqueue(frame []byte) (queued, start bool) {
 		c.mu.Unlock()
 		return false, false
 	}
-	if c.queue != nil && (len(c.queue.bufs) >= c.hub.opts.SendQueueMessages || c.queued+len(frame) > c.hub.opts.SendQueueBytes) {
+	if !c.fitsLocked(1, len(frame)) && !c.shedUntilFitsLocked(1, len(frame)) {
 		c.dropQueueLocked()
 		c.startCloseLocked(CloseSlowConsumer, "slow consumer")
 		c.hub.stats.slowConsumers.Add(1)
@@ -127,14 +140,25 @@ func (c *conn) enqueue(frame []byte) (queued, start bool) {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.hub.opts.CloseTimeout))
 		return false, start
 	}
-	if c.queue == nil {
-		c.queue = batchPool.Get().(*batch)
-	}
-	c.queue.bufs = append(c.queue.bufs, frame)
-	c.queued += len(frame)
+	c.appendLocked(frame, frameMeta{})
 	start = c.kickLocked()
 	c.mu.Unlock()
 	return true, start
+}
+
+// shedUntilFitsLocked makes space for msgs frames of n bytes that may not
+// be dropped by shedding events of lossy rooms; it reports whether they fit
+// now. Without such events queued it does nothing. c.mu is held.
+func (c *conn) shedUntilFitsLocked(msgs, n int) bool {
+	for c.queue != nil && c.queue.meta != nil {
+		if !c.shedLocked(false) {
+			return false
+		}
+		if c.fitsLocked(msgs, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // prepend puts frame first in the queue. It is for the welcome, while the
@@ -148,9 +172,10 @@ func (c *conn) prepend(frame []byte) {
 	if c.queue == nil {
 		c.queue = batchPool.Get().(*batch)
 	}
-	c.queue.bufs = append(c.queue.bufs, nil)
-	copy(c.queue.bufs[1:], c.queue.bufs)
-	c.queue.bufs[0] = frame
+	c.queue.bufs = slices.Insert(c.queue.bufs, 0, frame)
+	if c.queue.meta != nil {
+		c.queue.meta = slices.Insert(c.queue.meta, 0, frameMeta{})
+	}
 	c.queued += len(frame)
 }
 
@@ -158,7 +183,9 @@ func (c *conn) prepend(frame []byte) {
 // written when the next is due is not queued twice.
 func (c *conn) sendPing() {
 	c.mu.Lock()
-	if c.closing || c.pingDue {
+	if c.closing || c.pingDue || !c.fitsLocked(1, len(pingFrame)) && !c.shedUntilFitsLocked(1, len(pingFrame)) {
+		// A queue full of frames that may not be dropped skips the ping:
+		// control frames count against the queue bounds too.
 		c.mu.Unlock()
 		return
 	}
@@ -173,12 +200,20 @@ func (c *conn) sendPing() {
 // sendPong queues the answer to a client's ping. Only the latest ping is
 // answered (RFC 6455 §5.5.3): a pong still pending is replaced, so the pongs
 // a connection holds are bounded by one frame of at most 127 bytes, whatever
-// the client sends and however slowly it reads. Control frames therefore sit
-// outside the data queue's bounds (SendQueueMessages, SendQueueBytes) but are
-// bounded by these two slots.
+// the client sends and however slowly it reads. The pending ping and pong
+// count against the queue's bounds (SendQueueMessages, SendQueueBytes) like
+// every other frame; with the queue full of frames that may not be dropped
+// they are skipped.
 func (c *conn) sendPong(payload []byte) {
 	c.mu.Lock()
-	if c.closing {
+	msgs, grow := 1, frameHeaderLen(len(payload))+len(payload)
+	if c.pong != nil {
+		msgs, grow = 0, grow-len(c.pong)
+	}
+	if c.closing || !c.fitsLocked(msgs, grow) && !c.shedUntilFitsLocked(msgs, grow) {
+		// Not answered when the queue is full of frames that may not be
+		// dropped (the client's next ping is): control frames count
+		// against the queue bounds too.
 		c.mu.Unlock()
 		return
 	}
@@ -207,6 +242,8 @@ func (c *conn) dropQueueLocked() {
 		c.queue = nil
 		c.queued = 0
 	}
+	c.flightN, c.flightB = 0, 0
+	c.gaps = nil
 	c.signalDrainedLocked()
 }
 
@@ -246,6 +283,7 @@ func (c *conn) waitQueue() {
 func releaseBatch(b *batch) {
 	clear(b.bufs[:cap(b.bufs)])
 	b.bufs = b.bufs[:0]
+	b.meta = nil
 	if cap(b.bufs) > 1024 {
 		return // don't pool outsized batches
 	}
@@ -281,13 +319,37 @@ func (c *conn) closeWith(code CloseCode, reason string) bool {
 
 // takeWork takes what the writer must write next: the queued frames, or,
 // once they are out, the pending close frame. With nothing left it clears
-// c.writing and returns nothing.
-func (c *conn) takeWork() (b *batch, cf []byte, closing bool) {
+// c.writing and returns nothing. The writer calls it once the previous
+// batch is written, so what it took last stops counting as in flight. With
+// one, a queue holding events of lossy rooms gives up only its first frame:
+// the writer of a peer that reads slowly then holds a single frame, and the
+// rest stays queued where the overflow policy can still shed it.
+func (c *conn) takeWork(one bool) (b *batch, cf []byte, closing bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.flightN, c.flightB = 0, 0
+	if q := c.queue; c.slowPeer && c.conflatable && q != nil && q.meta != nil && len(q.bufs) > 1 {
+		// The peer reads slowly: write only the newest event of each key.
+		c.conflatable = false
+		if markSuperseded(q.meta) > 0 {
+			c.rebuildLocked()
+		}
+	}
 	b = c.queue
-	c.queue = nil
-	c.queued = 0
+	if one && b != nil && b.meta != nil && len(b.bufs) > 1 {
+		head := batchPool.Get().(*batch)
+		head.bufs = append(head.bufs, b.bufs[0])
+		c.flightB = len(b.bufs[0])
+		c.queued -= len(b.bufs[0])
+		b.bufs[0] = nil
+		b.bufs = slices.Delete(b.bufs, 0, 1)
+		b.meta = slices.Delete(b.meta, 0, 1)
+		b = head
+	} else {
+		c.flightB = c.queued
+		c.queue = nil
+		c.queued = 0
+	}
 	c.signalDrainedLocked()
 	if c.pingDue || c.pong != nil {
 		// The pending control frames go first.
@@ -304,8 +366,16 @@ func (c *conn) takeWork() (b *batch, cf []byte, closing bool) {
 			ctrl[n] = c.pong // handed over: the next pong gets a new buffer
 			n++
 		}
+		c.flightB += len(ctrl[0]) + len(ctrl[1])
 		c.pingDue, c.pong = false, nil
 		b.bufs = slices.Insert(b.bufs, 0, ctrl[:n]...)
+		if b.meta != nil {
+			var zero [2]frameMeta
+			b.meta = slices.Insert(b.meta, 0, zero[:n]...)
+		}
+	}
+	if b != nil {
+		c.flightN = len(b.bufs)
 	}
 	if b == nil && c.close != nil {
 		cf, c.close = c.close, nil
@@ -326,6 +396,38 @@ func (c *conn) writeFailed() {
 	c.writing = false
 	c.mu.Unlock()
 	_ = c.nc.Close()
+}
+
+// requeueUnwritten hands the frames of the lossy batch b (written from a copy,
+// so b.bufs is intact) that the socket did not take at all back to the
+// queue, and keeps in b only what was written or started; rest is what
+// tryWritev left. It returns what the writer must still finish: the rest of
+// a frame written in part, or nil. A closing connection keeps everything
+// for the writer: what was queued goes out before the close frame.
+func (c *conn) requeueUnwritten(b *batch, rest net.Buffers) net.Buffers {
+	i := len(b.bufs) - len(rest)
+	p := 0
+	if len(rest[0]) < len(b.bufs[i]) {
+		p = 1 // started: must be finished
+	}
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return rest
+	}
+	c.requeueLocked(b.bufs[i+p:], b.meta[i+p:])
+	// What was written is out; only the frame started stays in flight.
+	c.flightN, c.flightB = p, 0
+	if p == 1 {
+		c.flightB = len(rest[0])
+	}
+	c.mu.Unlock()
+	clear(b.bufs[i+p:])
+	b.bufs, b.meta = b.bufs[:i+p], b.meta[:i+p]
+	if p == 0 {
+		return nil
+	}
+	return rest[:1]
 }
 
 // closeFrameWritten runs after our close frame went out: the client gets
@@ -362,19 +464,28 @@ func (c *conn) flush(w *writev) {
 		return
 	}
 	for {
-		b, cf, _ := c.takeWork()
+		b, cf, _ := c.takeWork(false)
 		if b == nil && cf == nil {
 			return
 		}
 		var bufs net.Buffers
-		if b != nil {
+		lossy := b != nil && b.meta != nil
+		switch {
+		case lossy:
+			bufs = slices.Clone(b.bufs) // tryWritev re-slices; b stays intact
+		case b != nil:
 			bufs = b.bufs
-		} else {
+		default:
 			bufs = net.Buffers{cf}
 		}
 		before := w.syscalls
 		written, rest, err := tryWritev(c.raw, bufs, w)
 		c.hub.stats.writes.Add(w.syscalls - before)
+		blocked := rest != nil
+		c.slowPeer = blocked
+		if blocked && lossy && err == nil {
+			rest = c.requeueUnwritten(b, rest)
+		}
 		if rest != nil {
 			rest = slices.Clone(rest) // b's slots are cleared on release
 		}
@@ -386,7 +497,15 @@ func (c *conn) flush(w *writev) {
 			c.writeFailed()
 			return
 		}
-		if rest != nil {
+		if blocked && lossy && rest == nil {
+			// The socket is full and every frame it did not take is queued
+			// again: wait until it takes more, then take the queue anew.
+			c.hub.wg.Go(c.awaitWritable)
+			return
+		}
+		if blocked {
+			// The socket is full: a goroutine of its own finishes the
+			// write and writes the rest as the peer reads.
 			c.hub.wg.Go(func() { c.flushBlocking(rest, cf != nil) })
 			return
 		}
@@ -404,7 +523,7 @@ func (c *conn) flushBlocking(pending net.Buffers, isClose bool) {
 	closing := isClose
 	for {
 		if pending == nil {
-			b, cf, cl := c.takeWork()
+			b, cf, cl := c.takeWork(true)
 			if b == nil && cf == nil {
 				// Clear the deadline: the non-blocking path refuses to
 				// write once a deadline has passed.
@@ -435,8 +554,38 @@ func (c *conn) flushBlocking(pending net.Buffers, isClose bool) {
 		}
 		if isClose {
 			c.closeFrameWritten()
+		} else if c.raw != nil && c.lossyQueued() {
+			// The peer took a frame: back to non-blocking writes, which
+			// leave what the socket does not take queued, where the
+			// overflow policy can still shed it (see requeueUnwritten).
+			_ = c.nc.SetWriteDeadline(time.Time{})
+			c.hub.schedule(c)
+			return
 		}
 	}
+}
+
+// awaitWritable waits, bounded by WriteTimeout, until the socket takes more
+// data and hands the connection back to a flush worker; it owns the write
+// side meanwhile. The queue stays where the overflow policy can shed from
+// it, so what the peer reads next is the newest the queue has.
+func (c *conn) awaitWritable() {
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteTimeout))
+	err := waitWritable(c.raw)
+	_ = c.nc.SetWriteDeadline(time.Time{})
+	if err != nil {
+		c.writeFailed()
+		return
+	}
+	c.hub.schedule(c)
+}
+
+// lossyQueued reports whether the queue holds frames with metadata (events
+// of lossy rooms).
+func (c *conn) lossyQueued() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queue != nil && c.queue.meta != nil && !c.closing
 }
 
 // closeSent records that the close frame was written and reports whether the

@@ -222,6 +222,17 @@ type Stats struct {
 	EventWireBytes uint64 // the same events as frames on the wire (compressed when negotiated): EventWireBytes/EventBytes is the compression ratio
 	DroppedFrames  uint64 // frames never written: refused by a closing connection or a full send queue, or discarded from the queue of one that closed
 
+	// OverflowDropped and OverflowConflated count the events the overflow
+	// policy ([Policy].Overflow) left out of slow connections' queues, one
+	// per connection: dropped (drop-oldest, or conflate for an event without
+	// a key or when conflating was not enough) and conflated (a newer event
+	// of the same room and key was queued). They are not in DroppedFrames.
+	// GapNotices counts the gap messages queued to tell connections so
+	// (one announces every loss of a room until it is written).
+	OverflowDropped   uint64
+	OverflowConflated uint64
+	GapNotices        uint64
+
 	// HistoryBytes and HistoryEvictions are the in-memory broker's (see
 	// [MemoryBrokerStats]); 0 with another broker, whose history lives
 	// outside the process.
@@ -266,6 +277,8 @@ type hubStats struct {
 	throttled, forbidden               atomic.Uint64
 	rateLimited, abuseCloses           atomic.Uint64
 	droppedFrames                      atomic.Uint64
+	overflowDropped, overflowConflated atomic.Uint64
+	gapNotices                         atomic.Uint64
 	events                             eventCounters
 }
 
@@ -317,6 +330,9 @@ func (h *Hub) Stats() Stats {
 	s.EventBytes = st.eventBytes.Load()
 	s.EventWireBytes = st.eventWire.Load()
 	s.DroppedFrames = st.droppedFrames.Load()
+	s.OverflowDropped = st.overflowDropped.Load()
+	s.OverflowConflated = st.overflowConflated.Load()
+	s.GapNotices = st.gapNotices.Load()
 	s.Events = st.events.snapshot()
 	if mb, ok := h.broker.(interface{ Stats() MemoryBrokerStats }); ok {
 		ms := mb.Stats()

@@ -67,8 +67,12 @@ type Options struct {
 	// is answered with too_many_rooms. Default 100.
 	MaxRoomsPerConn int
 	// SendQueueMessages and SendQueueBytes bound each connection's outbound
-	// queue. A client whose queue overflows does not read fast enough: it is
-	// closed with 4000 (slow consumer) and the publisher never waits for it.
+	// queue: the frames queued, those being written, the pending ping and
+	// pong, gap notices. A client whose queue overflows does not read fast
+	// enough: it is closed with 4000 (slow consumer) and the publisher never
+	// waits for it, unless the frame that does not fit is an event of a room
+	// that [Policy].Overflow lets lose events (then queued events of such
+	// rooms are dropped or conflated and the client gets a "gap" message).
 	// Defaults 1024 messages and 4 MiB.
 	SendQueueMessages int
 	SendQueueBytes    int

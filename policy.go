@@ -76,6 +76,20 @@ type Policy struct {
 	// viewing events (see [PresenceOptions]). Presence costs a little memory
 	// per person and an event per arrival, so it is off unless listed.
 	Presence []string
+
+	// Overflow says, by room pattern, what happens to a room's events on a
+	// connection whose send queue is full ([Options].SendQueueMessages,
+	// SendQueueBytes): the first rule with a pattern that matches the room
+	// decides; a room no rule matches is [OverflowClose], today's ordered
+	// behaviour (the connection is closed with 4000 and resumes from
+	// history). [OverflowDropOldest] and [OverflowConflate] rooms lose
+	// events instead, and the connection gets a "gap" message for the room
+	// before the room's next event (docs/protocol.md §2.1). A frame that
+	// may not be lost (a reply, an event of an OverflowClose room) makes
+	// space by shedding queued events of lossy rooms first; only when none
+	// are left is the connection closed. Nothing is shed while the queue
+	// has space, and everything queued stays within the queue bounds.
+	Overflow []OverflowRule
 }
 
 // RoleRules is what one role may do. The zero value allows nothing.
@@ -111,6 +125,7 @@ type policy struct {
 	hook  func(ctx context.Context, id *Identity, act Action, room, event string) error
 
 	presence []pattern // rooms with presence on
+	overflow []overflowRule
 }
 
 // rolePolicy is the compiled form of RoleRules.
@@ -162,6 +177,7 @@ func compilePolicy(p Policy) (*policy, error) {
 		}
 		cp.presence = append(cp.presence, pt)
 	}
+	cp.overflow = compileOverflow(p.Overflow, func(err error) { errs = append(errs, err) })
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

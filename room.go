@@ -45,6 +45,7 @@ type room struct {
 	members   []*conn            // in join order; each roomRef remembers its index
 	joining   []*joiner          // resuming connections catching up from history
 	pres      map[string]*person // by subject; nil unless Policy.Presence covers the room
+	overflow  OverflowMode       // Policy.Overflow's mode for the room
 	presSeq   uint64             // the last online/offline seq (single node; see nextPresenceSeq)
 	pos       StreamPosition     // the last publication delivered: the seam for joins
 	lastEvent int64              // unix nanoseconds of the last event queued (adaptive WriteDelay)
@@ -85,7 +86,7 @@ type joiner struct {
 }
 
 func newRoom(h *Hub, name string, presence bool) *room {
-	rm := &room{h: h, name: name, ready: make(chan struct{}), gone: make(chan struct{})}
+	rm := &room{h: h, name: name, ready: make(chan struct{}), gone: make(chan struct{}), overflow: h.policy.overflowOf(name)}
 	if presence {
 		rm.pres = make(map[string]*person)
 	}
@@ -539,6 +540,7 @@ func (h *Hub) leave(ctx context.Context, c *conn, name string) bool {
 	if ref >= 0 {
 		idx = c.rooms[ref].idx
 		c.rooms = slices.Delete(c.rooms, ref, ref+1)
+		c.gaps = slices.DeleteFunc(c.gaps, func(g gapNote) bool { return g.room == name })
 	}
 	viewing := c.viewing
 	c.mu.Unlock()
@@ -614,18 +616,24 @@ func (rm *room) deliverLocked(event string, data []byte, except string) *flushLi
 		return nil
 	}
 	payload := appendEvent(make([]byte, 0, 64+len(event)+len(rm.name)+len(data)), event, rm.name, data)
-	return rm.deliverPayloadLocked(payload, except, h.stats.events.of(event), 0)
+	return rm.deliverPayloadLocked(payload, except, h.stats.events.of(event), nil)
 }
 
 // deliverPayloadLocked queues one encoded server message to rm's members
 // but except (a connection ID, or ""), with rm.mu held; see deliverLocked.
 // ev counts the deliveries and drops of the message's event (nil: not an
-// event). off is the event's offset, 0 for a message that is not one.
-// Connections still catching up (joiners) keep the frame for later.
-func (rm *room) deliverPayloadLocked(payload []byte, except string, ev *eventCounter, off uint64) *flushList {
+// event). Connections still catching up (joiners) keep the frame for later.
+// pub is the publication the message carries, nil for other messages
+// (presence events, resets): in a room whose overflow mode is not
+// OverflowClose a publication is queued under that mode, with its key.
+func (rm *room) deliverPayloadLocked(payload []byte, except string, ev *eventCounter, pub *Publication) *flushList {
 	h := rm.h
 	if rm.empty() {
 		return nil
+	}
+	var off uint64 // the event's offset, 0 for a message that is not one
+	if pub != nil {
+		off = pub.Offset
 	}
 	p := preparedMessage{payload: payload, comp: h.comp, threshold: h.opts.Compression.Threshold}
 	var n uint64
@@ -636,6 +644,10 @@ func (rm *room) deliverPayloadLocked(payload []byte, except string, ev *eventCou
 		rm.lastEvent = fl.born
 	}
 	var wire, dropped uint64
+	var meta frameMeta
+	if pub != nil && rm.overflow != OverflowClose {
+		meta = frameMeta{room: rm.name, key: pub.Key, mode: rm.overflow}
+	}
 	for _, c := range rm.members {
 		if except != "" && c.id == except {
 			continue
@@ -646,11 +658,16 @@ func (rm *room) deliverPayloadLocked(payload []byte, except string, ev *eventCou
 			}
 		}
 		f := p.frame(c.deflate)
-		queued, start := c.enqueue(f)
+		var queued, start, shed bool
+		if meta.mode == OverflowClose {
+			queued, start = c.enqueue(f)
+		} else {
+			queued, start, shed = c.enqueueLossy(f, meta)
+		}
 		if queued {
 			n++
 			wire += uint64(len(f))
-		} else {
+		} else if !shed {
 			dropped++
 		}
 		if start {

@@ -273,7 +273,7 @@ func (rm *room) applyHistoryLocked(pubs []Publication, cur StreamPosition, err e
 			h.stats.unrecovered.Add(1)
 			rm.logReset("not recoverable")
 			rm.skip = nil
-			fls = append(fls, rm.deliverPayloadLocked(appendReset(nil, rm.name, rm.pos), "", nil, 0))
+			fls = append(fls, rm.deliverPayloadLocked(appendReset(nil, rm.name, rm.pos), "", nil, nil))
 		}
 	default:
 		h.stats.brokerErrors.Add(1)
@@ -307,7 +307,7 @@ func (rm *room) resetLocked(why string) (fl *flushList, ok bool) {
 	rm.pos = StreamPosition{Offset: p.Offset - 1, Epoch: p.Epoch}
 	rm.logReset(why)
 	rm.skip = nil
-	return rm.deliverPayloadLocked(appendReset(nil, rm.name, rm.pos), "", nil, 0), true
+	return rm.deliverPayloadLocked(appendReset(nil, rm.name, rm.pos), "", nil, nil), true
 }
 
 func (rm *room) logReset(why string) {
@@ -384,7 +384,7 @@ func (rm *room) deliverPubLocked(pub *Publication) *flushList {
 	if name := eventNameOf(body); name != nil {
 		ev = h.stats.events.ofBytes(name)
 	}
-	fl := rm.deliverPayloadLocked(appendPosition(make([]byte, 0, len(body)+48), body, pub.Position()), except, ev, pub.Offset)
+	fl := rm.deliverPayloadLocked(appendPosition(make([]byte, 0, len(body)+48), body, pub.Position()), except, ev, pub)
 	if rm.skip != nil {
 		for c, s := range rm.skip {
 			if s <= pub.Offset {

@@ -115,3 +115,24 @@ func waitReadable(raw syscall.RawConn) {
 		return err != syscall.EAGAIN // data, EOF or an error: let the read report it
 	})
 }
+
+// waitWritable parks until the socket would take more data (or has an
+// error to report), bounded by the connection's write deadline: the
+// writer of a slow reader of lossy rooms waits here without taking frames
+// from the queue, so the overflow policy can still shed them while the
+// reader catches up. A zero-timeout ppoll tells whether the socket is
+// writable now; if not, the runtime's poller waits for it.
+func waitWritable(raw syscall.RawConn) error {
+	return raw.Write(func(fd uintptr) bool {
+		pfd := struct {
+			fd              int32
+			events, revents int16
+		}{fd: int32(fd), events: pollOut}
+		var ts syscall.Timespec
+		n, _, errno := syscall.Syscall6(syscall.SYS_PPOLL, uintptr(unsafe.Pointer(&pfd)), 1, uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+		return errno != 0 || n > 0 // writable, or an error for the write to report
+	})
+}
+
+// pollOut is POLLOUT.
+const pollOut = 0x4

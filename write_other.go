@@ -20,3 +20,6 @@ func tryWritev(syscall.RawConn, net.Buffers, *writev) (int64, net.Buffers, error
 
 // waitReadable is a no-op off Linux: the read itself waits.
 func waitReadable(syscall.RawConn) {}
+
+// waitWritable is never called off Linux (there is no raw connection).
+func waitWritable(syscall.RawConn) error { panic("unreachable") }

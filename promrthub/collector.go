@@ -258,6 +258,9 @@ func (c *Collector) collectHub(ch chan<- prometheus.Metric, s rthub.Stats) {
 		c.counter(ch, mEvents, e.Dropped, name, "dropped")
 	}
 	c.counter(ch, mDroppedFrames, s.DroppedFrames)
+	c.counter(ch, mOverflow, s.OverflowDropped, "dropped")
+	c.counter(ch, mOverflow, s.OverflowConflated, "conflated")
+	c.counter(ch, mGapNotices, s.GapNotices)
 	c.counter(ch, mFramesSent, s.FramesSent)
 	c.counter(ch, mWrites, s.Writes)
 	c.counter(ch, mBytesSent, s.BytesSent)

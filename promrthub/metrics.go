@@ -46,6 +46,8 @@ const (
 	mHistoryBytes      = "rthub_history_bytes"
 	mHistoryEvictions  = "rthub_history_evictions_total"
 	mDroppedFrames     = "rthub_dropped_frames_total"
+	mOverflow          = "rthub_overflow_events_total"
+	mGapNotices        = "rthub_gap_notices_total"
 	mForbidden         = "rthub_forbidden_total"
 	mRateLimited       = "rthub_rate_limited_total"
 	mResumes           = "rthub_resumes_total"
@@ -93,6 +95,8 @@ var catalog = []Metric{
 	{mDelivered, "counter", "Event frames queued to connections (one per recipient).", nil, "hub"},
 	{mEvents, "counter", "Events by name and outcome: published (Publish calls on this hub, one per room), delivered (frames queued to connections on this hub, one per recipient), dropped (recipients on this hub whose connection was closing or whose send queue was full). At most 256 event names; the rest are counted as event=\"(other)\".", []string{"event", "outcome"}, "hub"},
 	{mDroppedFrames, "counter", "Frames never written: refused by a closing connection or a full send queue, or discarded from the queue of a connection that closed (events, replies and control frames).", nil, "hub"},
+	{mOverflow, "counter", "Events the rooms' overflow policy (Policy.Overflow) left out of slow connections' send queues instead of closing them, one per connection, by outcome: dropped (drop-oldest, or conflate without a key or when conflating was not enough) and conflated (a newer event of the same room and key was queued). Not in rthub_dropped_frames_total.", []string{"outcome"}, "hub"},
+	{mGapNotices, "counter", "Gap messages queued to tell connections that a room's events were left out by its overflow policy (one announces every loss of the room until it is written).", nil, "hub"},
 	{mFramesSent, "counter", "Frames written to sockets: events, replies and control frames.", nil, "hub"},
 	{mWrites, "counter", "Write system calls that carried the frames; frames_sent / socket_writes is the coalescing factor.", nil, "hub"},
 	{mBytesSent, "counter", "Bytes written to WebSocket sockets, after compression (outbound bandwidth).", nil, "hub"},
