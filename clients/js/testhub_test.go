@@ -46,6 +46,9 @@ var testPolicy = rthub.Policy{
 		},
 	},
 	Presence: []string{"staff"},
+	// device:lossy conflates by key when a connection's queue is full (and
+	// sends a gap); every other room keeps the default, close.
+	Overflow: []rthub.OverflowRule{{Rooms: []string{"device:lossy"}, Mode: rthub.OverflowConflate}},
 }
 
 // maxHubs bounds the hubs a test server holds at once.
@@ -91,16 +94,50 @@ type trackedConn struct {
 	net.Conn
 	frozen atomic.Bool
 	closed atomic.Bool
+
+	// stalled, when set, is a channel that writes wait on until it is closed
+	// (by thaw or Close): the server's writer blocks as on a peer that does
+	// not read, and its send queue fills.
+	stallMu sync.Mutex
+	stalled chan struct{}
 }
 
 func (c *trackedConn) Close() error {
 	c.closed.Store(true)
+	c.thaw()
 	return c.Conn.Close()
+}
+
+// stall makes writes wait until thaw; it reports whether c was not stalled.
+func (c *trackedConn) stall() bool {
+	c.stallMu.Lock()
+	defer c.stallMu.Unlock()
+	if c.stalled != nil || c.closed.Load() {
+		return false
+	}
+	c.stalled = make(chan struct{})
+	return true
+}
+
+// thaw lets waiting and later writes through.
+func (c *trackedConn) thaw() {
+	c.stallMu.Lock()
+	defer c.stallMu.Unlock()
+	if c.stalled != nil {
+		close(c.stalled)
+		c.stalled = nil
+	}
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
 	if c.frozen.Load() {
 		return len(p), nil
+	}
+	c.stallMu.Lock()
+	gate := c.stalled
+	c.stallMu.Unlock()
+	if gate != nil {
+		<-gate
 	}
 	return c.Conn.Write(p)
 }
@@ -407,6 +444,21 @@ func (s *testServer) ctlMux() http.Handler {
 			}
 		}
 		_, _ = fmt.Fprint(w, n)
+	}))
+	mux.HandleFunc("POST /hub/{id}/stall", with(func(w http.ResponseWriter, _ *http.Request, th *testHub) {
+		n := 0
+		for _, c := range th.trackedConns() {
+			if c.stall() {
+				n++
+			}
+		}
+		_, _ = fmt.Fprint(w, n)
+	}))
+	mux.HandleFunc("POST /hub/{id}/thaw", with(func(w http.ResponseWriter, _ *http.Request, th *testHub) {
+		for _, c := range th.trackedConns() {
+			c.thaw()
+		}
+		_, _ = io.WriteString(w, "ok")
 	}))
 	mux.HandleFunc("POST /hub/{id}/restart", with(func(w http.ResponseWriter, r *http.Request, th *testHub) {
 		var pubs []publication

@@ -52,6 +52,9 @@ export async function newHub(t) {
     disconnect: (sub, reason = "") => ctl(`${h}/disconnect?` + new URLSearchParams({ sub, reason })),
     drop: () => ctl(`${h}/drop`),
     freeze: () => ctl(`${h}/freeze`),
+    /** The server's writes to every connection wait until thaw (its queues fill). */
+    stall: () => ctl(`${h}/stall`),
+    thaw: () => ctl(`${h}/thaw`),
     restart: ({ history = "keep", pubs = [] } = {}) => ctl(`${h}/restart?history=${history}`, pubs),
   };
 }
