@@ -1,15 +1,12 @@
 package js_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -121,37 +118,8 @@ func artifactsDir() string {
 // test fails unless the script prints PASS and exits 0.
 func runDriver(t *testing.T, node, dir, script string, env []string, limit time.Duration, on func(line string) string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), limit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, script)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var log strings.Builder
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		line := sc.Text()
-		log.WriteString(line + "\n")
-		t.Log(line)
-		if answer := on(line); answer != "" {
-			_, _ = stdin.Write([]byte(answer + "\n"))
-		}
-	}
-	err = cmd.Wait() // stderr is complete once Wait returns
-	if err != nil || !strings.Contains(log.String(), "\nPASS\n") {
-		t.Fatalf("%s failed: %v\nstderr:\n%s", script, err, stderr.String())
+	if stderr, err := testenv.RunScript(t, node, dir, script, env, limit, on); err != nil {
+		t.Fatalf("%v\nstderr:\n%s", err, stderr)
 	}
 }
 

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -85,31 +83,9 @@ func artifactsDir(dir string) string {
 // serverErr supplies the server's stderr for the report.
 func runBrowserScript(t *testing.T, node, dir, script, baseURL string, limit time.Duration, serverErr func() string, on func(line string) string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), limit)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, script)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "BASE_URL="+baseURL, "ARTIFACTS="+artifactsDir(dir), "CHROMIUM="+chromiumPath)
-	stdin, _ := cmd.StdinPipe()
-	stdout, _ := cmd.StdoutPipe()
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var log strings.Builder
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		line := sc.Text()
-		log.WriteString(line + "\n")
-		t.Log(line)
-		if answer := on(line); answer != "" {
-			_, _ = stdin.Write([]byte(answer + "\n"))
-		}
-	}
-	err := cmd.Wait()
-	if err != nil || !strings.Contains(log.String(), "\nPASS\n") {
-		t.Fatalf("browser scenario %s failed: %v\nstderr:\n%s\nserver stderr:\n%s", script, err, stderr.String(), serverErr())
+	env := []string{"BASE_URL=" + baseURL, "ARTIFACTS=" + artifactsDir(dir), "CHROMIUM=" + chromiumPath}
+	if stderr, err := testenv.RunScript(t, node, dir, script, env, limit, on); err != nil {
+		t.Fatalf("browser scenario %v\nstderr:\n%s\nserver stderr:\n%s", err, stderr, serverErr())
 	}
 }
 
