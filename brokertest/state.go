@@ -250,22 +250,35 @@ func (s *suite) stateMaxBytes(t *testing.T) {
 	checkState(t, "after an entry over MaxBytes alone", st, room, pos.Epoch, "")
 }
 
-// stateTTL: a key not updated for its TTL is gone.
+// stateTTL: a key not updated for its TTL is gone. The check needs the state
+// read to come within the TTL of the last update; on a machine so loaded that
+// it does not, the attempt is inconclusive and runs again on a new room.
 func (s *suite) stateTTL(t *testing.T) {
 	a, ab, _ := s.stateNode(t)
-	room := s.room("statettl")
-	publishKey(t, ab, room, "old", "1")
-	publishKey(t, ab, room, "kept", "2")
-	time.Sleep(stateTTL * 2 / 3)
-	publishKey(t, ab, room, "kept", "3")
-	time.Sleep(stateTTL*2/3 + 50*time.Millisecond)
-	st, pos := state(t, a, room)
-	checkState(t, "after the TTL of the first two updates", st, room, pos.Epoch, "kept=3@3")
-	time.Sleep(stateTTL)
-	st, pos = state(t, a, room)
-	checkState(t, "after every TTL", st, room, pos.Epoch, "")
-	if pos.Offset != 3 {
-		t.Fatalf("position %v: expiring state must not move the stream", pos)
+	for attempt := 1; ; attempt++ {
+		room := s.room("statettl")
+		publishKey(t, ab, room, "old", "1")
+		publishKey(t, ab, room, "kept", "2")
+		time.Sleep(stateTTL * 2 / 3)
+		updated := time.Now()
+		publishKey(t, ab, room, "kept", "3")
+		time.Sleep(stateTTL*2/3 + 50*time.Millisecond)
+		st, pos := state(t, a, room)
+		if late := time.Since(updated); late >= stateTTL-20*time.Millisecond {
+			if attempt < 5 {
+				t.Logf("attempt %d inconclusive: the state read came %v after the last update (TTL %v)", attempt, late, stateTTL)
+				continue
+			}
+			t.Fatalf("%d attempts: the state read never came within the TTL (%v) of the last update", attempt, stateTTL)
+		}
+		checkState(t, "after the TTL of the first two updates", st, room, pos.Epoch, "kept=3@3")
+		time.Sleep(stateTTL)
+		st, pos = state(t, a, room)
+		checkState(t, "after every TTL", st, room, pos.Epoch, "")
+		if pos.Offset != 3 {
+			t.Fatalf("position %v: expiring state must not move the stream", pos)
+		}
+		return
 	}
 }
 
