@@ -92,6 +92,7 @@ func (e *RefusedError) Error() string {
 // welcomeMsg is the hub's welcome (docs/protocol.md §2.1).
 type welcomeMsg struct {
 	Type    string                `json:"type"`
+	User    string                `json:"user"`
 	Rooms   []string              `json:"rooms"`
 	Streams map[string]streamInfo `json:"streams"`
 }
@@ -248,6 +249,7 @@ type socket struct {
 	br       *bufio.Reader
 	wlock    chan struct{} // cap 1: one writer to the hub at a time, waiting bounded by ctx
 	closing  chan struct{} // closed by close
+	readDone chan struct{} // closed when readLoop has returned (and filed the tracker if it was second)
 	pinging  atomic.Bool   // a pong to the hub is being written
 
 	// Owned by readLoop once it runs (set before it starts).
@@ -287,6 +289,7 @@ func (ss *session) connect(ctx context.Context, data json.RawMessage) {
 	recovering := false
 	if srv.rec != nil {
 		if auth.PID != "" {
+			srv.endLive(ctx, auth.PID)
 			if old := srv.rec.take(auth.PID, time.Now()); old != nil && old.rewind(auth.Offset) {
 				t, recovering = old, true
 			}
@@ -315,13 +318,19 @@ func (ss *session) connect(ctx context.Context, data json.RawMessage) {
 		return
 	}
 	k := &socket{ss: ss, sid: randomID(15), nc: nc, br: br, wlock: make(chan struct{}, 1),
-		closing: make(chan struct{}), t: t, pending: make(map[uint64]pending), welcome: welcome}
+		closing: make(chan struct{}), readDone: make(chan struct{}), t: t, pending: make(map[uint64]pending), welcome: welcome}
 	k.phases.Store(2)
 	if t != nil {
 		k.pid = randomID(15)
+		if recovering && t.user != wm.User {
+			// Another subject's session: nothing of it is resumed.
+			t, recovering, rejoin, complete = newTracker(srv.opts.Recovery.Log), false, nil, false
+			k.t = t
+		}
 		if recovering {
 			k.pid = auth.PID
 		}
+		t.user = wm.User
 		in := make(map[string]bool, len(wm.Rooms))
 		for _, name := range wm.Rooms {
 			in[name] = true
@@ -378,7 +387,30 @@ func (k *socket) finishConnect() {
 	}{k.sid, k.pid})
 	packets := append([][]byte{append([]byte("40"), b...), appendEvent(nil, "rthub:welcome", k.welcome)}, k.held...)
 	k.held, k.connected = nil, true
+	if k.pid != "" {
+		srv := k.ss.srv
+		srv.mu.Lock()
+		srv.live[k.pid] = k
+		srv.mu.Unlock()
+	}
 	k.ss.enqueue(packets...)
+}
+
+// endLive closes the session whose socket has pid, if it is still open (its
+// client is back on another transport before the old one timed out), and
+// waits, bounded by ctx, until its state is filed for recovery.
+func (s *Server) endLive(ctx context.Context, pid string) {
+	s.mu.Lock()
+	k := s.live[pid]
+	s.mu.Unlock()
+	if k == nil {
+		return
+	}
+	k.ss.close(closeTransport)
+	select {
+	case <-k.readDone:
+	case <-ctx.Done():
+	}
 }
 
 // hubCommand is a command to the hub (docs/protocol.md §2.2).
@@ -544,6 +576,7 @@ type hubMsg struct {
 // that overflows), so it never stalls the hub's writers. Its owner is the
 // Server (wg); close stops it.
 func (k *socket) readLoop() {
+	defer close(k.readDone)
 	defer k.phaseDone()
 	for {
 		op, payload, err := readHubFrame(k.br)
@@ -757,6 +790,13 @@ func (k *socket) phaseDone() {
 		return
 	}
 	srv := k.ss.srv
+	if k.pid != "" {
+		srv.mu.Lock()
+		if srv.live[k.pid] == k {
+			delete(srv.live, k.pid)
+		}
+		srv.mu.Unlock()
+	}
 	if srv.rec != nil && k.t != nil && k.keep.Load() && k.pid != "" && k.connected {
 		srv.rec.put(k.pid, k.t, time.Now().Add(srv.opts.Recovery.Window))
 	}

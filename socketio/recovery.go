@@ -36,6 +36,7 @@ type logEntry struct {
 // position, in a log bounded by RecoveryOptions.Log.
 type tracker struct {
 	tag     string // tells this tracker's offsets from another's
+	user    string // the subject of the connection: a session is resumed only by the same subject
 	seq     uint64 // the last event's
 	baseSeq uint64 // the last entry dropped from the log (every room's base is as of it)
 	rooms   map[string]*roomTrack

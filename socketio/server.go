@@ -32,6 +32,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
+	live     map[string]*socket // connected sockets by pid (with recovery)
 	closed   bool
 
 	stop     chan struct{}
@@ -52,7 +53,7 @@ func New(hub *rthub.Hub, opts Options) (*Server, error) {
 	if hub == nil {
 		return nil, errors.New("socketio: invalid options: nil hub")
 	}
-	s := &Server{hub: hub, opts: opts, sessions: make(map[string]*session), stop: make(chan struct{})}
+	s := &Server{hub: hub, opts: opts, sessions: make(map[string]*session), live: make(map[string]*socket), stop: make(chan struct{})}
 	if opts.Recovery.Window > 0 {
 		s.rec = newRecoveryStore(opts.Recovery.MaxSessions)
 	}

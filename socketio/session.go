@@ -246,15 +246,11 @@ func (ss *session) poll(w http.ResponseWriter, r *http.Request) {
 		ss.mu.Unlock()
 		switch {
 		case n > 0:
-			packets := ss.take()
-			drained, why := ss.drained()
-			if drained {
-				// The last packets: the client closes this transport now,
-				// and reconnects unless it got DISCONNECT.
-				packets = append(packets, []byte{eioClose})
-				ss.close(why)
-			}
-			_ = writePayload(w, packets, ss.srv.opts.WriteTimeout)
+			// A draining session's close goes in the next poll, not after
+			// these packets: socket.io-client dispatches a payload's
+			// packets a microtask later, and a close in the same payload
+			// would overtake them.
+			_ = writePayload(w, ss.take(), ss.srv.opts.WriteTimeout)
 			return
 		case closed:
 			_ = writePayload(w, [][]byte{{eioClose}}, ss.srv.opts.WriteTimeout)
@@ -331,7 +327,10 @@ func (ss *session) handlePacket(ctx context.Context, p []byte, binary bool) bool
 	case eioMessage:
 		return ss.handleSIO(ctx, p[1:])
 	case eioClose:
-		ss.close(closeClient)
+		// Recoverable, as in Socket.IO: a client that means to leave sends
+		// DISCONNECT (41) first; engine.io-client also sends close when its
+		// polling transport fails.
+		ss.close(closeTransport)
 		return false
 	case eioNoop:
 	default:

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,6 +56,7 @@ type testServer struct {
 
 	mu    sync.Mutex
 	conns map[net.Conn]bool
+	down  atomic.Bool // /socket.io/ answers 503: the outage lasts until /ctl/up
 }
 
 func newTestServer(t testing.TB, opts socketio.Options, hubOpts func(*rthub.Options)) *testServer {
@@ -86,7 +88,14 @@ func newTestServer(t testing.TB, opts socketio.Options, hubOpts func(*rthub.Opti
 	}
 	ts.sio = sio
 	mux := http.NewServeMux()
-	mux.Handle("/socket.io/", sio)
+	mux.HandleFunc("/socket.io/", func(w http.ResponseWriter, r *http.Request) {
+		if ts.down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		sio.ServeHTTP(w, r)
+	})
+	mux.HandleFunc("POST /ctl/up", func(http.ResponseWriter, *http.Request) { ts.down.Store(false) })
 	mux.HandleFunc("GET /ctl/token", ts.token)
 	mux.HandleFunc("POST /ctl/publish", ts.publish)
 	mux.HandleFunc("POST /ctl/drop", ts.drop)
@@ -173,8 +182,12 @@ func (ts *testServer) publish(w http.ResponseWriter, r *http.Request) {
 }
 
 // drop closes every TCP connection of the listener but the caller's: the
-// clients' WebSockets and polls fail as in a network outage.
+// clients' WebSockets and polls fail as in a network outage. With ?hold=1
+// the outage lasts (new requests are refused) until /ctl/up.
 func (ts *testServer) drop(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("hold") != "" {
+		ts.down.Store(true)
+	}
 	ts.mu.Lock()
 	n := 0
 	for c := range ts.conns {

@@ -1,0 +1,84 @@
+package socketio_test
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/org/rthub"
+	"github.com/org/rthub/internal/testenv"
+	"github.com/org/rthub/socketio"
+)
+
+// nodeDir is the npm package of the JavaScript tests (socket.io-client,
+// playwright-core, React), installed by `npm ci` there.
+const nodeDir = "testdata/node"
+
+// nodeTools returns node, or skips (fails under RTHUB_REQUIRE_SERVICES=1)
+// without it or without the package's node_modules.
+func nodeTools(t *testing.T, pkgs ...string) string {
+	t.Helper()
+	node := testenv.Tool(t, "node", "install Node.js ≥ 20 (Debian package nodejs)")
+	for _, p := range append([]string{"socket.io-client"}, pkgs...) {
+		if _, err := os.Stat(filepath.Join(nodeDir, "node_modules", p)); err != nil {
+			testenv.Missing(t, "socketio/%s has no node_modules/%s; to run this test: (cd socketio/%s && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund)", nodeDir, p, nodeDir)
+		}
+	}
+	return node
+}
+
+// runNode runs a scenario of testdata/node/node.mjs against ts.
+func runNode(t *testing.T, ts *testServer, scenario string, env ...string) {
+	t.Helper()
+	node := nodeTools(t)
+	env = append(env, "URL="+ts.URL, "SCENARIO="+scenario)
+	if stderr, err := testenv.RunScript(t, node, nodeDir, "node.mjs", env, time.Minute, func(string) string { return "" }); err != nil {
+		t.Fatalf("%v\nstderr:\n%s", err, stderr)
+	}
+}
+
+// TestNode_basic: socket.io-client v4 connects with auth.token, gets the
+// auto-joined room's events, joins a room (ack: the hub's reply), is
+// refused a forbidden join and stays connected, emits with an ack round
+// trip (ok, bad_payload with the field, forbidden, unknown_event), asks
+// presence, leaves, and ends with io server disconnect when the hub
+// disconnects the user (4101, told as rthub:disconnect). On each
+// transport: polling only, WebSocket only, and polling upgraded to
+// WebSocket (the client's default).
+func TestNode_basic(t *testing.T) {
+	for _, tr := range []string{"", "polling", "websocket"} {
+		name := tr
+		if name == "" {
+			name = "upgrade"
+		}
+		t.Run(name, func(t *testing.T) {
+			ts := newTestServer(t, socketio.Options{}, nil)
+			runNode(t, ts, "basic", "TRANSPORTS="+tr)
+		})
+	}
+}
+
+// TestNode_badToken: malformed, expired and missing tokens get
+// connect_error whose data carries the hub's code and status; a client
+// whose auth function then gives a good token connects.
+func TestNode_badToken(t *testing.T) {
+	ts := newTestServer(t, socketio.Options{}, nil)
+	runNode(t, ts, "badtoken")
+}
+
+// TestNode_recovery: with recovery on, a client whose network drops
+// reconnects with socket.recovered true and gets the events published
+// meanwhile, in the auto-joined room and in the room it joined, each once
+// and in order; after an outage longer than the rooms' history (100
+// events), recovered is false.
+func TestNode_recovery(t *testing.T) {
+	for _, tr := range []string{"websocket", "polling"} {
+		t.Run(tr, func(t *testing.T) {
+			ts := newTestServer(t, socketio.Options{Recovery: socketio.RecoveryOptions{Window: time.Minute}}, nil)
+			runNode(t, ts, "recovery", "TRANSPORTS="+tr)
+		})
+	}
+}
+
+var _ = rthub.ErrForbidden
