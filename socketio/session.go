@@ -390,7 +390,7 @@ func (ss *session) handleSIO(ctx context.Context, b []byte) bool {
 // {"ok":false,"error":{"code":…,"message":…}}, the shape of a hub reply.
 func errorAck(code, message string) []byte {
 	b, _ := json.Marshal(struct {
-		OK    bool      `json:"ok"`
+		OK    bool     `json:"ok"`
 		Error ackError `json:"error"`
 	}{false, ackError{code, message}})
 	return b
