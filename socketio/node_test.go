@@ -1,12 +1,13 @@
 package socketio_test
 
 import (
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/org/rthub"
 	"github.com/org/rthub/internal/testenv"
 	"github.com/org/rthub/socketio"
 )
@@ -81,4 +82,38 @@ func TestNode_recovery(t *testing.T) {
 	}
 }
 
-var _ = rthub.ErrForbidden
+// chromiumPath is Debian's Chromium: the tests never download a browser.
+const chromiumPath = "/usr/bin/chromium"
+
+// TestBrowser runs a React page written as a Socket.IO app (usePresence
+// over user:online/user:offline and rthub:presence, socket.io-client v4
+// bundled as is) in headless Chromium, served from the gateway's origin:
+// it connects with a token and upgrades to WebSocket, gets room events,
+// joins a room, is refused a forbidden join, gets an ack; two tabs see each
+// other online; after a network outage the page reconnects with
+// socket.recovered true and shows the events published meanwhile; a tab
+// with a bad token gets connect_error with the hub's code. Screenshots go
+// to RTHUB_JS_ARTIFACTS (default rthub-js-artifacts in the temporary
+// directory).
+func TestBrowser(t *testing.T) {
+	node := nodeTools(t, "playwright-core", "react-dom", "esbuild")
+	if _, err := os.Stat(chromiumPath); err != nil {
+		testenv.Missing(t, "%s not found: install Debian's chromium (apt-get install chromium)", chromiumPath)
+	}
+	page := filepath.Join(t.TempDir(), "page")
+	build := exec.CommandContext(t.Context(), node, "page/build.mjs", page)
+	build.Dir = nodeDir
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the page: %v\n%s", err, out)
+	}
+	ts := newTestServer(t, socketio.Options{Recovery: socketio.RecoveryOptions{Window: time.Minute}}, nil)
+	ts.serve("/page/", http.StripPrefix("/page/", http.FileServer(http.Dir(page))))
+	artifacts := os.Getenv("RTHUB_JS_ARTIFACTS")
+	if artifacts == "" {
+		artifacts = filepath.Join(os.TempDir(), "rthub-js-artifacts")
+	}
+	env := []string{"URL=" + ts.URL, "CHROMIUM=" + chromiumPath, "ARTIFACTS=" + artifacts}
+	if stderr, err := testenv.RunScript(t, node, nodeDir, "browser.mjs", env, 2*time.Minute, func(string) string { return "" }); err != nil {
+		t.Fatalf("%v\nstderr:\n%s", err, stderr)
+	}
+}

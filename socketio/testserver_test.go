@@ -52,6 +52,7 @@ type testServer struct {
 	hub    *rthub.Hub
 	sio    *socketio.Server
 	http   *httptest.Server
+	mux    *http.ServeMux
 	URL    string
 
 	mu    sync.Mutex
@@ -88,6 +89,7 @@ func newTestServer(t testing.TB, opts socketio.Options, hubOpts func(*rthub.Opti
 	}
 	ts.sio = sio
 	mux := http.NewServeMux()
+	ts.mux = mux
 	mux.HandleFunc("/socket.io/", func(w http.ResponseWriter, r *http.Request) {
 		if ts.down.Load() {
 			http.Error(w, "down", http.StatusServiceUnavailable)
@@ -215,3 +217,6 @@ func (ts *testServer) stats(w http.ResponseWriter, r *http.Request) {
 	st := ts.hub.Stats()
 	_ = json.NewEncoder(w).Encode(map[string]any{"hub": map[string]any{"connections": st.Connections, "accepted": st.Accepted}, "sio": ts.sio.Stats(), "rooms": ts.hub.Rooms()})
 }
+
+// serve adds a handler (before the first request).
+func (ts *testServer) serve(pattern string, h http.Handler) { ts.mux.Handle(pattern, h) }
