@@ -424,6 +424,7 @@ type hubCommand struct {
 	State  bool                  `json:"state,omitempty"`
 	Token  string                `json:"token,omitempty"`
 	Target *string               `json:"target,omitempty"`
+	RPC    string                `json:"rpc,omitempty"`
 }
 
 // command sends cmd to the hub; p says what to do with its reply.
@@ -545,6 +546,19 @@ func (k *socket) event(ctx context.Context, ack int64, data json.RawMessage) {
 	default:
 		if strings.HasPrefix(name, "rthub:") {
 			refuse("unknown_event", "no such rthub event")
+			return
+		}
+		if k.ss.srv.opts.IsRPC(name) {
+			var req json.RawMessage
+			switch len(args) {
+			case 0:
+			case 1:
+				req = args[0]
+			default:
+				refuse("bad_request", "an RPC call takes one argument, the request")
+				return
+			}
+			k.command(ctx, p, hubCommand{Op: "call", RPC: name, Data: req})
 			return
 		}
 		room, d, err := k.ss.srv.opts.Route(name, args)

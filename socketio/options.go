@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/org/rthub"
 )
 
 // Options configures a [Server]. The zero value is valid: every field has a
@@ -70,6 +72,14 @@ type Options struct {
 	// acknowledgement, if any, gets the error code bad_request).
 	Route func(event string, args []json.RawMessage) (room string, data json.RawMessage, err error)
 
+	// IsRPC says which client events are calls of an RPC (rthub's typed RPC,
+	// docs/protocol.md §2.5): such an event's one argument is the request
+	// and its acknowledgement the result, socket.emit("math:sum", {a: 1, b:
+	// 2}, (res) => …) with res {"ok":true,"data":…} or {"ok":false,"error":
+	// {…}}. Nil means the RPCs declared with rthub.NewRPC when [New] ran
+	// (declare them at package level).
+	IsRPC func(event string) bool
+
 	// Logger receives the server's logs; nil discards them. Tokens are never
 	// logged.
 	Logger *slog.Logger
@@ -129,6 +139,13 @@ func (o *Options) setDefaults() error {
 	}
 	num(&o.Recovery.MaxSessions, o.MaxSessions, "Recovery.MaxSessions")
 	num(&o.Recovery.Log, 1024, "Recovery.Log")
+	if o.IsRPC == nil {
+		declared := make(map[string]bool)
+		for info := range rthub.RPCs() {
+			declared[info.Name] = true
+		}
+		o.IsRPC = func(event string) bool { return declared[event] }
+	}
 	if o.Route == nil {
 		o.Route = DefaultRoute
 	}

@@ -25,6 +25,13 @@ type AlertAck struct {
 
 var alertAck = rthub.NewEvent[AlertAck]("alert:ack")
 
+// SumReq and SumResp are math:sum's request and result.
+type SumReq struct{ A, B int }
+type SumResp struct{ Sum int }
+
+// mathSum is an RPC staff may call: Socket.IO acks map to its results.
+var mathSum = rthub.NewRPC[SumReq, SumResp]("math:sum")
+
 // testPolicy: staff auto-join staff and may join device rooms and emit
 // alert:ack to staff; admin is for admins only. staff has presence.
 var testPolicy = rthub.Policy{
@@ -33,6 +40,7 @@ var testPolicy = rthub.Policy{
 			Join:     []string{"staff", "device:*"},
 			AutoJoin: []string{"staff"},
 			Emit:     []rthub.EmitRule{{Events: []string{"alert:ack"}, Rooms: []string{"staff"}}},
+			Call:     []string{"math:sum"},
 		},
 		"admin": {
 			Join:     []string{"staff", "admin", "device:*"},
@@ -71,6 +79,12 @@ func newTestServer(t testing.TB, opts socketio.Options, hubOpts func(*rthub.Opti
 				return &rthub.ReplyError{Code: "bad_payload", Message: "id must be positive"}
 			}
 			return alertAck.Publish(ctx, in.Hub(), in.Room, in.Data)
+		})},
+		RPCs: []rthub.RPCHandler{mathSum.Handle(func(_ context.Context, req rthub.Request[SumReq]) (SumResp, error) {
+			if req.Data.A < 0 {
+				return SumResp{}, &rthub.ReplyError{Code: "bad_payload", Message: "a must not be negative"}
+			}
+			return SumResp{Sum: req.Data.A + req.Data.B}, nil
 		})},
 		// The test clients reconnect often, all from 127.0.0.1.
 		Limits: rthub.Limits{HandshakesPerUser: 1000, HandshakeBurst: 1000},

@@ -83,6 +83,12 @@ const scenarios = {
     s.emit("alert:ack", "staff", { id: 6 }); // no ack asked: still handled
     await until(() => acks.includes(5) && acks.includes(6), "alert:ack 5 and 6");
 
+    step("an RPC call: the ack is its result");
+    const sum = await s.emitWithAck("math:sum", { A: 2, B: 3 });
+    check(sum.ok === true && sum.data.Sum === 5, `rpc ${JSON.stringify(sum)}`);
+    const neg = await s.emitWithAck("math:sum", { A: -1, B: 3 });
+    check(neg.ok === false && neg.error.code === "bad_payload", `rpc error ${JSON.stringify(neg)}`);
+
     step("presence through rthub:presence");
     const p = await s.emitWithAck("rthub:presence", "staff");
     check(p.ok && p.data.count === 1 && p.data.users[0].user === "alice", `presence ${JSON.stringify(p)}`);
