@@ -4,7 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"sync"
@@ -51,7 +51,7 @@ func New(hub *rthub.Hub, opts Options) (*Server, error) {
 		return nil, err
 	}
 	if hub == nil {
-		return nil, errors.New("socketio: invalid options: nil hub")
+		return nil, fmt.Errorf("%w: nil hub", ErrInvalidOptions)
 	}
 	s := &Server{hub: hub, opts: opts, sessions: make(map[string]*session), live: make(map[string]*socket), stop: make(chan struct{})}
 	if opts.Recovery.Window > 0 {
