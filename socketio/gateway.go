@@ -127,8 +127,11 @@ func (s *Server) dialHub(ctx context.Context, ss *session, token, since string) 
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	if ss.origin != "" {
-		req.Header.Set("Origin", ss.origin)
+	ss.mu.Lock()
+	origin := ss.origin
+	ss.mu.Unlock()
+	if origin != "" {
+		req.Header.Set("Origin", origin)
 	}
 	if ss.userAgent != "" {
 		req.Header.Set("User-Agent", ss.userAgent)
@@ -309,10 +312,20 @@ func (ss *session) connect(ctx context.Context, data json.RawMessage) {
 	cancel()
 	if err != nil {
 		srv.stats.refused.Add(1)
+		if recovering { // the state stays for the next try
+			srv.rec.put(auth.PID, t, time.Now().Add(srv.opts.Recovery.Window))
+		}
 		var re *RefusedError
 		if !errors.As(err, &re) {
 			re = &RefusedError{Status: http.StatusServiceUnavailable, Code: "internal", Message: "the hub did not answer"}
 			srv.opts.Logger.Warn("socketio: hub handshake failed", "err", err)
+		}
+		if re.Status == http.StatusTooManyRequests || re.Status >= 500 {
+			// Transient (rate limited, draining, failing): the transport
+			// closes and socket.io-client reconnects with its backoff. A
+			// CONNECT_ERROR would stop it until the app connects again.
+			ss.close(closeTransport)
+			return
 		}
 		ss.enqueue(connectErrorPacket("/", re.Message, map[string]any{"code": re.Code, "status": re.Status}))
 		return

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/org/rthub"
 	"github.com/org/rthub/internal/testenv"
 	"github.com/org/rthub/socketio"
 )
@@ -61,11 +62,21 @@ func TestNode_basic(t *testing.T) {
 }
 
 // TestNode_badToken: malformed, expired and missing tokens get
-// connect_error whose data carries the hub's code and status; a client
+// connect_error whose data carries the hub's code and status, as does a
+// WebSocket from another site's origin (forbidden_origin, 403); a client
 // whose auth function then gives a good token connects.
 func TestNode_badToken(t *testing.T) {
 	ts := newTestServer(t, socketio.Options{}, nil)
 	runNode(t, ts, "badtoken")
+}
+
+// TestNode_limits: a connect the hub refuses for a transient reason (here
+// too_many_connections, 429) closes the transport instead of answering
+// connect_error, so socket.io-client keeps reconnecting with its backoff,
+// and gets in once the limit allows.
+func TestNode_limits(t *testing.T) {
+	ts := newTestServer(t, socketio.Options{}, func(o *rthub.Options) { o.Limits.MaxConnsPerUser = 1 })
+	runNode(t, ts, "limits")
 }
 
 // TestNode_recovery: with recovery on, a client whose network drops

@@ -42,7 +42,8 @@ func (r closeReason) recoverable() bool { return r <= closeHub }
 type session struct {
 	srv *Server
 	id  string
-	// From the handshake request, for the hub handshake of a connect.
+	// From the handshake request, for the hub handshake of a connect
+	// (origin may be set by a later POST: under mu).
 	remote, host, origin, userAgent string
 	forwarded                       []string
 
@@ -294,6 +295,15 @@ func (ss *session) post(w http.ResponseWriter, r *http.Request) {
 		eioError(w, http.StatusBadRequest, eioBadRequest)
 		ss.close(closeProtocol)
 		return
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		// Browsers send no Origin on a same-origin GET (the handshake) but
+		// do on a POST: the hub's origin check gets it.
+		ss.mu.Lock()
+		if ss.origin == "" {
+			ss.origin = o
+		}
+		ss.mu.Unlock()
 	}
 	if !ss.lockIn(r.Context()) {
 		eioError(w, http.StatusBadRequest, eioUnknownSID)

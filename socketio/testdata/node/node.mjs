@@ -130,6 +130,12 @@ const scenarios = {
       check(err.data && err.data.code === code && err.data.status === 401 && err.message, `connect_error ${err.message} ${JSON.stringify(err.data)}`);
       s.close();
     }
+    step("another site's page (Origin): connect_error forbidden_origin, the hub's origin check");
+    const evil = io(URL, opts({ token: await token("alice") }, { reconnection: false, transports: ["websocket"], extraHeaders: { Origin: "http://evil.example" } }));
+    const oe = await connectError(evil);
+    check(oe.data && oe.data.code === "forbidden_origin" && oe.data.status === 403, `cross-origin connect_error ${oe.message} ${JSON.stringify(oe.data)}`);
+    evil.close();
+
     step("a good token after a refusal (auth as a function, as apps refresh it)");
     let n = 0;
     const good = await token("alice");
@@ -139,6 +145,25 @@ const scenarios = {
     await connected(s);
     check(n === 2, `auth called ${n} times`);
     s.close();
+  },
+
+  async limits() {
+    step("a second connection of alice past MaxConnsPerUser 1: not refused for good, the client retries");
+    const tok = await token("alice");
+    const a = io(URL, opts({ token: tok }));
+    await connected(a);
+    const b = io(URL, opts({ token: tok }));
+    const errs = [];
+    b.on("connect_error", (e) => errs.push(e));
+    await sleep(1500);
+    // Each failed attempt is a connect_error of the transport (no data),
+    // never the server's refusal, which would stop the retries.
+    check(!b.connected && errs.length >= 2 && errs.every((e) => e.data === undefined), `b connected ${b.connected}, connect_errors ${JSON.stringify(errs.map((e) => [e.message, e.data]))}`);
+    check(b.active, "b keeps trying (socket.active)");
+    step("alice's first connection ends: the second gets in");
+    a.close();
+    await connected(b);
+    b.close();
   },
 
   async recovery() {
