@@ -167,7 +167,7 @@ func (s *Server) dialHub(ctx context.Context, ss *session, token, since string) 
 	}
 	dl, _ := ctx.Deadline()
 	_ = client.SetDeadline(dl)
-	br := bufio.NewReaderSize(client, 4096)
+	br := bufio.NewReaderSize(client, 1024) // longer frames are read past it
 	resp, err := http.ReadResponse(br, req)
 	if err != nil {
 		return fail(fmt.Errorf("socketio: reading the hub's upgrade: %w", err))
@@ -214,6 +214,12 @@ func refusal(hw *hijackWriter) error {
 // readHubFrame reads one frame the hub wrote (unmasked, never fragmented:
 // the hub writes every message in one frame).
 func readHubFrame(br *bufio.Reader) (ws.OpCode, []byte, error) {
+	return readHubFrameInto(br, nil)
+}
+
+// readHubFrameInto is readHubFrame reading into buf when it is large
+// enough.
+func readHubFrameInto(br *bufio.Reader, buf []byte) (ws.OpCode, []byte, error) {
 	h, err := ws.ReadHeader(br)
 	if err != nil {
 		return 0, nil, err
@@ -221,12 +227,20 @@ func readHubFrame(br *bufio.Reader) (ws.OpCode, []byte, error) {
 	if h.Length > maxHubFrame || !h.Fin || h.Masked {
 		return 0, nil, errBadFrame
 	}
-	payload := make([]byte, h.Length)
+	payload := buf[:0]
+	if int64(cap(buf)) < h.Length {
+		payload = make([]byte, h.Length)
+	}
+	payload = payload[:h.Length]
 	if _, err := io.ReadFull(br, payload); err != nil {
 		return 0, nil, err
 	}
 	return h.OpCode, payload, nil
 }
+
+// hubFramePool holds the buffers readLoop reads frames into: every packet
+// made from a frame is a copy, so a frame's buffer goes back at once.
+var hubFramePool = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
 // Kinds of pending hub commands.
 const (
@@ -606,15 +620,25 @@ func (k *socket) readLoop() {
 	defer close(k.readDone)
 	defer k.phaseDone()
 	for {
-		op, payload, err := readHubFrame(k.br)
+		// Wait for a frame before taking a buffer: an idle connection holds none.
+		if _, err := k.br.Peek(1); err != nil {
+			k.hubClosed(ws.StatusAbnormalClosure, "")
+			return
+		}
+		bp := hubFramePool.Get().(*[]byte)
+		op, payload, err := readHubFrameInto(k.br, *bp)
 		if err != nil {
+			hubFramePool.Put(bp)
 			k.hubClosed(ws.StatusAbnormalClosure, "")
 			return
 		}
 		switch op {
 		case ws.OpText:
 			k.fromHub(payload)
+			hubFramePool.Put(bp)
 		case ws.OpPing:
+			payload = bytes.Clone(payload)
+			hubFramePool.Put(bp)
 			if k.pinging.CompareAndSwap(false, true) {
 				k.ss.srv.wg.Go(func() {
 					defer k.pinging.Store(false)
@@ -624,6 +648,8 @@ func (k *socket) readLoop() {
 				})
 			}
 		case ws.OpClose:
+			payload = bytes.Clone(payload)
+			hubFramePool.Put(bp)
 			code, reason := ws.StatusNoStatusRcvd, ""
 			if len(payload) >= 2 {
 				code, reason = ws.StatusCode(binary.BigEndian.Uint16(payload)), string(payload[2:])
@@ -637,6 +663,15 @@ func (k *socket) readLoop() {
 
 // fromHub translates one hub message.
 func (k *socket) fromHub(payload []byte) {
+	if e, ok := parseHubEvent(payload); ok {
+		if k.t != nil && e.positioned {
+			off := k.t.sent(string(e.room), rthub.StreamPosition{Offset: e.offset, Epoch: string(e.epoch)})
+			k.emit(appendEventBytes(make([]byte, 0, len(e.event)+len(e.data)+len(off)+10), e.event, e.data, off))
+			return
+		}
+		k.emit(appendEventBytes(make([]byte, 0, len(e.event)+len(e.data)+8), e.event, e.data, ""))
+		return
+	}
 	var m hubMsg
 	if err := json.Unmarshal(payload, &m); err != nil {
 		return

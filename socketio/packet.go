@@ -210,3 +210,19 @@ func connectErrorPacket(nsp string, message string, data any) []byte {
 	}
 	return append(out, b...)
 }
+
+// appendEventBytes is appendEvent for a hub event: name is a hub event
+// name (no escapes), data valid JSON, and offset, when not empty, a
+// recovery offset (tag.seq: base64url and digits, no escapes).
+func appendEventBytes(dst, name, data []byte, offset string) []byte {
+	dst = append(dst, '4', '2', '[', '"')
+	dst = append(dst, name...)
+	dst = append(dst, '"', ',')
+	dst = append(dst, data...)
+	if offset != "" {
+		dst = append(dst, ',', '"')
+		dst = append(dst, offset...)
+		dst = append(dst, '"')
+	}
+	return append(dst, ']')
+}

@@ -3,6 +3,7 @@ package socketio
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"testing"
 )
 
@@ -170,4 +171,78 @@ func FuzzReadMessage(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseHubEvent(t *testing.T) {
+	tests := []struct {
+		in                string
+		ok                bool
+		event, room, data string
+		offset            uint64
+		epoch             string
+	}{
+		{in: `{"type":"event","event":"sensor:data","room":"device:7","data":{"n":1},"offset":12,"epoch":"9c1f"}`, ok: true,
+			event: "sensor:data", room: "device:7", data: `{"n":1}`, offset: 12, epoch: "9c1f"},
+		{in: `{"type":"event","event":"user:online","room":"staff","data":{"user":"a"}}`, ok: true, event: "user:online", room: "staff", data: `{"user":"a"}`},
+		{in: `{"type":"event","event":"e","room":"r","cid":"x\"y","data":[1,2],"offset":1,"epoch":"e"}`, ok: true, event: "e", room: "r", data: `[1,2]`, offset: 1, epoch: "e"},
+		// Data that contains what a position looks like, without one.
+		{in: `{"type":"event","event":"e","room":"r","data":{"a":1,"offset":2,"epoch":"x"}}`, ok: true, event: "e", room: "r", data: `{"a":1,"offset":2,"epoch":"x"}`},
+		{in: `{"type":"event","event":"e","room":"r","data":"s,\"offset\":2,\"epoch\":\"x\""}`, ok: true, event: "e", room: "r", data: `"s,\"offset\":2,\"epoch\":\"x\""`},
+		{in: `{"type":"reply","id":1,"ok":true}`},
+		{in: `{"type":"event","event":"e"}`},
+		{in: `{"type":"event","event":"e","room":"r","data":}`},
+	}
+	for _, tt := range tests {
+		e, ok := parseHubEvent([]byte(tt.in))
+		if ok != tt.ok {
+			t.Errorf("parseHubEvent(%s): ok %v", tt.in, ok)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		if string(e.event) != tt.event || string(e.room) != tt.room || string(e.data) != tt.data || e.offset != tt.offset || string(e.epoch) != tt.epoch || e.positioned != (tt.epoch != "") {
+			t.Errorf("parseHubEvent(%s) = %q %q %q %d %q", tt.in, e.event, e.room, e.data, e.offset, e.epoch)
+		}
+	}
+}
+
+// FuzzParseHubEvent: the fast path agrees with encoding/json on every
+// frame the hub can write (valid JSON data), and never panics on others.
+func FuzzParseHubEvent(f *testing.F) {
+	f.Add("sensor:data", "device:7", `{"n":1}`, uint64(3), "9c1f", true)
+	f.Add("e", "r", `{"a":1,"offset":2,"epoch":"x"}`, uint64(0), "", false)
+	f.Add("e", "r", `"x\"}"`, uint64(1), "ab", true)
+	f.Fuzz(func(t *testing.T, event, room, data string, offset uint64, epoch string, positioned bool) {
+		if !json.Valid([]byte(data)) || !validName(event) || !validName(room) || !validName(epoch) {
+			_, _ = parseHubEvent([]byte(data))
+			return
+		}
+		var cb bytes.Buffer
+		_ = json.Compact(&cb, []byte(data))
+		data = cb.String()
+		frame := `{"type":"event","event":"` + event + `","room":"` + room + `","data":` + data
+		if positioned {
+			frame += `,"offset":` + strconv.FormatUint(offset, 10) + `,"epoch":"` + epoch + `"`
+		}
+		frame += "}"
+		e, ok := parseHubEvent([]byte(frame))
+		if !ok || string(e.event) != event || string(e.room) != room || string(e.data) != data || e.positioned != positioned ||
+			(positioned && (e.offset != offset || string(e.epoch) != epoch)) {
+			t.Fatalf("parseHubEvent(%s) = %v %q %q %q %d %q %v", frame, ok, e.event, e.room, e.data, e.offset, e.epoch, e.positioned)
+		}
+	})
+}
+
+func validName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == ':' || c == '-') {
+			return false
+		}
+	}
+	return true
 }

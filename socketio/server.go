@@ -1,6 +1,7 @@
 package socketio
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -40,7 +41,7 @@ type Server struct {
 	wg       sync.WaitGroup // janitor, hub readers, WebSocket writers and readers, handshakes
 
 	stats struct {
-		handshakes, upgrades, connects, refused, recovered, overflows atomic.Uint64
+		handshakes, upgrades, connects, refused, recovered, overflows, packets atomic.Uint64
 	}
 }
 
@@ -72,6 +73,7 @@ type Stats struct {
 	Refused    uint64 // Socket.IO connects refused (connect_error)
 	Recovered  uint64 // connects that recovered a session's state
 	Overflows  uint64 // sessions closed because their queue overflowed
+	Packets    uint64 // Engine.IO packets written to clients (polls and WebSocket messages)
 	Recoveries int    // session states kept for recovery now
 }
 
@@ -79,7 +81,7 @@ type Stats struct {
 func (s *Server) Stats() Stats {
 	st := Stats{Handshakes: s.stats.handshakes.Load(), Upgrades: s.stats.upgrades.Load(),
 		Connects: s.stats.connects.Load(), Refused: s.stats.refused.Load(),
-		Recovered: s.stats.recovered.Load(), Overflows: s.stats.overflows.Load()}
+		Recovered: s.stats.recovered.Load(), Overflows: s.stats.overflows.Load(), Packets: s.stats.packets.Load()}
 	s.mu.Lock()
 	list := make([]*session, 0, len(s.sessions))
 	for _, ss := range s.sessions {
@@ -215,12 +217,14 @@ func (s *Server) newSession(r *http.Request, t transportKind) (*session, bool) {
 		done:      make(chan struct{}),
 		inLock:    make(chan struct{}, 1),
 	}
+	ss.ctx, ss.cancel = context.WithCancel(context.Background())
 	now := time.Now()
 	ss.nextPing = now.Add(s.opts.PingInterval).UnixNano()
 	ss.connectBy = now.Add(s.opts.ConnectTimeout).UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || len(s.sessions) >= s.opts.MaxSessions {
+		ss.cancel()
 		return nil, false
 	}
 	s.sessions[ss.id] = ss
@@ -277,6 +281,11 @@ func randomID(n int) string {
 }
 
 // writePayload answers a poll with packets separated by 0x1e.
+func (s *Server) writePayload(w http.ResponseWriter, packets [][]byte) error {
+	s.stats.packets.Add(uint64(len(packets)))
+	return writePayload(w, packets, s.opts.WriteTimeout)
+}
+
 func writePayload(w http.ResponseWriter, packets [][]byte, timeout time.Duration) error {
 	n := 0
 	for _, p := range packets {

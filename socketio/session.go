@@ -64,6 +64,8 @@ type session struct {
 	sock      *socket  // the Socket.IO connection; nil before connect and after disconnect
 	reason    closeReason
 
+	ctx    context.Context // cancelled when the session closes: bounds the WebSocket reader's calls
+	cancel context.CancelFunc
 	wake   chan struct{} // cap 1: packets were queued, or the session closed
 	done   chan struct{} // closed when the session closes
 	inLock chan struct{} // cap 1: serializes the client's inbound packets (polls' POSTs, the WebSocket reader)
@@ -145,6 +147,7 @@ func (ss *session) close(reason closeReason) {
 	ss.sock = nil
 	ss.mu.Unlock()
 	close(ss.done)
+	ss.cancel()
 	ss.srv.remove(ss)
 	if ws != nil {
 		_ = ws.Close()
@@ -251,7 +254,7 @@ func (ss *session) poll(w http.ResponseWriter, r *http.Request) {
 			// these packets: socket.io-client dispatches a payload's
 			// packets a microtask later, and a close in the same payload
 			// would overtake them.
-			_ = writePayload(w, ss.take(), ss.srv.opts.WriteTimeout)
+			_ = ss.srv.writePayload(w, ss.take())
 			return
 		case closed:
 			_ = writePayload(w, [][]byte{{eioClose}}, ss.srv.opts.WriteTimeout)

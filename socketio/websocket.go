@@ -2,11 +2,12 @@ package socketio
 
 import (
 	"bufio"
-	"context"
+	"bytes"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -50,12 +51,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, ss *sess
 	if n := rw.Reader.Buffered(); n > 0 {
 		rd = io.MultiReader(io.LimitReader(rw.Reader, int64(n)), nc)
 	}
-	ctx := r.Context()
-	s.wg.Add(1)
-	defer s.wg.Done()
-	rd = bufio.NewReaderSize(rd, 4096)
+	// Client messages are small and few: a small buffer (idle memory counts).
+	rd = bufio.NewReaderSize(rd, 512)
 	if ss.transport == transportPolling {
-		if !ss.probe(ctx, nc, rd) {
+		if !ss.probe(nc, rd) {
 			_ = nc.Close()
 			return
 		}
@@ -71,14 +70,17 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, ss *sess
 		}
 		ss.enqueue(ss.openPacket(false))
 	}
+	// The reader runs on a goroutine of its own and this handler returns:
+	// net/http then releases its per-connection state (buffers, the
+	// handshake's grown stack), as the hub does for its connections.
 	s.wg.Go(func() { ss.writeLoop(nc) })
-	ss.readLoop(ctx, rd)
+	s.wg.Go(func() { ss.readLoop(rd) })
 }
 
 // probe runs the upgrade of a polling session on nc: 2probe → 3probe, then
 // 5 (upgrade) switches the session's transport. While it waits for 5, the
 // session's polls are answered with noop so the client's last poll ends.
-func (ss *session) probe(ctx context.Context, nc net.Conn, rd io.Reader) bool {
+func (ss *session) probe(nc net.Conn, rd io.Reader) bool {
 	o := ss.srv.opts
 	_ = nc.SetReadDeadline(time.Now().Add(o.PingTimeout))
 	msg, binary, err := readMessage(rd, o.MaxPayload, nil)
@@ -124,7 +126,8 @@ func (ss *session) probe(ctx context.Context, nc net.Conn, rd io.Reader) bool {
 
 // readLoop reads the client's messages until the WebSocket closes, then
 // closes the session.
-func (ss *session) readLoop(ctx context.Context, rd io.Reader) {
+func (ss *session) readLoop(rd io.Reader) {
+	ctx := ss.ctx
 	onPing := func(p []byte) {
 		ss.mu.Lock()
 		ss.pong = p
@@ -173,6 +176,7 @@ func (ss *session) writeLoop(nc net.Conn) {
 		ss.mu.Unlock()
 		if len(packets) > 0 || pong != nil {
 			_ = nc.SetWriteDeadline(time.Now().Add(o.WriteTimeout))
+			ss.srv.stats.packets.Add(uint64(len(packets)))
 			if err := writeFrames(nc, packets, pong); err != nil {
 				ss.close(closeTransport)
 				continue
@@ -250,22 +254,24 @@ func readMessage(rd io.Reader, max int, onPing func([]byte)) (msg []byte, binary
 }
 
 // writeFrames writes packets as text frames (and a pong first, if any) in
-// one write.
+// one write, from a pooled buffer.
 func writeFrames(nc net.Conn, packets [][]byte, pong []byte) error {
-	n := 0
-	for _, p := range packets {
-		n += len(p) + 10
-	}
-	bw := bufio.NewWriterSize(nc, min(max(n+len(pong)+10, 512), 64<<10))
+	bp := framePool.Get().(*bytes.Buffer)
+	defer func() {
+		if bp.Cap() <= 64<<10 {
+			bp.Reset()
+			framePool.Put(bp)
+		}
+	}()
 	if pong != nil {
-		if err := ws.WriteFrame(bw, ws.NewPongFrame(pong)); err != nil {
-			return err
-		}
+		_ = ws.WriteFrame(bp, ws.NewPongFrame(pong))
 	}
 	for _, p := range packets {
-		if err := ws.WriteFrame(bw, ws.NewTextFrame(p)); err != nil {
-			return err
-		}
+		_ = ws.WriteHeader(bp, ws.Header{Fin: true, OpCode: ws.OpText, Length: int64(len(p))})
+		bp.Write(p)
 	}
-	return bw.Flush()
+	_, err := nc.Write(bp.Bytes())
+	return err
 }
+
+var framePool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
