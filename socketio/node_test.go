@@ -96,7 +96,7 @@ func TestNode_recovery(t *testing.T) {
 // chromiumPath is Debian's Chromium: the tests never download a browser.
 const chromiumPath = "/usr/bin/chromium"
 
-// TestBrowser runs a React page written as a Socket.IO app (usePresence
+// TestBrowser type-checks and runs a React page written as a Socket.IO app (usePresence
 // over user:online/user:offline and rthub:presence, socket.io-client v4
 // bundled as is) in headless Chromium, served from the gateway's origin:
 // it connects with a token and upgrades to WebSocket, gets room events,
@@ -107,9 +107,15 @@ const chromiumPath = "/usr/bin/chromium"
 // to RTHUB_JS_ARTIFACTS (default rthub-js-artifacts in the temporary
 // directory).
 func TestBrowser(t *testing.T) {
-	node := nodeTools(t, "playwright-core", "react-dom", "esbuild")
+	node := nodeTools(t, "playwright-core", "react-dom", "esbuild", "typescript")
 	if _, err := os.Stat(chromiumPath); err != nil {
 		testenv.Missing(t, "%s not found: install Debian's chromium (apt-get install chromium)", chromiumPath)
+	}
+	// The page type-checks (docs/socketio.md quotes it).
+	tsc := exec.CommandContext(t.Context(), node, "node_modules/typescript/bin/tsc", "--noEmit", "-p", "page/tsconfig.json")
+	tsc.Dir = nodeDir
+	if out, err := tsc.CombinedOutput(); err != nil {
+		t.Fatalf("tsc: %v\n%s", err, out)
 	}
 	page := filepath.Join(t.TempDir(), "page")
 	build := exec.CommandContext(t.Context(), node, "page/build.mjs", page)

@@ -12,11 +12,14 @@ type PresenceReply = { ok: true; data: { users: Person[] } } | { ok: false; erro
 
 const params = new URLSearchParams(location.search);
 // Same origin: the page is served by the server that serves /socket.io/.
+// snippet:begin connect
 const socket: Socket = io({ auth: { token: params.get("token") }, reconnectionDelay: 200, reconnectionDelayMax: 500 });
+// snippet:end
 (window as unknown as { socket: Socket }).socket = socket;
 
 // usePresence lists the people in a room: the list from the server on
 // every (re)connect, then the online and offline events.
+// snippet:begin usePresence
 export function usePresence(socket: Socket, room: string): string[] {
   const [people, setPeople] = useState<Map<string, string>>(new Map());
   useEffect(() => {
@@ -42,6 +45,28 @@ export function usePresence(socket: Socket, room: string): string[] {
     };
   }, [socket, room]);
   return [...people.values()].sort();
+}
+// snippet:end
+
+// examples shows the calls docs/socketio.md describes (type-checked, not
+// run: browser.mjs makes the same calls).
+export async function examples(socket: Socket, draw: (r: unknown) => void, refreshToken: () => Promise<string>) {
+  // snippet:begin calls
+  socket.on("sensor:data", (reading) => draw(reading)); // events of every room the connection is in
+  const joined = await socket.emitWithAck("rthub:join", "device:7"); // {ok: true, data: {room, offset, epoch}}
+  if (!joined.ok) console.warn(joined.error.code); // "forbidden", "too_many_rooms", …
+  const sent = await socket.emitWithAck("alert:ack", "staff", { id: 3 }); // room, then data: the hub's emit
+  if (!sent.ok) console.warn(sent.error.code, sent.error.field); // "bad_payload", "/id"
+  const sum = await socket.emitWithAck("math:sum", { A: 2, B: 3 }); // an RPC: {ok: true, data: {Sum: 5}}
+  socket.on("connect_error", async (err: Error & { data?: { code: string; status: number } }) => {
+    if (err.data?.code === "token_expired") {
+      socket.auth = { token: await refreshToken() };
+      socket.connect(); // a refused connect is not retried by socket.io-client
+    }
+  });
+  socket.on("rthub:disconnect", ({ code, reason }) => console.info("hub closed", code, reason));
+  // snippet:end
+  return sum;
 }
 
 function useReadings(socket: Socket): number[] {
