@@ -142,10 +142,14 @@ func (s *Server) dialHub(ctx context.Context, ss *session, token, since string) 
 	server, client := net.Pipe()
 	hw := &hijackWriter{header: http.Header{}, conn: server, hijacked: make(chan struct{})}
 	done := make(chan struct{})
-	s.wg.Go(func() {
+	if !s.spawn(func() {
 		defer close(done)
 		s.hub.ServeHTTP(hw, req)
-	})
+	}) {
+		_ = client.Close()
+		_ = server.Close()
+		return nil, nil, nil, nil, &RefusedError{Status: http.StatusServiceUnavailable, Code: "shutting_down", Message: "the server is closing"}
+	}
 	fail := func(err error) (net.Conn, *bufio.Reader, []byte, *welcomeMsg, error) {
 		_ = client.Close()
 		_ = server.Close()
@@ -393,7 +397,10 @@ func (ss *session) connect(ctx context.Context, data json.RawMessage) {
 	} else {
 		k.rejoins = len(rejoin)
 	}
-	srv.wg.Go(k.readLoop)
+	if !srv.spawn(k.readLoop) {
+		ss.close(closeServer)
+		return
+	}
 	for room, p := range rejoin {
 		k.command(ctx, pending{ack: -1, kind: pkRejoin, room: room}, hubCommand{Op: "join", Room: room, Since: &p})
 	}

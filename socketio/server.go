@@ -232,6 +232,18 @@ func (s *Server) newSession(r *http.Request, t transportKind) (*session, bool) {
 	return ss, true
 }
 
+// spawn runs f on a goroutine the server waits for in Close; false (f not
+// run) once Close has begun, so no goroutine starts while Close waits.
+func (s *Server) spawn(f func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Go(f)
+	return true
+}
+
 func (s *Server) remove(ss *session) {
 	s.mu.Lock()
 	if s.sessions[ss.id] == ss {

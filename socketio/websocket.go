@@ -73,8 +73,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, ss *sess
 	// The reader runs on a goroutine of its own and this handler returns:
 	// net/http then releases its per-connection state (buffers, the
 	// handshake's grown stack), as the hub does for its connections.
-	s.wg.Go(func() { ss.writeLoop(nc) })
-	s.wg.Go(func() { ss.readLoop(rd) })
+	if !s.spawn(func() { ss.writeLoop(nc) }) || !s.spawn(func() { ss.readLoop(rd) }) {
+		ss.close(closeServer)
+		_ = nc.Close()
+	}
 }
 
 // probe runs the upgrade of a polling session on nc: 2probe → 3probe, then
