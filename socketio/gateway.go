@@ -465,7 +465,9 @@ type hubCommand struct {
 func (k *socket) command(ctx context.Context, p pending, cmd hubCommand) {
 	if p.kind != pkAck || p.ack >= 0 {
 		k.mu.Lock()
-		if len(k.pending) >= k.ss.srv.opts.MaxPendingAcks {
+		// Rejoins are bounded by the rooms the hub let the connection
+		// into; the client's commands by MaxPendingAcks.
+		if p.kind != pkRejoin && len(k.pending) >= k.ss.srv.opts.MaxPendingAcks {
 			k.mu.Unlock()
 			if p.ack >= 0 {
 				k.ss.enqueue(appendAck(nil, p.ack, errorAck("rate_limited", "too many events awaiting acknowledgement")))

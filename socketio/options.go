@@ -97,8 +97,10 @@ type RecoveryOptions struct {
 	// (its client reconnects with recovered false). Default Options.MaxSessions.
 	MaxSessions int
 	// Log bounds the events remembered per session to tell which ones the
-	// client received (its offset). A client that lost more than Log events
-	// in flight when its transport died is not recovered. Default 1024.
+	// client received (its offset), 32 bytes each, so at most Log × 32 B
+	// per session, live or kept (8 KiB by default). A client that lost more
+	// than Log events in flight when its transport died is not recovered.
+	// Default 256.
 	Log int
 }
 
@@ -138,7 +140,7 @@ func (o *Options) setDefaults() error {
 		errs = append(errs, errors.New("Recovery.Window is negative"))
 	}
 	num(&o.Recovery.MaxSessions, o.MaxSessions, "Recovery.MaxSessions")
-	num(&o.Recovery.Log, 1024, "Recovery.Log")
+	num(&o.Recovery.Log, 256, "Recovery.Log")
 	if o.IsRPC == nil {
 		declared := make(map[string]bool)
 		for info := range rthub.RPCs() {

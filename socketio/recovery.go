@@ -24,9 +24,10 @@ type roomTrack struct {
 	known  bool                 // base is known (from a welcome, a join reply or an event)
 }
 
-// logEntry is one positioned event sent to the client.
+// logEntry is one positioned event sent to the client; its sequence
+// number is implicit (entries are consecutive after baseSeq), so an entry
+// is 32 bytes (the epoch string is shared with the room's).
 type logEntry struct {
-	seq  uint64
 	room *roomTrack
 	pos  rthub.StreamPosition
 }
@@ -80,7 +81,7 @@ func (t *tracker) sent(name string, p rthub.StreamPosition) string {
 	if t.n == t.max {
 		old := t.log[t.head]
 		old.room.base, old.room.known = old.pos, true
-		t.baseSeq = old.seq
+		t.baseSeq++ // the dropped entry's
 		t.log[t.head] = logEntry{}
 		t.head = (t.head + 1) % t.max
 		t.n--
@@ -88,7 +89,7 @@ func (t *tracker) sent(name string, p rthub.StreamPosition) string {
 	if len(t.log) < t.max && t.n == len(t.log) {
 		t.log = append(t.log, logEntry{}) // grows lazily; head is 0 until it is full
 	}
-	t.log[(t.head+t.n)%len(t.log)] = logEntry{seq: t.seq, room: rt, pos: p}
+	t.log[(t.head+t.n)%len(t.log)] = logEntry{room: rt, pos: p}
 	t.n++
 	return t.tag + "." + strconv.FormatUint(t.seq, 10)
 }
@@ -113,11 +114,8 @@ func (t *tracker) rewind(offset string) bool {
 	if s < t.baseSeq || s > t.seq {
 		return false
 	}
-	for i := 0; i < t.n; i++ {
+	for i := 0; i < t.n && t.baseSeq+1+uint64(i) <= s; i++ { // entry i is event baseSeq+1+i
 		e := t.log[(t.head+i)%len(t.log)]
-		if e.seq > s {
-			break
-		}
 		e.room.base, e.room.known = e.pos, true
 	}
 	clear(t.log)

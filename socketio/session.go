@@ -247,8 +247,12 @@ func (ss *session) poll(w http.ResponseWriter, r *http.Request) {
 	for {
 		ss.mu.Lock()
 		n, closed, upgrading := len(ss.out), ss.closed, ss.upgrading
+		upgraded := ss.transport != transportPolling
 		ss.mu.Unlock()
 		switch {
+		case upgraded: // the packets are the WebSocket's now
+			_ = writePayload(w, [][]byte{{eioNoop}}, ss.srv.opts.WriteTimeout)
+			return
 		case n > 0:
 			// A draining session's close goes in the next poll, not after
 			// these packets: socket.io-client dispatches a payload's

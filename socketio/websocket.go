@@ -41,7 +41,10 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, ss *sess
 		if nc != nil {
 			_ = nc.Close()
 		}
-		if ss.transport == transportWebSocket {
+		ss.mu.Lock()
+		fresh := ss.ws == nil && ss.transport == transportWebSocket
+		ss.mu.Unlock()
+		if fresh { // a session opened on this WebSocket: it has no other transport
 			ss.close(closeTransport)
 		}
 		return
