@@ -161,3 +161,54 @@ func TestPolling_wire(t *testing.T) {
 		t.Errorf("poll of a closed session: %d, want 400", status)
 	}
 }
+
+// TestPolling_protocolErrors: a second poll while one waits, and a
+// malformed packet, close the session (as Engine.IO does); unknown
+// versions and transports are refused with Engine.IO's error codes.
+func TestPolling_protocolErrors(t *testing.T) {
+	ts := newTestServer(t, socketio.Options{}, nil)
+	for _, q := range []struct{ query, want string }{
+		{"EIO=3&transport=polling", `{"code":5,"message":"Unsupported protocol version"}`},
+		{"EIO=4&transport=flash", `{"code":0,"message":"Transport unknown"}`},
+		{"EIO=4&transport=polling&sid=nope", `{"code":1,"message":"Session ID unknown"}`},
+	} {
+		res, err := http.Get(ts.URL + "/socket.io/?" + q.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != 400 || string(b) != q.want {
+			t.Errorf("%s: %d %s, want 400 %s", q.query, res.StatusCode, b, q.want)
+		}
+	}
+
+	c := &pollClient{t: t, url: ts.URL}
+	c.open()
+	statuses := make(chan int, 2)
+	for range 2 {
+		go func() {
+			res, err := http.Get(ts.URL + "/socket.io/?EIO=4&transport=polling&sid=" + c.sid)
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			res.Body.Close()
+			statuses <- res.StatusCode
+		}()
+	}
+	// The waiting poll ends with a close packet (200), the other is refused.
+	if a, b := <-statuses, <-statuses; a+b != 600 || a*b != 200*400 {
+		t.Errorf("two polls at once: %d and %d, want 200 and 400", a, b)
+	}
+	if st := ts.sio.Stats(); st.Sessions != 0 {
+		t.Errorf("sessions %d after two polls at once, want 0", st.Sessions)
+	}
+
+	c = &pollClient{t: t, url: ts.URL}
+	c.open()
+	c.send(`42{"not":"an array"}`)
+	if st := ts.sio.Stats(); st.Sessions != 0 {
+		t.Errorf("sessions %d after a malformed packet, want 0", st.Sessions)
+	}
+}
