@@ -360,7 +360,7 @@ func (h *Hub) once(ctx context.Context, c *conn, cmd *command, lease time.Durati
 // assertion, as for [StateBroker]; without it the memory is the hub's own
 // (per node). The hub calls it with contexts bounded by
 // Options.BrokerTimeout; an error fails the emit or call with "internal"
-// (the client's outbox sends it again later).
+// (the caller may send it again later with the same key).
 type IdempotencyStore interface {
 	// ClaimKey looks user's key up. When no run claimed it (or its claim
 	// or outcome expired), it claims it for lease and returns Claimed:
