@@ -68,7 +68,12 @@ type session struct {
 	cancel context.CancelFunc
 	wake   chan struct{} // cap 1: packets were queued, or the session closed
 	done   chan struct{} // closed when the session closes
-	inLock chan struct{} // cap 1: serializes the client's inbound packets (polls' POSTs, the WebSocket reader)
+	// inLock serializes the client's inbound packets (POSTs, the WebSocket
+	// reader): cap 1, taken with lockIn, which gives up when the request's
+	// context ends or the session closes. It is held while a packet's
+	// command is written to the hub (bounded by WriteTimeout) or a connect
+	// is made (HandshakeTimeout), never while waiting on the client.
+	inLock chan struct{}
 }
 
 // openPacket is the Engine.IO handshake: 0{"sid":…,"upgrades":…,…}.

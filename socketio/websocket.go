@@ -129,7 +129,9 @@ func (ss *session) probe(nc net.Conn, rd io.Reader) bool {
 	return true
 }
 
-// readLoop reads the client's messages until the WebSocket closes, then
+// readLoop reads the client's messages until the WebSocket closes (the
+// session's close closes it; the Server owns and waits for this goroutine),
+// then
 // closes the session.
 func (ss *session) readLoop(rd io.Reader) {
 	ctx := ss.ctx
@@ -161,8 +163,8 @@ func (ss *session) readLoop(rd io.Reader) {
 }
 
 // writeLoop writes the session's queue to the WebSocket until the session
-// closes. Its owner is the session's WebSocket handler, which waits for it
-// through the server's WaitGroup.
+// closes. Its owner is the Server (Server.spawn; Close waits for it); the
+// session's close stops it.
 func (ss *session) writeLoop(nc net.Conn) {
 	o := ss.srv.opts
 	for {
