@@ -130,9 +130,8 @@ func (ss *session) probe(nc net.Conn, rd io.Reader) bool {
 }
 
 // readLoop reads the client's messages until the WebSocket closes (the
-// session's close closes it; the Server owns and waits for this goroutine),
-// then
-// closes the session.
+// session's close closes it; the Server owns and waits for this
+// goroutine), then closes the session.
 func (ss *session) readLoop(rd io.Reader) {
 	ctx := ss.ctx
 	onPing := func(p []byte) {
