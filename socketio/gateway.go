@@ -366,9 +366,11 @@ func (ss *session) connect(ctx context.Context, data json.RawMessage) {
 		for _, name := range wm.Rooms {
 			in[name] = true
 			st := wm.Streams[name]
-			t.join(name, true, &rthub.StreamPosition{Offset: st.Offset, Epoch: st.Epoch})
+			pos := rthub.StreamPosition{Offset: st.Offset, Epoch: st.Epoch}
+			t.join(name, true, &pos) // a resumed room keeps its position: the replays follow it
 			if st.Recovered != nil && !*st.Recovered {
 				complete = false
+				t.reset(name, pos) // nothing replayed: the stream goes on from here
 			}
 		}
 		for name, rt := range t.rooms {
@@ -376,9 +378,6 @@ func (ss *session) connect(ctx context.Context, data json.RawMessage) {
 				t.leave(name)
 				complete = false
 			}
-		}
-		for name := range rejoin {
-			t.leave(name) // tracked again when its join succeeds
 		}
 	}
 	ss.mu.Lock()
@@ -763,16 +762,20 @@ func (k *socket) reply(m hubMsg) {
 	if m.OK && len(m.Data) > 0 {
 		_ = json.Unmarshal(m.Data, &pos)
 	}
-	if k.t != nil && m.OK {
-		switch p.kind {
-		case pkJoin, pkRejoin:
-			var sp *rthub.StreamPosition
-			if pos.Offset != nil {
-				sp = &rthub.StreamPosition{Offset: *pos.Offset, Epoch: pos.Epoch}
-			}
+	if k.t != nil {
+		var sp *rthub.StreamPosition
+		if pos.Offset != nil {
+			sp = &rthub.StreamPosition{Offset: *pos.Offset, Epoch: pos.Epoch}
+		}
+		switch {
+		case p.kind == pkJoin && m.OK:
 			k.t.join(p.room, false, sp)
-		case pkLeave:
+		case p.kind == pkLeave && m.OK:
 			k.t.leave(p.room)
+		case p.kind == pkRejoin && !m.OK:
+			k.t.leave(p.room) // not in the room any more
+		case p.kind == pkRejoin && (pos.Recovered == nil || !*pos.Recovered) && sp != nil:
+			k.t.reset(p.room, *sp) // nothing replayed: the stream goes on from here
 		}
 	}
 	if p.kind == pkRejoin {

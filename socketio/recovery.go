@@ -66,6 +66,14 @@ func (t *tracker) join(name string, server bool, p *rthub.StreamPosition) {
 
 func (t *tracker) leave(name string) { delete(t.rooms, name) }
 
+// reset sets a room's position when its stream went on without the
+// client (not resumed): what the client saw of it before no longer counts.
+func (t *tracker) reset(name string, p rthub.StreamPosition) {
+	if rt := t.rooms[name]; rt != nil {
+		rt.base, rt.known = p, true
+	}
+}
+
 // sent records an event of room name at position p going to the client and
 // returns its offset for the client.
 func (t *tracker) sent(name string, p rthub.StreamPosition) string {
@@ -118,8 +126,10 @@ func (t *tracker) rewind(offset string) bool {
 		e := t.log[(t.head+i)%len(t.log)]
 		e.room.base, e.room.known = e.pos, true
 	}
+	// The events after s never reached the client: their numbers are
+	// given again, so that entries stay consecutive after baseSeq.
 	clear(t.log)
-	t.log, t.head, t.n, t.baseSeq = t.log[:0], 0, 0, s
+	t.log, t.head, t.n, t.baseSeq, t.seq = t.log[:0], 0, 0, s, s
 	return true
 }
 

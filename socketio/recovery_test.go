@@ -65,9 +65,20 @@ func TestTracker_rewind(t *testing.T) {
 			if !complete || server["a"].Offset != tt.a || client["b"].Offset != tt.b || len(server) != 1 || len(client) != 1 {
 				t.Errorf("since: server %v, client %v, complete %v; want a %d, b %d", server, client, complete, tt.a, tt.b)
 			}
-			// Events after the rewind continue the numbering.
-			if off := tr.sent("a", pos(100)); off != tr.tag+"."+strconv.Itoa(tt.events+1) {
-				t.Errorf("next offset %q", off)
+			// Events after the rewind are numbered after the offset (those
+			// after it never reached the client), and a second rewind
+			// counts them.
+			s, _ := strconv.Atoi(tt.offset)
+			if off := tr.sent("a", pos(100)); off != tr.tag+"."+strconv.Itoa(s+1) {
+				t.Errorf("next offset %q, want %d", off, s+1)
+			}
+			tr.sent("b", pos(101))
+			if !tr.rewind(tr.tag + "." + strconv.Itoa(s+1)) {
+				t.Fatal("second rewind refused")
+			}
+			_, client, _ = tr.since()
+			if tr.rooms["a"].base.Offset != 100 || client["b"].Offset != tt.b {
+				t.Errorf("after a second rewind: a %d, b %d; want 100, %d", tr.rooms["a"].base.Offset, client["b"].Offset, tt.b)
 			}
 		})
 	}

@@ -193,11 +193,21 @@ const scenarios = {
     const odd = got.filter((n) => n % 2), even = got.filter((n) => n % 2 === 0);
     check(JSON.stringify(odd) === "[1,3,5,7,9]" && JSON.stringify(even) === "[2,4,6,8,10]", `each room in order, each event once: ${JSON.stringify(got)}`);
 
+    step("a second short outage: recovered again, in the rejoined room too");
+    await ctl("drop?hold=1", {});
+    for (const n of [11, 12, 13, 14]) await publish(n % 2 ? "staff" : "device:7", "sensor:data", { n });
+    await ctl("up", {});
+    await until(() => down === 2 && s.connected, "reconnected the second time", 10000);
+    check(s.recovered === true, "socket.recovered after the second outage");
+    await until(() => got.length === 14, `11..14 (got ${JSON.stringify(got)})`);
+    const odd2 = got.filter((n) => n % 2), even2 = got.filter((n) => n % 2 === 0);
+    check(JSON.stringify(odd2) === "[1,3,5,7,9,11,13]" && JSON.stringify(even2) === "[2,4,6,8,10,12,14]", `each once, in order: ${JSON.stringify(got)}`);
+
     step("an outage longer than the rooms' history: recovered is false (told to reload)");
     await ctl("drop?hold=1", {});
-    for (let n = 11; n <= 140; n++) await publish("staff", "sensor:data", { n });
+    for (let n = 15; n <= 140; n++) await publish("staff", "sensor:data", { n });
     await ctl("up", {});
-    await until(() => down === 2 && s.connected, "reconnected again", 10000);
+    await until(() => down === 3 && s.connected, "reconnected again", 10000);
     check(s.recovered === false, "recovered must be false: events were lost");
     s.close();
   },
