@@ -16,6 +16,10 @@ const params = new URLSearchParams(location.search);
 const socket: Socket = io({ auth: { token: params.get("token") }, reconnectionDelay: 200, reconnectionDelayMax: 500 });
 // snippet:end
 (window as unknown as { socket: Socket }).socket = socket;
+// A refusal can come before React mounts: remember it from the start.
+type Refusal = Error & { data?: { code?: string } };
+let refusedWith: string | undefined;
+socket.on("connect_error", (err: Refusal) => (refusedWith = err.data?.code));
 
 // usePresence lists the people in a room: the list from the server on
 // every (re)connect, then the online and offline events.
@@ -82,7 +86,7 @@ function useReadings(socket: Socket): number[] {
 }
 
 function useConnection(socket: Socket) {
-  const [state, setState] = useState(socket.connected ? "connected" : "connecting");
+  const [state, setState] = useState(socket.connected ? "connected" : refusedWith ? `error:${refusedWith}` : "connecting");
   const [recovered, setRecovered] = useState(false);
   useEffect(() => {
     const up = () => {
@@ -90,11 +94,12 @@ function useConnection(socket: Socket) {
       setRecovered(socket.recovered);
     };
     const down = () => setState("disconnected");
-    const refused = (err: Error & { data?: { code?: string } }) => setState(`error:${err.data?.code}`);
+    const refused = (err: Refusal) => setState(`error:${err.data?.code}`);
     socket.on("connect", up);
     socket.on("disconnect", down);
     socket.on("connect_error", refused);
     if (socket.connected) up();
+    else if (refusedWith) setState(`error:${refusedWith}`); // between the first render and now
     return () => {
       socket.off("connect", up);
       socket.off("disconnect", down);
