@@ -140,3 +140,26 @@ func TestLimits_sizes(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestBinaryRefused: an event with a binary attachment is answered
+// bad_request and its attachment dropped; the session goes on. An unknown
+// event of the reserved rthub: prefix is answered unknown_event.
+func TestBinaryRefused(t *testing.T) {
+	ts := newTestServer(t, socketio.Options{}, nil)
+	c := dialWS(t, ts.URL, ts.mint("alice", "staff", time.Hour))
+	c.send(`451-1["alert:ack","staff",{"_placeholder":true,"num":0}]`)
+	if err := wsutil.WriteClientBinary(c.rw, []byte{1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	if p := c.until("431"); !strings.HasPrefix(p, `431[{"ok":false,"error":{"code":"bad_request","message":"binary attachments are not supported"}}]`) {
+		t.Errorf("binary event ack %s", p)
+	}
+	c.send(`422["rthub:presence","staff"]`)
+	if p := c.until("432"); !strings.Contains(p, `"ok":true`) {
+		t.Errorf("after the binary event: %s", p)
+	}
+	c.send(`423["rthub:nope"]`) // reserved prefix
+	if p := c.until("433"); !strings.HasPrefix(p, `433[{"ok":false,"error":{"code":"unknown_event"`) {
+		t.Errorf("an unknown rthub: event: %s", p)
+	}
+}
