@@ -70,6 +70,16 @@ func TestNode_badToken(t *testing.T) {
 	runNode(t, ts, "badtoken")
 }
 
+// TestNode_expiry: a token that expires closes the hub connection with
+// 4002: the client is told (rthub:disconnect), its transport closes and it
+// reconnects, calling its auth function for a fresh token; rthub:refresh
+// moves the expiry, and a refresh for another subject ends with 4100 and
+// io server disconnect (no reconnection); rthub:viewing shows in presence.
+func TestNode_expiry(t *testing.T) {
+	ts := newTestServer(t, socketio.Options{}, nil)
+	runNode(t, ts, "expiry")
+}
+
 // TestNode_limits: a connect the hub refuses for a transient reason (here
 // too_many_connections, 429) closes the transport instead of answering
 // connect_error, so socket.io-client keeps reconnecting with its backoff,

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -174,6 +175,9 @@ func (ts *testServer) token(w http.ResponseWriter, r *http.Request) {
 	ttl := time.Hour
 	if q.Get("expired") != "" {
 		ttl = -time.Minute
+	}
+	if ms, err := strconv.Atoi(q.Get("ttl_ms")); err == nil {
+		ttl = time.Duration(ms) * time.Millisecond
 	}
 	roles := q.Get("roles")
 	if roles == "" {

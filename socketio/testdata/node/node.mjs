@@ -147,6 +147,41 @@ const scenarios = {
     s.close();
   },
 
+  async expiry() {
+    step("a token that expires: rthub:disconnect 4002, the transport closes, the client reconnects with a fresh token");
+    const tokens = [await token("alice", "staff", "&ttl_ms=1500"), await token("alice")];
+    let calls = 0;
+    const s = io(URL, opts((cb) => cb({ token: tokens[Math.min(calls++, 1)] })));
+    const told = [], reasons = [];
+    s.on("rthub:disconnect", (d) => told.push(d.code));
+    s.on("disconnect", (r) => reasons.push(r));
+    await connected(s);
+    await until(() => reasons.length === 1, "the close at exp", 10000);
+    check(told[0] === 4002 && reasons[0] === "transport close", `told ${JSON.stringify(told)}, reasons ${JSON.stringify(reasons)}`);
+    await until(() => s.connected, "reconnected", 10000);
+    check(calls === 2, `auth called ${calls} times`);
+
+    step("rthub:refresh moves the expiry (same subject)");
+    const fresh = await token("alice", "staff", "&ttl_ms=7200000");
+    const r = await s.emitWithAck("rthub:refresh", fresh);
+    check(r.ok && r.data.expires > Date.now() / 1000 + 3600, `refresh ${JSON.stringify(r)}`);
+    const other = await s.emitWithAck("rthub:refresh", await token("mallory"));
+    check(!other.ok && other.error.code === "token_claims", `refresh for another subject ${JSON.stringify(other)}`);
+    await until(() => told.length === 2, "the close after a refresh for another subject");
+    check(told[1] === 4100, `told ${JSON.stringify(told)}`);
+    await until(() => reasons.length === 2, "disconnect");
+    check(reasons[1] === "io server disconnect", `reason ${reasons[1]}`);
+
+    step("rthub:viewing reaches presence");
+    const v = io(URL, opts({ token: await token("bob") }));
+    await connected(v);
+    check((await v.emitWithAck("rthub:viewing", "device:42")).ok, "viewing ack");
+    const p = await v.emitWithAck("rthub:presence", "staff");
+    check(p.ok && p.data.users.some((u) => u.user === "bob" && u.conns.some((c) => c.viewing === "device:42")), `presence ${JSON.stringify(p)}`);
+    v.close();
+    s.close();
+  },
+
   async limits() {
     step("a second connection of alice past MaxConnsPerUser 1: not refused for good, the client retries");
     const tok = await token("alice");
