@@ -149,8 +149,7 @@ func Revoke(ctx context.Context, env *Env, cfg Config) (Result, error) {
 		cn.CloseP50, cn.CloseP99, cn.CloseMax = pct(closed, 0.5), pct(closed, 0.99), pct(closed, 1)
 		mu.Unlock()
 		env.logf("Revoke on node %s: %+v %s in %v; %d closed with 4102 (p50 %v, p99 %v, max %v from the request), %d otherwise",
-			cl.Nodes[0].ID, cn.Revoke, cn.RevokeErr, cn.RevokeCall.Round(time.Millisecond), cn.Closed,
-			cn.CloseP50.Round(time.Millisecond), cn.CloseP99.Round(time.Millisecond), cn.CloseMax.Round(time.Millisecond), cn.WrongCode)
+			cl.Nodes[0].ID, cn.Revoke, cn.RevokeErr, cn.RevokeCall, cn.Closed, cn.CloseP50, cn.CloseP99, cn.CloseMax, cn.WrongCode)
 
 		// Reconnects with the old token: every node, and nginx.
 		urls := []string{cl.Nginx.URL()}
@@ -212,8 +211,7 @@ func Revoke(ctx context.Context, env *Env, cfg Config) (Result, error) {
 		slices.Sort(got)
 		cn.Left, cn.LeftP99, cn.LeftMax = len(got), pct(got, 0.99), pct(got, 1)
 		env.logf("recheck on node %s: %+v %s in %v; %d of %d connections left admin (p99 %v, max %v from the request)",
-			cl.Nodes[1%len(cl.Nodes)].ID, cn.Recheck, cn.RecheckErr, cn.CheckCall.Round(time.Millisecond), cn.Left, cn.Demoted,
-			cn.LeftP99.Round(time.Millisecond), cn.LeftMax.Round(time.Millisecond))
+			cl.Nodes[1%len(cl.Nodes)].ID, cn.Recheck, cn.RecheckErr, cn.CheckCall, cn.Left, cn.Demoted, cn.LeftP99, cn.LeftMax)
 		if d := f.Drops() - drops; d > 0 {
 			res.note("%d fleet connections dropped during the control calls", d)
 		}
@@ -279,7 +277,8 @@ func (cl *Cluster) SetRoles(ctx context.Context, sub string, roles ...string) er
 	return c.Do(ctx, hs.Build()).Error()
 }
 
-// ControlTable formats the control-plane drill's numbers as a Markdown table.
+// ControlTable formats the control-plane drill's numbers as a Markdown table
+// (durations in whole milliseconds, rounded down).
 func ControlTable(rs ...Result) string {
 	var b strings.Builder
 	b.WriteString("| revoked conns (per node) | Revoke answer | closed 4102 | close p50 | p99 | max | old token refused | fresh token | demoted conns | recheck answer | left admin | left p99 | max | fleet lost / dup / drops |\n")
