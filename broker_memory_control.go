@@ -116,7 +116,7 @@ func (b *MemoryBroker) Control(ctx context.Context, msg []byte) ([]ControlReply,
 	}
 	answers := make(chan answer, len(nodes)) // never blocks a handler goroutine
 	pending := make(map[string]bool, len(nodes))
-	var saturated []string // missing at once: not waited for
+	var saturated []string  // missing at once: not waited for
 	msg = slices.Clone(msg) // the caller may reuse its slice; handlers keep this one
 	for _, nb := range nodes {
 		n := &nb.ctl
