@@ -27,9 +27,9 @@ func (r ControlResult) Complete() bool { return r.Missing == 0 }
 
 // ErrIncomplete is wrapped by the error of a control call ([Hub.ControlUser],
 // [Hub.Revoke], [Hub.DisconnectUser], [Hub.JoinUser], [Hub.LeaveUser]) when
-// some node did not answer before ctx's deadline (or BrokerTimeout), or the broker could not
-// send the call: the nodes that answered did act. The error is an
-// *[IncompleteError] carrying the partial result.
+// some node did not answer before ctx's deadline (or BrokerTimeout), or the
+// broker could not send the call: the nodes that answered did act. The
+// error is an *[IncompleteError] carrying the partial result.
 var ErrIncomplete = errors.New("rthub: control call incomplete: some node did not answer in time")
 
 // IncompleteError is the error of a control call some node did not answer;
