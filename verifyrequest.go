@@ -13,9 +13,12 @@ import (
 // URLs, logs and ambient browser credentials. A header whose values together
 // exceed 8 KiB is ignored.
 //
-// It does no I/O and takes no lock. It does not apply the handshake rate
+// A token revoked with [Hub.Revoke] is refused as at a handshake (as far as
+// this node knows: its replica of the revocations). It does no I/O and
+// takes no lock but the replica's. It does not apply the handshake rate
 // limits nor record a [Refusal]. Errors wrap one of the token sentinels
-// ([ErrTokenMissing], [ErrTokenExpired], [ErrTokenSignature], ...; test
+// ([ErrTokenMissing], [ErrTokenExpired], [ErrTokenSignature],
+// [ErrTokenRevoked], ...; test
 // with [errors.Is]); their text never holds the token.
 func (h *Hub) VerifyRequest(r *http.Request) (*Identity, error) {
 	if r == nil {
@@ -27,7 +30,15 @@ func (h *Hub) VerifyRequest(r *http.Request) (*Identity, error) {
 	}
 	for _, v := range vals {
 		if tok, ok := bearerToken(v); ok {
-			return h.auth.verify(tok, time.Now())
+			now := time.Now()
+			id, err := h.auth.verify(tok, now)
+			if err == nil {
+				err = h.checkRevoked(id, now)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return id, nil
 		}
 	}
 	return nil, ErrTokenMissing
