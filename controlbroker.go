@@ -97,20 +97,24 @@ func (ch controlHandler) HandleControlResync() {
 }
 
 // startControl joins the control plane and loads the revocations, when the
-// broker is a ControlBroker (called by New).
+// broker is a ControlBroker (called by New). A node that cannot load them
+// (the broker is out of reach) serves without them, logs an error and
+// retries every BrokerTimeout.
 func (h *Hub) startControl(ctx context.Context) error {
 	cb, ok := h.broker.(ControlBroker)
 	if !ok {
 		return nil
 	}
 	h.ctl = cb
-	if err := h.loadRevocations(ctx); err != nil {
-		return err
-	}
+	// Join first, load second: a revocation sent in between is in the load.
 	if err := cb.StartControl(ctx, h.nodeID, controlHandler{h}); err != nil {
 		return fmt.Errorf("rthub: starting the control plane: %w", err)
 	}
 	h.bg.Go(h.revocationLoader)
+	if err := h.loadRevocations(ctx); err != nil {
+		h.log.Error("rthub: serving without the cluster's revocations until they load", slog.Any("err", err))
+		controlHandler{h}.HandleControlResync()
+	}
 	return nil
 }
 
