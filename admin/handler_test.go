@@ -25,6 +25,7 @@ var testSecret = []byte("rthub-admin-test-secret-0123456789")
 // env is a hub with the admin handler mounted at /admin/ beside it (/ws).
 type env struct {
 	hub   *rthub.Hub
+	mb    *rthub.MemoryBroker
 	srv   *httptest.Server
 	admin *Handler
 	logs  *syncBuffer
@@ -55,7 +56,13 @@ var demoted sync.Map
 func newEnv(t *testing.T, mod func(*Options)) *env {
 	t.Helper()
 	e := &env{logs: &syncBuffer{}, refus: NewRefusalLog(8)}
+	mb, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.mb = mb
 	hub, err := rthub.New(rthub.Options{
+		Broker: mb,
 		Roles: func(_ context.Context, id *rthub.Identity) ([]string, error) {
 			if _, ok := demoted.Load(id.Subject); ok {
 				return []string{"staff"}, nil
@@ -534,5 +541,55 @@ func TestHandler_recheck(t *testing.T) {
 	}
 	if status, m := e.call(t, admin, "POST", "/recheck", map[string]any{"user": "nobody"}); status != 404 || errCode(m) != "not_found" {
 		t.Fatalf("recheck of nobody: %d %v", status, m)
+	}
+}
+
+// silentNode is a control-plane node that never answers until released.
+type silentNode struct{ release chan struct{} }
+
+func (s silentNode) HandleControl(ctx context.Context, _ []byte) []byte {
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+	}
+	return []byte(`{"n":0}`)
+}
+
+func (silentNode) HandleControlResync() {}
+
+type nopHandler struct{}
+
+func (nopHandler) HandlePublication(rthub.Publication) {}
+func (nopHandler) HandleResync([]string)               {}
+
+// A node that does not answer within Options.Timeout: the action is done
+// where it could be, answered 200 with complete false, and logged as a
+// warning with code incomplete.
+func TestHandler_incomplete(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Timeout = 300 * time.Millisecond })
+	silent := e.mb.Peer()
+	if err := silent.Start(t.Context(), nopHandler{}); err != nil {
+		t.Fatal(err)
+	}
+	s := silentNode{release: make(chan struct{})}
+	if err := silent.StartControl(t.Context(), "silent", s); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		close(s.release)
+		_ = silent.Close(context.Background())
+	})
+	a := e.connect(t, "alice", "staff")
+	status, m := e.call(t, token(t, "ann", "admin"), "POST", "/disconnect", map[string]any{"user": "alice"})
+	if status != 200 || m["complete"] != false || m["missing"] != 1.0 || m["nodes"] != 1.0 || m["connections"] != 1.0 {
+		t.Fatalf("disconnect with a silent node: %d %v", status, m)
+	}
+	waitClosed(t, "alice", a, rthub.CloseDisconnected)
+	acts, _ := e.admin.Actions(1)
+	if len(acts) != 1 || acts[0].Code != "incomplete" || acts[0].Result.Complete {
+		t.Fatalf("action %+v", acts)
+	}
+	if !strings.Contains(e.logs.String(), `"level":"WARN","msg":"rthub admin: action","action":"disconnect"`) {
+		t.Fatalf("no warning in\n%s", e.logs.String())
 	}
 }
