@@ -117,3 +117,129 @@ func TestBrowser_Console(t *testing.T) {
 		return ""
 	})
 }
+
+func TestConsoleSessions(t *testing.T) {
+	s := newConsoleSessions(time.Minute)
+	t0 := time.Now()
+	req := func(id string) *http.Request {
+		r, _ := http.NewRequest(http.MethodGet, "/console/api/stats", nil)
+		if id != "" {
+			r.AddCookie(&http.Cookie{Name: consoleCookie, Value: id})
+		}
+		return r
+	}
+	first := s.create(User{Username: "admin"}, t0)
+	for _, tt := range []struct {
+		name string
+		id   string
+		at   time.Time
+		ok   bool
+	}{
+		{"valid", first, t0.Add(time.Second), true},
+		{"no cookie", "", t0, false},
+		{"unknown", strings.Repeat("A", 43), t0, false},
+		{"wrong length", first[:40], t0, false},
+		{"expired", first, t0.Add(2 * time.Minute), false},
+		{"expired stays gone", first, t0, false},
+	} {
+		if got, ok := s.get(req(tt.id), tt.at); ok != tt.ok || (ok && got.user != "admin") {
+			t.Errorf("%s: %+v, %v; want ok %v", tt.name, got, ok, tt.ok)
+		}
+	}
+	// The bound: the oldest session goes first.
+	ids := make([]string, 0, maxConsoleSessions+1)
+	for i := range maxConsoleSessions + 1 {
+		ids = append(ids, s.create(User{Username: fmt.Sprint("u", i)}, t0.Add(time.Duration(i)*time.Millisecond)))
+	}
+	if len(s.m) != maxConsoleSessions {
+		t.Fatalf("%d sessions kept, want %d", len(s.m), maxConsoleSessions)
+	}
+	if _, ok := s.get(req(ids[0]), t0); ok {
+		t.Error("the oldest session survived the bound")
+	}
+	if got, ok := s.get(req(ids[maxConsoleSessions]), t0); !ok || got.user != fmt.Sprint("u", maxConsoleSessions) {
+		t.Error("the newest session is missing")
+	}
+	s.end(req(ids[1]))
+	if _, ok := s.get(req(ids[1]), t0); ok {
+		t.Error("an ended session is still valid")
+	}
+}
+
+// TestConsole_requests: the console's sign-in and API refuse what a
+// cross-site page could send, and answer without a token.
+func TestConsole_requests(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, nil)
+	post := func(path, ctype, origin, cookie, body string) (int, http.Header, string) {
+		req, _ := http.NewRequest(http.MethodPost, s.url(path), strings.NewReader(body))
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		if cookie != "" {
+			req.AddCookie(&http.Cookie{Name: consoleCookie, Value: cookie})
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b := new(bytes.Buffer)
+		_, _ = b.ReadFrom(res.Body)
+		return res.StatusCode, res.Header, b.String()
+	}
+	self := "http://" + s.addr
+	admin := `{"username":"admin","password":"admin-pw"}`
+	status, hdr, body := post("/console/login", "application/json", self, "", admin)
+	var cookie *http.Cookie
+	for _, c := range (&http.Response{Header: hdr}).Cookies() {
+		if c.Name == consoleCookie {
+			cookie = c
+		}
+	}
+	if status != 200 || cookie == nil || !cookie.HttpOnly || cookie.SameSite != http.SameSiteStrictMode || cookie.Path != "/console/" {
+		t.Fatalf("admin sign-in: %d %+v %s", status, cookie, body)
+	}
+	if strings.Contains(body, "eyJ") {
+		t.Fatalf("the sign-in answer holds a token: %s", body)
+	}
+	tests := []struct {
+		name, path, ctype, origin, cookie, body string
+		status                                  int
+	}{
+		{"staff sign-in", "/console/login", "application/json", self, "", `{"username":"alice","password":"alice-pw"}`, 403},
+		{"wrong password", "/console/login", "application/json", self, "", `{"username":"admin","password":"x"}`, 401},
+		{"form sign-in", "/console/login", "application/x-www-form-urlencoded", self, "", `username=admin&password=admin-pw`, 415},
+		{"unknown field", "/console/login", "application/json", self, "", `{"username":"admin","password":"admin-pw","x":1}`, 400},
+		{"cross-site sign-in", "/console/login", "application/json", "http://evil.example", "", admin, 403},
+		{"cross-site action", "/console/api/disconnect", "application/json", "http://evil.example", cookie.Value, `{"user":"alice"}`, 403},
+		{"form action", "/console/api/disconnect", "text/plain", self, cookie.Value, `{"user":"alice"}`, 415},
+		{"no session", "/console/api/disconnect", "application/json", self, "", `{"user":"alice"}`, 401},
+		{"action", "/console/api/recheck", "application/json", self, cookie.Value, `{"user":"nobody"}`, 404},
+	}
+	for _, tt := range tests {
+		if status, _, body := post(tt.path, tt.ctype, tt.origin, tt.cookie, tt.body); status != tt.status {
+			t.Errorf("%s: %d %s, want %d", tt.name, status, body, tt.status)
+		}
+	}
+	// The admin's token is no console credential; the console's cookie is
+	// no credential of the token API.
+	if code := s.do(t, "GET", "/console/api/stats", s.token(t, "admin"), nil, nil); code != 401 {
+		t.Errorf("a token on the console API: %d, want 401", code)
+	}
+	if code := s.do(t, "GET", "/api/admin/stats", s.token(t, "admin"), nil, nil); code != 200 {
+		t.Errorf("an admin token on /api/admin/: %d, want 200", code)
+	}
+	if code := s.do(t, "GET", "/api/admin/stats", s.token(t, "alice"), nil, nil); code != 403 {
+		t.Errorf("a staff token on /api/admin/: %d, want 403", code)
+	}
+	if status, _, _ := post("/console/logout", "", self, cookie.Value, ""); status != 204 {
+		t.Errorf("sign-out: %d", status)
+	}
+	if status, _, _ := post("/console/api/recheck", "application/json", self, cookie.Value, `{"user":"nobody"}`); status != 401 {
+		t.Errorf("after sign-out: %d, want 401", status)
+	}
+}
