@@ -10,14 +10,14 @@ import (
 )
 
 // This file holds the endpoints that act (POST): publish, disconnect,
-// revoke, re-check; and the log of actions.
+// revoke, re-check, join, leave; and the log of actions.
 
 // Action is one admin action, as GET /actions lists it and the log line
 // records it.
 type Action struct {
 	Time    time.Time `json:"time"`
 	Actor   string    `json:"actor"`
-	Action  string    `json:"action"` // publish, disconnect, revoke, recheck
+	Action  string    `json:"action"` // publish, disconnect, revoke, recheck, join, leave
 	Room    string    `json:"room,omitempty"`
 	Event   string    `json:"event,omitempty"`
 	User    string    `json:"user,omitempty"`
@@ -30,7 +30,7 @@ type Action struct {
 	Result *Result `json:"result,omitempty"`
 }
 
-// Result is what a disconnect, revoke or re-check did ([rthub.ControlResult]):
+// Result is what a disconnect, revoke, re-check, join or leave did ([rthub.ControlResult]):
 // how many connections it affected and how many nodes answered. Complete is
 // false when some node did not answer within the request's deadline (Missing
 // of them; -1 when the broker failed and the count is unknown): the action
@@ -46,6 +46,7 @@ type Result struct {
 type actionResponse struct {
 	Action  string `json:"action"`
 	User    string `json:"user,omitempty"`
+	Room    string `json:"room,omitempty"`
 	TokenID string `json:"token_id,omitempty"`
 	Result
 }
@@ -95,6 +96,32 @@ func (h *Handler) userAction(w http.ResponseWriter, r *http.Request, actor strin
 		reason = defReason
 	}
 	res, err := h.hub.ControlUser(r.Context(), req.User, rthub.UserAction{Kind: kind, Reason: reason})
+	h.userResult(w, r, actor, act, res, err)
+}
+
+func (h *Handler) join(w http.ResponseWriter, r *http.Request, actor string) {
+	h.roomAction(w, r, actor, rthub.UserJoin)
+}
+
+func (h *Handler) leave(w http.ResponseWriter, r *http.Request, actor string) {
+	h.roomAction(w, r, actor, rthub.UserLeave)
+}
+
+// roomAction serves POST /join and /leave: [rthub.Hub.ControlUser] on every
+// node, bypassing the policy (a join) as the server-side API does.
+func (h *Handler) roomAction(w http.ResponseWriter, r *http.Request, actor string, kind rthub.UserActionKind) {
+	var req roomUserRequest
+	act := Action{Action: kind.String()}
+	err := decodeBody(w, r, h.opts.MaxBody, &req)
+	if err == nil {
+		act.User, act.Room, act.Reason = req.User, req.Room, req.Reason
+		err = req.check()
+	}
+	if err != nil {
+		h.actionFailed(w, r, actor, act, err)
+		return
+	}
+	res, err := h.hub.ControlUser(r.Context(), req.User, rthub.UserAction{Kind: kind, Room: req.Room, Reason: req.Reason})
 	h.userResult(w, r, actor, act, res, err)
 }
 
@@ -151,7 +178,7 @@ func (h *Handler) userResult(w http.ResponseWriter, r *http.Request, actor strin
 	res := Result{Connections: cr.Connections, Nodes: cr.Nodes, Missing: cr.Missing, Complete: cr.Complete()}
 	act.Result = &res
 	h.done(r, actor, act, http.StatusOK)
-	writeJSON(w, http.StatusOK, actionResponse{Action: act.Action, User: act.User, TokenID: act.TokenID, Result: res})
+	writeJSON(w, http.StatusOK, actionResponse{Action: act.Action, User: act.User, Room: act.Room, TokenID: act.TokenID, Result: res})
 }
 
 // actionFailed answers and records a failed action.

@@ -186,6 +186,8 @@ var routeTable = []route{
 	{http.MethodPost, "/disconnect", (*Handler).disconnect},
 	{http.MethodPost, "/revoke", (*Handler).revoke},
 	{http.MethodPost, "/recheck", (*Handler).recheck},
+	{http.MethodPost, "/join", (*Handler).join},
+	{http.MethodPost, "/leave", (*Handler).leave},
 }
 
 // ServeHTTP authenticates the request, then routes it: 401 or 403 first,

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -178,6 +179,8 @@ var validBody = map[string]any{
 	"/disconnect": map[string]any{"user": "nobody"},
 	"/revoke":     map[string]any{"user": "nobody"},
 	"/recheck":    map[string]any{"user": "nobody"},
+	"/join":       map[string]any{"user": "nobody", "room": "device:1"},
+	"/leave":      map[string]any{"user": "nobody", "room": "device:1"},
 }
 
 // TestRoutes_refused iterates over the route table: every endpoint refuses a
@@ -276,6 +279,9 @@ func TestHandler_requests(t *testing.T) {
 		{"bad room", "POST", "/publish", "application/json", `{"room":"a::b","event":"x"}`, 400, "bad_request"},
 		{"bad event", "POST", "/publish", "application/json", `{"room":"staff","event":"x y"}`, 400, "bad_request"},
 		{"bad data", "POST", "/publish", "application/json", `{"room":"staff","event":"x","data":}`, 400, "bad_request"},
+		{"join bad room", "POST", "/join", "application/json", `{"user":"x","room":"a::b"}`, 400, "bad_request"},
+		{"leave no room", "POST", "/leave", "application/json", `{"user":"x"}`, 400, "bad_request"},
+		{"revoke both", "POST", "/revoke", "application/json", `{"user":"x","token_id":"j"}`, 400, "bad_request"},
 		{"revoke nothing", "POST", "/revoke", "application/json", `{"reason":"x"}`, 400, "bad_request"},
 		{"revoke future", "POST", "/revoke", "application/json", `{"user":"x","issued_before":"2999-01-01T00:00:00Z"}`, 400, "bad_request"},
 		{"presence no room", "GET", "/presence", "", "", 400, "bad_request"},
@@ -592,4 +598,35 @@ func TestHandler_incomplete(t *testing.T) {
 	if !strings.Contains(e.logs.String(), `"level":"WARN","msg":"rthub admin: action","action":"disconnect"`) {
 		t.Fatalf("no warning in\n%s", e.logs.String())
 	}
+}
+
+func TestHandler_joinLeave(t *testing.T) {
+	e := newEnv(t, nil)
+	admin := token(t, "ann", "admin")
+	a1, a2 := e.connect(t, "alice", "staff"), e.connect(t, "alice", "staff")
+	// Staff may not join admin themselves; the server-side join bypasses the policy.
+	status, m := e.call(t, admin, "POST", "/join", map[string]any{"user": "alice", "room": "admin"})
+	if status != 200 || m["connections"] != 2.0 || m["room"] != "admin" || m["complete"] != true {
+		t.Fatalf("join: %d %v", status, m)
+	}
+	waitRooms := func(want bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			in1, in2 := slices.Contains(a1.Rooms(), "admin"), slices.Contains(a2.Rooms(), "admin")
+			if in1 == want && in2 == want && (e.hub.RoomMembers("admin") == 2) == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("in admin: %v %v, %d members; want %v", in1, in2, e.hub.RoomMembers("admin"), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitRooms(true)
+	status, m = e.call(t, admin, "POST", "/leave", map[string]any{"user": "alice", "room": "admin"})
+	if status != 200 || m["connections"] != 2.0 {
+		t.Fatalf("leave: %d %v", status, m)
+	}
+	waitRooms(false)
 }

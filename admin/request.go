@@ -71,6 +71,23 @@ func (u *userRequest) check() error {
 	return checkReason(u.Reason)
 }
 
+// roomUserRequest is the body of POST /join and POST /leave.
+type roomUserRequest struct {
+	User   string `json:"user"`
+	Room   string `json:"room"`
+	Reason string `json:"reason"`
+}
+
+func (u *roomUserRequest) check() error {
+	if err := checkUser(u.User, true); err != nil {
+		return err
+	}
+	if err := rthub.ValidRoom(u.Room); err != nil {
+		return fmt.Errorf("%w: room: %v", errBadRequest, err)
+	}
+	return checkReason(u.Reason)
+}
+
 // revokeRequest is the body of POST /revoke: a token ID, or a user's tokens
 // issued before a time (default: now).
 type revokeRequest struct {

@@ -18,6 +18,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"room":"staff","event":"notice","data":{"a":1}}`,
 		`{"room":"staff","event":"notice","data":null,"key":"k"}`,
 		`{"user":"alice","reason":"bye"}`,
+		`{"user":"alice","room":"device:1"}`,
 		`{"user":"alice","token_id":"j1","issued_before":"2026-01-01T00:00:00Z"}`,
 		`{"user":"a\u0000"}`, `{"user":1}`, `{}{}`, `[1]`, ` {"user":"x"} `, `{"room":"a::b","event":"e"}`,
 		`{"user":"x","extra":1}`, `{"issued_before":"x"}`, "",
@@ -41,6 +42,12 @@ func FuzzDecodeRequest(f *testing.F) {
 		if err := decodeJSON(body, &u); err == nil && u.check() == nil {
 			if u.User == "" || len(u.User) > MaxUserLen || len(u.Reason) > MaxReasonLen || !printable(u.User) || !printable(u.Reason) {
 				t.Fatalf("accepted %+v", u)
+			}
+		}
+		var ru roomUserRequest
+		if err := decodeJSON(body, &ru); err == nil && ru.check() == nil {
+			if ru.User == "" || rthub.ValidRoom(ru.Room) != nil || len(ru.Reason) > MaxReasonLen {
+				t.Fatalf("accepted %+v", ru)
 			}
 		}
 		var v revokeRequest
