@@ -2,6 +2,7 @@ package rthub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -340,4 +341,38 @@ func TestIncompleteError(t *testing.T) {
 	if !errors.As(err, &ie) || ie.Result.Complete() || ie.Result.Connections != 3 {
 		t.Fatalf("errors.As: %+v", ie)
 	}
+}
+
+// FuzzHandleControl: a control message from the broker (another node, or
+// anything on the control channel) never panics the hub, and the answer is
+// always one the caller decodes.
+func FuzzHandleControl(f *testing.F) {
+	for _, s := range []string{
+		`{"op":"user","sub":"alice","kind":"disconnect","reason":"bye"}`,
+		`{"op":"user","sub":"alice","kind":"join","room":"device:1"}`,
+		`{"op":"user","sub":"alice","kind":"leave","room":"a b"}`,
+		`{"op":"user","sub":"alice","kind":"recheck"}`,
+		`{"op":"user","sub":"alice","kind":"nope"}`,
+		`{"op":"revoke","rev":{"sub":"mallory","before":1,"exp":9999999999999999999}}`,
+		`{"op":"revoke","rev":{"jti":"j","exp":1}}`,
+		`{"op":"revoke"}`,
+		`{"op":"x"}`,
+		`[]`, `null`, `{`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	h, url := testHub(f, nil)
+	c := dial(f, url, testToken(f, "alice", time.Hour, "staff"))
+	c.readType("welcome")
+	ch := controlHandler{h}
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		out := ch.HandleControl(t.Context(), msg)
+		var a controlAnswer
+		if err := json.Unmarshal(out, &a); err != nil {
+			t.Fatalf("answer %q does not decode: %v", out, err)
+		}
+		if a.N < 0 || a.Found < 0 {
+			t.Fatalf("answer %+v", a)
+		}
+	})
 }

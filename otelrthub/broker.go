@@ -32,20 +32,54 @@ import (
 // published.
 //
 // If b is an [rthub.StateBroker] (keyed latest state), so is the result; its
-// State calls pass through untraced.
+// State calls pass through untraced. Likewise for an [rthub.ControlBroker]
+// (the control plane: cluster-wide ControlUser and Revoke).
 func WrapBroker(b rthub.Broker, opts Options) rthub.Broker {
 	tb := &tracedBroker{next: b, tr: opts.tracer()}
 	ps, presence := b.(rthub.PresenceStore)
 	sb, state := b.(rthub.StateBroker)
+	cb, control := b.(rthub.ControlBroker)
 	switch {
+	case presence && state && control:
+		return &tracedPresenceStateControlBroker{tb, ps, sb, cb}
 	case presence && state:
 		return &tracedPresenceStateBroker{tb, ps, sb}
+	case presence && control:
+		return &tracedPresenceControlBroker{tb, ps, cb}
+	case state && control:
+		return &tracedStateControlBroker{tb, sb, cb}
 	case presence:
 		return &tracedPresenceBroker{tb, ps}
 	case state:
 		return &tracedStateBroker{tb, sb}
+	case control:
+		return &tracedControlBroker{tb, cb}
 	}
 	return tb
+}
+
+type tracedControlBroker struct {
+	*tracedBroker
+	rthub.ControlBroker
+}
+
+type tracedPresenceControlBroker struct {
+	*tracedBroker
+	rthub.PresenceStore
+	rthub.ControlBroker
+}
+
+type tracedStateControlBroker struct {
+	*tracedBroker
+	rthub.StateBroker
+	rthub.ControlBroker
+}
+
+type tracedPresenceStateControlBroker struct {
+	*tracedBroker
+	rthub.PresenceStore
+	rthub.StateBroker
+	rthub.ControlBroker
 }
 
 type tracedStateBroker struct {
@@ -75,6 +109,12 @@ var (
 	_ rthub.StateBroker   = (*tracedStateBroker)(nil)
 	_ rthub.StateBroker   = (*tracedPresenceStateBroker)(nil)
 	_ rthub.PresenceStore = (*tracedPresenceStateBroker)(nil)
+	_ rthub.ControlBroker = (*tracedControlBroker)(nil)
+	_ rthub.ControlBroker = (*tracedPresenceControlBroker)(nil)
+	_ rthub.ControlBroker = (*tracedStateControlBroker)(nil)
+	_ rthub.ControlBroker = (*tracedPresenceStateControlBroker)(nil)
+	_ rthub.StateBroker   = (*tracedPresenceStateControlBroker)(nil)
+	_ rthub.PresenceStore = (*tracedPresenceStateControlBroker)(nil)
 )
 
 func (b *tracedBroker) start(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {

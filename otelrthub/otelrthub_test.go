@@ -432,3 +432,39 @@ type tick struct {
 }
 
 var tickEvent = rthub.NewEvent[tick]("tick")
+
+// A ControlBroker stays one when wrapped, whatever else it is, so control
+// calls still reach every node: a revocation made on one wrapped node is
+// kept by the other.
+func TestWrapBroker_keepsControlBroker(t *testing.T) {
+	t.Parallel()
+	first, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type controlBroker interface {
+		rthub.Broker
+		rthub.ControlBroker
+	}
+	for name, b := range map[string]rthub.Broker{
+		"memory (state, control)": first,
+		"presence and control": struct {
+			controlBroker
+			rthub.PresenceStore
+		}{first, presenceBroker{Broker: first}},
+		"control only": struct{ controlBroker }{first},
+	} {
+		if _, ok := otelrthub.WrapBroker(b, otelrthub.Options{}).(rthub.ControlBroker); !ok {
+			t.Errorf("%s: ControlBroker lost when wrapped", name)
+		}
+	}
+	hubA, _ := staffHub(t, otelrthub.WrapBroker(first, otelrthub.Options{}), nil, plainHandler)
+	hubB, _ := staffHub(t, otelrthub.WrapBroker(first.Peer(), otelrthub.Options{}), nil, plainHandler)
+	res, err := hubA.Revoke(t.Context(), rthub.Revocation{Subject: "mallory"})
+	if err != nil || res.Nodes != 2 {
+		t.Fatalf("Revoke through wrapped brokers = %+v, %v; want 2 nodes", res, err)
+	}
+	if n := hubB.Stats().RevocationsKept; n != 1 {
+		t.Errorf("the other node keeps %d revocations, want 1", n)
+	}
+}

@@ -160,7 +160,7 @@ func parseEnvelope(m string) (node, id string, data []byte, ok bool) {
 	}
 	ls, rest, ok := strings.Cut(rest, ":")
 	n, err := strconv.Atoi(ls)
-	if !ok || err != nil || n < 0 || len(rest) < n+16 {
+	if !ok || err != nil || n < 0 || n > len(rest)-16 {
 		return "", "", nil, false
 	}
 	return rest[:n], rest[n : n+16], []byte(rest[n+16:]), true
