@@ -45,6 +45,8 @@ async function dashboardLogin(page, user, password) {
   await page.fill("#password", password);
   await page.click("#login-form button[type=submit]");
   await page.waitForSelector('[data-testid=conn-state][data-state="live"]', { timeout: 15000 });
+  // The dashboard keeps its session (with the token) in sessionStorage.
+  tokens.add(await page.evaluate(() => JSON.parse(sessionStorage.getItem("rthub-iot-session")).token));
 }
 
 // signedOut waits for the dashboard's sign-in with a reason matching re.
