@@ -230,8 +230,12 @@ func TestConsole_requests(t *testing.T) {
 	if code := s.do(t, "GET", "/console/api/stats", s.token(t, "admin"), nil, nil); code != 401 {
 		t.Errorf("a token on the console API: %d, want 401", code)
 	}
-	if code := s.do(t, "GET", "/api/admin/stats", s.token(t, "admin"), nil, nil); code != 200 {
-		t.Errorf("an admin token on /api/admin/: %d, want 200", code)
+	var stats struct {
+		Hub    map[string]any `json:"hub"`
+		Broker map[string]any `json:"broker"`
+	}
+	if code := s.do(t, "GET", "/api/admin/stats", s.token(t, "admin"), nil, &stats); code != 200 || stats.Hub == nil || stats.Broker == nil {
+		t.Errorf("an admin token on /api/admin/stats: %d, hub %v, broker %v; want 200 with both", code, stats.Hub != nil, stats.Broker)
 	}
 	if code := s.do(t, "GET", "/api/admin/stats", s.token(t, "alice"), nil, nil); code != 403 {
 		t.Errorf("a staff token on /api/admin/: %d, want 403", code)
