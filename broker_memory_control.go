@@ -89,7 +89,9 @@ func (b *MemoryBroker) StartControl(ctx context.Context, node string, h ControlH
 }
 
 // Control implements [ControlBroker]. Each live node's handler runs on a
-// goroutine of that node (owner: the node; Close waits for it).
+// goroutine of that node (owner: the node; Close waits for it). A node
+// with 64 handler calls in flight misses the message and is returned as
+// missing at once.
 func (b *MemoryBroker) Control(ctx context.Context, msg []byte) ([]ControlReply, []string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
@@ -114,6 +116,7 @@ func (b *MemoryBroker) Control(ctx context.Context, msg []byte) ([]ControlReply,
 	}
 	answers := make(chan answer, len(nodes)) // never blocks a handler goroutine
 	pending := make(map[string]bool, len(nodes))
+	var saturated []string // missing at once: not waited for
 	msg = slices.Clone(msg) // the caller may reuse its slice; handlers keep this one
 	for _, nb := range nodes {
 		n := &nb.ctl
@@ -123,13 +126,14 @@ func (b *MemoryBroker) Control(ctx context.Context, msg []byte) ([]ControlReply,
 			n.mu.Unlock()
 			continue
 		}
-		pending[name] = true
 		select {
 		case n.sem <- struct{}{}:
 		default: // the node is saturated: it misses this message
 			n.mu.Unlock()
+			saturated = append(saturated, name)
 			continue
 		}
+		pending[name] = true
 		h, nctx := n.h, n.ctx
 		n.wg.Go(func() {
 			defer func() { <-n.sem }()
@@ -146,7 +150,7 @@ func (b *MemoryBroker) Control(ctx context.Context, msg []byte) ([]ControlReply,
 				replies = append(replies, ControlReply{Node: a.node, Data: a.reply})
 			}
 		case <-ctx.Done():
-			missing := make([]string, 0, len(pending))
+			missing := saturated
 			for name := range pending {
 				missing = append(missing, name)
 			}
@@ -154,7 +158,8 @@ func (b *MemoryBroker) Control(ctx context.Context, msg []byte) ([]ControlReply,
 			return replies, missing, nil
 		}
 	}
-	return replies, nil, nil
+	slices.Sort(saturated)
+	return replies, saturated, nil
 }
 
 // PutRevocation implements [ControlBroker]: rec is kept, shared by the

@@ -176,3 +176,63 @@ func TestControlCluster_Incomplete(t *testing.T) {
 		t.Errorf("ControlIncomplete = %d", st.ControlIncomplete)
 	}
 }
+
+// brokenControl is a memory broker whose control plane fails after it
+// started: the cluster is out of reach.
+type brokenControl struct{ *MemoryBroker }
+
+var errControlDown = errors.New("control plane down")
+
+func (b brokenControl) Control(context.Context, []byte) ([]ControlReply, []string, error) {
+	return nil, nil, errControlDown
+}
+func (b brokenControl) PutRevocation(context.Context, []byte, time.Duration) error {
+	return errControlDown
+}
+
+// Without a ControlBroker the calls act on this node only; with one that
+// fails they act here and say the rest is unknown.
+func TestControl_NoOrBrokenControlPlane(t *testing.T) {
+	t.Parallel()
+	mb, err := NewMemoryBroker(MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name        string
+		broker      Broker
+		wantMissing int
+		wantErr     error
+		revokeErr   error
+	}{
+		{"plain broker: this node only", struct{ Broker }{mb}, 0, nil, nil},
+		{"broken control plane", brokenControl{mb.Peer()}, -1, ErrIncomplete, errControlDown},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h, url := testHub(t, func(o *Options) { o.Broker = tc.broker })
+			c := dial(t, url, testToken(t, "bob", time.Hour, "staff"))
+			c.readType("welcome")
+			res, err := h.ControlUser(t.Context(), "bob", UserAction{Kind: UserDisconnect})
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
+				t.Fatalf("ControlUser: %v, want %v", err, tc.wantErr)
+			}
+			if tc.wantErr != nil && !errors.Is(err, errControlDown) {
+				t.Errorf("the broker's error is not in the chain: %v", err)
+			}
+			if res != (ControlResult{Connections: 1, Nodes: 1, Missing: tc.wantMissing}) {
+				t.Errorf("result %+v", res)
+			}
+			if code := c.closeCode(); code != int(CloseDisconnected) {
+				t.Errorf("close code %d", code)
+			}
+			_, err = h.Revoke(t.Context(), Revocation{Subject: "bob"})
+			if !errors.Is(err, tc.revokeErr) || (tc.revokeErr == nil && err != nil) {
+				t.Fatalf("Revoke: %v, want %v", err, tc.revokeErr)
+			}
+			// Enforced here either way.
+			expectRefused(t, url, testToken(t, "bob", time.Hour, "staff"), "token_revoked")
+		})
+	}
+}

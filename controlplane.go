@@ -117,10 +117,11 @@ type UserAction struct {
 // Across nodes it needs a broker that implements [ControlBroker] (the
 // memory broker and the Redis broker do); with another, it acts on this
 // node only. It waits for the answer of every node known to be live until
-// ctx ends: give ctx a deadline (a few seconds), or it waits for ever for a
-// node that crashed after its last heartbeat. When some node did not answer
-// in time the error wraps [ErrIncomplete] (an *[IncompleteError] with the
-// partial result); the nodes that answered did act.
+// ctx ends or Options.BrokerTimeout (default 5 s) passes, whichever comes
+// first (a node that crashed stays known to be live for the broker's
+// heartbeat TTL: redisbroker's NodeTTL, 3 s by default). When some node did
+// not answer in time the error wraps [ErrIncomplete] (an *[IncompleteError]
+// with the partial result); the nodes that answered did act.
 //
 // Errors: [ErrBadRequest] for an unknown kind or an empty subject,
 // [ErrBadRoom]; [ErrNotFound] when the user has no connection on any node
@@ -202,7 +203,10 @@ func (h *Hub) Revoke(ctx context.Context, r Revocation) (ControlResult, error) {
 	h.stats.revocations.Add(1)
 	if h.ctl != nil {
 		data, _ := json.Marshal(rec) // cannot fail: strings and numbers
-		if err := h.ctl.PutRevocation(ctx, data, h.opts.Revocation.TTL); err != nil {
+		pctx, cancel := context.WithTimeout(ctx, h.opts.BrokerTimeout)
+		err := h.ctl.PutRevocation(pctx, data, h.opts.Revocation.TTL)
+		cancel()
+		if err != nil {
 			h.stats.brokerErrors.Add(1)
 			return ControlResult{}, fmt.Errorf("rthub: storing the revocation: %w", err)
 		}
@@ -246,6 +250,8 @@ type controlTally struct {
 // answer.
 func (h *Hub) control(ctx context.Context, m controlMsg) (ControlResult, controlTally, error) {
 	h.stats.controlCalls.Add(1)
+	ctx, cancel := context.WithTimeout(ctx, h.opts.BrokerTimeout) // the answers are waited for at most this long
+	defer cancel()
 	var (
 		res     ControlResult
 		t       controlTally
