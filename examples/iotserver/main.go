@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/org/rthub"
+	"github.com/org/rthub/admin"
 	"github.com/org/rthub/mqttbridge"
 )
 
@@ -161,13 +162,17 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	if err != nil {
 		return err
 	}
+	refusals := admin.NewRefusalLog(0) // the newest 256, for the admin API
 	hub, err := rthub.New(rthub.Options{
-		Auth:         rthub.AuthOptions{Keys: map[string]any{"": cfg.Secret}, Algorithms: []string{"HS256"}},
-		Policy:       pol,
-		Origin:       origin,
-		DrainWindow:  cfg.Drain,
-		Broker:       hubBroker,
-		OnRefused:    met.col.OnRefused(tr.onRefused(func(_ context.Context, r rthub.Refusal) { aud.add(refusalEntry(r)) })),
+		Auth:        rthub.AuthOptions{Keys: map[string]any{"": cfg.Secret}, Algorithms: []string{"HS256"}},
+		Policy:      pol,
+		Origin:      origin,
+		DrainWindow: cfg.Drain,
+		Broker:      hubBroker,
+		OnRefused: met.col.OnRefused(tr.onRefused(func(ctx context.Context, r rthub.Refusal) {
+			aud.add(refusalEntry(r))
+			refusals.Record(ctx, r)
+		})),
 		OnConnect:    onConnect,
 		OnDisconnect: met.col.OnDisconnect(onDisconnect),
 		Logger:       log.With("component", "hub"),
@@ -298,7 +303,7 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	}
 	closing := false
 	var closingMu sync.Mutex
-	a := &api{cfg: cfg, hub: hub, pub: pub, ws: tr.handler(hub), metrics: met.handler(log), tracing: tr, store: store, alerts: alerts, health: health, analytics: analytics, audit: aud, sim: sim, log: log,
+	a := &api{cfg: cfg, hub: hub, pub: pub, ws: tr.handler(hub), metrics: met.handler(log), tracing: tr, store: store, alerts: alerts, health: health, analytics: analytics, audit: aud, sim: sim, log: log, refusals: refusals, brokerSt: brokerStats(hubBroker),
 		ready: readyCheck(store, func() bool { return bridge.Stats().Subscribed }, func() bool {
 			closingMu.Lock()
 			defer closingMu.Unlock()
