@@ -101,7 +101,7 @@ func (ch controlHandler) HandleControlResync() {
 // (the broker is out of reach) serves without them, logs an error and
 // retries every BrokerTimeout.
 func (h *Hub) startControl(ctx context.Context) error {
-	cb, ok := h.broker.(ControlBroker)
+	cb, ok := BrokerAs[ControlBroker](h.broker)
 	if !ok {
 		return nil
 	}

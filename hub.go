@@ -34,6 +34,8 @@ type Hub struct {
 	resyncCh chan resyncRetry // rooms whose resync read failed, for the resyncer
 	handlers map[string]Handler
 	validate map[string]*jsonschema.Validator // by event; nil without Options.ValidateEmits
+	rpc      *rpcTable                        // RPC handlers (Options.RPCs)
+	idem     *idemStore                       // idempotency keys; nil when off
 	comp     *compressor
 	log      *slog.Logger
 	nodeID   string
@@ -107,6 +109,11 @@ func New(opts Options) (*Hub, error) {
 	if pol != nil {
 		errs = append(errs, checkPolicyUse(opts.Policy, handlers, opts.PublishOnly)...)
 	}
+	rpct, rerrs := buildRPCs(&opts)
+	errs = append(errs, rerrs...)
+	if pol != nil {
+		errs = append(errs, checkCallRules(opts.Policy, rpct)...)
+	}
 	var validators map[string]*jsonschema.Validator
 	if opts.ValidateEmits {
 		var verrs []error
@@ -138,6 +145,8 @@ func New(opts Options) (*Hub, error) {
 		revKick:  make(chan struct{}, 1),
 		syncKick: make(chan struct{}, 1),
 		handlers: handlers,
+		rpc:      rpct,
+		idem:     newIdemStore(opts.Idempotency, opts.Broker),
 		validate: validators,
 		comp:     newCompressor(opts.Compression.Level),
 		log:      opts.Logger,
@@ -173,7 +182,7 @@ func New(opts Options) (*Hub, error) {
 	for range syncWorkers {
 		h.bg.Go(h.syncWorker)
 	}
-	if ps, ok := h.broker.(PresenceStore); ok && len(pol.presence) > 0 {
+	if ps, ok := BrokerAs[PresenceStore](h.broker); ok && len(pol.presence) > 0 {
 		h.pstore = ps
 		h.bg.Go(h.presenceKeeper)
 	}

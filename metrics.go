@@ -233,6 +233,15 @@ type Stats struct {
 	OverflowConflated uint64
 	GapNotices        uint64
 
+	// Calls counts the RPC calls started (docs/rpc.md), retries answered
+	// from the idempotency memory included.
+	Calls uint64
+	// Replayed counts the emits and calls with an idempotency key answered
+	// with the remembered outcome of their first run; Joined those that
+	// arrived while the first run was still going and waited for it
+	// ([IdempotencyOptions]). Neither ran a handler.
+	Replayed, Joined uint64
+
 	// HistoryBytes and HistoryEvictions are the in-memory broker's (see
 	// [MemoryBrokerStats]); 0 with another broker, whose history lives
 	// outside the process.
@@ -291,6 +300,8 @@ type hubStats struct {
 	controlCalls, controlIncomplete    atomic.Uint64
 	revocations, revokedConns          atomic.Uint64
 	revokedRefused, revocationsDropped atomic.Uint64
+	calls                              atomic.Uint64
+	idemReplayed, idemJoined           atomic.Uint64
 	events                             eventCounters
 }
 
@@ -352,6 +363,9 @@ func (h *Hub) Stats() Stats {
 	s.RevokedRefused = st.revokedRefused.Load()
 	s.RevocationsDropped = st.revocationsDropped.Load()
 	s.RevocationsKept = h.revs.len()
+	s.Calls = st.calls.Load()
+	s.Replayed = st.idemReplayed.Load()
+	s.Joined = st.idemJoined.Load()
 	s.Events = st.events.snapshot()
 	if mb, ok := h.broker.(interface{ Stats() MemoryBrokerStats }); ok {
 		ms := mb.Stats()

@@ -68,7 +68,7 @@ func (h *ctlHandler) HandleControlResync() {}
 func (s *suite) controlNode(t *testing.T) (rthub.ControlBroker, *ctlHandler) {
 	t.Helper()
 	b, _ := s.node(t)
-	cb, ok := b.(rthub.ControlBroker)
+	cb, ok := rthub.BrokerAs[rthub.ControlBroker](b)
 	if !ok {
 		t.Skipf("%T does not implement rthub.ControlBroker", b)
 	}

@@ -31,66 +31,19 @@ import (
 // Header, so nodes can be wrapped one at a time; History returns it as
 // published.
 //
-// If b is an [rthub.StateBroker] (keyed latest state), so is the result; its
-// State calls pass through untraced. Likewise for an [rthub.ControlBroker]
-// (the control plane: cluster-wide ControlUser and Revoke).
+// The optional extras of b pass through untraced. The result names b with an
+// Unwrap method, so the hub finds b's [rthub.StateBroker] (keyed latest
+// state), [rthub.ControlBroker] (the control plane: cluster-wide ControlUser
+// and Revoke) and [rthub.IdempotencyStore] (idempotency keys shared by the
+// hubs) through it with [rthub.BrokerAs]; code of your own that looks for
+// them on the result does the same. An [rthub.PresenceStore] b makes the
+// result one too, as it always has.
 func WrapBroker(b rthub.Broker, opts Options) rthub.Broker {
 	tb := &tracedBroker{next: b, tr: opts.tracer()}
-	ps, presence := b.(rthub.PresenceStore)
-	sb, state := b.(rthub.StateBroker)
-	cb, control := b.(rthub.ControlBroker)
-	switch {
-	case presence && state && control:
-		return &tracedPresenceStateControlBroker{tb, ps, sb, cb}
-	case presence && state:
-		return &tracedPresenceStateBroker{tb, ps, sb}
-	case presence && control:
-		return &tracedPresenceControlBroker{tb, ps, cb}
-	case state && control:
-		return &tracedStateControlBroker{tb, sb, cb}
-	case presence:
+	if ps, ok := b.(rthub.PresenceStore); ok {
 		return &tracedPresenceBroker{tb, ps}
-	case state:
-		return &tracedStateBroker{tb, sb}
-	case control:
-		return &tracedControlBroker{tb, cb}
 	}
 	return tb
-}
-
-type tracedControlBroker struct {
-	*tracedBroker
-	rthub.ControlBroker
-}
-
-type tracedPresenceControlBroker struct {
-	*tracedBroker
-	rthub.PresenceStore
-	rthub.ControlBroker
-}
-
-type tracedStateControlBroker struct {
-	*tracedBroker
-	rthub.StateBroker
-	rthub.ControlBroker
-}
-
-type tracedPresenceStateControlBroker struct {
-	*tracedBroker
-	rthub.PresenceStore
-	rthub.StateBroker
-	rthub.ControlBroker
-}
-
-type tracedStateBroker struct {
-	*tracedBroker
-	rthub.StateBroker
-}
-
-type tracedPresenceStateBroker struct {
-	*tracedBroker
-	rthub.PresenceStore
-	rthub.StateBroker
 }
 
 type tracedBroker struct {
@@ -106,16 +59,10 @@ type tracedPresenceBroker struct {
 var (
 	_ rthub.Broker        = (*tracedBroker)(nil)
 	_ rthub.PresenceStore = (*tracedPresenceBroker)(nil)
-	_ rthub.StateBroker   = (*tracedStateBroker)(nil)
-	_ rthub.StateBroker   = (*tracedPresenceStateBroker)(nil)
-	_ rthub.PresenceStore = (*tracedPresenceStateBroker)(nil)
-	_ rthub.ControlBroker = (*tracedControlBroker)(nil)
-	_ rthub.ControlBroker = (*tracedPresenceControlBroker)(nil)
-	_ rthub.ControlBroker = (*tracedStateControlBroker)(nil)
-	_ rthub.ControlBroker = (*tracedPresenceStateControlBroker)(nil)
-	_ rthub.StateBroker   = (*tracedPresenceStateControlBroker)(nil)
-	_ rthub.PresenceStore = (*tracedPresenceStateControlBroker)(nil)
 )
+
+// Unwrap returns the broker b traces, for [rthub.BrokerAs].
+func (b *tracedBroker) Unwrap() rthub.Broker { return b.next }
 
 func (b *tracedBroker) start(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
 	return b.tr.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))

@@ -236,7 +236,46 @@ func TestWrapBroker_keepsPresenceStore(t *testing.T) {
 
 func isPresence(b rthub.Broker) bool { _, ok := b.(rthub.PresenceStore); return ok }
 
-// A StateBroker stays one when wrapped (with or without PresenceStore), and
+// An IdempotencyStore stays reachable (rthub.BrokerAs) when wrapped, keeping the other optional
+// interfaces as they were.
+func TestWrapBroker_keepsIdempotencyStore(t *testing.T) {
+	t.Parallel()
+	mb, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	isIdem := func(b rthub.Broker) bool { _, ok := rthub.BrokerAs[rthub.IdempotencyStore](b); return ok }
+	isState := func(b rthub.Broker) bool { _, ok := rthub.BrokerAs[rthub.StateBroker](b); return ok }
+	type idemBroker struct {
+		rthub.Broker
+		rthub.IdempotencyStore
+	}
+	for name, b := range map[string]rthub.Broker{
+		"memory": mb,
+		"idem":   idemBroker{Broker: mb},
+		"idem+presence": struct {
+			presenceBroker
+			rthub.IdempotencyStore
+		}{presenceBroker{Broker: mb}, nil},
+		"idem+state": struct {
+			*rthub.MemoryBroker
+			rthub.IdempotencyStore
+		}{mb, nil},
+		"idem+presence+state": struct {
+			*rthub.MemoryBroker
+			rthub.PresenceStore
+			rthub.IdempotencyStore
+		}{mb, nil, nil},
+	} {
+		w := otelrthub.WrapBroker(b, otelrthub.Options{})
+		if isIdem(w) != isIdem(b) || isPresence(w) != isPresence(b) || isState(w) != isState(b) {
+			t.Errorf("%s: after wrapping IdempotencyStore %v (was %v), PresenceStore %v (%v), StateBroker %v (%v)",
+				name, isIdem(w), isIdem(b), isPresence(w), isPresence(b), isState(w), isState(b))
+		}
+	}
+}
+
+// A StateBroker stays reachable (rthub.BrokerAs) when wrapped (with or without PresenceStore), and
 // its State answers through the wrapper.
 func TestWrapBroker_keepsStateBroker(t *testing.T) {
 	t.Parallel()
@@ -256,7 +295,7 @@ func TestWrapBroker_keepsStateBroker(t *testing.T) {
 		}{mb, presenceBroker{Broker: mb}},
 	} {
 		w := otelrthub.WrapBroker(b, otelrthub.Options{})
-		sb, ok := w.(rthub.StateBroker)
+		sb, ok := rthub.BrokerAs[rthub.StateBroker](w)
 		if !ok || isPresence(w) != isPresence(b) {
 			t.Fatalf("%s: StateBroker %v, PresenceStore %v after wrapping", name, ok, isPresence(w))
 		}
@@ -433,7 +472,7 @@ type tick struct {
 
 var tickEvent = rthub.NewEvent[tick]("tick")
 
-// A ControlBroker stays one when wrapped, whatever else it is, so control
+// A ControlBroker stays reachable (rthub.BrokerAs) when wrapped, whatever else it is, so control
 // calls still reach every node: a revocation made on one wrapped node is
 // kept by the other.
 func TestWrapBroker_keepsControlBroker(t *testing.T) {
@@ -454,7 +493,7 @@ func TestWrapBroker_keepsControlBroker(t *testing.T) {
 		}{first, presenceBroker{Broker: first}},
 		"control only": struct{ controlBroker }{first},
 	} {
-		if _, ok := otelrthub.WrapBroker(b, otelrthub.Options{}).(rthub.ControlBroker); !ok {
+		if _, ok := rthub.BrokerAs[rthub.ControlBroker](otelrthub.WrapBroker(b, otelrthub.Options{})); !ok {
 			t.Errorf("%s: ControlBroker lost when wrapped", name)
 		}
 	}
