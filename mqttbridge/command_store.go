@@ -26,7 +26,7 @@ type CommandStore interface {
 	// state, as long as it keeps it).
 	Add(ctx context.Context, c Result, perDevice, total int) error
 	// Queued returns up to n of the device's queued commands whose Expires
-	// is after now, oldest first.
+	// is after now, oldest (Created) first.
 	Queued(ctx context.Context, device string, now time.Time, n int) ([]Result, error)
 	// Claim moves a queued command whose Expires is after at to
 	// [CommandSent], with SentAt at, and reports true; it reports false,
@@ -110,12 +110,12 @@ func (s *MemoryCommandStore) Queued(ctx context.Context, device string, now time
 	defer s.mu.Unlock()
 	var out []Result
 	for _, id := range s.byDevice[device] {
-		c := s.cmds[id]
-		if c.State == CommandQueued && c.Expires.After(now) && len(out) < n {
+		if c := s.cmds[id]; c.State == CommandQueued && c.Expires.After(now) {
 			out = append(out, *c)
 		}
 	}
-	return out, nil
+	slices.SortStableFunc(out, func(a, b Result) int { return a.Created.Compare(b.Created) })
+	return out[:min(n, len(out))], nil
 }
 
 // Claim implements [CommandStore].
