@@ -51,6 +51,10 @@ func (h *Hub) handleMessage(c *conn, msg []byte) {
 		c.reply(cmd.ID, p, err)
 	case cmdViewing:
 		c.reply(cmd.ID, nil, h.setViewing(c.ctx, c, cmd.Target))
+	case cmdCall:
+		h.clientCall(c, cmd)
+	case cmdCancel:
+		h.clientCancel(c, cmd)
 	}
 }
 

@@ -61,6 +61,10 @@ type conn struct {
 	deflate    bool
 	limit      *cmdLimit // command rate state, made on the first command; read loop only
 
+	// callSlots are the running RPC calls, made on the first call; the
+	// pointer is the read loop's.
+	callSlots *callSlots
+
 	ident     atomic.Pointer[Identity]
 	expiry    deadline     // the token's warning and exp on the hub's clock; removed at teardown
 	warnedExp atomic.Int64 // the exp (unix seconds) the expiring warning was sent for

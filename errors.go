@@ -40,6 +40,14 @@ var (
 	// ErrNotFound means a connection or user named in a server-side call is not
 	// connected to this hub.
 	ErrNotFound = errors.New("rthub: not found")
+	// ErrUnknownRPC means a client called an RPC the hub has no handler for.
+	ErrUnknownRPC = errors.New("rthub: unknown rpc")
+	// ErrTimeout means a call's handler did not finish before the call's
+	// deadline (the RPC's [RPCTimeout] or the client's, the earlier).
+	ErrTimeout = errors.New("rthub: timeout")
+	// ErrCanceled means the client cancelled a call before its handler
+	// finished.
+	ErrCanceled = errors.New("rthub: canceled")
 	// ErrInternal stands for any failure whose details must not reach a client.
 	ErrInternal = errors.New("rthub: internal error")
 
@@ -77,6 +85,9 @@ var errorCodes = []struct {
 	{ErrRateLimited, "rate_limited"},
 	{ErrMessageTooBig, "message_too_big"},
 	{ErrNotFound, "not_found"},
+	{ErrUnknownRPC, "unknown_rpc"},
+	{ErrTimeout, "timeout"},
+	{ErrCanceled, "canceled"},
 	{ErrTokenMissing, "token_missing"},
 	{ErrTokenMalformed, "token_malformed"},
 	{ErrTokenExpired, "token_expired"},

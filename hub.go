@@ -31,6 +31,7 @@ type Hub struct {
 	resyncCh chan resyncRetry // rooms whose resync read failed, for the resyncer
 	handlers map[string]Handler
 	validate map[string]*jsonschema.Validator // by event; nil without Options.ValidateEmits
+	rpc      *rpcTable                        // RPC handlers (Options.RPCs)
 	comp     *compressor
 	log      *slog.Logger
 	nodeID   string
@@ -104,6 +105,11 @@ func New(opts Options) (*Hub, error) {
 	if pol != nil {
 		errs = append(errs, checkPolicyUse(opts.Policy, handlers, opts.PublishOnly)...)
 	}
+	rpct, rerrs := buildRPCs(&opts)
+	errs = append(errs, rerrs...)
+	if pol != nil {
+		errs = append(errs, checkCallRules(opts.Policy, rpct)...)
+	}
 	var validators map[string]*jsonschema.Validator
 	if opts.ValidateEmits {
 		var verrs []error
@@ -133,6 +139,7 @@ func New(opts Options) (*Hub, error) {
 		resyncCh: make(chan resyncRetry, 4096),
 		syncKick: make(chan struct{}, 1),
 		handlers: handlers,
+		rpc:      rpct,
 		validate: validators,
 		comp:     newCompressor(opts.Compression.Level),
 		log:      opts.Logger,

@@ -30,6 +30,8 @@ const (
 	cmdPing     = "ping"
 	cmdPresence = "presence"
 	cmdViewing  = "viewing"
+	cmdCall     = "call"
+	cmdCancel   = "cancel"
 )
 
 // command is one decoded client → server message.
@@ -43,6 +45,13 @@ type command struct {
 	Since  *StreamPosition `json:"since"`
 	State  bool            `json:"state"`
 	Data   json.RawMessage `json:"data"`
+	// RPC, Timeout (milliseconds) and Call are the call and cancel
+	// commands' (docs/protocol.md §2.5); Idem is the idempotency key of an
+	// emit or a call.
+	RPC     string `json:"rpc"`
+	Timeout int64  `json:"timeout"`
+	Call    uint64 `json:"call"`
+	Idem    string `json:"idem"`
 }
 
 // decodeCommand parses one client message. The error wraps [ErrBadRequest] (not
@@ -77,6 +86,17 @@ func decodeCommand(b []byte) (command, error) {
 	case cmdRefresh:
 		if cmd.Token == "" {
 			return cmd, fmt.Errorf("%w: refresh needs a token", ErrBadRequest)
+		}
+	case cmdCall:
+		if cmd.RPC == "" {
+			return cmd, fmt.Errorf("%w: call needs an rpc", ErrBadRequest)
+		}
+		if cmd.Timeout < 0 {
+			return cmd, fmt.Errorf("%w: call timeout is negative", ErrBadRequest)
+		}
+	case cmdCancel:
+		if cmd.Call == 0 {
+			return cmd, fmt.Errorf("%w: cancel needs the id of a call", ErrBadRequest)
 		}
 	case cmdPing, cmdViewing:
 	case "":

@@ -164,7 +164,7 @@ func FuzzDecodeMessage(f *testing.F) {
 
 func knownOp(op string) bool {
 	switch op {
-	case cmdJoin, cmdLeave, cmdEmit, cmdRefresh, cmdPing, cmdPresence, cmdViewing:
+	case cmdJoin, cmdLeave, cmdEmit, cmdRefresh, cmdPing, cmdPresence, cmdViewing, cmdCall, cmdCancel:
 		return true
 	}
 	return false

@@ -233,6 +233,9 @@ type Stats struct {
 	OverflowConflated uint64
 	GapNotices        uint64
 
+	// Calls counts the RPC calls whose handler was started (docs/rpc.md).
+	Calls uint64
+
 	// HistoryBytes and HistoryEvictions are the in-memory broker's (see
 	// [MemoryBrokerStats]); 0 with another broker, whose history lives
 	// outside the process.
@@ -279,6 +282,7 @@ type hubStats struct {
 	droppedFrames                      atomic.Uint64
 	overflowDropped, overflowConflated atomic.Uint64
 	gapNotices                         atomic.Uint64
+	calls                              atomic.Uint64
 	events                             eventCounters
 }
 
@@ -333,6 +337,7 @@ func (h *Hub) Stats() Stats {
 	s.OverflowDropped = st.overflowDropped.Load()
 	s.OverflowConflated = st.overflowConflated.Load()
 	s.GapNotices = st.gapNotices.Load()
+	s.Calls = st.calls.Load()
 	s.Events = st.events.snapshot()
 	if mb, ok := h.broker.(interface{ Stats() MemoryBrokerStats }); ok {
 		ms := mb.Stats()

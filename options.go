@@ -21,6 +21,13 @@ type Options struct {
 	// [Event.Handle] and [Event.Relay]). An emit of any other event is answered
 	// with the error code unknown_event.
 	Handlers []Handler
+	// RPCs serve the RPCs clients call, one per RPC name (see [RPC.Handle]).
+	// A call of any other RPC is answered with the error code unknown_rpc.
+	RPCs []RPCHandler
+	// MaxCallsPerConn bounds the calls of one connection whose handlers run
+	// at once. Past it the hub stops reading the connection's commands until
+	// a call ends (the client is slowed down, not refused). Default 16.
+	MaxCallsPerConn int
 	// ValidateEmits checks the data of every client emit against the JSON
 	// Schema of its handler's payload type before decoding it (the schema
 	// package github.com/org/rthub/contract writes for clients; see
@@ -157,6 +164,7 @@ func (o *Options) setDefaults() error {
 		errs = append(errs, errors.New("rthub: MaxMessageSize is negative"))
 	}
 	defInt(&o.MaxRoomsPerConn, 100, "MaxRoomsPerConn")
+	defInt(&o.MaxCallsPerConn, 16, "MaxCallsPerConn")
 	defInt(&o.SendQueueMessages, 1024, "SendQueueMessages")
 	defInt(&o.SendQueueBytes, 4<<20, "SendQueueBytes")
 	def(&o.WriteTimeout, 10*time.Second, "WriteTimeout")

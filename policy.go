@@ -16,6 +16,7 @@ type Action uint8
 const (
 	ActionJoin Action = iota + 1 // join a room (client "join" command)
 	ActionEmit                   // emit an event to a room (client "emit" command)
+	ActionCall                   // call an RPC (client "call" command); room is "", event the RPC's name
 )
 
 // String returns "join", "emit", or "Action(N)" for any other value.
@@ -25,6 +26,8 @@ func (a Action) String() string {
 		return "join"
 	case ActionEmit:
 		return "emit"
+	case ActionCall:
+		return "call"
 	}
 	return fmt.Sprintf("Action(%d)", uint8(a))
 }
@@ -62,7 +65,8 @@ type Policy struct {
 	// the Message of a *[ReplyError] the hook returns with Code "forbidden". The
 	// hook's error stays in the returned error's chain for logging.
 	//
-	// For ActionJoin event is ""; for ActionEmit room is the target room. id must
+	// For ActionJoin event is ""; for ActionEmit room is the target room; for
+	// ActionCall room is "" and event is the RPC's name. id must
 	// be treated as read-only. Authorize runs on the connection's goroutine, is
 	// called concurrently for different connections, and must not block for long.
 	// A panic in Authorize is recovered and refuses the action as forbidden.
@@ -104,6 +108,10 @@ type RoleRules struct {
 	AutoJoin []string
 	// Emit lists the events this role may emit, and to which rooms.
 	Emit []EmitRule
+	// Call lists the RPCs this role may call: RPC names or patterns in the
+	// room pattern syntax (e.g. "device:*"; see [ValidPattern]), {sub}
+	// standing for the identity's subject. A call is not tied to a room.
+	Call []string
 }
 
 // EmitRule allows emitting the listed events to the listed rooms. Both lists must
@@ -133,6 +141,7 @@ type rolePolicy struct {
 	join     []pattern // Join patterns, then the AutoJoin rooms
 	autoJoin []pattern // without wildcards
 	emit     []emitRule
+	call     []pattern // Call patterns
 }
 
 // emitRule is the compiled form of EmitRule.
@@ -218,6 +227,7 @@ func compileRole(r RoleRules, report func(field string, err error)) *rolePolicy 
 		rp.autoJoin = append(rp.autoJoin, pt)
 		rp.join = append(rp.join, pt)
 	}
+	rp.call = patterns("Call", r.Call)
 	for i, e := range r.Emit {
 		field := fmt.Sprintf("Emit[%d]", i)
 		if len(e.Events) == 0 {
@@ -310,6 +320,26 @@ func (p *policy) allowEmit(id *Identity, event, room string) bool {
 	return false
 }
 
+// allowCall reports whether the declarative rules let id call the RPC name
+// (the hook is not consulted). It is false for a nil id or an invalid name.
+func (p *policy) allowCall(id *Identity, name string) bool {
+	if id == nil {
+		return false
+	}
+	if msg, _ := checkName(name); msg != "" {
+		return false
+	}
+	if p.every != nil && anyMatch(p.every.call, name, id.Subject) {
+		return true
+	}
+	for _, r := range id.Roles {
+		if rp := p.roles[r]; rp != nil && anyMatch(rp.call, name, id.Subject) {
+			return true
+		}
+	}
+	return false
+}
+
 // autoJoin returns the rooms id joins on connect: the AutoJoin rooms of its roles
 // and of "*", {sub} replaced by id.Subject, deduplicated and sorted. Rooms whose
 // substitution is not a valid room name are skipped. Nil if there are none.
@@ -352,12 +382,17 @@ func (p *policy) authorize(ctx context.Context, id *Identity, act Action, room, 
 		ok = p.allowJoin(id, room)
 	case ActionEmit:
 		ok = p.allowEmit(id, event, room)
+	case ActionCall:
+		ok = p.allowCall(id, event)
 	default:
 		return &forbiddenError{msg: "unknown action " + act.String()}
 	}
 	if !ok {
-		if act == ActionJoin {
+		switch act {
+		case ActionJoin:
 			return &forbiddenError{msg: "role may not join room " + quoteTrunc(room)}
+		case ActionCall:
+			return &forbiddenError{msg: "role may not call " + quoteTrunc(event)}
 		}
 		return &forbiddenError{msg: "role may not emit event " + quoteTrunc(event) + " to room " + quoteTrunc(room)}
 	}
@@ -375,6 +410,8 @@ func (p *policy) authorize(ctx context.Context, id *Identity, act Action, room, 
 		fe.msg = re.Message
 	case act == ActionJoin:
 		fe.msg = "not authorized to join room " + quoteTrunc(room)
+	case act == ActionCall:
+		fe.msg = "not authorized to call " + quoteTrunc(event)
 	default:
 		fe.msg = "not authorized to emit event " + quoteTrunc(event) + " to room " + quoteTrunc(room)
 	}

@@ -38,6 +38,9 @@ type Limits struct {
 	// event name); other commands cost 1. A cost of 0 makes an event free; a
 	// cost above CommandBurst can never be paid and is refused at New.
 	EventCosts map[string]int
+	// RPCCosts overrides the cost, in commands, of calling an RPC (by RPC
+	// name); other calls cost 1. The rules of EventCosts apply.
+	RPCCosts map[string]int
 	// AbuseThreshold is how many rate-limited commands a connection may send
 	// within AbuseWindow before it is closed with 1008 (policy violation):
 	// a client that keeps hammering after being told to slow down is hostile.
@@ -357,6 +360,11 @@ type cmdLimit struct {
 func (l *Limits) cost(cmd *command) int {
 	if cmd.Op == cmdEmit && l.EventCosts != nil {
 		if c, ok := l.EventCosts[cmd.Event]; ok {
+			return c
+		}
+	}
+	if cmd.Op == cmdCall && l.RPCCosts != nil {
+		if c, ok := l.RPCCosts[cmd.RPC]; ok {
 			return c
 		}
 	}

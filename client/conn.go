@@ -64,6 +64,12 @@ type command struct {
 	Since  *rthub.StreamPosition `json:"since,omitempty"`
 	State  bool                  `json:"state,omitempty"`
 	Data   json.RawMessage       `json:"data,omitempty"`
+	// RPC and Timeout (milliseconds) are a call's, Call a cancel's, Idem
+	// the idempotency key of an emit or a call (docs/protocol.md §2.5).
+	RPC     string `json:"rpc,omitempty"`
+	Timeout int64  `json:"timeout,omitempty"`
+	Call    uint64 `json:"call,omitempty"`
+	Idem    string `json:"idem,omitempty"`
 }
 
 var (
@@ -85,6 +91,9 @@ type conn struct {
 	born   time.Time               // when the connection attempt started (monotonic)
 	last   atomic.Int64            // time since born of the last message or ping from the server
 	out    chan []byte             // encoded commands to the writer
+	// cancels holds the ids of calls to cancel, for the writer (bounded:
+	// see cancelCall).
+	cancels chan uint64
 	// expiring signals the run goroutine that the token expires soon.
 	expiring chan struct{}
 	done     chan struct{} // closed by the reader when the connection has ended
@@ -99,6 +108,7 @@ func newConn(c *Client) *conn {
 	cn := &conn{
 		c:        c,
 		out:      make(chan []byte),
+		cancels:  make(chan uint64, maxPendingCancels),
 		expiring: make(chan struct{}, 1),
 		done:     make(chan struct{}),
 		pending:  make(map[uint64]func(*message)),
@@ -190,6 +200,15 @@ func (cn *conn) writeLoop() {
 			cancel()
 			if err != nil {
 				// Make the reader see the end, then stop.
+				cn.cancel(fmt.Errorf("rthub/client: write: %w", err))
+				return
+			}
+		case id := <-cn.cancels:
+			b, _ := json.Marshal(command{Op: "cancel", Call: id})
+			ctx, cancel := context.WithTimeout(cn.ctx, writeTimeout)
+			err := cn.ws.Write(ctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
 				cn.cancel(fmt.Errorf("rthub/client: write: %w", err))
 				return
 			}

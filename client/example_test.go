@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"time"
 
@@ -156,4 +157,45 @@ func ExampleClient_JoinState() {
 	// snapshot of device:7 at offset 3: 2 readings
 	// 18 at offset 2
 	// 21 at offset 3
+}
+
+// Threshold asks a device to alert above Limit.
+type Threshold struct {
+	Device string  `json:"device"`
+	Limit  float64 `json:"limit"`
+}
+
+// Ack is the answer to a SetThreshold call.
+type Ack struct {
+	Device string  `json:"device"`
+	Old    float64 `json:"old"`
+}
+
+// SetThreshold is the RPC the server declares (shared package in a real app).
+var SetThreshold = rthub.NewRPC[Threshold, Ack]("device:set-threshold", rthub.RPCTimeout(10*time.Second))
+
+// Call is type-checked against the RPC's declaration: only a Threshold can
+// be sent, and the result is an Ack.
+func ExampleCall() {
+	ctx := context.Background()
+	c, err := client.Dial(ctx, "ws://localhost:8080/ws", client.Options{Token: os.Getenv("TOKEN")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second) // cancelling tells the server
+	defer cancel()
+	ack, err := client.Call(cctx, c, SetThreshold, Threshold{Device: "d7", Limit: 42})
+	var re *rthub.ReplyError
+	switch {
+	case errors.As(err, &re) && re.Code == "unknown_device":
+		fmt.Println("no such device")
+	case errors.Is(err, rthub.ErrTimeout):
+		fmt.Println("the device did not answer in time")
+	case err != nil:
+		log.Fatal(err)
+	default:
+		fmt.Printf("%s: threshold was %v\n", ack.Device, ack.Old)
+	}
 }
