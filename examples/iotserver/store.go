@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/org/rthub/mqttbridge"
 )
 
 // Store keeps what the server knows: devices, readings, alerts, the demo
@@ -77,6 +79,11 @@ type Store interface {
 	AddAudit(ctx context.Context, e AuditEntry) (AuditEntry, error)
 	// Audit returns the latest entries, newest first.
 	Audit(ctx context.Context, limit int) ([]AuditEntry, error)
+
+	// Commands is the queue of commands to devices (commands.go): queued
+	// while a device is offline, sent at most once, finished by its reply
+	// or expired. PGStore's survives a restart of the server.
+	Commands() mqttbridge.CommandStore
 
 	// Close releases the store's resources.
 	Close()
