@@ -171,6 +171,7 @@ const (
 	auditOriginDenied = "origin_denied" // a browser handshake from a foreign origin
 	auditDisconnect   = "disconnect"    // an admin closed a user's connections
 	auditAlertAck     = "alert_ack"     // a user acknowledged an alert (alert:ack)
+	auditCommand      = "command"       // an admin sent a command to a device (device:command)
 )
 
 // AuditEntry is one line of the audit log shown in the admin panel; also the
