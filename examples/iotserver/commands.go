@@ -42,11 +42,11 @@ const (
 
 // CommandRequest is the request of the RPC device:command.
 type CommandRequest struct {
-	Device  string  `json:"device" jsonschema:"pattern=^[A-Za-z0-9_.-]{1\\,64}$"`      // the device's ID
-	Command string  `json:"command" jsonschema:"enum=set_threshold,enum=set_interval"` // what to change
-	Metric  string  `json:"metric,omitempty" jsonschema:"maxLength=32"`                // set_threshold: the metric
-	Value   float64 `json:"value,omitempty"`                                           // set_threshold: the new open level
-	Seconds int     `json:"seconds,omitempty" jsonschema:"minimum=0,maximum=3600"`     // set_interval: 1 … 3600
+	Device  string  `json:"device" jsonschema:"pattern=^[A-Za-z0-9_.-]{1,64}$"`    // the device's ID
+	Command string  `json:"command" jsonschema:"enum=set_threshold|set_interval"`  // what to change
+	Metric  string  `json:"metric,omitempty" jsonschema:"maxLength=32"`            // set_threshold: the metric
+	Value   float64 `json:"value,omitempty"`                                       // set_threshold: the new open level
+	Seconds int     `json:"seconds,omitempty" jsonschema:"minimum=0,maximum=3600"` // set_interval: 1 … 3600
 	// TTLSeconds is how long the command may wait for the device (default
 	// 120, at most 3600).
 	TTLSeconds int `json:"ttl_s,omitempty" jsonschema:"minimum=0,maximum=3600"`
