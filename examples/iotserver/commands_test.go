@@ -171,7 +171,7 @@ func TestCommands_OfflineRestart(t *testing.T) {
 	evs = collect(alice, DeviceCommand.Name())
 	time.Sleep(500 * time.Millisecond) // the new bridge sees the retained "offline"; nothing is sent
 	stopSim = startSim()
-	defer stopSim()
+	defer func() { stopSim() }() // the latest
 	done := waitCommand(t, evs, 15*time.Second, long.ID, mqttbridge.CommandDone)
 	var cfg DeviceConfig
 	if err := json.Unmarshal(done.Reply, &cfg); err != nil || cfg.IntervalSeconds != 3 {
