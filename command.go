@@ -140,16 +140,21 @@ func (h *Hub) clientEmit(c *conn, cmd command) error {
 			return schemaError(cmd.Event, err)
 		}
 	}
-	var herr error
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				h.log.Error("rthub: handler panicked", slog.String("event", cmd.Event), slog.Any("panic", p))
-				herr = ErrInternal
-			}
+	_, herr := h.once(c.ctx, c, &cmd, func() (json.RawMessage, error, bool) {
+		var herr error
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					h.log.Error("rthub: handler panicked", slog.String("event", cmd.Event), slog.Any("panic", p))
+					herr = ErrInternal
+				}
+			}()
+			herr = hd.handle(c.ctx, h, c.info(), cmd.Room, cmd.Data)
 		}()
-		herr = hd.handle(c.ctx, h, c.info(), cmd.Room, cmd.Data)
-	}()
+		// An error returned once the connection ended may mean the handler
+		// gave up: not remembered, a retry runs it again.
+		return nil, herr, herr == nil || c.ctx.Err() == nil
+	})
 	if herr != nil && ErrorCode(herr) == "internal" && !errors.Is(herr, ErrInternal) {
 		h.log.Warn("rthub: handler failed", slog.String("event", cmd.Event), slog.Any("err", herr))
 	}

@@ -32,6 +32,7 @@ type Hub struct {
 	handlers map[string]Handler
 	validate map[string]*jsonschema.Validator // by event; nil without Options.ValidateEmits
 	rpc      *rpcTable                        // RPC handlers (Options.RPCs)
+	idem     *idemStore                       // idempotency keys; nil when off
 	comp     *compressor
 	log      *slog.Logger
 	nodeID   string
@@ -140,6 +141,7 @@ func New(opts Options) (*Hub, error) {
 		syncKick: make(chan struct{}, 1),
 		handlers: handlers,
 		rpc:      rpct,
+		idem:     newIdemStore(opts.Idempotency),
 		validate: validators,
 		comp:     newCompressor(opts.Compression.Level),
 		log:      opts.Logger,

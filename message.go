@@ -104,6 +104,9 @@ func decodeCommand(b []byte) (command, error) {
 	default:
 		return cmd, fmt.Errorf("%w: %q", ErrUnknownOp, truncate(cmd.Op, 32))
 	}
+	if cmd.Idem != "" && (cmd.Op != cmdEmit && cmd.Op != cmdCall || !validIdemKey(cmd.Idem)) {
+		return cmd, fmt.Errorf("%w: idem must be 1-%d bytes of printable ASCII, on emit or call", ErrBadRequest, MaxIdempotencyKeyLen)
+	}
 	return cmd, nil
 }
 

@@ -233,8 +233,14 @@ type Stats struct {
 	OverflowConflated uint64
 	GapNotices        uint64
 
-	// Calls counts the RPC calls whose handler was started (docs/rpc.md).
+	// Calls counts the RPC calls started (docs/rpc.md), retries answered
+	// from the idempotency memory included.
 	Calls uint64
+	// Replayed counts the emits and calls with an idempotency key answered
+	// with the remembered outcome of their first run; Joined those that
+	// arrived while the first run was still going and waited for it
+	// ([IdempotencyOptions]). Neither ran a handler.
+	Replayed, Joined uint64
 
 	// HistoryBytes and HistoryEvictions are the in-memory broker's (see
 	// [MemoryBrokerStats]); 0 with another broker, whose history lives
@@ -283,6 +289,7 @@ type hubStats struct {
 	overflowDropped, overflowConflated atomic.Uint64
 	gapNotices                         atomic.Uint64
 	calls                              atomic.Uint64
+	idemReplayed, idemJoined           atomic.Uint64
 	events                             eventCounters
 }
 
@@ -338,6 +345,8 @@ func (h *Hub) Stats() Stats {
 	s.OverflowConflated = st.overflowConflated.Load()
 	s.GapNotices = st.gapNotices.Load()
 	s.Calls = st.calls.Load()
+	s.Replayed = st.idemReplayed.Load()
+	s.Joined = st.idemJoined.Load()
 	s.Events = st.events.snapshot()
 	if mb, ok := h.broker.(interface{ Stats() MemoryBrokerStats }); ok {
 		ms := mb.Stats()

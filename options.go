@@ -24,6 +24,9 @@ type Options struct {
 	// RPCs serve the RPCs clients call, one per RPC name (see [RPC.Handle]).
 	// A call of any other RPC is answered with the error code unknown_rpc.
 	RPCs []RPCHandler
+	// Idempotency bounds the hub's memory of the idempotency keys clients
+	// give emits and calls; see [IdempotencyOptions] for the defaults.
+	Idempotency IdempotencyOptions
 	// MaxCallsPerConn bounds the calls of one connection whose handlers run
 	// at once. Past it the hub stops reading the connection's commands until
 	// a call ends (the client is slowed down, not refused). Default 16.
@@ -189,6 +192,9 @@ func (o *Options) setDefaults() error {
 		errs = append(errs, err)
 	}
 	if err := o.Limits.setDefaults(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.Idempotency.setDefaults(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := o.Presence.setDefaults(); err != nil {

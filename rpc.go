@@ -208,7 +208,10 @@ func (hf rpcHandlerFunc[Req, Resp]) serve(ctx context.Context, h *Hub, c ConnInf
 // ctx is the connection's, with a deadline (the earlier of the RPC's
 // [RPCTimeout] and the client's), and is also cancelled when the client
 // cancels the call or the connection ends: fn must return soon after it is
-// done. fn's result is encoded with encoding/json and sent to the client.
+// done. A call with an idempotency key ([Request].Key) is the exception:
+// its ctx does not end with the connection (only at the deadline, on the
+// client's cancel, or when the hub closes), because the client retries it
+// on its next connection and the retry waits for this run's result. fn's result is encoded with encoding/json and sent to the client.
 // fn's error goes back as the reply's error, as for [Event.Handle]: a
 // sentinel of this package or a *[ReplyError] chooses the code; any other
 // error is reported as "internal" without details, except that an error
@@ -343,7 +346,13 @@ func (h *Hub) clientCall(c *conn, cmd command) {
 	if cmd.Timeout > 0 {
 		timeout = min(timeout, time.Duration(cmd.Timeout)*time.Millisecond)
 	}
-	cctx, cancel := context.WithCancelCause(c.ctx)
+	// A call with an idempotency key outlives its connection: the client
+	// retries it on its next connection and joins this run (idempotency.go).
+	parent := c.ctx
+	if cmd.Idem != "" && h.idem != nil {
+		parent = h.ctx
+	}
+	cctx, cancel := context.WithCancelCause(parent)
 	ctx, stop := context.WithTimeout(cctx, timeout)
 	if cmd.ID != 0 {
 		cs.mu.Lock()
@@ -363,7 +372,16 @@ func (h *Hub) clientCall(c *conn, cmd command) {
 			}
 			<-cs.sem
 		}()
-		data, err := h.runCall(ctx, hd, info, cmd)
+		data, err := h.once(ctx, c, &cmd, func() (json.RawMessage, error, bool) {
+			data, err := h.runCall(ctx, hd, info, cmd)
+			// An error returned after the call's context ended (timeout,
+			// cancel, the connection gone) may mean the handler gave up:
+			// not remembered, a retry runs it again.
+			return data, err, err == nil || ctx.Err() == nil
+		})
+		if err != nil && ctx.Err() != nil && ErrorCode(err) == "internal" {
+			err = ctxError(ctx, cmd.RPC, err) // ended while waiting for a first run
+		}
 		if data == nil && err == nil {
 			data = json.RawMessage("null")
 		}
@@ -413,17 +431,25 @@ func (h *Hub) runCall(ctx context.Context, hd RPCHandler, info ConnInfo, cmd com
 		return data, nil
 	}
 	if ctx.Err() != nil && ErrorCode(err) == "internal" && !errors.Is(err, ErrInternal) {
-		if errors.Is(context.Cause(ctx), errCallCanceled) {
-			return nil, fmt.Errorf("%w: %w", ErrCanceled, err)
-		}
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return nil, fmt.Errorf("%w: %s did not finish in time (handler: %w)", ErrTimeout, cmd.RPC, err)
-		}
+		return nil, ctxError(ctx, cmd.RPC, err)
 	}
 	if ErrorCode(err) == "internal" && !errors.Is(err, ErrInternal) {
 		h.log.Warn("rthub: RPC handler failed", slog.String("rpc", cmd.RPC), slog.Any("err", err))
 	}
 	return nil, err
+}
+
+// ctxError is the error of a call whose context ended: ErrCanceled when the
+// client cancelled it, ErrTimeout past its deadline, err otherwise (the
+// connection ended: nobody reads the reply).
+func ctxError(ctx context.Context, rpc string, err error) error {
+	switch {
+	case errors.Is(context.Cause(ctx), errCallCanceled):
+		return fmt.Errorf("%w: %w", ErrCanceled, err)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("%w: %s did not finish in time (handler: %w)", ErrTimeout, rpc, err)
+	}
+	return err
 }
 
 // clientCancel cancels the context of the connection's running call

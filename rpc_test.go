@@ -23,7 +23,7 @@ type thresholdAck struct {
 }
 
 var (
-	testSetThreshold = NewRPC[thresholdReq, thresholdAck]("device:set-threshold")
+	testSetThreshold = NewRPC[thresholdReq, thresholdAck]("device:threshold")
 	testSlowRPC      = NewRPC[int, int]("test:slow", RPCTimeout(300*time.Millisecond))
 	testAdminRPC     = NewRPC[struct{}, string]("admin:reboot")
 )
@@ -221,13 +221,13 @@ func TestHub_Call(t *testing.T) {
 		wantData string
 		wantCode string
 	}{
-		{"ok", map[string]any{"rpc": "device:set-threshold", "data": thresholdReq{Device: "d7", Limit: 3.5}},
+		{"ok", map[string]any{"rpc": "device:threshold", "data": thresholdReq{Device: "d7", Limit: 3.5}},
 			`{"device":"d7","old":1,"limit":3.5}`, ""},
-		{"appCode", map[string]any{"rpc": "device:set-threshold", "data": thresholdReq{Device: "offline"}}, "", "device_offline"},
-		{"sentinel", map[string]any{"rpc": "device:set-threshold", "data": thresholdReq{Device: "missing"}}, "", "not_found"},
-		{"internal", map[string]any{"rpc": "device:set-threshold", "data": thresholdReq{Device: "secret"}}, "", "internal"},
-		{"panic", map[string]any{"rpc": "device:set-threshold", "data": thresholdReq{Device: "panic"}}, "", "internal"},
-		{"badPayload", map[string]any{"rpc": "device:set-threshold", "data": map[string]any{"limit": "high"}}, "", "bad_payload"},
+		{"appCode", map[string]any{"rpc": "device:threshold", "data": thresholdReq{Device: "offline"}}, "", "device_offline"},
+		{"sentinel", map[string]any{"rpc": "device:threshold", "data": thresholdReq{Device: "missing"}}, "", "not_found"},
+		{"internal", map[string]any{"rpc": "device:threshold", "data": thresholdReq{Device: "secret"}}, "", "internal"},
+		{"panic", map[string]any{"rpc": "device:threshold", "data": thresholdReq{Device: "panic"}}, "", "internal"},
+		{"badPayload", map[string]any{"rpc": "device:threshold", "data": map[string]any{"limit": "high"}}, "", "bad_payload"},
 		{"unknown", map[string]any{"rpc": "device:nope"}, "", "unknown_rpc"},
 		{"forbidden", map[string]any{"rpc": "admin:reboot"}, "", "forbidden"},
 		{"timeout", map[string]any{"rpc": "test:slow", "data": 1}, "", "timeout"},
@@ -330,7 +330,7 @@ func TestHub_MaxCallsPerConn(t *testing.T) {
 	w := dial(t, url, testToken(t, "alice", time.Hour, "staff"))
 	w.readType("welcome")
 	for i := 1; i <= 3; i++ {
-		w.write(map[string]any{"id": i, "op": "call", "rpc": "device:set-threshold", "data": thresholdReq{Device: "d"}})
+		w.write(map[string]any{"id": i, "op": "call", "rpc": "device:threshold", "data": thresholdReq{Device: "d"}})
 	}
 	w.write(map[string]any{"id": 4, "op": "ping"})
 	if m, err := w.readErr(300 * time.Millisecond); err == nil {
@@ -358,4 +358,50 @@ func TestReplyError_RPCCodes(t *testing.T) {
 	if !errors.As(replyErrorFor(errors.Join(ErrTimeout, errors.New("x"))), &re) || re.Code != "timeout" {
 		t.Errorf("replyErrorFor(timeout) = %+v", re)
 	}
+}
+
+// callSeeds are call, cancel and keyed commands for FuzzDecodeCall.
+var callSeeds = []string{
+	`{"id":1,"op":"call","rpc":"device:threshold","data":{"device":"d7","limit":3},"timeout":500,"idem":"k1"}`,
+	`{"id":1,"op":"call","rpc":"x"}`,
+	`{"id":1,"op":"call","rpc":"x","timeout":-1}`,
+	`{"id":1,"op":"call","rpc":"x","timeout":1e3}`,
+	`{"id":1,"op":"call","rpc":"x","idem":""}`,
+	`{"id":1,"op":"call","rpc":"x","idem":"\u00e9"}`,
+	`{"id":1,"op":"call","rpc":"x","idem":7}`,
+	`{"id":2,"op":"cancel","call":7}`,
+	`{"id":2,"op":"cancel","call":0}`,
+	`{"id":2,"op":"cancel","call":"7"}`,
+	`{"id":3,"op":"emit","event":"chat:message","room":"staff","idem":"e1"}`,
+	`{"id":3,"op":"join","room":"staff","idem":"e1"}`,
+}
+
+// FuzzDecodeCall: decodeCommand never panics on call, cancel and keyed
+// commands; what it accepts has the fields the hub relies on.
+func FuzzDecodeCall(f *testing.F) {
+	for _, s := range callSeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cmd, err := decodeCommand(b)
+		if err != nil {
+			if !errors.Is(err, ErrBadRequest) && !errors.Is(err, ErrUnknownOp) {
+				t.Fatalf("err = %v, want ErrBadRequest or ErrUnknownOp", err)
+			}
+			return
+		}
+		switch cmd.Op {
+		case cmdCall:
+			if cmd.RPC == "" || cmd.Timeout < 0 {
+				t.Fatalf("accepted call %+v", cmd)
+			}
+		case cmdCancel:
+			if cmd.Call == 0 {
+				t.Fatalf("accepted cancel without a call id")
+			}
+		}
+		if cmd.Idem != "" && (!validIdemKey(cmd.Idem) || cmd.Op != cmdEmit && cmd.Op != cmdCall) {
+			t.Fatalf("accepted idem %q on %s", cmd.Idem, cmd.Op)
+		}
+	})
 }

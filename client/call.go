@@ -29,13 +29,17 @@ const maxPendingCancels = 64
 // context.DeadlineExceeded, whichever side's deadline came first.
 // A result that does not decode into a Resp is [rthub.ErrBadPayload].
 //
-// Like every command, Call waits for the connection while the client is
-// reconnecting, bounded by ctx; it returns [ErrDisconnected] if the
-// connection was lost before the result (the handler may or may not have
-// run), and [ErrClosed] once the client has stopped.
-func Call[Req, Resp any](ctx context.Context, c *Client, rpc rthub.RPC[Req, Resp], req Req) (Resp, error) {
+// Every call carries an idempotency key (random, or [WithKey]'s) and waits
+// in the client's outbox (Options.Outbox) until the server answers: while
+// the client is reconnecting, and, if the connection drops before the
+// result, on the next connection, where the server answers with the first
+// run's result (or waits for the run still going) instead of running the
+// handler again. It fails with [ErrOutboxFull] when Outbox.MaxEntries
+// emits and calls are already waiting, [ErrExpired] past Outbox.TTL, and
+// [ErrClosed] once the client has stopped.
+func Call[Req, Resp any](ctx context.Context, c *Client, rpc rthub.RPC[Req, Resp], req Req, opts ...SendOption) (Resp, error) {
 	var zero Resp
-	raw, err := c.callRPC(ctx, rpc.Name(), rpc.Timeout(), req)
+	raw, err := c.callRPC(ctx, rpc.Name(), rpc.Timeout(), req, opts)
 	if err != nil {
 		return zero, wrap(err, "call %s", rpc.Name())
 	}
@@ -50,13 +54,13 @@ func Call[Req, Resp any](ctx context.Context, c *Client, rpc rthub.RPC[Req, Resp
 // json.RawMessage is sent as is), and returns its result as the server sent
 // it. It is [Call] without types, for RPCs declared elsewhere; a ctx without
 // deadline gets [rthub.DefaultRPCTimeout].
-func (c *Client) CallRaw(ctx context.Context, name string, data any) (json.RawMessage, error) {
-	raw, err := c.callRPC(ctx, name, rthub.DefaultRPCTimeout, data)
+func (c *Client) CallRaw(ctx context.Context, name string, data any, opts ...SendOption) (json.RawMessage, error) {
+	raw, err := c.callRPC(ctx, name, rthub.DefaultRPCTimeout, data, opts)
 	return raw, wrap(err, "call %s", name)
 }
 
-// callRPC sends a call and waits for its result.
-func (c *Client) callRPC(ctx context.Context, name string, timeout time.Duration, data any) (json.RawMessage, error) {
+// callRPC sends a call through the outbox and waits for its result.
+func (c *Client) callRPC(ctx context.Context, name string, timeout time.Duration, data any, opts []SendOption) (json.RawMessage, error) {
 	raw, err := encodeData(data)
 	if err != nil {
 		return nil, err
@@ -66,43 +70,8 @@ func (c *Client) callRPC(ctx context.Context, name string, timeout time.Duration
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	cn, err := c.waitConn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	dl, _ := ctx.Deadline()
-	ms := max(1, time.Until(dl).Milliseconds())
-	cmd := command{ID: c.nextID.Add(1), Op: "call", RPC: name, Timeout: ms, Data: raw}
-	b, err := json.Marshal(cmd)
-	if err != nil {
-		return nil, err
-	}
-	replies := make(chan *message, 1)
-	if !cn.register(cmd.ID, func(m *message) { replies <- m }) {
-		return nil, c.lost(cn)
-	}
-	if err := cn.send(ctx, b); err != nil {
-		cn.unregister(cmd.ID)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, c.lost(cn)
-	}
-	select {
-	case m := <-replies:
-		return m.Data, callErr(m.err())
-	case <-ctx.Done():
-		cn.unregister(cmd.ID)
-		cn.cancelCall(cmd.ID)
-		return nil, callErr(ctx.Err())
-	case <-cn.done:
-		select {
-		case m := <-replies: // the reply came just before the end
-			return m.Data, callErr(m.err())
-		default:
-			return nil, c.lost(cn)
-		}
-	}
+	res, err := c.send(ctx, command{Op: "call", RPC: name, Data: raw}, opts)
+	return res, callErr(err)
 }
 
 // callErr makes a call that ran out of time fail the same way whether the

@@ -115,21 +115,55 @@ func TestCall(t *testing.T) {
 	}
 }
 
-// TestCall_Disconnected: a call whose connection drops fails with
-// ErrDisconnected.
-func TestCall_Disconnected(t *testing.T) {
+// TestCall_Expired: a call whose connection drops waits in the outbox for
+// the next connection; with no server coming back, it fails with
+// ErrExpired at the outbox TTL, and OnExpired is told.
+func TestCall_Expired(t *testing.T) {
 	t.Parallel()
 	causes := make(chan error, 1)
 	ts := rpcServer(t, causes)
-	c := dialTest(t, ts.url, Options{Token: hourToken(t, "alice", "staff")})
+	expired := make(chan Expired, 1)
+	c := dialTest(t, ts.url, Options{Token: hourToken(t, "alice", "staff"),
+		Outbox: OutboxOptions{TTL: time.Second, OnExpired: func(e Expired) { expired <- e }}})
 	done := make(chan error, 1)
 	go func() {
-		_, err := Call(t.Context(), c, testBlock, "x")
+		_, err := Call(t.Context(), c, testBlock, "x", WithKey("call-1"))
 		done <- err
 	}()
 	waitCalls(t, ts.Hub(), 1)
+	if st := c.Outbox(); st.Pending != 1 || st.Sent != 1 {
+		t.Errorf("Outbox() = %+v, want 1 pending, 1 sent", st)
+	}
 	ts.kill()
-	errorIs(t, within(t, done, "Call's return"), ErrDisconnected)
+	errorIs(t, within(t, done, "Call's return"), ErrExpired)
+	e := within(t, expired, "OnExpired")
+	if e != (Expired{Op: "call", Name: "device:block", Key: "call-1", Attempts: 1}) {
+		t.Errorf("OnExpired got %+v", e)
+	}
+	if st := c.Outbox(); st.Pending != 0 || st.Expired != 1 {
+		t.Errorf("Outbox() = %+v, want 0 pending, 1 expired", st)
+	}
+}
+
+// TestOutbox_Full: past MaxEntries, EmitOnce and Call fail at once.
+func TestOutbox_Full(t *testing.T) {
+	t.Parallel()
+	causes := make(chan error, 2)
+	ts := rpcServer(t, causes)
+	c := dialTest(t, ts.url, Options{Token: hourToken(t, "alice", "staff"), Outbox: OutboxOptions{MaxEntries: 1}})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { _, err := Call(ctx, c, testBlock, "x"); done <- err }()
+	waitCalls(t, ts.Hub(), 1)
+	_, err := Call(t.Context(), c, testSetLimit, setLimit{Device: "d1"})
+	errorIs(t, err, ErrOutboxFull)
+	errorIs(t, c.EmitOnce(t.Context(), "chat:message", "staff", chatMessage{Text: "hi"}), ErrOutboxFull)
+	cancel()
+	errorIs(t, within(t, done, "Call's return"), context.Canceled)
+	within(t, causes, "the handler's end")
+	if err := c.EmitOnce(t.Context(), "chat:message", "staff", chatMessage{Text: "hi"}); err != nil {
+		t.Errorf("EmitOnce after the outbox emptied: %v", err)
+	}
 }
 
 // waitCalls waits until the hub has started n calls.

@@ -109,6 +109,9 @@ type Options struct {
 	// those after its position. It runs on the read goroutine, before any
 	// later event of the room: it must not block.
 	OnSnapshot func(Snapshot)
+	// Outbox bounds the emits ([Client.EmitOnce]) and calls ([Call]) that
+	// wait for an answer across reconnections; see [OutboxOptions].
+	Outbox OutboxOptions
 	// OnGap, if set, is called when the server dropped events of room for
 	// this connection rather than close it (the room's overflow policy, a
 	// "gap" message). A room joined with state gets a new snapshot next
@@ -186,6 +189,8 @@ type Client struct {
 	hmu      sync.RWMutex
 	handlers map[string][]func(Event)
 
+	outbox outbox // unanswered keyed emits and calls
+
 	// Seams for tests: the backoff wait, its randomness, and how long a
 	// connection may stay silent given the server's ping interval.
 	sleep   func(ctx context.Context, d time.Duration) error
@@ -261,6 +266,7 @@ func newClient(ctx context.Context, url string, opts Options) (*Client, error) {
 	case opts.MaxMessageSize < 0:
 		opts.MaxMessageSize = -1
 	}
+	opts.Outbox.setDefaults()
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -279,6 +285,7 @@ func newClient(ctx context.Context, url string, opts Options) (*Client, error) {
 		sleep:      sleep,
 		rand:       rand.Float64,
 		idleFor:    idleFor,
+		outbox:     outbox{opts: opts.Outbox},
 	}
 	c.ctx, c.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	for _, r := range opts.Rooms {

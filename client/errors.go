@@ -19,6 +19,15 @@ var (
 	// wraps why the connection ended (a [rthub.CloseError]).
 	ErrDisconnected = errors.New("rthub/client: disconnected before the reply")
 
+	// ErrOutboxFull is returned by [Client.EmitOnce] and [Call] when
+	// Options.Outbox.MaxEntries emits and calls already wait for an answer.
+	ErrOutboxFull = errors.New("rthub/client: outbox full")
+
+	// ErrExpired is returned by [Client.EmitOnce] and [Call] when the entry's
+	// Options.Outbox.TTL passed before the server answered it: the server
+	// may or may not have run it.
+	ErrExpired = errors.New("rthub/client: outbox entry expired")
+
 	// ErrNoTokenFunc is returned by [Client.Refresh] when Options.TokenFunc is
 	// not set.
 	ErrNoTokenFunc = errors.New("rthub/client: Refresh needs Options.TokenFunc")

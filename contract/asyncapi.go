@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -127,6 +128,72 @@ func (c *Contract) WriteAsyncAPI(w io.Writer) error {
 			"messages": []any{ref("#/channels/hub/messages/" + k)},
 			"reply":    replyOp,
 		}
+	}
+	for _, r := range c.rpcs {
+		k := keyRE.ReplaceAllString(r.Name, "_")
+		var who []string
+		for _, rl := range c.roles {
+			if slices.Contains(rl.calls, r.Name) {
+				who = append(who, rl.name)
+			}
+		}
+		addMsg("call_"+k, obj{
+			"name": "call " + r.Name, "title": "call " + r.Name,
+			"summary":       orDefault(r.Summary, "RPC "+r.Name+".") + " Called by " + orDefault(strings.Join(who, ", "), "no role") + ".",
+			"contentType":   "application/json",
+			"correlationId": corr,
+			"payload": obj{
+				"type": "object",
+				"properties": obj{
+					"id":      obj{"type": "integer", "minimum": 1, "description": "Command id, echoed by the result; a cancel names it."},
+					"op":      obj{"const": "call"},
+					"rpc":     obj{"const": r.Name},
+					"data":    c.req[r.Name].MapRefs(toComponents),
+					"timeout": obj{"type": "integer", "minimum": 0, "description": "Milliseconds the caller waits; the server cancels the handler then (docs/protocol.md §2.5)."},
+					"idem":    obj{"type": "string", "minLength": 1, "maxLength": 128, "description": "Idempotency key: a retry is answered with the first run's outcome (docs/protocol.md §2.6)."},
+				},
+				"required": []string{"op", "rpc", "data"},
+			},
+		})
+		addMsg("result_"+k, obj{
+			"name": "result " + r.Name, "title": "result " + r.Name,
+			"summary":     "The result of a call of " + r.Name + ": a reply whose data is the RPC's result, or an error.",
+			"contentType": "application/json", "correlationId": corr,
+			"payload": obj{
+				"type": "object",
+				"properties": obj{
+					"type":  obj{"const": "reply"},
+					"id":    obj{"type": "integer", "minimum": 1},
+					"ok":    obj{"type": "boolean"},
+					"data":  c.res[r.Name].MapRefs(toComponents),
+					"error": ref("#/components/messages/reply/payload/properties/error"),
+				},
+				"required": []string{"type", "id"},
+			},
+		})
+		ops["receive_call_"+k] = obj{
+			"action": "receive", "channel": chanRef,
+			"summary":  "A client calls " + r.Name + "; the hub answers with its result.",
+			"messages": []any{ref("#/channels/hub/messages/call_" + k)},
+			"reply":    obj{"channel": chanRef, "messages": []any{ref("#/channels/hub/messages/result_" + k)}},
+		}
+	}
+	if len(c.rpcs) > 0 {
+		addMsg("cancel", obj{
+			"name": "cancel", "title": "cancel", "summary": "Client command cancel: cancels the running call whose id it names (docs/protocol.md §2.5).",
+			"contentType": "application/json",
+			"payload": obj{
+				"type": "object",
+				"properties": obj{
+					"id":   obj{"type": "integer", "minimum": 1},
+					"op":   obj{"const": "cancel"},
+					"call": obj{"type": "integer", "minimum": 1},
+				},
+				"required": []string{"op", "call"},
+			},
+		})
+		ops["receive_cancel"] = obj{"action": "receive", "channel": chanRef, "summary": "A client cancels a call.",
+			"messages": []any{ref("#/channels/hub/messages/cancel")}}
 	}
 	for _, op := range []string{"join", "leave"} {
 		addMsg(op, obj{

@@ -66,6 +66,27 @@ func Declared(emitOnly ...string) []Event {
 	return out
 }
 
+// RPC is one RPC of a contract (see [rthub.NewRPC]).
+type RPC struct {
+	// Name is the RPC's name on the wire, e.g. "device:set-threshold".
+	Name string
+	// Request and Response are the Go types of its request and result.
+	Request, Response reflect.Type
+	// Summary is a one-line description, used in doc comments.
+	Summary string
+}
+
+// DeclaredRPCs returns every RPC declared with [rthub.NewRPC] in this
+// process, sorted by name, with the summaries given by name in summaries
+// (which may be nil).
+func DeclaredRPCs(summaries map[string]string) []RPC {
+	var out []RPC
+	for info := range rthub.RPCs() {
+		out = append(out, RPC{Name: info.Name, Request: info.Request, Response: info.Response, Summary: summaries[info.Name]})
+	}
+	return out
+}
+
 // Spec is what a contract is generated from.
 type Spec struct {
 	// Title names the hub in the AsyncAPI and JSON Schema documents.
@@ -77,6 +98,10 @@ type Spec struct {
 	Description string
 	// Events are the events of the hub (e.g. [Declared]).
 	Events []Event
+	// RPCs are the RPCs of the hub (e.g. [DeclaredRPCs]); a role may call
+	// those its policy's Call patterns match. Without RPCs the documents
+	// are what they were before RPCs existed.
+	RPCs []RPC
 	// Policy gives the roles, the rooms each may join and the events each
 	// may emit. Rules of the role "*" apply to every role, and are listed
 	// under "*" too.
@@ -100,6 +125,9 @@ type Contract struct {
 	events []Event // sorted by name
 	b      *jsonschema.Builder
 	schema map[string]*jsonschema.Schema // payload schema by event name
+	rpcs   []RPC                         // sorted by name
+	req    map[string]*jsonschema.Schema // request schema by RPC name
+	res    map[string]*jsonschema.Schema // result schema by RPC name
 	roles  []role
 }
 
@@ -109,6 +137,7 @@ type role struct {
 	join    []string // patterns, Join then AutoJoin, "*"'s after
 	emits   []emit
 	receive []string // event names
+	calls   []string // RPC names
 }
 
 // emit is what a role may emit: an event and the rooms it may go to.
@@ -118,7 +147,11 @@ type emit struct {
 }
 
 // tsReserved are the names the TypeScript file declares itself.
-var tsReserved = []string{"Events", "Emits", "Role", "Roles", "Contract", "ContractFor"}
+var tsReserved = []string{"Events", "Emits", "Calls", "Role", "Roles", "Contract", "ContractFor"}
+
+// rpcDef is the $defs key of an RPC's request or result schema (part
+// "request" or "response").
+func rpcDef(name, part string) string { return name + "." + part }
 
 // New checks spec and builds the schemas of its events' payload types. The
 // error, wrapping [ErrInvalid], lists every problem: an invalid or
@@ -169,6 +202,22 @@ func New(spec Spec) (*Contract, error) {
 			}
 		}
 	}
+	c.rpcs = slices.Clone(spec.RPCs)
+	slices.SortStableFunc(c.rpcs, func(a, b RPC) int { return strings.Compare(a.Name, b.Name) })
+	for i, r := range c.rpcs {
+		if err := rthub.ValidRoom(r.Name); err != nil {
+			problem("RPC %q: %v", r.Name, err)
+		}
+		if i > 0 && c.rpcs[i-1].Name == r.Name {
+			problem("RPC %q listed twice", r.Name)
+		}
+		for _, part := range []string{"request", "response"} {
+			if slices.Contains(reserved, rpcDef(r.Name, part)) {
+				problem("RPC %q: its %s schema's name %q is an event's", r.Name, part, rpcDef(r.Name, part))
+			}
+			reserved = append(reserved, rpcDef(r.Name, part))
+		}
+	}
 	c.b = jsonschema.NewBuilder(reserved...)
 	for _, e := range c.events {
 		if e.Type == nil {
@@ -182,7 +231,26 @@ func New(spec Spec) (*Contract, error) {
 		}
 		c.schema[e.Name] = s
 	}
-	roles, perrs := compileRoles(spec.Policy, c.events)
+	c.req, c.res = map[string]*jsonschema.Schema{}, map[string]*jsonschema.Schema{}
+	for _, r := range c.rpcs {
+		for _, x := range []struct {
+			part string
+			t    reflect.Type
+			into map[string]*jsonschema.Schema
+		}{{"request", r.Request, c.req}, {"response", r.Response, c.res}} {
+			if x.t == nil {
+				problem("RPC %q: no %s type", r.Name, x.part)
+				continue
+			}
+			s, err := c.b.Add(x.t)
+			if err != nil {
+				problem("RPC %q: %s type %v: %v", r.Name, x.part, x.t, err)
+				continue
+			}
+			x.into[r.Name] = s
+		}
+	}
+	roles, perrs := compileRoles(spec.Policy, c.events, c.rpcs)
 	for _, err := range perrs {
 		problem("%v", err)
 	}
@@ -195,7 +263,7 @@ func New(spec Spec) (*Contract, error) {
 
 // compileRoles lists the policy's roles, sorted, each with "*"'s rules
 // added, the events it receives and the declared events it may emit.
-func compileRoles(p rthub.Policy, events []Event) ([]role, []error) {
+func compileRoles(p rthub.Policy, events []Event, rpcs []RPC) ([]role, []error) {
 	var errs []error
 	names := make([]string, 0, len(p.Roles))
 	for name, rr := range p.Roles {
@@ -203,6 +271,11 @@ func compileRoles(p rthub.Policy, events []Event) ([]role, []error) {
 		for i, s := range slices.Concat(rr.Join, rr.AutoJoin) {
 			if err := rthub.ValidPattern(s); err != nil {
 				errs = append(errs, fmt.Errorf("policy: role %q: room %d: %v", name, i, err))
+			}
+		}
+		for i, s := range rr.Call {
+			if err := rthub.ValidPattern(s); err != nil {
+				errs = append(errs, fmt.Errorf("policy: role %q: Call[%d]: %v", name, i, err))
 			}
 		}
 		for i, er := range rr.Emit {
@@ -228,9 +301,16 @@ func compileRoles(p rthub.Policy, events []Event) ([]role, []error) {
 		}
 		add(rr.Join, rr.AutoJoin)
 		rules := slices.Clone(rr.Emit)
+		calls := slices.Clone(rr.Call)
 		if name != "*" {
 			add(every.Join, every.AutoJoin)
 			rules = append(rules, every.Emit...)
+			calls = append(calls, every.Call...)
+		}
+		for _, rpc := range rpcs {
+			if anyOverlap(calls, []string{rpc.Name}) {
+				r.calls = append(r.calls, rpc.Name)
+			}
 		}
 		for _, e := range events {
 			if !e.EmitOnly && receives(r.join, e.Rooms) {

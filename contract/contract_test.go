@@ -58,11 +58,47 @@ func sampleSpec() contract.Spec {
 	}
 }
 
+type Threshold struct {
+	Device string  `json:"device"`
+	Limit  float64 `json:"limit" jsonschema:"minimum=0"`
+}
+
+type ThresholdAck struct {
+	Device string  `json:"device"`
+	Old    float64 `json:"old"`
+}
+
+// rpcSpec is the sample spec with RPCs: admins may call device:*.
+func rpcSpec() contract.Spec {
+	spec := sampleSpec()
+	spec.Title = "sample with RPCs"
+	spec.RPCs = []contract.RPC{
+		{Name: "device:set-threshold", Request: reflect.TypeFor[Threshold](), Response: reflect.TypeFor[ThresholdAck](), Summary: "Set a device's alert threshold"},
+		{Name: "device:reboot", Request: reflect.TypeFor[struct{}](), Response: reflect.TypeFor[string]()},
+	}
+	admin := spec.Policy.Roles["admin"]
+	admin.Call = []string{"device:*"}
+	spec.Policy.Roles["admin"] = admin
+	return spec
+}
+
 // TestGolden compares the three documents of the sample spec with
-// testdata/sample.*; RTHUB_UPDATE_DOCS=1 rewrites them.
+// testdata/sample.* (no RPCs: the documents are those of before RPCs) and
+// of the spec with RPCs with testdata/rpc.*; RTHUB_UPDATE_DOCS=1 rewrites
+// them.
 func TestGolden(t *testing.T) {
 	t.Parallel()
-	c, err := contract.New(sampleSpec())
+	for _, name := range []string{"sample", "rpc"} {
+		spec := sampleSpec()
+		if name == "rpc" {
+			spec = rpcSpec()
+		}
+		golden(t, spec, name)
+	}
+}
+
+func golden(t *testing.T, spec contract.Spec, name string) {
+	c, err := contract.New(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,9 +106,9 @@ func TestGolden(t *testing.T) {
 		file  string
 		write func(*bytes.Buffer) error
 	}{
-		{"sample.d.ts", func(b *bytes.Buffer) error { return c.WriteTypeScript(b) }},
-		{"sample.schema.json", func(b *bytes.Buffer) error { return c.WriteJSONSchema(b) }},
-		{"sample.asyncapi.json", func(b *bytes.Buffer) error { return c.WriteAsyncAPI(b) }},
+		{name + ".d.ts", func(b *bytes.Buffer) error { return c.WriteTypeScript(b) }},
+		{name + ".schema.json", func(b *bytes.Buffer) error { return c.WriteJSONSchema(b) }},
+		{name + ".asyncapi.json", func(b *bytes.Buffer) error { return c.WriteAsyncAPI(b) }},
 	} {
 		var b bytes.Buffer
 		if err := f.write(&b); err != nil {
@@ -162,14 +198,22 @@ func TestNewErrors(t *testing.T) {
 			{Name: "x:room", Type: reflect.TypeFor[int](), Rooms: []string{"a::b"}},
 			{Name: "x:dup", Type: reflect.TypeFor[int]()},
 			{Name: "x:dup", Type: reflect.TypeFor[int]()},
+			{Name: "x:rpc.request", Type: reflect.TypeFor[int]()},
 		},
-		Policy: rthub.Policy{Roles: map[string]rthub.RoleRules{"r": {Join: []string{"dev*"}}}},
+		RPCs: []contract.RPC{
+			{Name: "bad rpc", Request: reflect.TypeFor[int](), Response: reflect.TypeFor[int]()},
+			{Name: "x:noresp", Request: reflect.TypeFor[int]()},
+			{Name: "x:chanreq", Request: reflect.TypeFor[chan int](), Response: reflect.TypeFor[int]()},
+			{Name: "x:rpc", Request: reflect.TypeFor[int](), Response: reflect.TypeFor[int]()},
+		},
+		Policy: rthub.Policy{Roles: map[string]rthub.RoleRules{"r": {Join: []string{"dev*"}, Call: []string{"a::b"}}}},
 	}
 	_, err := contract.New(spec)
 	if !errors.Is(err, contract.ErrInvalid) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{`"bad name"`, `"x:chan"`, "no JSON encoding", "maxLength", `"a::b"`, "listed twice", `role "r"`} {
+	for _, want := range []string{`"bad name"`, `"x:chan"`, "no JSON encoding", "maxLength", `"a::b"`, "listed twice", `role "r"`,
+		`RPC "bad rpc"`, `RPC "x:noresp": no response type`, `RPC "x:chanreq": request type`, `is an event's`, "Call[0]"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

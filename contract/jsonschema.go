@@ -12,7 +12,8 @@ import (
 // in a fixed order) whose $defs hold every Go type of the contract, named as
 // the TypeScript interfaces, and, under each event's name (e.g.
 // "#/$defs/sensor:data"), the schema of its payload, with the event's
-// summary as description. Validate a payload of an event against
+// summary as description; each RPC's request and result are under
+// "<name>.request" and "<name>.response". Validate a payload of an event against
 // {"$ref": "<SchemaID>#/$defs/<event>"}. The only error is w's.
 func (c *Contract) WriteJSONSchema(w io.Writer) error {
 	defs := maps.Clone(c.b.Defs())
@@ -20,6 +21,12 @@ func (c *Contract) WriteJSONSchema(w io.Writer) error {
 		s := *c.schema[e.Name]
 		s.Description = e.Summary
 		defs[e.Name] = &s
+	}
+	for _, r := range c.rpcs {
+		req, res := *c.req[r.Name], *c.res[r.Name]
+		req.Description = orDefault(r.Summary, "RPC "+r.Name+".") + " Request."
+		res.Description = orDefault(r.Summary, "RPC "+r.Name+".") + " Result."
+		defs[rpcDef(r.Name, "request")], defs[rpcDef(r.Name, "response")] = &req, &res
 	}
 	doc := struct {
 		Schema      string                        `json:"$schema"`

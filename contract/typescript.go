@@ -61,6 +61,27 @@ func (c *Contract) WriteTypeScript(w io.Writer) error {
 	}
 	b.WriteString("}\n")
 
+	hasCalls := len(c.rpcs) > 0
+	if hasCalls {
+		b.WriteString("\n/** Every RPC of the hub: name → request (req) and result (res) types. */\nexport interface Calls {\n")
+		for _, r := range c.rpcs {
+			var who []string
+			for _, rl := range c.roles {
+				if slices.Contains(rl.calls, r.Name) {
+					who = append(who, rl.name)
+				}
+			}
+			doc := r.Summary
+			if doc != "" && !strings.HasSuffix(doc, ".") {
+				doc += "."
+			}
+			doc = strings.TrimSpace(doc + " Called by " + orDefault(strings.Join(who, ", "), "no role") + ".")
+			fmt.Fprintf(&b, "  /** %s */\n  %s: { req: %s; res: %s };\n", comment(doc), strconv.Quote(r.Name),
+				tsType(c.req[r.Name], "  "), tsType(c.res[r.Name], "  "))
+		}
+		b.WriteString("}\n")
+	}
+
 	var roleNames []string
 	for _, r := range c.roles {
 		roleNames = append(roleNames, strconv.Quote(r.name))
@@ -90,24 +111,36 @@ func (c *Contract) WriteTypeScript(w io.Writer) error {
 		if docs != nil {
 			fmt.Fprintf(&b, "  /** May emit %s. */\n", comment(strings.Join(docs, "; ")))
 		}
-		fmt.Fprintf(&b, "  %s: { join: %s; receive: %s; emit: %s };\n", tsKey(r.name), union(join), receive, union(em))
+		call := ""
+		if hasCalls {
+			var cs []string
+			for _, n := range r.calls {
+				cs = append(cs, strconv.Quote(n))
+			}
+			call = "; call: " + union(cs)
+		}
+		fmt.Fprintf(&b, "  %s: { join: %s; receive: %s; emit: %s%s };\n", tsKey(r.name), union(join), receive, union(em), call)
 	}
 	b.WriteString("}\n")
 
+	calls, callsFor := "", ""
+	if hasCalls {
+		calls, callsFor = "  calls: Calls;\n", "  calls: Pick<Calls, Roles[R][\"call\"]>;\n"
+	}
 	b.WriteString(`
 /** The contract of the whole hub: the type parameter of RthubClient. */
 export interface Contract {
   events: Events;
   emits: Emits;
   rooms: Roles[Role]["join"];
-}
+` + calls + `}
 
 /** The contract as one role sees it. */
 export type ContractFor<R extends Role> = {
   events: Pick<Events, Roles[R]["receive"]>;
   emits: Pick<Emits, Roles[R]["emit"]>;
   rooms: Roles[R]["join"];
-};
+` + callsFor + `};
 `)
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -37,7 +37,8 @@ var testPolicy = rthub.Policy{
 		"staff": {
 			Join:     []string{"staff", "device:*"},
 			AutoJoin: []string{"staff"},
-			Emit:     []rthub.EmitRule{{Events: []string{"alert:ack"}, Rooms: []string{"staff"}}},
+			Emit:     []rthub.EmitRule{{Events: []string{"alert:ack", "flap:emit"}, Rooms: []string{"staff"}}},
+			Call:     []string{"flap:call", "test:*"},
 		},
 		"admin": {
 			Join:     []string{"staff", "admin", "device:*"},
@@ -84,6 +85,7 @@ type testHub struct {
 	conns map[*trackedConn]struct{}
 
 	joins joinCounter // the client joins of all its instances (react_test.go)
+	runs  runCounter  // the RPC and keyed-emit handler runs of all its instances (rpc.test.mjs)
 }
 
 // trackedConn is a TCP connection of the WebSocket listener. Frozen, it
@@ -213,7 +215,8 @@ func (h *testHub) newHubInstance() (*rthub.Hub, error) {
 			ExpiryWarning: 3 * time.Second,
 		},
 		Policy:   h.joins.policy(testPolicy),
-		Handlers: []rthub.Handler{alertAck.Handle(handleAck)},
+		Handlers: []rthub.Handler{alertAck.Handle(handleAck), h.runs.emitHandler()},
+		RPCs:     h.runs.rpcHandlers(),
 		Origin:   rthub.OriginOptions{Patterns: []string{"127.0.0.1:*"}},
 		Limits: rthub.Limits{
 			Commands: 1000, CommandBurst: 1000, // the tests' fast heartbeats ping often
@@ -342,6 +345,7 @@ func (s *testServer) serveWS(w http.ResponseWriter, r *http.Request) {
 //	/hub/{id}/drop               → closes every TCP connection (clients see 1006)
 //	/hub/{id}/freeze             → silences every connection open now
 //	/hub/{id}/restart?history=keep|lose  body [publication...] published before serving
+//	/hub/{id}/runs               → {"runs":{key:n},"canceled":n,"replayed":n,"joined":n} (rpc_test.go)
 //	/hub/{id}/close
 func (s *testServer) ctlMux() http.Handler {
 	mux := http.NewServeMux()
@@ -473,6 +477,9 @@ func (s *testServer) ctlMux() http.Handler {
 			return
 		}
 		_, _ = io.WriteString(w, "ok")
+	}))
+	mux.HandleFunc("POST /hub/{id}/runs", with(func(w http.ResponseWriter, _ *http.Request, th *testHub) {
+		writeJSON(w, th.runs.report(th.cur.Load()))
 	}))
 	mux.HandleFunc("POST /hub/{id}/close", with(func(w http.ResponseWriter, r *http.Request, th *testHub) {
 		s.mu.Lock()

@@ -3,6 +3,9 @@ import { RthubError, type AuthErrorInfo } from "./errors.js";
 import { PresenceRoom } from "./presence.js";
 import type {
   AnyContract,
+  CallName,
+  CallRequest,
+  CallResult,
   ClientOptions,
   ConnState,
   ContractShape,
@@ -10,11 +13,14 @@ import type {
   EventHandler,
   EventMeta,
   EventName,
+  ExpiredInfo,
   JoinOptions,
   JoinReply,
+  OutboxStats,
   PresenceSnapshot,
   Snapshot,
   Room,
+  SendOptions,
   StateInfo,
   StreamPosition,
   TokenFn,
@@ -100,6 +106,8 @@ export class RthubClient<C extends ContractShape = AnyContract> {
   closeReason = "";
   /** Why the connection was lost or the client stopped; null when live. */
   error: Error | null = null;
+  /** The outbox's counters (see {@link OutboxStats}). */
+  readonly outbox: OutboxStats = { pending: 0, sent: 0, retries: 0, expired: 0 };
 
   private readonly opts: ClientOptions<C>;
   private readonly tokenFn: TokenFn;
@@ -119,6 +127,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
   private readonly resetFns = new Set<(room: string) => void>();
   private readonly snapFns = new Set<(s: Snapshot) => void>();
   private readonly gapFns = new Set<(room: string) => void>();
+  private readonly expFns = new Set<(info: ExpiredInfo) => void>();
   /** Own rooms joined with state. */
   private readonly stateRooms = new Set<string>();
   /** Events held per room while a join with state is pending. */
@@ -253,6 +262,15 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     return () => void this.gapFns.delete(fn);
   }
 
+  /**
+   * Calls fn(info) for each emit or call of the outbox whose TTL passed
+   * before the server answered it (its promise rejects with "expired").
+   */
+  onExpired(fn: (info: ExpiredInfo) => void): () => void {
+    this.add(this.expFns, fn);
+    return () => void this.expFns.delete(fn);
+  }
+
   /** Calls fn(welcome) after every (re)connection, once rooms are rejoined: reload page state here. */
   onConnected(fn: (welcome: Welcome) => void): () => void {
     this.add(this.connFns, fn);
@@ -273,15 +291,26 @@ export class RthubClient<C extends ContractShape = AnyContract> {
   /**
    * Sends a command (protocol §2.2) and resolves with its reply's data
    * (null when none); rejects with an {@link RthubError}. While not
-   * connected, the command waits for the connection (up to commandTimeout).
+   * connected, the command waits for the connection (up to timeout ms,
+   * default commandTimeout). Aborting signal rejects with "canceled" (and
+   * cancels a call on the server).
    */
-  command<T = unknown>(op: string, fields: Record<string, unknown> = {}): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      if (this.state === "closed") return reject(new RthubError("closed", "client closed"));
+  command<T = unknown>(op: string, fields: Record<string, unknown> = {}, timeout = this.commandTimeout, signal?: AbortSignal): Promise<T> {
+    return new Promise<T>((res, rej) => {
+      if (this.state === "closed") return rej(new RthubError("closed", "client closed"));
       if (this.pending.size + this.waiters.length >= this.maxPending) {
-        return reject(new RthubError("overloaded", `${op}: ${this.maxPending} commands pending`));
+        return rej(new RthubError("overloaded", `${op}: ${this.maxPending} commands pending`));
       }
       const id = this.nextId++;
+      const abort = () => {
+        clearTimeout(timer);
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        if (this.pending.delete(id) && op == "call" && this.isOpen()) this.sendTo(this.ws!, 0, { op: "cancel", call: id });
+        rej(new RthubError("canceled", `${op}: canceled`));
+      };
+      const done = () => signal?.removeEventListener("abort", abort);
+      const resolve = (v: T) => (done(), res(v));
+      const reject = (e: Error) => (done(), rej(e));
       const waiter: Waiter = {
         send: () => {
           this.pending.set(id, { resolve, reject, timer });
@@ -295,11 +324,55 @@ export class RthubClient<C extends ContractShape = AnyContract> {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new RthubError("timeout", `${op}: no reply within ${this.commandTimeout} ms`));
-      }, this.commandTimeout);
+        reject(new RthubError("timeout", `${op}: no reply within ${timeout} ms`));
+      }, timeout);
+      if (signal?.aborted) return abort();
+      signal?.addEventListener("abort", abort);
       if (this.isOpen()) waiter.send();
       else this.waiters.push(waiter);
     });
+  }
+
+  /**
+   * Calls an RPC (docs/rpc.md) and resolves with its result; rejects with
+   * an {@link RthubError}: the server's code ("forbidden", "unknown_rpc",
+   * "bad_payload", "timeout", or the handler's own), "canceled" (opts.signal),
+   * "expired" (unanswered past outboxTTL), "outbox_full". The call waits
+   * in the outbox: sent again, with the same idempotency key, after a
+   * reconnection, so the server runs it once. With a contract, rpc must be
+   * one of its calls and data has its request type.
+   */
+  call<K extends CallName<C>>(rpc: K, data: CallRequest<C, K>, opts: SendOptions = {}): Promise<CallResult<C, K>> {
+    return this.keyed("call", { rpc, data }, opts, opts.timeout || 30000);
+  }
+
+  // keyed sends a command with an idempotency key through the outbox: again
+  // on each connection until answered, for at most wait ms (and outboxTTL).
+  private keyed<T>(op: "emit" | "call", fields: Record<string, unknown>, o: SendOptions, wait: number): Promise<T> {
+    const ob = this.outbox;
+    const size = this.opts.outboxSize || 1000;
+    const ttl = this.opts.outboxTTL || 120000;
+    if (ob.pending >= size) return Promise.reject(new RthubError("outbox_full", `${op}: ${size} entries wait`));
+    const key = o.key || Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => (b + 256).toString(16).slice(1)).join("");
+    const end = Date.now() + Math.min(wait, ttl);
+    const name = String(fields.rpc || fields.event);
+    let attempts = 0;
+    const expire = (): Promise<T> => {
+      ob.expired++;
+      this.fire(this.expFns, { op, name, room: fields.room as string | undefined, key, attempts });
+      return Promise.reject(new RthubError("expired", `${op} ${name}: unanswered after ${attempts} attempts (key ${key})`));
+    };
+    const attempt = (): Promise<T> => {
+      const left = end - Date.now();
+      if (left <= 0) return wait > ttl || op == "emit" ? expire() : Promise.reject(new RthubError("timeout", `${op} ${name}`));
+      ob.sent++;
+      if (attempts++) ob.retries++;
+      return this.command<T>(op, { ...fields, idem: key, ...(op == "call" && { timeout: left }) }, left, o.signal).catch((e: RthubError) =>
+        e.code == "disconnected" || (e.code == "timeout" && Date.now() < end) ? attempt() : e.code == "timeout" && (wait > ttl || op == "emit") ? expire() : Promise.reject(e),
+      );
+    };
+    ob.pending++;
+    return attempt().finally(() => ob.pending--);
   }
 
   /**
@@ -336,7 +409,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
           const position = { offset: reply.offset || 0, epoch: reply.epoch || "" };
           this.pos.set(room, position);
           reply.snapshot = { room, position, events: state.map((m) => ({ data: m.data, meta: this.meta(m) })) };
-          this.call(this.snapFns, reply.snapshot);
+          this.fire(this.snapFns, reply.snapshot);
         } else this.joinedAt(room, reply);
         for (const m of held) this.dispatch(m);
         if (this.heldOver.delete(room)) this.lost(room);
@@ -367,10 +440,13 @@ export class RthubClient<C extends ContractShape = AnyContract> {
   /**
    * Emits an event to a room; resolves with the reply's data (what the
    * server's handler returned, often null) or rejects with an RthubError
-   * ("forbidden", "bad_payload", "unknown_event", ...).
+   * ("forbidden", "bad_payload", "unknown_event", ...). With opts (even
+   * `{}`), the emit carries an idempotency key and waits in the outbox: it
+   * is sent again after a reconnection until the server answers, which runs
+   * it once ("expired" past outboxTTL, "outbox_full" when full).
    */
-  emit<K extends EmitName<C>>(event: K, room: Room<C>, data: C["emits"][K]): Promise<unknown> {
-    return this.command("emit", { event, room, data });
+  emit<K extends EmitName<C>>(event: K, room: Room<C>, data: C["emits"][K], opts?: SendOptions): Promise<unknown> {
+    return opts ? this.keyed("emit", { event, room, data }, opts, Infinity) : this.command("emit", { event, room, data });
   }
 
   /** Application-level ping: resolves when the server answers. */
@@ -438,7 +514,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     };
   }
 
-  private call<A extends unknown[]>(fns: Iterable<(...a: A) => void>, ...args: A): void {
+  private fire<A extends unknown[]>(fns: Iterable<(...a: A) => void>, ...args: A): void {
     for (const fn of [...fns]) {
       try {
         fn(...args);
@@ -451,7 +527,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
   private setState(s: ConnState, force = false): void {
     if (this.state === s && !force) return;
     this.state = s;
-    this.call(this.stateFns, s, this.info());
+    this.fire(this.stateFns, s, this.info());
   }
 
   private isOpen(): boolean {
@@ -602,7 +678,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w.send();
-    this.call(this.connFns, m);
+    this.fire(this.connFns, m);
   }
 
   private dispatch(m: ServerMessage): void {
@@ -624,9 +700,9 @@ export class RthubClient<C extends ContractShape = AnyContract> {
         }
         const meta = this.meta(m);
         const fns = this.handlers.get(meta.event);
-        if (fns && meta.event !== "*") this.call(fns, m.data, meta);
+        if (fns && meta.event !== "*") this.fire(fns, m.data, meta);
         const any = this.handlers.get("*");
-        if (any) this.call(any, m.data, meta);
+        if (any) this.fire(any, m.data, meta);
         return;
       }
       case "reply": {
@@ -650,12 +726,12 @@ export class RthubClient<C extends ContractShape = AnyContract> {
       case "reset":
         if (!m.room) return;
         this.pos.set(m.room, { offset: m.offset || 0, epoch: m.epoch || "" });
-        this.call(this.resetFns, m.room);
+        this.fire(this.resetFns, m.room);
         this.lost(m.room);
         return;
       case "gap":
         if (!m.room) return;
-        this.call(this.gapFns, m.room);
+        this.fire(this.gapFns, m.room);
         this.lost(m.room);
         return;
       case "expiring":
@@ -703,7 +779,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     const p = this.pos.get(room);
     if (!p || st.recovered !== true || p.epoch !== st.epoch) this.pos.set(room, { offset: st.offset || 0, epoch: st.epoch });
     if (st.recovered === false) {
-      this.call(this.resetFns, room);
+      this.fire(this.resetFns, room);
       this.lost(room);
     }
   }
@@ -760,7 +836,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     clearInterval(this.tick);
     this.failAll(new RthubError("closed", err.message));
     this.setState("closed");
-    if (auth) this.call(this.authFns, { code, reason: this.closeReason, error: err });
+    if (auth) this.fire(this.authFns, { code, reason: this.closeReason, error: err });
   }
 
   // Ping when quiet, "stale" when silent too long, drop the connection when

@@ -13,6 +13,8 @@ export interface ContractShape {
   events: object;
   emits: object;
   rooms: string;
+  /** The RPCs the client may call: name → `{ req; res }` (absent: none). */
+  calls?: object;
 }
 
 /** The untyped contract (the default): any event name, any payload, any room. */
@@ -20,7 +22,55 @@ export type AnyContract = {
   events: Record<string, unknown>;
   emits: Record<string, unknown>;
   rooms: string;
+  calls: Record<string, { req: unknown; res: unknown }>;
 };
+
+/** The RPCs of contract C (none when it has no `calls`). */
+type Calls<C> = C extends { calls: infer X } ? X : {};
+/** The names of the RPCs of contract C the client may call. */
+export type CallName<C extends ContractShape> = keyof Calls<C> & string;
+/** The request type of RPC K of contract C. */
+export type CallRequest<C extends ContractShape, K extends CallName<C>> = Calls<C>[K] extends { req: infer R } ? R : never;
+/** The result type of RPC K of contract C. */
+export type CallResult<C extends ContractShape, K extends CallName<C>> = Calls<C>[K] extends { res: infer R } ? R : never;
+
+/**
+ * Options of call() and of emit() through the outbox: the command carries
+ * an idempotency key and is sent again after a reconnection until the
+ * server answers (docs/rpc.md).
+ */
+export interface SendOptions {
+  /** The idempotency key (1–128 printable ASCII characters); default a random one. */
+  key?: string;
+  /** ms a call may take, the server's handler included (default 30 s; the server may cap it). */
+  timeout?: number;
+  /** Aborting it rejects with "canceled" and, for a call, tells the server, which cancels the handler. */
+  signal?: AbortSignal;
+}
+
+/** An outbox entry (emit or call) whose TTL passed before the server answered it: it may or may not have run. */
+export interface ExpiredInfo {
+  op: "emit" | "call";
+  /** The event or RPC name. */
+  name: string;
+  /** The emit's room. */
+  room?: string;
+  /** Its idempotency key: sending it again with this key is safe while the hub remembers it. */
+  key: string;
+  /** How many times it was sent. */
+  attempts: number;
+}
+
+/** The outbox's counters (client.outbox). */
+export interface OutboxStats {
+  /** Entries waiting for an answer now. */
+  pending: number;
+  /** Sends (first and again); retries: the sends after the first. */
+  sent: number;
+  retries: number;
+  /** Entries whose TTL passed unanswered. */
+  expired: number;
+}
 
 /** The names of the events of contract C the server may send. */
 export type EventName<C extends ContractShape> = keyof C["events"] & string;
@@ -132,6 +182,10 @@ export interface ClientOptions<C extends ContractShape = AnyContract> {
   commandTimeout?: number;
   /** At most this many commands pending or waiting for a connection (default 1000); more are refused with "overloaded". */
   maxPending?: number;
+  /** At most this many emits and calls wait in the outbox (default 1000); more are refused with "outbox_full". */
+  outboxSize?: number;
+  /** ms an outbox entry is retried before it is given up with "expired" (default 120 s; keep it under the hub's idempotency TTL, 10 min). */
+  outboxTTL?: number;
   /** At most this many handlers per event and per kind of callback (default 1000); more throw a RangeError. */
   maxListeners?: number;
   /** The WebSocket constructor (default globalThis.WebSocket; in Node 20 pass one, e.g. from the `ws` package, or run with --experimental-websocket). */

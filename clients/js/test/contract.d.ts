@@ -38,13 +38,30 @@ export interface Emits {
   "alert:ack": AlertAck;
 }
 
+/** Request of device:set-threshold. */
+export interface Threshold {
+  device: string;
+  limit: number;
+}
+
+/** Result of device:set-threshold. */
+export interface Ack {
+  device: string;
+  old: number;
+}
+
+/** Every RPC some role may call: name → request and result types. */
+export interface Calls {
+  "device:set-threshold": { req: Threshold; res: Ack };
+}
+
 /** Role names of the policy. */
 export type Role = "admin" | "staff";
 
 /** Per role: the rooms it may join, the events it may receive and emit. */
 export interface Roles {
-  staff: { join: "staff" | `device:${string}`; receive: "sensor:data" | "device:status"; emit: never };
-  admin: { join: "staff" | "admin" | `device:${string}`; receive: keyof Events; emit: "alert:ack" };
+  staff: { join: "staff" | `device:${string}`; receive: "sensor:data" | "device:status"; emit: never; call: never };
+  admin: { join: "staff" | "admin" | `device:${string}`; receive: keyof Events; emit: "alert:ack"; call: "device:set-threshold" };
 }
 
 /** The contract of the whole hub: the type parameter of RthubClient. */
@@ -52,6 +69,7 @@ export interface Contract {
   events: Events;
   emits: Emits;
   rooms: Roles[Role]["join"];
+  calls: Calls;
 }
 
 /** The contract as one role sees it. */
@@ -59,4 +77,5 @@ export type ContractFor<R extends Role> = {
   events: Pick<Events, Roles[R]["receive"]>;
   emits: Pick<Emits, Roles[R]["emit"]>;
   rooms: Roles[R]["join"];
+  calls: Pick<Calls, Roles[R]["call"]>;
 };

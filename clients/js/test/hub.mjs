@@ -56,6 +56,8 @@ export async function newHub(t) {
     stall: () => ctl(`${h}/stall`),
     thaw: () => ctl(`${h}/thaw`),
     restart: ({ history = "keep", pubs = [] } = {}) => ctl(`${h}/restart?history=${history}`, pubs),
+    /** The handler runs by idempotency key, the cancelled test:hold calls, the hub's replayed/joined counts. */
+    runs: async () => JSON.parse(await ctl(`${h}/runs`)),
   };
 }
 

@@ -2,7 +2,7 @@
 // correct code compiles, and every line after a @ts-expect-error must be a
 // compile error (tsc fails if one is not).
 import { RthubClient, type AnyContract, type ContractShape, type EventMeta, type JoinReply } from "@rthub/client";
-import type { Contract, ContractFor, ReadingEvent } from "./contract";
+import type { Ack, Contract, ContractFor, ReadingEvent } from "./contract";
 
 declare function fetchToken(reason: string): Promise<string>;
 
@@ -61,10 +61,31 @@ void staff.emit("alert:ack", "staff", { id: 1 });
 // @ts-expect-error staff may not join admin
 void staff.join("admin");
 
+// Calls: the RPC name, its request and its result are checked.
+const ack: Promise<Ack> = hub.call("device:set-threshold", { device: "d7", limit: 3 }, { timeout: 5000 });
+void ack;
+void hub.emit("alert:ack", "staff", { id: 3 }, { key: "ack-3" });
+// @ts-expect-error "device:reboot" is not a call of the contract
+void hub.call("device:reboot", { device: "d7" });
+// @ts-expect-error limit is a number
+void hub.call("device:set-threshold", { device: "d7", limit: "3" });
+hub.call("device:set-threshold", { device: "d7", limit: 3 }).then((a) => {
+  // @ts-expect-error the result is an Ack
+  const s: string = a.old;
+  void s;
+});
+// @ts-expect-error staff may call nothing
+void staff.call("device:set-threshold", { device: "d7", limit: 3 });
+// A contract without calls (generated before RPCs existed) has none.
+declare const old: RthubClient<{ events: {}; emits: {}; rooms: string }>;
+// @ts-expect-error no calls
+void old.call("x", {});
+
 // The default, untyped contract: anything goes, like rthub.js.
 const loose = new RthubClient("ws://hub/ws", { token: async () => "t" });
 loose.on("anything", (d: unknown, m: EventMeta) => void [d, m]);
 void loose.emit("whatever", "any:room", { x: 1 });
+void loose.call("any:rpc", { x: 1 }).then((r: unknown) => void r);
 const any: RthubClient<AnyContract> = loose;
 void any;
 

@@ -175,6 +175,8 @@ var RthubClient = class {
   closeReason = "";
   /** Why the connection was lost or the client stopped; null when live. */
   error = null;
+  /** The outbox's counters (see {@link OutboxStats}). */
+  outbox = { pending: 0, sent: 0, retries: 0, expired: 0 };
   opts;
   tokenFn;
   backoff;
@@ -193,6 +195,7 @@ var RthubClient = class {
   resetFns = /* @__PURE__ */ new Set();
   snapFns = /* @__PURE__ */ new Set();
   gapFns = /* @__PURE__ */ new Set();
+  expFns = /* @__PURE__ */ new Set();
   /** Own rooms joined with state. */
   stateRooms = /* @__PURE__ */ new Set();
   /** Events held per room while a join with state is pending. */
@@ -316,6 +319,14 @@ var RthubClient = class {
     this.add(this.gapFns, fn);
     return () => void this.gapFns.delete(fn);
   }
+  /**
+   * Calls fn(info) for each emit or call of the outbox whose TTL passed
+   * before the server answered it (its promise rejects with "expired").
+   */
+  onExpired(fn) {
+    this.add(this.expFns, fn);
+    return () => void this.expFns.delete(fn);
+  }
   /** Calls fn(welcome) after every (re)connection, once rooms are rejoined: reload page state here. */
   onConnected(fn) {
     this.add(this.connFns, fn);
@@ -334,15 +345,26 @@ var RthubClient = class {
   /**
    * Sends a command (protocol §2.2) and resolves with its reply's data
    * (null when none); rejects with an {@link RthubError}. While not
-   * connected, the command waits for the connection (up to commandTimeout).
+   * connected, the command waits for the connection (up to timeout ms,
+   * default commandTimeout). Aborting signal rejects with "canceled" (and
+   * cancels a call on the server).
    */
-  command(op, fields = {}) {
-    return new Promise((resolve, reject) => {
-      if (this.state === "closed") return reject(new RthubError("closed", "client closed"));
+  command(op, fields = {}, timeout = this.commandTimeout, signal) {
+    return new Promise((res, rej) => {
+      if (this.state === "closed") return rej(new RthubError("closed", "client closed"));
       if (this.pending.size + this.waiters.length >= this.maxPending) {
-        return reject(new RthubError("overloaded", `${op}: ${this.maxPending} commands pending`));
+        return rej(new RthubError("overloaded", `${op}: ${this.maxPending} commands pending`));
       }
       const id = this.nextId++;
+      const abort = () => {
+        clearTimeout(timer);
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        if (this.pending.delete(id) && op == "call" && this.isOpen()) this.sendTo(this.ws, 0, { op: "cancel", call: id });
+        rej(new RthubError("canceled", `${op}: canceled`));
+      };
+      const done = () => signal?.removeEventListener("abort", abort);
+      const resolve = (v) => (done(), res(v));
+      const reject = (e) => (done(), rej(e));
       const waiter = {
         send: () => {
           this.pending.set(id, { resolve, reject, timer });
@@ -356,11 +378,53 @@ var RthubClient = class {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new RthubError("timeout", `${op}: no reply within ${this.commandTimeout} ms`));
-      }, this.commandTimeout);
+        reject(new RthubError("timeout", `${op}: no reply within ${timeout} ms`));
+      }, timeout);
+      if (signal?.aborted) return abort();
+      signal?.addEventListener("abort", abort);
       if (this.isOpen()) waiter.send();
       else this.waiters.push(waiter);
     });
+  }
+  /**
+   * Calls an RPC (docs/rpc.md) and resolves with its result; rejects with
+   * an {@link RthubError}: the server's code ("forbidden", "unknown_rpc",
+   * "bad_payload", "timeout", or the handler's own), "canceled" (opts.signal),
+   * "expired" (unanswered past outboxTTL), "outbox_full". The call waits
+   * in the outbox: sent again, with the same idempotency key, after a
+   * reconnection, so the server runs it once. With a contract, rpc must be
+   * one of its calls and data has its request type.
+   */
+  call(rpc, data, opts = {}) {
+    return this.keyed("call", { rpc, data }, opts, opts.timeout || 3e4);
+  }
+  // keyed sends a command with an idempotency key through the outbox: again
+  // on each connection until answered, for at most wait ms (and outboxTTL).
+  keyed(op, fields, o, wait) {
+    const ob = this.outbox;
+    const size = this.opts.outboxSize || 1e3;
+    const ttl = this.opts.outboxTTL || 12e4;
+    if (ob.pending >= size) return Promise.reject(new RthubError("outbox_full", `${op}: ${size} entries wait`));
+    const key = o.key || Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => (b + 256).toString(16).slice(1)).join("");
+    const end = Date.now() + Math.min(wait, ttl);
+    const name = String(fields.rpc || fields.event);
+    let attempts = 0;
+    const expire = () => {
+      ob.expired++;
+      this.fire(this.expFns, { op, name, room: fields.room, key, attempts });
+      return Promise.reject(new RthubError("expired", `${op} ${name}: unanswered after ${attempts} attempts (key ${key})`));
+    };
+    const attempt = () => {
+      const left = end - Date.now();
+      if (left <= 0) return wait > ttl || op == "emit" ? expire() : Promise.reject(new RthubError("timeout", `${op} ${name}`));
+      ob.sent++;
+      if (attempts++) ob.retries++;
+      return this.command(op, { ...fields, idem: key, ...op == "call" && { timeout: left } }, left, o.signal).catch(
+        (e) => e.code == "disconnected" || e.code == "timeout" && Date.now() < end ? attempt() : e.code == "timeout" && (wait > ttl || op == "emit") ? expire() : Promise.reject(e)
+      );
+    };
+    ob.pending++;
+    return attempt().finally(() => ob.pending--);
   }
   /**
    * Joins a room (resuming it where this client stopped, if it was in it);
@@ -395,7 +459,7 @@ var RthubClient = class {
           const position = { offset: reply.offset || 0, epoch: reply.epoch || "" };
           this.pos.set(room, position);
           reply.snapshot = { room, position, events: state.map((m) => ({ data: m.data, meta: this.meta(m) })) };
-          this.call(this.snapFns, reply.snapshot);
+          this.fire(this.snapFns, reply.snapshot);
         } else this.joinedAt(room, reply);
         for (const m of held) this.dispatch(m);
         if (this.heldOver.delete(room)) this.lost(room);
@@ -423,10 +487,13 @@ var RthubClient = class {
   /**
    * Emits an event to a room; resolves with the reply's data (what the
    * server's handler returned, often null) or rejects with an RthubError
-   * ("forbidden", "bad_payload", "unknown_event", ...).
+   * ("forbidden", "bad_payload", "unknown_event", ...). With opts (even
+   * `{}`), the emit carries an idempotency key and waits in the outbox: it
+   * is sent again after a reconnection until the server answers, which runs
+   * it once ("expired" past outboxTTL, "outbox_full" when full).
    */
-  emit(event, room, data) {
-    return this.command("emit", { event, room, data });
+  emit(event, room, data, opts) {
+    return opts ? this.keyed("emit", { event, room, data }, opts, Infinity) : this.command("emit", { event, room, data });
   }
   /** Application-level ping: resolves when the server answers. */
   ping() {
@@ -483,7 +550,7 @@ var RthubClient = class {
       user: this.welcome?.user
     };
   }
-  call(fns, ...args) {
+  fire(fns, ...args) {
     for (const fn of [...fns]) {
       try {
         fn(...args);
@@ -495,7 +562,7 @@ var RthubClient = class {
   setState(s, force = false) {
     if (this.state === s && !force) return;
     this.state = s;
-    this.call(this.stateFns, s, this.info());
+    this.fire(this.stateFns, s, this.info());
   }
   isOpen() {
     return !!this.ws && this.ws.readyState === 1 && !!this.welcome && (this.state === "live" || this.state === "stale");
@@ -623,7 +690,7 @@ var RthubClient = class {
     const waiters = this.waiters;
     this.waiters = [];
     for (const w of waiters) w.send();
-    this.call(this.connFns, m);
+    this.fire(this.connFns, m);
   }
   dispatch(m) {
     switch (m.type) {
@@ -642,9 +709,9 @@ var RthubClient = class {
         }
         const meta = this.meta(m);
         const fns = this.handlers.get(meta.event);
-        if (fns && meta.event !== "*") this.call(fns, m.data, meta);
+        if (fns && meta.event !== "*") this.fire(fns, m.data, meta);
         const any = this.handlers.get("*");
-        if (any) this.call(any, m.data, meta);
+        if (any) this.fire(any, m.data, meta);
         return;
       }
       case "reply": {
@@ -668,12 +735,12 @@ var RthubClient = class {
       case "reset":
         if (!m.room) return;
         this.pos.set(m.room, { offset: m.offset || 0, epoch: m.epoch || "" });
-        this.call(this.resetFns, m.room);
+        this.fire(this.resetFns, m.room);
         this.lost(m.room);
         return;
       case "gap":
         if (!m.room) return;
-        this.call(this.gapFns, m.room);
+        this.fire(this.gapFns, m.room);
         this.lost(m.room);
         return;
       case "expiring":
@@ -718,7 +785,7 @@ var RthubClient = class {
     const p = this.pos.get(room);
     if (!p || st.recovered !== true || p.epoch !== st.epoch) this.pos.set(room, { offset: st.offset || 0, epoch: st.epoch });
     if (st.recovered === false) {
-      this.call(this.resetFns, room);
+      this.fire(this.resetFns, room);
       this.lost(room);
     }
   }
@@ -771,7 +838,7 @@ var RthubClient = class {
     clearInterval(this.tick);
     this.failAll(new RthubError("closed", err.message));
     this.setState("closed");
-    if (auth) this.call(this.authFns, { code, reason: this.closeReason, error: err });
+    if (auth) this.fire(this.authFns, { code, reason: this.closeReason, error: err });
   }
   // Ping when quiet, "stale" when silent too long, drop the connection when
   // silent much too long (a half-open TCP connection never closes by itself).
