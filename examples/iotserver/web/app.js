@@ -493,7 +493,7 @@ function renderDetail() {
   let i = 0;
   for (const [m, pts] of [...d.history.entries()].sort()) {
     const svg = newSVG("chart");
-    const thr = app.rules.get(m);
+    const thr = deviceLevel(id, m);
     const title = (UNITS[m] ? `${m} (${UNITS[m]})` : m) + (thr !== undefined ? ` · alert at ${thr}` : "");
     box.append(h("div", {}, h("h3", {}, title), svg));
     chart(svg, pts, { threshold: thr, cls: "m" + (i++ % 3) }); // after append: it reads the width
@@ -513,7 +513,9 @@ function onCommand(/** @type {Command} */ r) {
   if (cur && COMMAND_RANK[cur.state] >= COMMAND_RANK[r.state]) return;
   app.commands.set(r.id, r);
   while (app.commands.size > 100) app.commands.delete(app.commands.keys().next().value);
-  if (r.device === app.selected) renderCommands();
+  if (r.device !== app.selected) return;
+  if (r.name === "set_threshold" && r.state === "done") renderDetail(); // the chart's alert line
+  else renderCommands();
 }
 
 // sendCommand calls device:command (typed by the contract's calls; admins
@@ -537,6 +539,17 @@ $("cmd-threshold").addEventListener("submit", (e) => {
   const metric = /** @type {HTMLSelectElement} */ ($("cmd-metric")).value;
   sendCommand({ device: app.selected, command: "set_threshold", metric, value: Number(input("cmd-value").value) });
 });
+
+// deviceLevel is the alert level of a device's metric: the last
+// set_threshold it acknowledged while this page watched, else the rule's.
+function deviceLevel(/** @type {string} */ id, /** @type {string} */ metric) {
+  let v = app.rules.get(metric);
+  for (const r of app.commands.values()) {
+    const a = /** @type {any} */ (r.args);
+    if (r.device === id && r.name === "set_threshold" && r.state === "done" && a && a.metric === metric) v = a.value;
+  }
+  return v;
+}
 
 function describeCommand(/** @type {Command} */ r) {
   const a = /** @type {any} */ (r.args) || {};
