@@ -203,7 +203,8 @@ func (c *Config) setDefaults() []error {
 // A bridge owns these goroutines, all stopped and waited for by
 // Shutdown and Close: the MQTT client's (connection manager, reader,
 // delivery, pinger), one per route (decode and publish, in queue order),
-// and one per connection while it subscribes. The delivery goroutine only
+// one per connection while it subscribes, and with Config.Commands the
+// command goroutine (sends queued commands, handles replies, expires). The delivery goroutine only
 // matches the topic and queues the message, so a slow route never holds up
 // the others (except with [Block]).
 //
