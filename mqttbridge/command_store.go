@@ -28,6 +28,10 @@ type CommandStore interface {
 	// Queued returns up to n of the device's queued commands whose Expires
 	// is after now, oldest (Created) first.
 	Queued(ctx context.Context, device string, now time.Time, n int) ([]Result, error)
+	// Waiting returns up to n devices that have queued commands whose
+	// Expires is after now, in any order: the bridge sends theirs after it
+	// (re)connects, to those online.
+	Waiting(ctx context.Context, now time.Time, n int) ([]string, error)
 	// Claim moves a queued command whose Expires is after at to
 	// [CommandSent], with SentAt at, and reports true; it reports false,
 	// with no error, if the command is not queued (another bridge claimed
@@ -116,6 +120,28 @@ func (s *MemoryCommandStore) Queued(ctx context.Context, device string, now time
 	}
 	slices.SortStableFunc(out, func(a, b Result) int { return a.Created.Compare(b.Created) })
 	return out[:min(n, len(out))], nil
+}
+
+// Waiting implements [CommandStore].
+func (s *MemoryCommandStore) Waiting(ctx context.Context, now time.Time, n int) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for d, ids := range s.byDevice {
+		if len(out) == n {
+			break
+		}
+		for _, id := range ids {
+			if c := s.cmds[id]; c.State == CommandQueued && c.Expires.After(now) {
+				out = append(out, d)
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 // Claim implements [CommandStore].

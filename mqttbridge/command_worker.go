@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +34,8 @@ type commander struct {
 	mu       sync.Mutex
 	online   map[string]struct{} // at most MaxDevices
 	flush    map[string]struct{} // online devices to send queued commands to
-	flushAll bool                // every online device (after a reconnection)
+	flushAll bool                // every online device with queued commands (after a reconnection)
+	retryAll bool                // flushAll at the next sweep (the store failed)
 	waiters  map[string]chan Result
 	signal   chan struct{} // cap 1: flush or flushAll set
 
@@ -209,6 +211,14 @@ func (c *commander) scheduleFlushAll() {
 	c.wake()
 }
 
+// scheduleFlushAllLater asks for another flush of every device at the
+// next sweep (after a store error).
+func (c *commander) scheduleFlushAllLater() {
+	c.mu.Lock()
+	c.retryAll = true
+	c.mu.Unlock()
+}
+
 func (c *commander) wake() {
 	select {
 	case c.signal <- struct{}{}:
@@ -361,27 +371,43 @@ func (b *Bridge) runCommands(stop <-chan struct{}) {
 			b.flushQueued(ctx)
 		case <-tick.C:
 			b.sweep(ctx)
+			c.mu.Lock()
+			retry := c.retryAll
+			c.retryAll = false
+			c.mu.Unlock()
+			if retry {
+				c.scheduleFlushAll()
+			}
 		}
 	}
 }
 
-// flushQueued sends the queued commands of the devices scheduled.
+// flushQueued sends the queued commands of the devices scheduled: those
+// that came online, or after a (re)connection every online device the
+// store has commands for.
 func (b *Bridge) flushQueued(ctx context.Context) {
 	c := b.cmd
 	c.mu.Lock()
-	var devices []string
-	if c.flushAll {
-		for d := range c.online {
-			devices = append(devices, d)
-		}
-		c.flushAll = false
-	} else {
-		for d := range c.flush {
-			devices = append(devices, d)
-		}
+	all := c.flushAll
+	c.flushAll = false
+	devices := make([]string, 0, len(c.flush))
+	for d := range c.flush {
+		devices = append(devices, d)
 	}
 	clear(c.flush)
 	c.mu.Unlock()
+	if all {
+		waiting, err := c.store.Waiting(ctx, time.Now(), c.cfg.MaxQueued)
+		if err != nil {
+			b.storeErr(err, "waiting")
+			c.scheduleFlushAllLater()
+		}
+		for _, d := range waiting {
+			if c.isOnline(d) && !slices.Contains(devices, d) {
+				devices = append(devices, d)
+			}
+		}
+	}
 	for _, d := range devices {
 		if ctx.Err() != nil {
 			return

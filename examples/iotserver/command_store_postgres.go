@@ -109,6 +109,16 @@ func (s *pgCommandStore) Queued(ctx context.Context, device string, now time.Tim
 	return collectCommands(rows)
 }
 
+// Waiting implements mqttbridge.CommandStore.
+func (s *pgCommandStore) Waiting(ctx context.Context, now time.Time, n int) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT device FROM device_commands
+		WHERE state = 'queued' AND expires > $1 LIMIT $2`, now, n)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
 // Claim implements mqttbridge.CommandStore: one conditional UPDATE, so of
 // two nodes claiming the same command only one changes the row.
 func (s *pgCommandStore) Claim(ctx context.Context, id string, at time.Time) (bool, error) {

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -129,6 +130,17 @@ func testQueued(t *testing.T, s mqttbridge.CommandStore) {
 	}
 	if got, _ := s.Queued(ctx(t), "d", now, 10); ids(got) != "q2,q3" {
 		t.Errorf("Queued after a claim = %s", ids(got))
+	}
+	got, err := s.Waiting(ctx(t), now, 10)
+	slices.Sort(got)
+	if err != nil || !slices.Equal(got, []string{"d", "e"}) {
+		t.Errorf("Waiting = %q, %v; want [d e]", got, err)
+	}
+	if got, _ := s.Waiting(ctx(t), now, 1); len(got) != 1 {
+		t.Errorf("Waiting(n=1) = %q", got)
+	}
+	if got, _ := s.Waiting(ctx(t), t0.Add(time.Hour), 10); len(got) != 0 {
+		t.Errorf("Waiting after every TTL = %q", got)
 	}
 	if err := s.Release(ctx(t), "q1"); err != nil {
 		t.Fatal(err)
