@@ -140,7 +140,7 @@ func (h *Hub) clientEmit(c *conn, cmd command) error {
 			return schemaError(cmd.Event, err)
 		}
 	}
-	_, herr := h.once(c.ctx, c, &cmd, func() (json.RawMessage, error, bool) {
+	_, herr := h.once(c.ctx, c, &cmd, emitLease, func() (json.RawMessage, error, bool) {
 		var herr error
 		func() {
 			defer func() {

@@ -141,7 +141,7 @@ func New(opts Options) (*Hub, error) {
 		syncKick: make(chan struct{}, 1),
 		handlers: handlers,
 		rpc:      rpct,
-		idem:     newIdemStore(opts.Idempotency),
+		idem:     newIdemStore(opts.Idempotency, opts.Broker),
 		validate: validators,
 		comp:     newCompressor(opts.Compression.Level),
 		log:      opts.Logger,

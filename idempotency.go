@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,9 +21,12 @@ const MaxIdempotencyKeyLen = 128
 // of the key is answered with it instead of running the handler again, and a
 // retry arriving while the first run is still going waits for it.
 //
-// The memory is per hub (per node): behind a load balancer, a retry that
-// reaches another node than the first attempt runs the handler again. See
-// docs/rpc.md for what that means and how to get exactly-once across nodes.
+// The memory is the hub's own (per node), unless the broker keeps it for
+// all the hubs sharing it ([IdempotencyStore]: the Redis broker does; it
+// applies TTL and the per-user bounds, and MaxBytes is left to Redis's
+// maxmemory). With a per-node memory behind a load balancer, a retry that
+// reaches another node than the first attempt runs the handler again; see
+// docs/rpc.md.
 //
 // Zero fields take the defaults; a negative TTL turns the memory off (keys
 // are then ignored and every retry runs the handler).
@@ -91,6 +95,10 @@ type idemStore struct {
 	bytes int      // their sizes
 
 	waiters atomic.Int64 // retries waiting for a first run now
+
+	// shared is the broker's memory, used instead of this one when the
+	// broker has it (onceShared).
+	shared IdempotencyStore
 }
 
 type idemUser struct {
@@ -163,11 +171,15 @@ func (l *idemList) remove(e *idemEntry) {
 	l.n--
 }
 
-func newIdemStore(opts IdempotencyOptions) *idemStore {
+// newIdemStore returns the hub's memory of idempotency keys: nil when off,
+// and backed by the broker when it is an IdempotencyStore.
+func newIdemStore(opts IdempotencyOptions, b Broker) *idemStore {
 	if opts.TTL < 0 {
 		return nil
 	}
-	return &idemStore{opts: opts, now: time.Now, users: make(map[string]*idemUser)}
+	s := &idemStore{opts: opts, now: time.Now, users: make(map[string]*idemUser)}
+	s.shared, _ = b.(IdempotencyStore)
+	return s
 }
 
 // errIdemReused refuses a key that a user already gave another command.
@@ -287,8 +299,10 @@ func (s *idemStore) size() (n, bytes int) {
 // user and key while its outcome is remembered: the first arrival runs it
 // (run reports whether its outcome may be kept); a retry after it is
 // answered with the outcome; a retry during it waits for it, bounded by
-// ctx. Without a key, or with the memory off, run just runs.
-func (h *Hub) once(ctx context.Context, c *conn, cmd *command, run func() (json.RawMessage, error, bool)) (json.RawMessage, error) {
+// ctx. Without a key, or with the memory off, run just runs. With the
+// broker's IdempotencyStore the memory is the broker's (onceShared), and
+// lease bounds the first run's claim.
+func (h *Hub) once(ctx context.Context, c *conn, cmd *command, lease time.Duration, run func() (json.RawMessage, error, bool)) (json.RawMessage, error) {
 	if cmd.Idem == "" || h.idem == nil {
 		data, err, _ := run()
 		return data, err
@@ -298,6 +312,9 @@ func (h *Hub) once(ctx context.Context, c *conn, cmd *command, run func() (json.
 		name = cmd.RPC
 	}
 	user := c.ident.Load().Subject
+	if h.idem.shared != nil {
+		return h.onceShared(ctx, user, name, cmd, lease, run)
+	}
 	for {
 		e, first, err := h.idem.begin(user, cmd.Idem, cmd.Op, name, cmd.Room)
 		if err != nil {
@@ -332,5 +349,128 @@ func (h *Hub) once(ctx context.Context, c *conn, cmd *command, run func() (json.
 			return data, err
 		}
 		// The first run left no outcome (its context ended): run it here.
+	}
+}
+
+// IdempotencyStore is implemented by a [Broker] that keeps the idempotency
+// keys of emits and calls for all the hubs sharing it (the Redis broker
+// does): a retry that reaches another node than its first attempt is then
+// answered from the first run too, and one that arrives while the first
+// run goes on elsewhere waits for it. The hub checks for it with a type
+// assertion, as for [StateBroker]; without it the memory is the hub's own
+// (per node). The hub calls it with contexts bounded by
+// Options.BrokerTimeout; an error fails the emit or call with "internal"
+// (the caller may send it again later with the same key).
+type IdempotencyStore interface {
+	// ClaimKey looks user's key up. When no run claimed it (or its claim
+	// or outcome expired), it claims it for lease and returns Claimed:
+	// the caller runs the command and then calls CompleteKey or
+	// ReleaseKey. Otherwise it returns what the key holds: the
+	// Fingerprint it was claimed with and, once that first run ended, its
+	// Outcome (nil while it runs).
+	ClaimKey(ctx context.Context, user, key, fingerprint string, lease time.Duration) (KeyClaim, error)
+	// CompleteKey stores the outcome of the claimed run of user's key for
+	// lim.TTL, then forgets the user's oldest outcomes while the user has
+	// more than lim.MaxKeysPerUser of them or they weigh more than
+	// lim.MaxBytesPerUser (each counts its key, fingerprint and outcome
+	// plus 160 bytes). An
+	// outcome over MaxBytesPerUser on its own is not stored: the key is
+	// forgotten.
+	CompleteKey(ctx context.Context, user, key, fingerprint string, outcome []byte, lim IdempotencyOptions) error
+	// ReleaseKey forgets user's key if it is claimed and not completed: a
+	// run cut short, which a retry runs again.
+	ReleaseKey(ctx context.Context, user, key string) error
+}
+
+// KeyClaim is what [IdempotencyStore.ClaimKey] found.
+type KeyClaim struct {
+	// Claimed: the caller claimed the key and runs the command.
+	Claimed bool
+	// Fingerprint is what the key was claimed for (when not Claimed).
+	Fingerprint string
+	// Outcome is the first run's outcome, nil while it runs (when not
+	// Claimed).
+	Outcome []byte
+}
+
+// emitLease is how long a keyed emit's claim in an IdempotencyStore lasts:
+// an emit handler running longer lets a retry on another node run too.
+const emitLease = time.Minute
+
+// idemOutcome is a remembered outcome as an IdempotencyStore keeps it.
+type idemOutcome struct {
+	Data json.RawMessage `json:"d,omitempty"`
+	Err  *ReplyError     `json:"e,omitempty"`
+}
+
+// onceShared is once with the broker's IdempotencyStore: the first arrival
+// of a key on any node runs it; the others are answered with its outcome,
+// polling (25 ms, doubling to 400 ms) while it runs elsewhere.
+func (h *Hub) onceShared(ctx context.Context, user, name string, cmd *command, lease time.Duration, run func() (json.RawMessage, error, bool)) (json.RawMessage, error) {
+	fp := cmd.Op + "\x00" + name + "\x00" + cmd.Room
+	fail := func(op string, err error) error {
+		h.stats.brokerErrors.Add(1)
+		h.log.Warn("rthub: idempotency store: "+op, slog.String("key", cmd.Idem), slog.Any("err", err))
+		return ErrInternal
+	}
+	wait, waited := 25*time.Millisecond, false
+	for {
+		bctx, cancel := context.WithTimeout(ctx, h.opts.BrokerTimeout)
+		cl, err := h.idem.shared.ClaimKey(bctx, user, cmd.Idem, fp, lease)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fail("claim", err)
+		}
+		if cl.Claimed {
+			data, rerr, remember := run()
+			// The store is written after the run on the hub's context: a
+			// run whose own context ended still records its outcome.
+			bctx, cancel := context.WithTimeout(h.ctx, h.opts.BrokerTimeout)
+			defer cancel()
+			if remember {
+				o := idemOutcome{Data: data}
+				if rerr != nil {
+					o.Data, o.Err = nil, replyErrorFor(rerr)
+				}
+				b, _ := json.Marshal(o)
+				if err := h.idem.shared.CompleteKey(bctx, user, cmd.Idem, fp, b, h.opts.Idempotency); err != nil {
+					_ = fail("complete", err) // the reply goes out; a retry may run again
+				}
+			} else if err := h.idem.shared.ReleaseKey(bctx, user, cmd.Idem); err != nil {
+				_ = fail("release", err)
+			}
+			return data, rerr
+		}
+		if cl.Fingerprint != fp {
+			return nil, errIdemReused
+		}
+		if cl.Outcome != nil {
+			var o idemOutcome
+			if err := json.Unmarshal(cl.Outcome, &o); err != nil {
+				return nil, fail("decode", err)
+			}
+			if waited {
+				h.stats.idemJoined.Add(1)
+			} else {
+				h.stats.idemReplayed.Add(1)
+			}
+			if o.Err != nil {
+				return nil, o.Err
+			}
+			return o.Data, nil
+		}
+		// The first run goes on (on this node or another): poll.
+		waited = true
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+		wait = min(2*wait, 400*time.Millisecond)
 	}
 }

@@ -38,7 +38,7 @@ func TestValidIdemKey(t *testing.T) {
 func TestIdemStore_Bounds(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)
-	s := newIdemStore(IdempotencyOptions{TTL: time.Minute, MaxKeysPerUser: 2, MaxBytesPerUser: 1000, MaxBytes: 1500})
+	s := newIdemStore(IdempotencyOptions{TTL: time.Minute, MaxKeysPerUser: 2, MaxBytesPerUser: 1000, MaxBytes: 1500}, nil)
 	s.now = func() time.Time { return now }
 	run := func(user, key string, data string) {
 		t.Helper()
@@ -115,7 +115,7 @@ func TestIdemStore_Bounds(t *testing.T) {
 // and the next begin runs again.
 func TestIdemStore_Forgotten(t *testing.T) {
 	t.Parallel()
-	s := newIdemStore(IdempotencyOptions{TTL: time.Minute, MaxKeysPerUser: 10, MaxBytesPerUser: 1 << 20, MaxBytes: 1 << 20})
+	s := newIdemStore(IdempotencyOptions{TTL: time.Minute, MaxKeysPerUser: 10, MaxBytesPerUser: 1 << 20, MaxBytes: 1 << 20}, nil)
 	e, first, _ := s.begin("u", "k", "emit", "chat:message", "staff")
 	if !first {
 		t.Fatal("not first")
@@ -140,7 +140,7 @@ func TestNewIdemStore_Off(t *testing.T) {
 	if err := o.setDefaults(); err != nil {
 		t.Fatal(err)
 	}
-	if newIdemStore(o) != nil {
+	if newIdemStore(o, nil) != nil {
 		t.Error("a negative TTL does not turn the memory off")
 	}
 	o = IdempotencyOptions{MaxBytes: -1}

@@ -372,7 +372,7 @@ func (h *Hub) clientCall(c *conn, cmd command) {
 			}
 			<-cs.sem
 		}()
-		data, err := h.once(ctx, c, &cmd, func() (json.RawMessage, error, bool) {
+		data, err := h.once(ctx, c, &cmd, timeout+h.opts.BrokerTimeout, func() (json.RawMessage, error, bool) {
 			data, err := h.runCall(ctx, hd, info, cmd)
 			// An error returned after the call's context ended (timeout,
 			// cancel, the connection gone) may mean the handler gave up:

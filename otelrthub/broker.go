@@ -32,9 +32,19 @@ import (
 // published.
 //
 // If b is an [rthub.StateBroker] (keyed latest state), so is the result; its
-// State calls pass through untraced.
+// State calls pass through untraced. So for an [rthub.IdempotencyStore]
+// (the memory of idempotency keys shared by the hubs).
 func WrapBroker(b rthub.Broker, opts Options) rthub.Broker {
-	tb := &tracedBroker{next: b, tr: opts.tracer()}
+	w := wrapPresenceState(b, &tracedBroker{next: b, tr: opts.tracer()})
+	if is, ok := b.(rthub.IdempotencyStore); ok {
+		return keepIdempotency(w, is)
+	}
+	return w
+}
+
+// wrapPresenceState returns tb, or tb with b's PresenceStore and
+// StateBroker.
+func wrapPresenceState(b rthub.Broker, tb *tracedBroker) rthub.Broker {
 	ps, presence := b.(rthub.PresenceStore)
 	sb, state := b.(rthub.StateBroker)
 	switch {
@@ -46,6 +56,38 @@ func WrapBroker(b rthub.Broker, opts Options) rthub.Broker {
 		return &tracedStateBroker{tb, sb}
 	}
 	return tb
+}
+
+// keepIdempotency returns w with is added, keeping the optional interfaces
+// w has.
+func keepIdempotency(w rthub.Broker, is rthub.IdempotencyStore) rthub.Broker {
+	ps, presence := w.(rthub.PresenceStore)
+	sb, state := w.(rthub.StateBroker)
+	switch {
+	case presence && state:
+		return &struct {
+			rthub.Broker
+			rthub.PresenceStore
+			rthub.StateBroker
+			rthub.IdempotencyStore
+		}{w, ps, sb, is}
+	case presence:
+		return &struct {
+			rthub.Broker
+			rthub.PresenceStore
+			rthub.IdempotencyStore
+		}{w, ps, is}
+	case state:
+		return &struct {
+			rthub.Broker
+			rthub.StateBroker
+			rthub.IdempotencyStore
+		}{w, sb, is}
+	}
+	return &struct {
+		rthub.Broker
+		rthub.IdempotencyStore
+	}{w, is}
 }
 
 type tracedStateBroker struct {

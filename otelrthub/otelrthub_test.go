@@ -236,6 +236,45 @@ func TestWrapBroker_keepsPresenceStore(t *testing.T) {
 
 func isPresence(b rthub.Broker) bool { _, ok := b.(rthub.PresenceStore); return ok }
 
+// An IdempotencyStore stays one when wrapped, keeping the other optional
+// interfaces as they were.
+func TestWrapBroker_keepsIdempotencyStore(t *testing.T) {
+	t.Parallel()
+	mb, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	isIdem := func(b rthub.Broker) bool { _, ok := b.(rthub.IdempotencyStore); return ok }
+	isState := func(b rthub.Broker) bool { _, ok := b.(rthub.StateBroker); return ok }
+	type idemBroker struct {
+		rthub.Broker
+		rthub.IdempotencyStore
+	}
+	for name, b := range map[string]rthub.Broker{
+		"memory": mb,
+		"idem":   idemBroker{Broker: mb},
+		"idem+presence": struct {
+			presenceBroker
+			rthub.IdempotencyStore
+		}{presenceBroker{Broker: mb}, nil},
+		"idem+state": struct {
+			*rthub.MemoryBroker
+			rthub.IdempotencyStore
+		}{mb, nil},
+		"idem+presence+state": struct {
+			*rthub.MemoryBroker
+			rthub.PresenceStore
+			rthub.IdempotencyStore
+		}{mb, nil, nil},
+	} {
+		w := otelrthub.WrapBroker(b, otelrthub.Options{})
+		if isIdem(w) != isIdem(b) || isPresence(w) != isPresence(b) || isState(w) != isState(b) {
+			t.Errorf("%s: after wrapping IdempotencyStore %v (was %v), PresenceStore %v (%v), StateBroker %v (%v)",
+				name, isIdem(w), isIdem(b), isPresence(w), isPresence(b), isState(w), isState(b))
+		}
+	}
+}
+
 // A StateBroker stays one when wrapped (with or without PresenceStore), and
 // its State answers through the wrapper.
 func TestWrapBroker_keepsStateBroker(t *testing.T) {
