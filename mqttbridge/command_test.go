@@ -455,3 +455,57 @@ func TestCommand_NotConfigured(t *testing.T) {
 		t.Fatalf("Command: %v", err)
 	}
 }
+
+// TestCommand_NewBridgeSameStore: a command queued by one bridge for an
+// offline device is sent by the next bridge on the same store (a restart
+// of the process, with a store that outlives it) when the device connects,
+// once; the states reach a WebSocket client of a real hub in the device's
+// room as device:command events.
+func TestCommand_NewBridgeSameStore(t *testing.T) {
+	t.Parallel()
+	addr := mosquittoAddr(t)
+	p := prefix()
+	store := NewMemoryCommandStore(0)
+	hs := newHubServer(t)
+	watcher := hs.dial(t, "alice", "staff", []string{"device:d5"}, "device:command")
+	dev := newCmdDevice(t, addr, p, "d5")
+	setOffline(t, addr, dev.topic("status"))
+
+	b1 := startBridge(t, hs.hub, cmdConfig(addr, p, CommandConfig{Store: store}))
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	r, err := b1.Send(ctx, "d5", Command{Name: "set_interval", Args: json.RawMessage(`{"seconds":7}`), TTL: 20 * time.Second})
+	if err != nil || r.State != CommandQueued {
+		t.Fatalf("Send: %+v, %v", r, err)
+	}
+	if err := b1.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b1.Send(ctx, "d5", Command{Name: "x"}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Send after Shutdown: %v", err)
+	}
+
+	b2 := startBridge(t, hs.hub, cmdConfig(addr, p, CommandConfig{Store: store}))
+	dev.connect()
+	evs := watcher.wait(t, 3)
+	var states []CommandState
+	for _, ev := range evs {
+		var got Result
+		if err := json.Unmarshal(ev.Data, &got); err != nil || got.ID != r.ID || ev.Room != "device:d5" {
+			t.Fatalf("event %s@%s %s: %v", ev.Name, ev.Room, ev.Data, err)
+		}
+		states = append(states, got.State)
+		if got.State == CommandDone && string(got.Reply) != `{"ok":true}` {
+			t.Fatalf("done without the reply: %s", ev.Data)
+		}
+	}
+	if want := []CommandState{CommandQueued, CommandSent, CommandDone}; !slices.Equal(states, want) {
+		t.Fatalf("states %q, want %q", states, want)
+	}
+	if n := dev.runsOf(r.ID); n != 1 {
+		t.Fatalf("ran %d times", n)
+	}
+	if st := b2.Stats().Commands; st.Sent != 1 || st.Done != 1 {
+		t.Fatalf("second bridge's stats %+v", st)
+	}
+}
