@@ -204,7 +204,8 @@ func (c *Config) setDefaults() []error {
 // Shutdown and Close: the MQTT client's (connection manager, reader,
 // delivery, pinger), one per route (decode and publish, in queue order),
 // one per connection while it subscribes, and with Config.Commands the
-// command goroutine (sends queued commands, handles replies, expires). The delivery goroutine only
+// command goroutine (sends queued commands, expires them) and the reply
+// goroutine (records replies). The delivery goroutine only
 // matches the topic and queues the message, so a slow route never holds up
 // the others (except with [Block]).
 //
@@ -235,7 +236,7 @@ type Bridge struct {
 	stopIntake chan struct{} // closed when Shutdown starts: incoming messages are dropped
 	drain      chan struct{} // closed when the routes should empty their queue and stop
 	workers    sync.WaitGroup
-	cmdWorker  sync.WaitGroup // the command goroutine
+	cmdWorker  sync.WaitGroup // the command and reply goroutines
 	subs       sync.WaitGroup // subscribe goroutines
 	done       chan struct{}  // closed when the bridge has stopped
 	shutErr    error          // Shutdown's result, once done is closed
@@ -367,6 +368,7 @@ func (b *Bridge) startRoutesLocked() {
 	}
 	if b.cmd != nil {
 		b.cmdWorker.Go(func() { b.runCommands(b.stopIntake) })
+		b.cmdWorker.Go(func() { b.runReplies(b.stopIntake) })
 	}
 }
 
@@ -441,8 +443,8 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	}
 
 	var err error
-	// The command goroutine stops with stopIntake: no command is published
-	// once the shutdown began (those queued stay in the store).
+	// The command and reply goroutines stop with stopIntake: no command is
+	// published once the shutdown began (those queued stay in the store).
 	b.cmdWorker.Wait()
 	// Stop the MQTT client first, so that no message arrives while the
 	// queues drain. Disconnect returns once the client's goroutines ended.

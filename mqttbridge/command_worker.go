@@ -17,8 +17,13 @@ import (
 )
 
 // commander is the downlink of a bridge: the online devices, the callers
-// waiting in Command, and the command goroutine (run), which alone talks to
-// the store after Add, publishes commands and handles replies.
+// waiting in Command, the command goroutine (runCommands), which alone
+// publishes commands and expires them, and the reply goroutine
+// (runReplies), which records replies. Replies have a goroutine of their
+// own so that the MQTT client's delivery goroutine, waiting for room in
+// the reply queue, never waits for a command publish: that publish waits
+// for its PUBACK, which the client reads only once the delivery goroutine
+// takes the next message.
 type commander struct {
 	cfg    CommandConfig
 	store  CommandStore
@@ -55,7 +60,7 @@ type reply struct {
 	correlation []byte
 }
 
-// replyQueue bounds the replies waiting for the command goroutine; past it
+// replyQueue bounds the replies waiting for the reply goroutine; past it
 // the MQTT client's delivery goroutine waits (the broker holds the rest).
 const replyQueue = 1024
 
@@ -346,27 +351,46 @@ func (b *Bridge) onReply(device string, p *paho.Publish) {
 	}
 }
 
-// runCommands is the command goroutine: it sends queued commands to online
-// devices, records replies and expires commands, until stop closes.
-func (b *Bridge) runCommands(stop <-chan struct{}) {
-	c := b.cmd
+// stopContext returns a context cancelled when stop closes or the bridge
+// is aborted; its cancel must be called.
+func (b *Bridge) stopContext(stop <-chan struct{}) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(b.ctx)
-	defer cancel()
-	go func() { // ends with runCommands: cancels the store calls on stop
+	go func() { // ends when ctx does: at stop, or at the caller's cancel
 		select {
 		case <-stop:
 			cancel()
 		case <-ctx.Done():
 		}
 	}()
+	return ctx, cancel
+}
+
+// runReplies is the reply goroutine: it records replies until stop closes.
+func (b *Bridge) runReplies(stop <-chan struct{}) {
+	ctx, cancel := b.stopContext(stop)
+	defer cancel()
+	for {
+		select {
+		case <-stop:
+			return
+		case r := <-b.cmd.replies:
+			b.handleReply(ctx, r)
+		}
+	}
+}
+
+// runCommands is the command goroutine: it sends queued commands to online
+// devices and expires commands, until stop closes.
+func (b *Bridge) runCommands(stop <-chan struct{}) {
+	c := b.cmd
+	ctx, cancel := b.stopContext(stop)
+	defer cancel()
 	tick := time.NewTicker(c.cfg.SweepInterval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-stop:
 			return
-		case r := <-c.replies:
-			b.handleReply(ctx, r)
 		case <-c.signal:
 			b.flushQueued(ctx)
 		case <-tick.C:
@@ -440,13 +464,19 @@ func (b *Bridge) sendQueued(ctx context.Context, device string) bool {
 		if !ok {
 			continue // another bridge sent it, or it expired meanwhile
 		}
+		// The event before the publish: the device's reply (handled by the
+		// reply goroutine) may come back before the publish returns, and
+		// clients should see sent before done.
 		r.State, r.SentAt = CommandSent, now
+		b.publishCommand(ctx, r)
 		if err := b.publishToDevice(ctx, r); err != nil {
 			if errors.Is(err, autopaho.ConnectionDownError) || errors.Is(err, errNotRunning) {
 				// Not written: queued again, sent after the reconnection.
 				if err := c.store.Release(ctx, r.ID); err != nil {
 					b.storeErr(err, "release")
 				}
+				r.State, r.SentAt = CommandQueued, time.Time{}
+				b.publishCommand(ctx, r)
 				return false
 			}
 			// It may have reached the broker: at most once, so it stays sent.
@@ -456,7 +486,6 @@ func (b *Bridge) sendQueued(ctx context.Context, device string) bool {
 				slog.String("id", r.ID), slog.String("device", device), slog.Any("err", err))
 		}
 		c.stats.sent.Add(1)
-		b.publishCommand(ctx, r)
 	}
 	return true
 }

@@ -113,7 +113,7 @@
 //
 // A [Bridge] is safe for concurrent use. It owns its goroutines (the MQTT
 // client's, one per route, one per connection while subscribing, and with
-// Commands the command goroutine, which alone sends commands, handles
-// replies and expires commands), and
+// Commands the command goroutine, which alone sends commands and expires
+// them, and the reply goroutine, which records replies), and
 // [Bridge.Shutdown] and [Bridge.Close] wait for all of them.
 package mqttbridge
