@@ -160,3 +160,35 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+func TestNew_CommandDefaults(t *testing.T) {
+	t.Parallel()
+	in := &CommandConfig{}
+	b, err := New(&recPublisher{}, Config{URL: "tcp://127.0.0.1:1883", Commands: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if in.TTL != 0 || in.Store != nil || in.Rooms != nil {
+		t.Error("New modified the caller's CommandConfig")
+	}
+	c := b.cmd.cfg
+	if c.Topic != "devices/{device}/cmd" || c.ReplyTopic != "devices/{device}/cmd/reply" || c.StatusTopic != "devices/{device}/status" ||
+		c.TTL != 5*time.Minute || c.MaxTTL != 24*time.Hour || c.MaxPerDevice != 16 || c.MaxQueued != 10_000 ||
+		c.MaxArgs != 16<<10 || c.MaxDevices != 100_000 || c.SweepInterval != time.Second || c.Event != "device:command" ||
+		!slices.Equal(c.Rooms, []string{"device:{device}"}) || c.Store == nil || c.Online == nil {
+		t.Errorf("defaults: %+v", c)
+	}
+	if got := b.cmd.commandTopic("7"); got != "devices/7/cmd" {
+		t.Errorf("command topic %q", got)
+	}
+	// No events: an empty, non-nil Rooms.
+	b2, err := New(&recPublisher{}, Config{URL: "tcp://127.0.0.1:1883", Commands: &CommandConfig{Rooms: []string{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	if len(b2.cmd.rooms) != 0 {
+		t.Errorf("rooms %d, want none", len(b2.cmd.rooms))
+	}
+}
