@@ -509,3 +509,37 @@ func TestCommand_NewBridgeSameStore(t *testing.T) {
 		t.Fatalf("second bridge's stats %+v", st)
 	}
 }
+
+// TestCommand_ReleaseWhenDown: a command claimed while the bridge has no
+// connection is not lost: the publish never left, so it goes back to
+// queued (events queued, sent, queued) and can be claimed again.
+func TestCommand_ReleaseWhenDown(t *testing.T) {
+	t.Parallel()
+	rec := &eventRecorder{}
+	store := NewMemoryCommandStore(0)
+	b, err := New(rec, Config{URL: "tcp://127.0.0.1:1", Commands: &CommandConfig{Store: store}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	b.onStatus("d9", []byte("online")) // as if its status arrived; never connected
+	ctx := t.Context()
+	r, err := b.Send(ctx, "d9", Command{ID: "rel", Name: "noop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.flushQueued(ctx) // the command goroutine's step, here with no connection
+	want := []string{"device:d9 device:command rel queued", "device:d9 device:command rel sent", "device:d9 device:command rel queued"}
+	if got := rec.of(r.ID); !slices.Equal(got, want) {
+		t.Fatalf("events %q, want %q", got, want)
+	}
+	if got, _ := store.Get(ctx, "rel"); got.State != CommandQueued || !got.SentAt.IsZero() {
+		t.Fatalf("after the failed publish: %+v", got)
+	}
+	if ok, _ := store.Claim(ctx, "rel", time.Now()); !ok {
+		t.Fatal("the released command cannot be claimed again")
+	}
+	if st := b.Stats().Commands; st.Sent != 0 || st.SendErrors != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}

@@ -320,6 +320,9 @@ func (b *Bridge) onStatus(device string, payload []byte) {
 		delete(c.online, device)
 		delete(c.flush, device)
 	case was:
+		// Online again (a reconnection the bridge did not see as offline,
+		// or a retained repeat): send what may still wait.
+		c.flush[device] = struct{}{}
 	case len(c.online) >= c.cfg.MaxDevices:
 		c.mu.Unlock()
 		c.stats.onlineOverflow.Add(1)
@@ -333,7 +336,7 @@ func (b *Bridge) onStatus(device string, payload []byte) {
 		c.flush[device] = struct{}{}
 	}
 	c.mu.Unlock()
-	if on && !was {
+	if on {
 		c.wake()
 	}
 }
