@@ -72,6 +72,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var id *Identity
 	if err == nil {
 		id, err = h.auth.verify(tok, now)
+		if err == nil {
+			if err = h.checkRevoked(id, now); err != nil {
+				h.stats.revokedRefused.Add(1)
+			}
+		}
 	}
 	if err != nil {
 		if !h.opts.Auth.HTTPRefusalsForBrowsers && r.Header.Get("Origin") != "" && offersSubprotocol(r.Header) {
@@ -171,6 +176,12 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.setupConn(c, since)
+	// A revocation that came while this handshake was verified has closed
+	// the connections registered then; the replica has it already.
+	if h.revs.revoked(id, time.Now()) {
+		h.stats.revokedConns.Add(1)
+		c.closeWith(CloseTokenRevoked, "token revoked")
+	}
 	// A fresh goroutine for the connection's life: the handshake and setup
 	// grew this one's stack, and net/http's per-request state is released when
 	// we return. The read loop parks with a small stack.
@@ -195,8 +206,11 @@ func (h *Hub) refuseInBand(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	defer nc.Close()
 	code := CloseUnauthorized
-	if errors.Is(err, ErrTokenExpired) {
+	switch {
+	case errors.Is(err, ErrTokenExpired):
 		code = CloseTokenExpired
+	case errors.Is(err, ErrTokenRevoked):
+		code = CloseTokenRevoked
 	}
 	_ = nc.SetDeadline(time.Now().Add(h.opts.CloseTimeout))
 	if _, werr := nc.Write(closeFrame(code, ErrorCode(err))); werr != nil {

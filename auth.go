@@ -31,6 +31,13 @@ type Identity struct {
 	Roles []string
 	// ExpiresAt is the token's exp claim; zero if the token has none.
 	ExpiresAt time.Time
+	// IssuedAt is the token's iat claim; zero if the token has none (a
+	// revocation by subject then counts it as issued before any instant:
+	// see [Revocation]).
+	IssuedAt time.Time
+	// TokenID is the token's jti claim, "" if none; [Hub.Revoke] can revoke
+	// the token by it.
+	TokenID string
 	// Claims holds the token's other claims, as decoded JSON: everything but
 	// the registered claims (iss, sub, aud, exp, nbf, iat, jti) and the roles
 	// and name claims, which have their own fields. It is nil when there are
@@ -517,6 +524,12 @@ func (a *authenticator) verify(token string, now time.Time) (*Identity, error) {
 	if err == nil && exp != nil {
 		id.ExpiresAt = exp.Time
 	}
+	if iat, err := claims.GetIssuedAt(); err == nil && iat != nil {
+		id.IssuedAt = iat.Time
+	}
+	if jti, ok := claims["jti"].(string); ok { // RFC 7519 §4.1.7; another type is ignored, as before
+		id.TokenID = jti
+	}
 	for k, v := range claims {
 		switch k {
 		case "iss", "sub", "aud", "exp", "nbf", "iat", "jti", a.rolesClaim, a.nameClaim:
@@ -612,6 +625,7 @@ var httpErrorMessages = map[string]string{
 	"token_algorithm":         "token algorithm is not accepted",
 	"token_unknown_key":       "token key is unknown",
 	"token_claims":            "token claims are invalid",
+	"token_revoked":           "token was revoked",
 	"bad_handshake":           "not a valid WebSocket upgrade request",
 	"unsupported_protocol":    "no supported subprotocol offered",
 	"shutting_down":           "server is shutting down, retry later",

@@ -102,6 +102,8 @@ type MemoryBroker struct {
 
 	stop     chan struct{} // closed by Close: stops the sweeper
 	sweeping sync.WaitGroup
+
+	ctl memoryControlNode // this node's control plane (broker_memory_control.go)
 }
 
 var _ Broker = (*MemoryBroker)(nil)
@@ -122,6 +124,7 @@ func NewMemoryBroker(opts MemoryBrokerOptions) (*MemoryBroker, error) {
 		opts.MaxHistoryBytes = DefaultMaxHistoryBytes
 	}
 	s := &memoryStore{opts: opts, seed: maphash.MakeSeed(), shardBudget: -1}
+	s.ctl.nodes = make(map[string]*MemoryBroker)
 	if opts.MaxHistoryBytes > 0 {
 		s.shardBudget = max(opts.MaxHistoryBytes/memoryShards, 1)
 	}
@@ -319,7 +322,8 @@ func (b *MemoryBroker) History(ctx context.Context, room string, since StreamPos
 }
 
 // Close implements [Broker]: it unsubscribes every room of this node, stops
-// its sweeper and waits for handler calls in flight (as long as ctx allows).
+// its sweeper, takes it out of the control plane and waits for handler
+// calls in flight, control handlers included (as long as ctx allows).
 // Other peers are not affected.
 func (b *MemoryBroker) Close(ctx context.Context) error {
 	b.subMu.Lock()
@@ -340,6 +344,7 @@ func (b *MemoryBroker) Close(ctx context.Context) error {
 		b.handler = nil
 		b.mu.Unlock()
 		b.sweeping.Wait()
+		b.closeControl()
 		close(done)
 	}()
 	select {
@@ -371,6 +376,7 @@ type memoryStore struct {
 	shardBudget int64 // history bytes per shard; -1: no bound
 	evictions   atomic.Uint64
 	shards      [memoryShards]memoryShard
+	ctl         memoryControl
 }
 
 // Stats returns a snapshot of the streams b shares with its peers.

@@ -172,6 +172,13 @@ func (h *Hub) refresh(c *conn, cmd command) {
 		c.reply(cmd.ID, nil, err)
 		return
 	}
+	if err := h.checkRevoked(id, time.Now()); err != nil {
+		h.stats.revokedRefused.Add(1)
+		h.refused(c.ctx, c.refusal("refresh", ErrorCode(err)))
+		c.reply(cmd.ID, nil, err)
+		c.closeWith(CloseTokenRevoked, "token revoked")
+		return
+	}
 	if id.Subject != old.Subject {
 		h.refused(c.ctx, c.refusal("refresh", "token_claims"))
 		c.reply(cmd.ID, nil, fmt.Errorf("%w: token is for another subject", ErrTokenClaims))
@@ -180,29 +187,6 @@ func (h *Hub) refresh(c *conn, cmd command) {
 	}
 	c.ident.Store(id)
 	h.scheduleExpiry(c, id)
-
-	c.mu.Lock()
-	var check []string
-	for _, rr := range c.rooms {
-		if !rr.server {
-			check = append(check, rr.name)
-		}
-	}
-	c.mu.Unlock()
-	for _, rm := range check {
-		if h.policy.authorize(c.ctx, id, ActionJoin, rm, "") != nil {
-			if h.leave(c.ctx, c, rm) {
-				c.sendJSON(roomMsg{Type: "left", Room: rm, Reason: "forbidden"})
-			}
-		}
-	}
-	for _, rm := range h.policy.autoJoin(id) {
-		if c.inRoom(rm) || h.policy.authorize(c.ctx, id, ActionJoin, rm, "") != nil {
-			continue
-		}
-		if h.join(c.ctx, c, rm, false) == nil {
-			c.sendJSON(roomMsg{Type: "joined", Room: rm})
-		}
-	}
+	h.reevaluate(c.ctx, c, id, "forbidden")
 	c.reply(cmd.ID, refreshData{Expires: unixOrZero(id.ExpiresAt)}, nil)
 }

@@ -52,22 +52,6 @@ func (h *Hub) serverConn(ctx context.Context, connID, room string) (*conn, error
 	return c, nil
 }
 
-// serverUser checks the arguments of a server-side call on a user's
-// connections (ctx first, then the room name) and finds them.
-func (h *Hub) serverUser(ctx context.Context, subject, room string) ([]*conn, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := ValidRoom(room); err != nil {
-		return nil, err
-	}
-	conns := h.userConns(subject)
-	if len(conns) == 0 {
-		return nil, fmt.Errorf("%w: user %q", ErrNotFound, subject)
-	}
-	return conns, nil
-}
-
 // serverJoin joins c to room for the server-side API and tells the client.
 func (h *Hub) serverJoin(ctx context.Context, c *conn, room string) error {
 	if err := h.join(ctx, c, room, true); err != nil {
@@ -84,63 +68,37 @@ func (h *Hub) serverLeave(ctx context.Context, c *conn, room string) {
 	}
 }
 
-// JoinUser puts every connection of the user with this subject into room, as
-// [Hub.JoinConn] does. ctx is checked before each connection; when it ends
-// part way, the connections done so far stay joined and ctx's error is
-// returned. Errors: [ErrNotFound] if the user has no connection on this hub,
-// [ErrBadRoom], the first [ErrTooManyRooms], or ctx's error.
+// JoinUser puts every connection of the user with this subject into room,
+// on every node, as [Hub.JoinConn] does: it is [Hub.ControlUser] with
+// [UserJoin]. Errors: [ErrNotFound] if the user has no connection on any
+// node (and every node answered), [ErrBadRoom], the first
+// [ErrTooManyRooms], an error wrapping [ErrIncomplete] when some node did
+// not answer before ctx ended, or ctx's error (nothing was done when ctx had
+// ended before the call).
 func (h *Hub) JoinUser(ctx context.Context, subject, room string) error {
-	conns, err := h.serverUser(ctx, subject, room)
-	if err != nil {
-		return err
-	}
-	var first error
-	for _, c := range conns {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := h.serverJoin(ctx, c, room); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
+	_, err := h.ControlUser(ctx, subject, UserAction{Kind: UserJoin, Room: room})
+	return err
 }
 
-// LeaveUser takes every connection of the user out of room, with ctx as in
-// [Hub.JoinUser]. Errors: [ErrNotFound], [ErrBadRoom], or ctx's error.
+// LeaveUser takes every connection of the user out of room, on every node,
+// with a "left" message: it is [Hub.ControlUser] with [UserLeave]. Errors
+// as for [Hub.JoinUser], but for ErrTooManyRooms.
 func (h *Hub) LeaveUser(ctx context.Context, subject, room string) error {
-	conns, err := h.serverUser(ctx, subject, room)
-	if err != nil {
-		return err
-	}
-	for _, c := range conns {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		h.serverLeave(ctx, c, room)
-	}
-	return nil
+	_, err := h.ControlUser(ctx, subject, UserAction{Kind: UserLeave, Room: room})
+	return err
 }
 
-// DisconnectUser closes every connection of the user with close code 4101
-// (disconnected: the client does not reconnect). It returns how many
-// connections it closed; [ErrNotFound] if none; ctx's error, having closed
-// none, when ctx had ended before the call.
+// DisconnectUser closes every connection of the user, on every node, with
+// close code 4101 (disconnected: the client does not reconnect) and reason
+// (at most 123 bytes are sent; "disconnected by server" if empty): it is
+// [Hub.ControlUser] with [UserDisconnect]. It returns how many connections
+// it closed on all the nodes that answered; [ErrNotFound] if none and every
+// node answered; an error wrapping [ErrIncomplete] when some node did not
+// answer before ctx ended; ctx's error, having closed none, when ctx had
+// ended before the call.
 func (h *Hub) DisconnectUser(ctx context.Context, subject, reason string) (int, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	conns := h.userConns(subject)
-	if len(conns) == 0 {
-		return 0, fmt.Errorf("%w: user %q", ErrNotFound, subject)
-	}
-	if reason == "" {
-		reason = "disconnected by server"
-	}
-	for _, c := range conns {
-		c.closeWith(CloseDisconnected, reason)
-	}
-	return len(conns), nil
+	res, err := h.ControlUser(ctx, subject, UserAction{Kind: UserDisconnect, Reason: reason})
+	return res.Connections, err
 }
 
 func (h *Hub) connByID(id string) *conn {

@@ -67,6 +67,9 @@ var (
 	ErrTokenUnknownKey = errors.New("rthub: token key unknown")
 	// ErrTokenClaims means a claim check failed: issuer, audience, subject, roles.
 	ErrTokenClaims = errors.New("rthub: token claims invalid")
+	// ErrTokenRevoked means the token was revoked ([Hub.Revoke]): do not
+	// retry with it.
+	ErrTokenRevoked = errors.New("rthub: token revoked")
 )
 
 // errorCodes maps each sentinel to its wire code (docs/protocol.md §1 and §2.3).
@@ -96,6 +99,7 @@ var errorCodes = []struct {
 	{ErrTokenAlgorithm, "token_algorithm"},
 	{ErrTokenUnknownKey, "token_unknown_key"},
 	{ErrTokenClaims, "token_claims"},
+	{ErrTokenRevoked, "token_revoked"},
 	{ErrInternal, "internal"},
 }
 
@@ -207,6 +211,7 @@ const (
 
 	CloseUnauthorized CloseCode = 4100 // identity refused mid-connection; do not reconnect
 	CloseDisconnected CloseCode = 4101 // the server disconnected this user; do not reconnect
+	CloseTokenRevoked CloseCode = 4102 // the token was revoked; do not reconnect with it
 )
 
 // Reconnect reports whether a client that saw this close code should reconnect:

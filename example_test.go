@@ -172,3 +172,53 @@ func ExampleErrorCode() {
 	fmt.Println(rthub.ErrorCode(err), errors.Is(err, rthub.ErrForbidden))
 	// Output: forbidden true
 }
+
+// Revoke the tokens of a user whose laptop was stolen, on every node: their
+// connections close with 4102 and reconnects with those tokens are refused.
+// Tokens issued to them from the next second on work.
+func ExampleHub_Revoke() {
+	hub, err := rthub.New(rthub.Options{
+		Auth:       rthub.AuthOptions{Keys: map[string]any{"": []byte("an-hmac-secret-of-at-least-32-bytes!")}},
+		Policy:     rthub.Policy{Roles: map[string]rthub.RoleRules{"staff": {AutoJoin: []string{"staff"}}}},
+		Revocation: rthub.RevocationOptions{TTL: 12 * time.Hour}, // the longest token lifetime
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer hub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	res, err := hub.Revoke(ctx, rthub.Revocation{Subject: "alice", Reason: "stolen laptop"})
+	if errors.Is(err, rthub.ErrIncomplete) {
+		log.Printf("revoked, but %d node(s) did not answer", res.Missing)
+	} else if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(res.Connections, res.Complete())
+	// Output: 0 true
+}
+
+// After the application demotes a user, re-check their rooms on every node:
+// Options.Roles gives the roles they have now.
+func ExampleHub_ControlUser() {
+	roles := map[string][]string{"bob": {"staff"}} // the application's user store
+	hub, err := rthub.New(rthub.Options{
+		Auth: rthub.AuthOptions{Keys: map[string]any{"": []byte("an-hmac-secret-of-at-least-32-bytes!")}},
+		Policy: rthub.Policy{Roles: map[string]rthub.RoleRules{
+			"staff": {AutoJoin: []string{"staff"}},
+			"admin": {AutoJoin: []string{"staff", "admin"}},
+		}},
+		Roles: func(ctx context.Context, id *rthub.Identity) ([]string, error) {
+			return roles[id.Subject], nil
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer hub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err = hub.ControlUser(ctx, "bob", rthub.UserAction{Kind: rthub.UserRecheck, Reason: "demoted"})
+	fmt.Println(errors.Is(err, rthub.ErrNotFound)) // bob is not connected anywhere
+	// Output: true
+}

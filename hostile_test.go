@@ -188,7 +188,11 @@ func TestHostileClients(t *testing.T) {
 	pubDone := make(chan struct{})
 	go func() {
 		defer close(pubDone)
-		tk := time.NewTicker(5 * time.Millisecond)
+		// 100 events/s to 100 clients: under the race detector on a loaded
+		// 2-core machine, 200/s left some good clients' readers more than
+		// PongTimeout behind their socket, so that their pongs came late
+		// and the hub rightly closed them (ping timeouts).
+		tk := time.NewTicker(10 * time.Millisecond)
 		defer tk.Stop()
 		for {
 			select {
@@ -213,7 +217,7 @@ func TestHostileClients(t *testing.T) {
 	close(stopPub)
 	<-pubDone
 	want := published.Load()
-	if want < 100 {
+	if want < 50 {
 		t.Fatalf("only %d events published during the attacks", want)
 	}
 	deadline = time.Now().Add(30 * time.Second)

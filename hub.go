@@ -28,6 +28,9 @@ type Hub struct {
 	broker   Broker
 	stater   StateBroker      // the broker, when it keeps keyed state; nil if not
 	pstore   PresenceStore    // the broker's, when it keeps cluster-wide presence and Policy.Presence is set
+	ctl      ControlBroker    // the broker, when it carries the control plane; nil if not
+	revs     *revocationSet   // this node's replica of the revocations
+	revKick  chan struct{}    // asks the revocation loader to reload (cap 1)
 	resyncCh chan resyncRetry // rooms whose resync read failed, for the resyncer
 	handlers map[string]Handler
 	validate map[string]*jsonschema.Validator // by event; nil without Options.ValidateEmits
@@ -138,6 +141,8 @@ func New(opts Options) (*Hub, error) {
 		broker:   opts.Broker,
 		stater:   stateBroker(opts.Broker),
 		resyncCh: make(chan resyncRetry, 4096),
+		revs:     newRevocationSet(opts.Revocation.MaxEntries),
+		revKick:  make(chan struct{}, 1),
 		syncKick: make(chan struct{}, 1),
 		handlers: handlers,
 		rpc:      rpct,
@@ -158,16 +163,26 @@ func New(opts Options) (*Hub, error) {
 	}
 	sctx, scancel := context.WithTimeout(ctx, opts.BrokerTimeout)
 	err = h.broker.Start(sctx, brokerHandler{h})
+	if err == nil {
+		err = h.startControl(sctx)
+		if err != nil {
+			cctx, ccancel := context.WithTimeout(context.Background(), opts.BrokerTimeout)
+			_ = h.broker.Close(cctx)
+			ccancel()
+		}
+	} else {
+		err = fmt.Errorf("rthub: starting the broker: %w", err)
+	}
 	scancel()
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("rthub: starting the broker: %w", err)
+		return nil, err
 	}
 	h.bg.Go(h.resyncer)
 	for range syncWorkers {
 		h.bg.Go(h.syncWorker)
 	}
-	if ps, ok := h.broker.(PresenceStore); ok && len(pol.presence) > 0 {
+	if ps, ok := BrokerAs[PresenceStore](h.broker); ok && len(pol.presence) > 0 {
 		h.pstore = ps
 		h.bg.Go(h.presenceKeeper)
 	}

@@ -178,7 +178,7 @@ func newIdemStore(opts IdempotencyOptions, b Broker) *idemStore {
 		return nil
 	}
 	s := &idemStore{opts: opts, now: time.Now, users: make(map[string]*idemUser)}
-	s.shared, _ = b.(IdempotencyStore)
+	s.shared, _ = BrokerAs[IdempotencyStore](b)
 	return s
 }
 

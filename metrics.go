@@ -248,6 +248,15 @@ type Stats struct {
 	HistoryBytes     int64
 	HistoryEvictions uint64
 
+	// Control plane ([Hub.ControlUser], [Hub.Revoke]; docs/scaling.md).
+	ControlCalls       uint64 // control calls made on this node (ControlUser, Revoke, DisconnectUser, JoinUser, LeaveUser)
+	ControlIncomplete  uint64 // of them, those some node did not answer in time (or the broker failed)
+	Revocations        uint64 // revocations accepted by Revoke on this node
+	RevokedConns       uint64 // connections this node closed with 4102 (token revoked)
+	RevokedRefused     uint64 // handshakes and refreshes this node refused with token_revoked
+	RevocationsKept    int    // entries in this node's replica of the revocations now
+	RevocationsDropped uint64 // revocations this node could not keep (replica at Revocation.MaxEntries)
+
 	QueuedFrames int // frames waiting in connections' send queues now
 	QueuedBytes  int // their bytes
 
@@ -288,6 +297,9 @@ type hubStats struct {
 	droppedFrames                      atomic.Uint64
 	overflowDropped, overflowConflated atomic.Uint64
 	gapNotices                         atomic.Uint64
+	controlCalls, controlIncomplete    atomic.Uint64
+	revocations, revokedConns          atomic.Uint64
+	revokedRefused, revocationsDropped atomic.Uint64
 	calls                              atomic.Uint64
 	idemReplayed, idemJoined           atomic.Uint64
 	events                             eventCounters
@@ -344,6 +356,13 @@ func (h *Hub) Stats() Stats {
 	s.OverflowDropped = st.overflowDropped.Load()
 	s.OverflowConflated = st.overflowConflated.Load()
 	s.GapNotices = st.gapNotices.Load()
+	s.ControlCalls = st.controlCalls.Load()
+	s.ControlIncomplete = st.controlIncomplete.Load()
+	s.Revocations = st.revocations.Load()
+	s.RevokedConns = st.revokedConns.Load()
+	s.RevokedRefused = st.revokedRefused.Load()
+	s.RevocationsDropped = st.revocationsDropped.Load()
+	s.RevocationsKept = h.revs.len()
 	s.Calls = st.calls.Load()
 	s.Replayed = st.idemReplayed.Load()
 	s.Joined = st.idemJoined.Load()

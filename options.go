@@ -114,6 +114,29 @@ type Options struct {
 	// shrinks to fit Shutdown's context deadline.
 	DrainWindow time.Duration
 
+	// Roles, if set, gives a user's current roles when the application asks
+	// for a re-check of the user's rooms ([Hub.ControlUser] with
+	// [UserRecheck]), for instance after demoting them: on every node, each
+	// of the user's connections gets the returned roles in place of its
+	// token's (for the rest of the connection, until a token refresh), and
+	// leaves, with a "left" message with reason "recheck", every room the
+	// policy (and Policy.Authorize) no longer lets it join; rooms joined
+	// through the server-side API stay. It is called once per node with one
+	// of the user's connections' identity (read-only) and a context bounded
+	// by BrokerTimeout; it must be safe for concurrent use. An error leaves
+	// the user's connections on that node as they were and is reported by
+	// ControlUser (as ErrInternal from another node). Nil: a re-check uses the
+	// roles each connection already has (its token's), which still applies a
+	// changed Policy.Authorize decision.
+	//
+	// A token refresh replaces the connection's roles with the new token's:
+	// issue tokens with the new roles after a demotion, and revoke the old
+	// ones ([Hub.Revoke] by Subject) so that they cannot be refreshed into.
+	Roles func(ctx context.Context, id *Identity) ([]string, error)
+	// Revocation bounds the token revocations the hub keeps (see
+	// [Hub.Revoke] and [RevocationOptions]).
+	Revocation RevocationOptions
+
 	// PublishOnly makes a hub that serves no clients: a process that only
 	// publishes events (a worker, a second node's publisher) through a
 	// shared broker. Its ServeHTTP refuses every handshake with 404 and the
@@ -198,6 +221,9 @@ func (o *Options) setDefaults() error {
 		errs = append(errs, err)
 	}
 	if err := o.Presence.setDefaults(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.Revocation.setDefaults(); err != nil {
 		errs = append(errs, err)
 	}
 	if o.Logger == nil {

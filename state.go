@@ -146,6 +146,6 @@ func StateCost(p *Publication) int {
 
 // stateBroker returns b as a StateBroker, or nil.
 func stateBroker(b Broker) StateBroker {
-	sb, _ := b.(StateBroker)
+	sb, _ := BrokerAs[StateBroker](b)
 	return sb
 }

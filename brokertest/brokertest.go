@@ -7,7 +7,10 @@
 // and history and its limits enforced, unsubscribe, close and context
 // cancellation; and, for a broker that implements [rthub.StateBroker], keyed
 // latest state: latest per key, consistent with offsets, eviction by count,
-// bytes and TTL, and lost with its stream.
+// bytes and TTL, and lost with its stream; and, for a broker that implements
+// [rthub.ControlBroker], the control plane: messages reach every live node
+// and their answers come back, a silent node is reported missing, a closed
+// node is not waited for, revocation records live for their TTL.
 //
 // A broker implementation runs it from a test:
 //
@@ -106,6 +109,9 @@ func Run(t *testing.T, newBroker NewBroker) {
 		t.Run(tc.name, tc.fn)
 	}
 	for _, tc := range s.stateCases() {
+		t.Run(tc.name, tc.fn)
+	}
+	for _, tc := range s.controlCases() {
 		t.Run(tc.name, tc.fn)
 	}
 	for _, tc := range s.idemCases() {

@@ -37,7 +37,7 @@ func (s *suite) idemCases() []struct {
 func (s *suite) idemNode(t *testing.T) rthub.IdempotencyStore {
 	t.Helper()
 	b, _ := s.node(t)
-	is, ok := b.(rthub.IdempotencyStore)
+	is, ok := rthub.BrokerAs[rthub.IdempotencyStore](b)
 	if !ok {
 		t.Skipf("%T does not implement rthub.IdempotencyStore", b)
 	}

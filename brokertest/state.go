@@ -66,7 +66,7 @@ func (s *suite) stateCases() []struct {
 func (s *suite) stateNode(t *testing.T) (rthub.StateBroker, rthub.Broker, *Recorder) {
 	t.Helper()
 	b, rec := s.node(t)
-	sb, ok := b.(rthub.StateBroker)
+	sb, ok := rthub.BrokerAs[rthub.StateBroker](b)
 	if !ok {
 		t.Skipf("%T does not implement rthub.StateBroker", b)
 	}

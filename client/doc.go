@@ -28,7 +28,9 @@
 //     the server for twice its ping interval plus 5 s), 1011 and the
 //     4000–4099 range, including 4002 (token expired), reconnect;
 //   - 1000, 1002, 1003, 1007, 1008, 1009 and the 4100–4199 range (4101:
-//     the server disconnected this user) stop the client: [Client.Done] is
+//     the server disconnected this user; 4102: the token was revoked, and
+//     a new Dial with it fails with a *[HandshakeError] with Code
+//     "token_revoked") stop the client: [Client.Done] is
 //     closed and [Client.Err] holds a [rthub.CloseError] with the code.
 //
 // Before each attempt the client waits as [Backoff] says: 1 s, 2 s, 4 s, 8 s,

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -40,8 +41,12 @@ type Config struct {
 	// means the system's roots and the URL's host name.
 	TLS *tls.Config
 
-	// Routes map topics to hub events (at least one). See [Route].
+	// Routes map topics to hub events (at least one, unless Commands is
+	// set). See [Route].
 	Routes []Route
+	// Commands, if set, turns on the downlink: [Bridge.Command] and
+	// [Bridge.Send] publish commands to devices. See [CommandConfig].
+	Commands *CommandConfig
 	// QoS is the default subscription QoS of the routes. Default
 	// [AtLeastOnce].
 	QoS QoS
@@ -147,7 +152,7 @@ func (c *Config) setDefaults() []error {
 	if c.Password != "" && c.Username == "" {
 		bad("Password is set without Username")
 	}
-	if len(c.Routes) == 0 {
+	if len(c.Routes) == 0 && c.Commands == nil {
 		bad("Routes is empty")
 	}
 	switch {
@@ -198,7 +203,9 @@ func (c *Config) setDefaults() []error {
 // A bridge owns these goroutines, all stopped and waited for by
 // Shutdown and Close: the MQTT client's (connection manager, reader,
 // delivery, pinger), one per route (decode and publish, in queue order),
-// and one per connection while it subscribes. The delivery goroutine only
+// one per connection while it subscribes, and with Config.Commands the
+// command goroutine (sends queued commands, expires them) and the reply
+// goroutine (records replies). The delivery goroutine only
 // matches the topic and queues the message, so a slow route never holds up
 // the others (except with [Block]).
 //
@@ -208,7 +215,9 @@ type Bridge struct {
 	cfg     Config
 	routes  []*route
 	filters []string
-	nvars   int // most variables of a route's pattern
+	subQoS  []byte     // per filter
+	nvars   int        // most variables of a route's pattern
+	cmd     *commander // nil without Config.Commands
 	log     *slog.Logger
 
 	mu         sync.Mutex
@@ -227,6 +236,7 @@ type Bridge struct {
 	stopIntake chan struct{} // closed when Shutdown starts: incoming messages are dropped
 	drain      chan struct{} // closed when the routes should empty their queue and stop
 	workers    sync.WaitGroup
+	cmdWorker  sync.WaitGroup // the command and reply goroutines
 	subs       sync.WaitGroup // subscribe goroutines
 	done       chan struct{}  // closed when the bridge has stopped
 	shutErr    error          // Shutdown's result, once done is closed
@@ -289,6 +299,21 @@ func New(pub rthub.Publisher, cfg Config) (*Bridge, error) {
 			f = "$share/" + cfg.ShareGroup + "/" + f
 		}
 		b.filters = append(b.filters, f)
+		b.subQoS = append(b.subQoS, rt.QoS.wire())
+	}
+	if cfg.Commands != nil {
+		cc := *cfg.Commands
+		cc.Rooms = slices.Clone(cc.Rooms) // nil stays nil: the default
+		cmd, cerrs := newCommander(cc, b.routes, cfg.ShareGroup != "")
+		errs = append(errs, cerrs...)
+		if len(cerrs) == 0 {
+			b.cmd = cmd
+			b.cfg.Commands = &cmd.cfg
+			for _, f := range cmd.filters() {
+				b.filters = append(b.filters, f)
+				b.subQoS = append(b.subQoS, AtLeastOnce.wire())
+			}
+		}
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
@@ -302,7 +327,8 @@ func New(pub rthub.Publisher, cfg Config) (*Bridge, error) {
 
 // Subscriptions returns the MQTT subscription filters of the routes, in
 // Config.Routes order, e.g. "sensors/+/reading" for the pattern
-// "sensors/{device}/reading".
+// "sensors/{device}/reading", followed by those of Config.Commands: the
+// reply topic's, and the status topic's unless a route has it.
 func (b *Bridge) Subscriptions() []string {
 	return append([]string(nil), b.filters...)
 }
@@ -339,6 +365,10 @@ func (b *Bridge) Start() error {
 func (b *Bridge) startRoutesLocked() {
 	for _, r := range b.routes {
 		b.workers.Go(func() { b.runRoute(r) })
+	}
+	if b.cmd != nil {
+		b.cmdWorker.Go(func() { b.runCommands(b.stopIntake) })
+		b.cmdWorker.Go(func() { b.runReplies(b.stopIntake) })
 	}
 }
 
@@ -413,6 +443,9 @@ func (b *Bridge) Shutdown(ctx context.Context) error {
 	}
 
 	var err error
+	// The command and reply goroutines stop with stopIntake: no command is
+	// published once the shutdown began (those queued stay in the store).
+	b.cmdWorker.Wait()
 	// Stop the MQTT client first, so that no message arrives while the
 	// queues drain. Disconnect returns once the client's goroutines ended.
 	if cm != nil {

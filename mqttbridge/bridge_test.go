@@ -52,6 +52,16 @@ func TestNew_InvalidConfig(t *testing.T) {
 		{"overlap", mod(func(c *Config) {
 			c.Routes = append(c.Routes, Route{Name: "all", Topic: "sensors/#", Event: "x", Rooms: []string{"audit"}})
 		}), []string{`Routes[0] ("sensors/{device}/reading") and Routes[1] ("all")`, "overlap"}},
+		{"cmdTopic", mod(func(c *Config) { c.Commands = &CommandConfig{Topic: "devices/{id}/cmd"} }), []string{"Commands: Topic", "{device}"}},
+		{"cmdWildcard", mod(func(c *Config) { c.Commands = &CommandConfig{ReplyTopic: "devices/{device}/#"} }), []string{"ReplyTopic", "no '+' or '#'"}},
+		{"cmdReplyOverlap", mod(func(c *Config) { c.Commands = &CommandConfig{ReplyTopic: "sensors/{device}/reading"} }), []string{"ReplyTopic", "overlaps Routes[0]"}},
+		{"cmdStatusOverlap", mod(func(c *Config) { c.Commands = &CommandConfig{StatusTopic: "sensors/reading/{device}"} }), []string{"StatusTopic", "without being the same pattern"}},
+		{"cmdStatusShared", mod(func(c *Config) {
+			c.ShareGroup = "g"
+			c.Commands = &CommandConfig{StatusTopic: "sensors/{device}/reading", ReplyTopic: "r/{device}"}
+		}), []string{"StatusTopic", "ShareGroup"}},
+		{"cmdBounds", mod(func(c *Config) { c.Commands = &CommandConfig{TTL: time.Hour, MaxTTL: time.Minute, MaxQueued: -1} }), []string{"TTL 1h0m0s is over MaxTTL", "MaxQueued is negative"}},
+		{"cmdRooms", mod(func(c *Config) { c.Commands = &CommandConfig{Rooms: []string{"device:{nope}"}, Event: "a b"} }), []string{"Rooms:", "Event \"a b\""}},
 		{"several", mod(func(c *Config) { c.URL = ""; c.Routes[0].Event = "" }), []string{"URL is empty", "Event is empty"}},
 	}
 	for _, tt := range tests {
@@ -67,6 +77,25 @@ func TestNew_InvalidConfig(t *testing.T) {
 				}
 			}
 		})
+	}
+	// Commands alone (no routes), and a status topic that is a route's
+	// (subscribed once).
+	for _, tt := range []struct {
+		cfg  Config
+		subs []string
+	}{
+		{Config{URL: ok.URL, Commands: &CommandConfig{}}, []string{"devices/+/cmd/reply", "devices/+/status"}},
+		{Config{URL: ok.URL, Routes: []Route{{Topic: "devices/{device}/status", Event: "device:status", Rooms: []string{"staff"}}}, Commands: &CommandConfig{}},
+			[]string{"devices/+/status", "devices/+/cmd/reply"}},
+	} {
+		b, err := New(&recPublisher{}, tt.cfg)
+		if err != nil {
+			t.Fatalf("New(%+v) = %v", tt.cfg, err)
+		}
+		if got := b.Subscriptions(); !slices.Equal(got, tt.subs) {
+			t.Errorf("Subscriptions = %q, want %q", got, tt.subs)
+		}
+		b.Close()
 	}
 	if _, err := New(nil, ok); !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), "Publisher is nil") {
 		t.Errorf("New(nil, ...) = %v", err)
@@ -129,5 +158,37 @@ func TestBackoff(t *testing.T) {
 				t.Fatalf("attempt %d waits %v, want %v ± 20%%", n, d, want)
 			}
 		}
+	}
+}
+
+func TestNew_CommandDefaults(t *testing.T) {
+	t.Parallel()
+	in := &CommandConfig{}
+	b, err := New(&recPublisher{}, Config{URL: "tcp://127.0.0.1:1883", Commands: in})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if in.TTL != 0 || in.Store != nil || in.Rooms != nil {
+		t.Error("New modified the caller's CommandConfig")
+	}
+	c := b.cmd.cfg
+	if c.Topic != "devices/{device}/cmd" || c.ReplyTopic != "devices/{device}/cmd/reply" || c.StatusTopic != "devices/{device}/status" ||
+		c.TTL != 5*time.Minute || c.MaxTTL != 24*time.Hour || c.MaxPerDevice != 16 || c.MaxQueued != 10_000 ||
+		c.MaxArgs != 16<<10 || c.MaxDevices != 100_000 || c.SweepInterval != time.Second || c.Event != "device:command" ||
+		!slices.Equal(c.Rooms, []string{"device:{device}"}) || c.Store == nil || c.Online == nil {
+		t.Errorf("defaults: %+v", c)
+	}
+	if got := b.cmd.commandTopic("7"); got != "devices/7/cmd" {
+		t.Errorf("command topic %q", got)
+	}
+	// No events: an empty, non-nil Rooms.
+	b2, err := New(&recPublisher{}, Config{URL: "tcp://127.0.0.1:1883", Commands: &CommandConfig{Rooms: []string{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b2.Close()
+	if len(b2.cmd.rooms) != 0 {
+		t.Errorf("rooms %d, want none", len(b2.cmd.rooms))
 	}
 }

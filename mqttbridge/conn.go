@@ -156,10 +156,10 @@ func (b *Bridge) onClientError(err error) {
 // drops or the bridge stops.
 func (b *Bridge) subscribe(cm *autopaho.ConnectionManager, down chan struct{}) {
 	sub := &paho.Subscribe{}
-	for i, r := range b.routes {
+	for i, f := range b.filters {
 		sub.Subscriptions = append(sub.Subscriptions, paho.SubscribeOptions{
-			Topic: b.filters[i],
-			QoS:   r.QoS.wire(),
+			Topic: f,
+			QoS:   b.subQoS[i],
 			// Retained messages only for a new subscription, not each time a
 			// resumed session is subscribed again.
 			RetainHandling: 1,
@@ -184,6 +184,9 @@ func (b *Bridge) subscribe(cm *autopaho.ConnectionManager, down chan struct{}) {
 			}
 			b.mu.Unlock()
 			b.log.Info("mqttbridge: subscribed", slog.Any("filters", b.filters))
+			if b.cmd != nil { // send what waited for the connection
+				b.cmd.scheduleFlushAll()
+			}
 			return
 		}
 		select {

@@ -96,9 +96,24 @@
 // wraps the hub can log or trace each publish with it (and with the other
 // user properties, e.g. "traceparent").
 //
+// # Commands
+//
+// With Config.Commands ([CommandConfig]) the bridge also sends commands to
+// devices: [Bridge.Command] publishes a [Command] (QoS 1, with an ID and a
+// TTL) on the device's command topic and waits for the reply on its reply
+// topic ([CommandReply]); [Bridge.Send] queues it and returns. A command to
+// a device that is offline (its status topic, e.g. its Last Will, says so)
+// waits in a bounded [CommandStore] and is sent when the device comes back,
+// at most once per ID; past its TTL it is [CommandExpired] and Command
+// returns [ErrExpired]. Every change of state is published as an event
+// (CommandConfig.Event) to the device's room with the [Result]. README.md
+// has the topics, payloads, bounds and what a lost acknowledgement means.
+//
 // # Concurrency
 //
 // A [Bridge] is safe for concurrent use. It owns its goroutines (the MQTT
-// client's, one per route, one per connection while subscribing), and
+// client's, one per route, one per connection while subscribing, and with
+// Commands the command goroutine, which alone sends commands and expires
+// them, and the reply goroutine, which records replies), and
 // [Bridge.Shutdown] and [Bridge.Close] wait for all of them.
 package mqttbridge

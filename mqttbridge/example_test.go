@@ -123,3 +123,46 @@ func Example_deviceWithLastWill() {
 	// ... publish readings on "sensors/42/reading" ...
 	_ = cm.Disconnect(ctx) // a clean DISCONNECT: no Will; publish "offline" yourself first
 }
+
+// A command to a device: set its reporting interval. The device gets
+// {"id":…,"name":"set_interval","args":{"seconds":5},"expires":…} on
+// devices/7/cmd (QoS 1) and replies {"id":…,"result":…} on
+// devices/7/cmd/reply. While it is offline (its status topic says so, e.g.
+// its Last Will), the command waits, up to its TTL.
+func ExampleBridge_Command() {
+	var hub *rthub.Hub // from rthub.New
+	bridge, err := mqttbridge.New(hub, mqttbridge.Config{
+		URL: "tcp://127.0.0.1:1883",
+		Commands: &mqttbridge.CommandConfig{ // the defaults, spelled out
+			Topic:        "devices/{device}/cmd",
+			ReplyTopic:   "devices/{device}/cmd/reply",
+			StatusTopic:  "devices/{device}/status",
+			TTL:          5 * time.Minute,
+			MaxPerDevice: 16,
+			Rooms:        []string{"device:{device}"}, // device:command events: queued, sent, done…
+		},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx := context.Background()
+	go bridge.Run(ctx)
+
+	res, err := bridge.Command(ctx, "7", mqttbridge.Command{
+		Name: "set_interval",
+		Args: json.RawMessage(`{"seconds":5}`),
+		TTL:  time.Minute,
+	})
+	switch {
+	case errors.Is(err, mqttbridge.ErrExpired) && res.SentAt.IsZero():
+		fmt.Println("the device stayed offline; nothing was sent")
+	case errors.Is(err, mqttbridge.ErrExpired):
+		fmt.Println("sent, but no reply: the device may have applied it")
+	case errors.Is(err, mqttbridge.ErrCommandFailed):
+		fmt.Println("the device refused:", res.Error)
+	case err != nil:
+		fmt.Println(err) // ErrQueueFull, ErrInvalidCommand, ctx's error…
+	default:
+		fmt.Printf("done: %s\n", res.Reply)
+	}
+}

@@ -185,6 +185,20 @@ func overlaps(a, b *pattern) bool {
 	return i == len(long.levels)-1 && long.levels[i].kind == levelHash
 }
 
+// expandTopic returns the topic of a pattern made of literal levels and
+// variables, every variable set to v.
+func (p *pattern) expandTopic(v string) string {
+	parts := make([]string, len(p.levels))
+	for i, l := range p.levels {
+		if l.kind == levelVar {
+			parts[i] = v
+		} else {
+			parts[i] = l.text
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
 // template is a room or key template: "device:{device}".
 type template struct {
 	src   string

@@ -49,6 +49,9 @@ type Stats struct {
 
 	// Routes has one entry per route, in Config.Routes order.
 	Routes []RouteStats
+
+	// Commands are the downlink's counters (zero without Config.Commands).
+	Commands CommandStats
 }
 
 // RouteStats are the counters of one route.
@@ -145,6 +148,9 @@ func (b *Bridge) Stats() Stats {
 		s.Dropped += rs.Dropped
 		s.Merged += rs.Merged
 		s.Queued += rs.Queued
+	}
+	if b.cmd != nil {
+		s.Commands = b.cmd.snapshot()
 	}
 	return s
 }

@@ -24,6 +24,18 @@ func (b *Bridge) onPublish(pr paho.PublishReceived) (bool, error) {
 	default:
 	}
 	p := pr.Packet
+	statusSeen := false
+	if c := b.cmd; c != nil {
+		var dev [1]string
+		if c.reply.match(p.Topic, dev[:]) {
+			b.onReply(dev[0], p)
+			return true, nil
+		}
+		if c.status.match(p.Topic, dev[:]) {
+			b.onStatus(dev[0], p.Payload)
+			statusSeen = true
+		}
+	}
 	vals := make([]string, b.nvars)
 	var r *route
 	for _, rt := range b.routes {
@@ -31,6 +43,9 @@ func (b *Bridge) onPublish(pr paho.PublishReceived) (bool, error) {
 			r = rt
 			break
 		}
+	}
+	if r == nil && statusSeen {
+		return true, nil
 	}
 	if r == nil {
 		// Only a subscription the bridge did not make (e.g. a stale session

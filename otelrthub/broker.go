@@ -31,74 +31,19 @@ import (
 // Header, so nodes can be wrapped one at a time; History returns it as
 // published.
 //
-// If b is an [rthub.StateBroker] (keyed latest state), so is the result; its
-// State calls pass through untraced. So for an [rthub.IdempotencyStore]
-// (the memory of idempotency keys shared by the hubs).
+// The optional extras of b pass through untraced. The result names b with an
+// Unwrap method, so the hub finds b's [rthub.StateBroker] (keyed latest
+// state), [rthub.ControlBroker] (the control plane: cluster-wide ControlUser
+// and Revoke) and [rthub.IdempotencyStore] (idempotency keys shared by the
+// hubs) through it with [rthub.BrokerAs]; code of your own that looks for
+// them on the result does the same. An [rthub.PresenceStore] b makes the
+// result one too, as it always has.
 func WrapBroker(b rthub.Broker, opts Options) rthub.Broker {
-	w := wrapPresenceState(b, &tracedBroker{next: b, tr: opts.tracer()})
-	if is, ok := b.(rthub.IdempotencyStore); ok {
-		return keepIdempotency(w, is)
-	}
-	return w
-}
-
-// wrapPresenceState returns tb, or tb with b's PresenceStore and
-// StateBroker.
-func wrapPresenceState(b rthub.Broker, tb *tracedBroker) rthub.Broker {
-	ps, presence := b.(rthub.PresenceStore)
-	sb, state := b.(rthub.StateBroker)
-	switch {
-	case presence && state:
-		return &tracedPresenceStateBroker{tb, ps, sb}
-	case presence:
+	tb := &tracedBroker{next: b, tr: opts.tracer()}
+	if ps, ok := b.(rthub.PresenceStore); ok {
 		return &tracedPresenceBroker{tb, ps}
-	case state:
-		return &tracedStateBroker{tb, sb}
 	}
 	return tb
-}
-
-// keepIdempotency returns w with is added, keeping the optional interfaces
-// w has.
-func keepIdempotency(w rthub.Broker, is rthub.IdempotencyStore) rthub.Broker {
-	ps, presence := w.(rthub.PresenceStore)
-	sb, state := w.(rthub.StateBroker)
-	switch {
-	case presence && state:
-		return &struct {
-			rthub.Broker
-			rthub.PresenceStore
-			rthub.StateBroker
-			rthub.IdempotencyStore
-		}{w, ps, sb, is}
-	case presence:
-		return &struct {
-			rthub.Broker
-			rthub.PresenceStore
-			rthub.IdempotencyStore
-		}{w, ps, is}
-	case state:
-		return &struct {
-			rthub.Broker
-			rthub.StateBroker
-			rthub.IdempotencyStore
-		}{w, sb, is}
-	}
-	return &struct {
-		rthub.Broker
-		rthub.IdempotencyStore
-	}{w, is}
-}
-
-type tracedStateBroker struct {
-	*tracedBroker
-	rthub.StateBroker
-}
-
-type tracedPresenceStateBroker struct {
-	*tracedBroker
-	rthub.PresenceStore
-	rthub.StateBroker
 }
 
 type tracedBroker struct {
@@ -114,10 +59,10 @@ type tracedPresenceBroker struct {
 var (
 	_ rthub.Broker        = (*tracedBroker)(nil)
 	_ rthub.PresenceStore = (*tracedPresenceBroker)(nil)
-	_ rthub.StateBroker   = (*tracedStateBroker)(nil)
-	_ rthub.StateBroker   = (*tracedPresenceStateBroker)(nil)
-	_ rthub.PresenceStore = (*tracedPresenceStateBroker)(nil)
 )
+
+// Unwrap returns the broker b traces, for [rthub.BrokerAs].
+func (b *tracedBroker) Unwrap() rthub.Broker { return b.next }
 
 func (b *tracedBroker) start(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
 	return b.tr.Start(ctx, name, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))

@@ -236,7 +236,7 @@ func TestWrapBroker_keepsPresenceStore(t *testing.T) {
 
 func isPresence(b rthub.Broker) bool { _, ok := b.(rthub.PresenceStore); return ok }
 
-// An IdempotencyStore stays one when wrapped, keeping the other optional
+// An IdempotencyStore stays reachable (rthub.BrokerAs) when wrapped, keeping the other optional
 // interfaces as they were.
 func TestWrapBroker_keepsIdempotencyStore(t *testing.T) {
 	t.Parallel()
@@ -244,8 +244,8 @@ func TestWrapBroker_keepsIdempotencyStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	isIdem := func(b rthub.Broker) bool { _, ok := b.(rthub.IdempotencyStore); return ok }
-	isState := func(b rthub.Broker) bool { _, ok := b.(rthub.StateBroker); return ok }
+	isIdem := func(b rthub.Broker) bool { _, ok := rthub.BrokerAs[rthub.IdempotencyStore](b); return ok }
+	isState := func(b rthub.Broker) bool { _, ok := rthub.BrokerAs[rthub.StateBroker](b); return ok }
 	type idemBroker struct {
 		rthub.Broker
 		rthub.IdempotencyStore
@@ -275,7 +275,7 @@ func TestWrapBroker_keepsIdempotencyStore(t *testing.T) {
 	}
 }
 
-// A StateBroker stays one when wrapped (with or without PresenceStore), and
+// A StateBroker stays reachable (rthub.BrokerAs) when wrapped (with or without PresenceStore), and
 // its State answers through the wrapper.
 func TestWrapBroker_keepsStateBroker(t *testing.T) {
 	t.Parallel()
@@ -295,7 +295,7 @@ func TestWrapBroker_keepsStateBroker(t *testing.T) {
 		}{mb, presenceBroker{Broker: mb}},
 	} {
 		w := otelrthub.WrapBroker(b, otelrthub.Options{})
-		sb, ok := w.(rthub.StateBroker)
+		sb, ok := rthub.BrokerAs[rthub.StateBroker](w)
 		if !ok || isPresence(w) != isPresence(b) {
 			t.Fatalf("%s: StateBroker %v, PresenceStore %v after wrapping", name, ok, isPresence(w))
 		}
@@ -471,3 +471,39 @@ type tick struct {
 }
 
 var tickEvent = rthub.NewEvent[tick]("tick")
+
+// A ControlBroker stays reachable (rthub.BrokerAs) when wrapped, whatever else it is, so control
+// calls still reach every node: a revocation made on one wrapped node is
+// kept by the other.
+func TestWrapBroker_keepsControlBroker(t *testing.T) {
+	t.Parallel()
+	first, err := rthub.NewMemoryBroker(rthub.MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type controlBroker interface {
+		rthub.Broker
+		rthub.ControlBroker
+	}
+	for name, b := range map[string]rthub.Broker{
+		"memory (state, control)": first,
+		"presence and control": struct {
+			controlBroker
+			rthub.PresenceStore
+		}{first, presenceBroker{Broker: first}},
+		"control only": struct{ controlBroker }{first},
+	} {
+		if _, ok := rthub.BrokerAs[rthub.ControlBroker](otelrthub.WrapBroker(b, otelrthub.Options{})); !ok {
+			t.Errorf("%s: ControlBroker lost when wrapped", name)
+		}
+	}
+	hubA, _ := staffHub(t, otelrthub.WrapBroker(first, otelrthub.Options{}), nil, plainHandler)
+	hubB, _ := staffHub(t, otelrthub.WrapBroker(first.Peer(), otelrthub.Options{}), nil, plainHandler)
+	res, err := hubA.Revoke(t.Context(), rthub.Revocation{Subject: "mallory"})
+	if err != nil || res.Nodes != 2 {
+		t.Fatalf("Revoke through wrapped brokers = %+v, %v; want 2 nodes", res, err)
+	}
+	if n := hubB.Stats().RevocationsKept; n != 1 {
+		t.Errorf("the other node keeps %d revocations, want 1", n)
+	}
+}

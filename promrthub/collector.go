@@ -250,6 +250,7 @@ func (c *Collector) collectHub(ch chan<- prometheus.Metric, s rthub.Stats) {
 	c.counter(ch, mClosed, s.TokenExpired, "token_expired")
 	c.counter(ch, mClosed, s.ProtocolErrs, "protocol_error")
 	c.counter(ch, mClosed, s.AbuseCloses, "abuse")
+	c.counter(ch, mClosed, s.RevokedConns, "revoked")
 	c.counter(ch, mPublished, s.Published)
 	c.counter(ch, mDelivered, s.Delivered)
 	for name, e := range s.Events {
@@ -282,6 +283,16 @@ func (c *Collector) collectHub(ch chan<- prometheus.Metric, s rthub.Stats) {
 	c.counter(ch, mBrokerErrors, s.BrokerErrors)
 	c.gauge(ch, mHistoryBytes, float64(s.HistoryBytes))
 	c.counter(ch, mHistoryEvictions, s.HistoryEvictions)
+	complete := uint64(0)
+	if s.ControlCalls > s.ControlIncomplete {
+		complete = s.ControlCalls - s.ControlIncomplete
+	}
+	c.counter(ch, mControlCalls, complete, "complete")
+	c.counter(ch, mControlCalls, s.ControlIncomplete, "incomplete")
+	c.counter(ch, mRevocations, s.Revocations)
+	c.counter(ch, mRevokedRefused, s.RevokedRefused)
+	c.gauge(ch, mRevocationsKept, float64(s.RevocationsKept))
+	c.counter(ch, mRevocationsDrop, s.RevocationsDropped)
 
 	l := s.BroadcastLatency
 	buckets := make(map[float64]uint64, len(l.Bounds))

@@ -55,6 +55,11 @@ const (
 	mGapsRecovered     = "rthub_gaps_recovered_total"
 	mBrokerErrors      = "rthub_broker_errors_total"
 	mLatency           = "rthub_broadcast_latency_seconds"
+	mControlCalls      = "rthub_control_calls_total"
+	mRevocations       = "rthub_revocations_total"
+	mRevokedRefused    = "rthub_revoked_tokens_refused_total"
+	mRevocationsKept   = "rthub_revocations_kept"
+	mRevocationsDrop   = "rthub_revocations_dropped_total"
 
 	mRefusals    = "rthub_refusals_total"
 	mDisconnects = "rthub_disconnects_total"
@@ -90,7 +95,7 @@ var catalog = []Metric{
 	{mRooms, "gauge", "Rooms with at least one member on this hub.", nil, "hub"},
 	{mAccepted, "counter", "WebSocket handshakes accepted (connections upgraded).", nil, "hub"},
 	{mHandshakesRefused, "counter", "WebSocket handshakes refused, by reason: unauthorized (401), throttled (429: handshake rate or connection limits), other (400, 403 origin, 426, 503 while draining, failed upgrades).", []string{"reason"}, "hub"},
-	{mClosed, "counter", "Connections closed by the hub, by reason: slow_consumer (4000, send queue overflow), ping_timeout (4001), token_expired (4002), protocol_error, abuse (1008, commands past the limit).", []string{"reason"}, "hub"},
+	{mClosed, "counter", "Connections closed by the hub, by reason: slow_consumer (4000, send queue overflow), ping_timeout (4001), token_expired (4002), protocol_error, abuse (1008, commands past the limit), revoked (4102, Hub.Revoke).", []string{"reason"}, "hub"},
 	{mPublished, "counter", "Publish calls handed to the broker (one per room), with or without local members.", nil, "hub"},
 	{mDelivered, "counter", "Event frames queued to connections (one per recipient).", nil, "hub"},
 	{mEvents, "counter", "Events by name and outcome: published (Publish calls on this hub, one per room), delivered (frames queued to connections on this hub, one per recipient), dropped (recipients on this hub whose connection was closing or whose send queue was full). At most 256 event names; the rest are counted as event=\"(other)\".", []string{"event", "outcome"}, "hub"},
@@ -115,6 +120,11 @@ var catalog = []Metric{
 	{mBrokerErrors, "counter", "Failed broker calls made by the hub: publish, subscribe, history.", nil, "hub"},
 	{mHistoryBytes, "gauge", "Bytes of room history the in-memory broker keeps (0 with Redis, whose history is in Redis); bounded by MemoryBrokerOptions.MaxHistoryBytes.", nil, "hub"},
 	{mHistoryEvictions, "counter", "Room histories the in-memory broker dropped to stay within MaxHistoryBytes, least recently published first (clients resuming them get recovered:false).", nil, "hub"},
+	{mControlCalls, "counter", "Cluster-wide control calls made on this hub (ControlUser, Revoke, DisconnectUser, JoinUser, LeaveUser), by outcome: complete (every live node answered) or incomplete (some node did not answer before the deadline, or the broker failed).", []string{"outcome"}, "hub"},
+	{mRevocations, "counter", "Token revocations accepted by Hub.Revoke on this hub.", nil, "hub"},
+	{mRevokedRefused, "counter", "Handshakes and token refreshes this hub refused because the token was revoked (token_revoked).", nil, "hub"},
+	{mRevocationsKept, "gauge", "Entries in this hub's replica of the cluster's revocations (bounded by Options.Revocation.MaxEntries).", nil, "hub"},
+	{mRevocationsDrop, "counter", "Revocations this hub could not keep because its replica was at Revocation.MaxEntries: its handshakes accept those tokens (configure the same MaxEntries on every node).", nil, "hub"},
 	{mLatency, "histogram", "Broadcast latency: a publication reaching this hub to its frame written to the last member's socket.", nil, "hub"},
 
 	{mRefusals, "counter", "Refusals reported to Options.OnRefused, by op (handshake, join, emit, presence, refresh, abuse), error code and HTTP status (empty unless a handshake).", []string{"op", "code", "status"}, "hook"},

@@ -93,6 +93,12 @@ type Options struct {
 	// MaxReconnectDelay caps the delay between attempts to restore a lost
 	// pub/sub connection (it starts at 50 ms and doubles); default 2 s.
 	MaxReconnectDelay time.Duration
+	// NodeTTL is how long this node counts as live in the control plane
+	// ([rthub.ControlBroker]) after its last heartbeat; it renews it every
+	// NodeTTL/3 while its control subscription is up. A control call waits
+	// for a crashed node (reporting it missing at its deadline) for at most
+	// NodeTTL after the crash. Default 3 s.
+	NodeTTL time.Duration
 	// SubscribeBatch is the most channels in one SUBSCRIBE or UNSUBSCRIBE
 	// command; default 512.
 	SubscribeBatch int
@@ -114,9 +120,13 @@ type Broker struct {
 	handler rthub.BrokerHandler // set once by Start, before the shard loops
 
 	closed atomic.Bool
-	stop   chan struct{} // closed by Close
+	stop   chan struct{}   // closed by Close
+	run    context.Context // the background work's, set by Start; cancelled by Close
 	cancel context.CancelFunc
-	loops  sync.WaitGroup // the shard loops
+	loops  sync.WaitGroup // the shard loops, the control loop and its workers
+
+	ctlIdx int                     // the shard the control plane lives on
+	ctl    atomic.Pointer[control] // set by StartControl (control.go)
 }
 
 var _ rthub.Broker = (*Broker)(nil)
@@ -149,6 +159,9 @@ func New(opts Options) (*Broker, error) {
 		}
 		b.shards = append(b.shards, newShard(b, i, sh.Name, c))
 		b.keys = append(b.keys, sh.Name)
+		if sh.Name < b.keys[b.ctlIdx] {
+			b.ctlIdx = i
+		}
 	}
 	return b, nil
 }
@@ -204,7 +217,8 @@ func (o *Options) fill() error {
 	def(&o.ProbeTimeout, 3*time.Second)
 	def(&o.CommandTimeout, 5*time.Second)
 	def(&o.MaxReconnectDelay, 2*time.Second)
-	if o.ProbeTimeout < 0 || o.CommandTimeout < 0 || o.MaxReconnectDelay < 0 {
+	def(&o.NodeTTL, 3*time.Second)
+	if o.ProbeTimeout < 0 || o.CommandTimeout < 0 || o.MaxReconnectDelay < 0 || o.NodeTTL < 0 {
 		errs = append(errs, errors.New("negative timeout"))
 	}
 	if o.SubscribeBatch <= 0 {
@@ -243,7 +257,7 @@ func (b *Broker) Start(ctx context.Context, h rthub.BrokerHandler) error {
 	b.started = true
 	b.handler = h
 	run, cancel := context.WithCancel(context.Background())
-	b.cancel = cancel
+	b.run, b.cancel = run, cancel
 	for _, s := range b.shards {
 		b.loops.Go(func() { s.run(run) }) // owner: b; stopped by Close (cancel), waited for there
 	}
@@ -496,6 +510,8 @@ func newEpoch() string { return fmt.Sprintf("%016x", rand.Uint64()) }
 // Stats is a snapshot of a broker's health and counters.
 type Stats struct {
 	Shards []ShardStats
+	// Control is the control plane's state (zero before StartControl).
+	Control ControlStats
 }
 
 // Healthy reports whether every shard's subscriptions are in place and not
@@ -539,5 +555,6 @@ func (b *Broker) Stats() Stats {
 	for i, s := range b.shards {
 		st.Shards[i] = s.stats()
 	}
+	st.Control = b.controlStats()
 	return st
 }

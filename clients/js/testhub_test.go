@@ -342,6 +342,7 @@ func (s *testServer) serveWS(w http.ResponseWriter, r *http.Request) {
 //	/hub/{id}/token?sub=&roles=a,b&name=&ttl=4s&bad=1 → a JWT (bad=1: signed with another key)
 //	/hub/{id}/publish            body {"room","event","data","key"} (key: the state key, optional)
 //	/hub/{id}/disconnect?sub=&reason=  → DisconnectUser (4101)
+//	/hub/{id}/revoke?sub=&reason=      → Revoke of sub's tokens issued until now (4102)
 //	/hub/{id}/drop               → closes every TCP connection (clients see 1006)
 //	/hub/{id}/freeze             → silences every connection open now
 //	/hub/{id}/restart?history=keep|lose  body [publication...] published before serving
@@ -430,6 +431,19 @@ func (s *testServer) ctlMux() http.Handler {
 			return
 		}
 		_, _ = fmt.Fprint(w, n)
+	}))
+	mux.HandleFunc("POST /hub/{id}/revoke", with(func(w http.ResponseWriter, r *http.Request, th *testHub) {
+		hub := th.cur.Load()
+		if hub == nil {
+			http.Error(w, "restarting", http.StatusServiceUnavailable)
+			return
+		}
+		res, err := hub.Revoke(r.Context(), rthub.Revocation{Subject: r.URL.Query().Get("sub"), Reason: r.URL.Query().Get("reason")})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		_, _ = fmt.Fprint(w, res.Connections)
 	}))
 	mux.HandleFunc("POST /hub/{id}/drop", with(func(w http.ResponseWriter, _ *http.Request, th *testHub) {
 		n := 0

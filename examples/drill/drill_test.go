@@ -26,6 +26,7 @@ func TestDrillKill9(t *testing.T)          { runDrill(t, drill.Kill9) }
 func TestDrillRollingRestart(t *testing.T) { runDrill(t, drill.RollingRestart) }
 func TestDrillRedisRestart(t *testing.T)   { runDrill(t, drill.RedisRestart) }
 func TestDrillRedisBlip(t *testing.T)      { runDrill(t, drill.RedisBlip) }
+func TestDrillRevoke(t *testing.T)         { runDrill(t, drill.Revoke) }
 
 var (
 	buildOnce sync.Once
@@ -127,6 +128,9 @@ func runDrill(t *testing.T, fn drillFunc) {
 	}
 	table := drill.Table(r)
 	t.Logf("results:\n%s", table)
+	if r.Control != nil {
+		t.Logf("control plane:\n%s", drill.ControlTable(r))
+	}
 	for _, n := range r.Notes {
 		t.Logf("note: %s", n)
 	}

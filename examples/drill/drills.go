@@ -5,7 +5,8 @@
 // clients (github.com/org/rthub/client) that check every number of every
 // room they are in: lost, duplicated, out of order, resets, reconnect times.
 //
-// The drills are [Kill9], [RollingRestart], [RedisRestart] and [RedisBlip];
+// The drills are [Kill9], [RollingRestart], [RedisRestart], [RedisBlip] and
+// [Revoke] (the control plane);
 // the tests run them at CI size, cmd/drill at any size. [Bench] is the
 // multi-node broadcast benchmark. docs/scaling.md has the results.
 package drill
@@ -15,6 +16,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/org/rthub"
 )
 
 // Config sizes a drill. Zero fields take the CI defaults.
@@ -74,6 +77,9 @@ type Result struct {
 	// connected again (RollingRestart: one per node).
 	Steps []time.Duration
 	Notes []string
+	// Control holds the control-plane drill's numbers ([Revoke]); nil for
+	// the others.
+	Control *ControlNumbers
 }
 
 type kind int
@@ -83,6 +89,7 @@ const (
 	kindRolling
 	kindRedisRestart
 	kindBlip
+	kindRevoke
 )
 
 // Problems lists how r falls short of its drill's guarantees; nil when it
@@ -129,6 +136,36 @@ func (r Result) Problems() []string {
 	case kindRedisRestart:
 		if r.Resets == 0 {
 			bad("no client was told to reset although Redis lost every stream")
+		}
+	case kindRevoke:
+		if r.Drops != 0 {
+			bad("%d fleet connections dropped: the control calls must touch only their user", r.Drops)
+		}
+		c := r.Control
+		if c == nil {
+			bad("no control-plane numbers")
+			break
+		}
+		if c.Revoke != (rthub.ControlResult{Connections: victims, Nodes: len(c.PerNode)}) || c.RevokeErr != "" {
+			bad("Revoke answered %+v %q: want %d connections on %d nodes, none missing", c.Revoke, c.RevokeErr, victims, len(c.PerNode))
+		}
+		if c.Closed != victims || c.WrongCode != 0 {
+			bad("%d of %d revoked connections closed with 4102 (%d with another code)", c.Closed, victims, c.WrongCode)
+		}
+		if c.CloseP99 > time.Second {
+			bad("revoked connections closed in %v (p99), want within 1 s", c.CloseP99)
+		}
+		if c.Refused != c.Retries || c.Retries == 0 {
+			bad("%d of %d reconnects with the revoked token refused with token_revoked", c.Refused, c.Retries)
+		}
+		if !c.FreshOK {
+			bad("a token issued after the revocation was refused")
+		}
+		if c.Recheck != (rthub.ControlResult{Connections: c.Demoted, Nodes: len(c.PerNode)}) || c.RecheckErr != "" {
+			bad("recheck answered %+v %q: want %d connections on %d nodes", c.Recheck, c.RecheckErr, c.Demoted, len(c.PerNode))
+		}
+		if c.Left != c.Demoted || c.LeftMax > time.Second {
+			bad("%d of %d demoted connections left admin, the last after %v: want all within 1 s", c.Left, c.Demoted, c.LeftMax)
 		}
 	case kindBlip:
 		if r.Server.Resubscribes == 0 {

@@ -47,6 +47,15 @@ func (r AlertRule) resolves(v float64) bool {
 	return v > r.Resolve
 }
 
+// rulesByMetric indexes rules by metric.
+func rulesByMetric(rules []AlertRule) map[string]AlertRule {
+	m := make(map[string]AlertRule, len(rules))
+	for _, r := range rules {
+		m[r.Metric] = r
+	}
+	return m
+}
+
 // defaultAlertRules is ALERT_RULES's default.
 const defaultAlertRules = "temperature>30<28,humidity>75<70,co2>1200<1000"
 
@@ -103,6 +112,8 @@ type AlertEngine struct {
 
 	mu   sync.Mutex
 	open map[alertKey]Alert
+
+	levels thresholds // per-device open levels (set_threshold)
 }
 
 type alertKey struct{ device, metric string }
@@ -140,12 +151,36 @@ func (e *AlertEngine) Rules() []AlertRule {
 	return out
 }
 
+// SetDeviceLevel sets the open level of device's rule for metric (the
+// device acknowledged set_threshold); the resolve level moves with it. It
+// reports false if there is no rule for the metric or too many levels are
+// set already (maxThresholds).
+func (e *AlertEngine) SetDeviceLevel(device, metric string, open float64) bool {
+	if _, ok := e.rules[metric]; !ok {
+		return false
+	}
+	return e.levels.set(device, metric, open)
+}
+
+// ruleFor returns the rule of device's metric: ALERT_RULES's, with the
+// device's own open level if one was set.
+func (e *AlertEngine) ruleFor(device, metric string) (AlertRule, bool) {
+	r, ok := e.rules[metric]
+	if !ok {
+		return r, false
+	}
+	if v, ok := e.levels.get(device, metric); ok {
+		r.Resolve, r.Open = v+(r.Resolve-r.Open), v
+	}
+	return r, true
+}
+
 // Evaluate checks a reading against the rules.
 func (e *AlertEngine) Evaluate(ctx context.Context, r ReadingEvent) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for metric, v := range r.Values {
-		rule, ok := e.rules[metric]
+		rule, ok := e.ruleFor(r.Device, metric)
 		if !ok || math.IsNaN(v) {
 			continue
 		}

@@ -172,3 +172,50 @@ func TestAlertEngine_TwoNodes(t *testing.T) {
 		t.Fatalf("two nodes published %q, want one alert:resolved", got)
 	}
 }
+
+// TestAlertEngine_DeviceLevel: a device's acknowledged set_threshold moves
+// its rule's open level (and the resolve level with it, same hysteresis)
+// for that device only; a metric without a rule is refused.
+func TestAlertEngine_DeviceLevel(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	store := NewMemoryStore(0)
+	for _, id := range []string{"d1", "d2"} {
+		if err := store.UpsertDevice(ctx, Device{ID: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rules, _ := ParseRules("temperature>30<28,battery<10>15")
+	rec := &recorder{}
+	e := NewAlertEngine(rules, store, rec.publish, slog.New(slog.DiscardHandler))
+	if e.SetDeviceLevel("d1", "co2", 5) {
+		t.Fatal("a level for a metric without a rule was accepted")
+	}
+	if !e.SetDeviceLevel("d1", "temperature", 12) || !e.SetDeviceLevel("d1", "battery", 20) {
+		t.Fatal("SetDeviceLevel refused")
+	}
+	at := t0
+	steps := []struct {
+		dev, metric string
+		v           float64
+		want        string
+	}{
+		{"d2", "temperature", 20, ""},                                // the rule's level for d2
+		{"d1", "temperature", 12.5, "alert:new d1/temperature 12.5"}, // d1's own: 12
+		{"d1", "temperature", 10.5, ""},                              // resolve at 10 (12 − 2)
+		{"d1", "temperature", 9.9, "alert:resolved d1/temperature 12.5"},
+		{"d1", "battery", 19, "alert:new d1/battery 19"}, // a lower limit: opens under 20
+		{"d1", "battery", 24, ""},                        // resolves over 25 (20 + 5)
+		{"d1", "battery", 25.5, "alert:resolved d1/battery 19"},
+	}
+	for i, s := range steps {
+		at = at.Add(time.Second)
+		e.Evaluate(ctx, ReadingEvent{Device: s.dev, At: at, Values: map[string]float64{s.metric: s.v}})
+		if got := rec.take(); got != s.want {
+			t.Fatalf("step %d (%s %s=%g): published %q, want %q", i, s.dev, s.metric, s.v, got, s.want)
+		}
+	}
+	if r, _ := e.ruleFor("d1", "temperature"); r.String() != "temperature>12<10" {
+		t.Fatalf("d1's rule %s", r)
+	}
+}

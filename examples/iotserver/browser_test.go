@@ -254,3 +254,30 @@ func procGet(t *testing.T, addr, path string, out any) bool {
 	defer res.Body.Close()
 	return res.StatusCode == http.StatusOK && json.NewDecoder(res.Body).Decode(out) == nil
 }
+
+// TestBrowser_Commands runs e2e/commands.mjs in headless Chromium against
+// the real program on the real Mosquitto and PostgreSQL (RTHUB_MQTT_URL,
+// RTHUB_POSTGRES_URL; a topic prefix and a schema of its own): an admin
+// changes a simulated device's reporting interval (its readings then come
+// 2 s apart) and alert threshold (an alert opens) from the dashboard, and
+// sees each command pending, then done; a device whose connection is cut
+// gets its queued command when it is back, while one with a 1 s TTL shows
+// expired; staff see the commands without the forms, and their forged call
+// is refused with forbidden.
+func TestBrowser_Commands(t *testing.T) {
+	t.Parallel()
+	pgURL := testenv.URL(t, testenv.Postgres)
+	mqURL := testenv.URL(t, testenv.MQTT)
+	node, dir := browserTools(t)
+	schema := testSchema()
+	t.Cleanup(func() { dropSchema(t, pgURL, schema) })
+	env := baseEnv()
+	env["RTHUB_POSTGRES_URL"] = pgURL
+	env["POSTGRES_SCHEMA"] = schema
+	env["RTHUB_MQTT_URL"] = mqURL
+	env["MQTT_TOPIC_PREFIX"] = strings.TrimPrefix(schema, "iot_test_") + "/"
+	env["SIM_INTERVAL"] = "500ms"
+	env["WS_HEALTH_INTERVAL"] = "2s"
+	srv := startProcess(t, env)
+	runBrowserScript(t, node, dir, "commands.mjs", "http://"+srv.addr, 100*time.Second, func() string { return srv.err.String() }, func(string) string { return "" })
+}

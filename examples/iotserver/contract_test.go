@@ -20,8 +20,11 @@ func contractFiles(t *testing.T) map[string][]byte {
 		Version:     "1.0.0",
 		Description: "Live readings, device status, alerts, health, analytics and the audit log of the example IoT server.",
 		Events:      contract.Declared(AlertAck.Name()), // alert:ack is only emitted by clients
-		Policy:      policy,
-		Host:        "localhost:8080",
+		RPCs: contract.DeclaredRPCs(map[string]string{
+			SendCommand.Name(): "Admins: send a device a command (set_threshold, set_interval); answered with the queued command, whose later states arrive as device:command events.",
+		}),
+		Policy: policy,
+		Host:   "localhost:8080",
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/org/rthub"
 	"github.com/org/rthub/eventdoc"
+	"github.com/org/rthub/mqttbridge"
 )
 
 // The sources of docs/onboarding.md's Go blocks, compiled in this package:
@@ -63,6 +65,10 @@ func Example_onboardingRole() {
 		Auth:     rthub.AuthOptions{Keys: map[string]any{"": []byte("an HS256 secret of 32 bytes or more")}},
 		Policy:   pol,
 		Handlers: []rthub.Handler{AlertAck.Relay()}, // the policy lets staff and admin emit alert:ack
+		// and admins call device:command (commands.go serves it for real)
+		RPCs: []rthub.RPCHandler{SendCommand.Handle(func(context.Context, rthub.Request[CommandRequest]) (mqttbridge.Result, error) {
+			return mqttbridge.Result{}, errors.New("not in this example")
+		})},
 	})
 	if err != nil {
 		fmt.Println(err)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/org/rthub"
 	"github.com/org/rthub/eventdoc"
+	"github.com/org/rthub/mqttbridge"
 )
 
 // The events the server publishes. Each is declared once with its payload
@@ -45,6 +46,11 @@ var (
 	// schema (Options.ValidateEmits) before the handler (ack.go) runs.
 	AlertAck = eventdoc.Describe(rthub.NewEvent[AlertAckRequest]("alert:ack"),
 		"Client emit, to staff: acknowledge an alert; the reply says whether it worked.", "staff")
+	// DeviceCommand is published on each change of state of a command to a
+	// device (commands.go): queued, sent, done, failed, expired. The
+	// bridge's downlink publishes it, to device:{id} and staff.
+	DeviceCommand = eventdoc.Describe(rthub.NewEvent[mqttbridge.Result]("device:command"),
+		"A command to a device (RPC device:command) changed state: queued, sent, done, failed or expired.", "device:{id}", "staff")
 	// AuditEvent is published to admin for every audit log entry.
 	AuditEvent = eventdoc.Describe(rthub.NewEvent[AuditEntry]("audit:entry"),
 		"An audit log entry: logins, refused handshakes, forbidden joins and emits.", "admin")
@@ -93,7 +99,8 @@ const (
 // policy: staff may watch the staff room and any device; admin also the
 // admin room (its panel: the audit log). Both auto-join their rooms on
 // connect; device rooms are joined by the page when a device is opened.
-// Both may acknowledge alerts (alert:ack) in the staff room.
+// Both may acknowledge alerts (alert:ack) in the staff room; only admins
+// may send commands to devices (the RPC device:command).
 var policy = rthub.Policy{Roles: map[string]rthub.RoleRules{
 	"staff": {
 		Join:     []string{roomStaff, "device:*"},
@@ -104,5 +111,6 @@ var policy = rthub.Policy{Roles: map[string]rthub.RoleRules{
 		Join:     []string{roomStaff, roomAdmin, "device:*"},
 		AutoJoin: []string{roomStaff, roomAdmin},
 		Emit:     []rthub.EmitRule{{Events: []string{AlertAck.Name()}, Rooms: []string{roomStaff}}},
+		Call:     []string{SendCommand.Name()},
 	},
 }}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/org/rthub"
+	"github.com/org/rthub/admin"
 )
 
 //go:embed web
@@ -39,12 +40,14 @@ type api struct {
 	sim       *Simulator // nil without simulated devices
 	ready     func() error
 	log       *slog.Logger
+	refusals  *admin.RefusalLog // the hub's refusals, for the admin API
+	brokerSt  func() any        // the broker's stats, for the admin API; nil: none
 }
 
 // routes returns the server's handler.
 func (a *api) routes() http.Handler {
 	mux := http.NewServeMux()
-	web, _ := fs.Sub(webFS, "web")
+	web := webSub()
 	static := http.FileServerFS(web)
 	mux.Handle("GET /ws", a.ws)
 	mux.Handle("GET /metrics", a.metrics)
@@ -69,7 +72,34 @@ func (a *api) routes() http.Handler {
 	mux.HandleFunc("POST /api/devices/{id}/dropout", a.admin(a.dropout))
 	mux.HandleFunc("POST /api/publish", a.admin(a.publish))
 	mux.HandleFunc("POST /api/users/{username}/disconnect", a.admin(a.disconnectUser))
+	// The admin API (package admin, docs/admin.md): with an admin's token
+	// under /api/admin/, and on the console's session under /console/api/.
+	adminOpts := admin.Options{Logger: a.log.With("component", "admin"), Refusals: a.refusals, BrokerStats: a.brokerSt}
+	jwtOpts := adminOpts
+	jwtOpts.Role = "admin"
+	mux.Handle("/api/admin/", http.StripPrefix("/api/admin", admin.NewHandler(a.hub, jwtOpts)))
+	a.consoleRoutes(mux, adminOpts)
 	return securityHeaders(mux)
+}
+
+// webSub is the embedded web/ directory.
+func webSub() fs.FS {
+	web, _ := fs.Sub(webFS, "web")
+	return web
+}
+
+// decodeStrict decodes one JSON object of at most max bytes from r's body
+// into v, refusing unknown fields and anything after the object.
+func decodeStrict(w http.ResponseWriter, r *http.Request, max int64, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, max))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("data after the JSON object")
+	}
+	return nil
 }
 
 func noCache(h http.Handler) http.Handler {
@@ -190,6 +220,9 @@ func (a *api) authed(fn func(http.ResponseWriter, *http.Request, *tokenClaims)) 
 			return
 		}
 		c, err := verifyToken(a.cfg.Secret, tok)
+		if err == nil && a.revokedToken(r) {
+			err = rthub.ErrTokenRevoked
+		}
 		if err != nil {
 			a.audit.add(AuditEntry{Kind: auditUnauthorized, Detail: r.Method + " " + r.URL.Path + ": invalid token", RemoteAddr: clientAddr(r)})
 			httpError(w, http.StatusUnauthorized, "token_invalid", "invalid or expired token")

@@ -158,6 +158,13 @@ func (in *Ingest) ensureDevice(ctx context.Context, id string) error {
 	return nil
 }
 
+// Known reports whether the device has been seen (or registered).
+func (in *Ingest) Known(id string) bool {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.known[id]
+}
+
 // RegisterDevices records devices (the simulated ones, with their names)
 // before any message arrives.
 func (in *Ingest) RegisterDevices(ctx context.Context, ds []DeviceInfo) error {

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/org/rthub"
+	"github.com/org/rthub/admin"
 	"github.com/org/rthub/mqttbridge"
 )
 
@@ -151,7 +152,8 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	// auditor queues); the metrics count refusals and disconnects by code.
 	var aud *auditor
 	var pub rthub.Publisher       // set right after the hub: the hub, or its tracing wrapper
-	var bridge *mqttbridge.Bridge // set below, before /metrics is served
+	var bridge *mqttbridge.Bridge // set below, before /metrics and /ws are served
+	var ingest *Ingest            // set below, before /ws is served
 	met := newMetrics(func() *mqttbridge.Bridge { return bridge })
 	onConnect, onDisconnect := connLogger(log.With("component", "hub"))
 	pol := policy
@@ -161,13 +163,17 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	if err != nil {
 		return err
 	}
+	refusals := admin.NewRefusalLog(0) // the newest 256, for the admin API
 	hub, err := rthub.New(rthub.Options{
-		Auth:         rthub.AuthOptions{Keys: map[string]any{"": cfg.Secret}, Algorithms: []string{"HS256"}},
-		Policy:       pol,
-		Origin:       origin,
-		DrainWindow:  cfg.Drain,
-		Broker:       hubBroker,
-		OnRefused:    met.col.OnRefused(tr.onRefused(func(_ context.Context, r rthub.Refusal) { aud.add(refusalEntry(r)) })),
+		Auth:        rthub.AuthOptions{Keys: map[string]any{"": cfg.Secret}, Algorithms: []string{"HS256"}},
+		Policy:      pol,
+		Origin:      origin,
+		DrainWindow: cfg.Drain,
+		Broker:      hubBroker,
+		OnRefused: met.col.OnRefused(tr.onRefused(func(ctx context.Context, r rthub.Refusal) {
+			aud.add(refusalEntry(r))
+			refusals.Record(ctx, r)
+		})),
 		OnConnect:    onConnect,
 		OnDisconnect: met.col.OnDisconnect(onDisconnect),
 		Logger:       log.With("component", "hub"),
@@ -176,6 +182,10 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 		Handlers: []rthub.Handler{ackHandler(store, func(ctx context.Context, a Alert) error {
 			return AlertAcked.Publish(ctx, pub, roomStaff, a)
 		}, func(e AuditEntry) { aud.add(e) }, log)},
+		// device:command, admins only (policy): queued with the bridge's
+		// downlink (commands.go). The bridge is set before the hub serves.
+		RPCs: []rthub.RPCHandler{commandHandler(func() *mqttbridge.Bridge { return bridge }, func(id string) bool { return ingest.Known(id) },
+			rulesByMetric(cfg.Rules), func(e AuditEntry) { aud.add(e) }, log)},
 		ValidateEmits: true,
 	})
 	if err != nil {
@@ -208,7 +218,7 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	if err != nil {
 		return err
 	}
-	ingest := NewIngest(store, alerts, writer, known, log)
+	ingest = NewIngest(store, alerts, writer, known, log)
 
 	mqttURL := cfg.MQTTURL
 	var broker *EmbeddedBroker
@@ -233,7 +243,8 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 			return err
 		}
 	}
-	bridge, err = newBridge(bridgePublisher{tr, pub}, tr, ingest, cfg, mqttURL, log)
+	bridge, err = newBridge(bridgePublisher{tr, pub}, tr, ingest, cfg, mqttURL,
+		commandConfig(cfg.Prefix, store.Commands()), onCommandDone(alerts, log), log)
 	if err != nil {
 		return err
 	}
@@ -298,7 +309,7 @@ func run(ctx context.Context, cfg Config, out io.Writer, ready chan<- string) (e
 	}
 	closing := false
 	var closingMu sync.Mutex
-	a := &api{cfg: cfg, hub: hub, pub: pub, ws: tr.handler(hub), metrics: met.handler(log), tracing: tr, store: store, alerts: alerts, health: health, analytics: analytics, audit: aud, sim: sim, log: log,
+	a := &api{cfg: cfg, hub: hub, pub: pub, ws: tr.handler(hub), metrics: met.handler(log), tracing: tr, store: store, alerts: alerts, health: health, analytics: analytics, audit: aud, sim: sim, log: log, refusals: refusals, brokerSt: brokerStats(hubBroker),
 		ready: readyCheck(store, func() bool { return bridge.Stats().Subscribed }, func() bool {
 			closingMu.Lock()
 			defer closingMu.Unlock()

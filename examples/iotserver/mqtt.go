@@ -25,7 +25,10 @@ import (
 // tracing on, each decode is a span "mqtt.ingest" and each publish a span
 // "rthub.publish", children of the device's span when the message carries
 // a "traceparent" user property (tracing.go).
-func newBridge(pub rthub.Publisher, tr *tracing, in *Ingest, cfg Config, url string, log *slog.Logger) (*mqttbridge.Bridge, error) {
+//
+// cmds is the downlink (commands.go); onCommand sees each device:command
+// event once (not once per room).
+func newBridge(pub rthub.Publisher, tr *tracing, in *Ingest, cfg Config, url string, cmds *mqttbridge.CommandConfig, onCommand func(mqttbridge.Result), log *slog.Logger) (*mqttbridge.Bridge, error) {
 	readings := mqttbridge.EventRoute(SensorData, cfg.Prefix+"sensors/{device}/reading",
 		[]string{"device:{device}", roomStaff},
 		ingestSpan(tr, func(ctx context.Context, m *mqttbridge.Message) (ReadingEvent, error) {
@@ -43,11 +46,12 @@ func newBridge(pub rthub.Publisher, tr *tracing, in *Ingest, cfg Config, url str
 		}))
 	status.Name = "status"
 	status.Overflow = mqttbridge.Block
-	return mqttbridge.New(quietPublisher{pub}, mqttbridge.Config{
+	return mqttbridge.New(quietPublisher{pub, onCommand}, mqttbridge.Config{
 		URL:      url,
 		Username: cfg.MQTTUser,
 		Password: cfg.MQTTPass,
 		Routes:   []mqttbridge.Route{readings, status},
+		Commands: cmds,
 		Logger:   log.With("component", "mqttbridge"),
 	})
 }
@@ -81,9 +85,15 @@ func mqttState(b *mqttbridge.Bridge, embedded bool, sim *Simulator) func() MQTTS
 //
 // It also adds the state key of sensor:data and device:status (declared with
 // KeyBy in events.go), which the bridge, publishing by name, does not know.
-type quietPublisher struct{ pub rthub.Publisher }
+type quietPublisher struct {
+	pub       rthub.Publisher
+	onCommand func(mqttbridge.Result) // nil: none
+}
 
 func (q quietPublisher) Publish(ctx context.Context, room, event string, data any, opts ...rthub.PublishOption) error {
+	if r, ok := data.(mqttbridge.Result); ok && q.onCommand != nil && event == DeviceCommand.Name() && room == roomStaff {
+		q.onCommand(r)
+	}
 	if raw, ok := data.(json.RawMessage); ok {
 		opts = append(opts, stateKey(event, raw)...)
 	}

@@ -8,23 +8,28 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	mrand "math/rand/v2"
 	"net"
 	"net/url"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/org/rthub/mqttbridge"
 )
 
 // Topics. A deployment may put them under a prefix (MQTT_TOPIC_PREFIX), e.g.
 // "site1/", so that several servers (or test runs) share one broker.
 const (
-	readingTopic = "sensors/%s/reading" // payload: ReadingPayload (JSON)
-	statusTopic  = "devices/%s/status"  // payload: "online" or "offline" (retained; the Last Will says offline)
+	readingTopic = "sensors/%s/reading"   // payload: ReadingPayload (JSON)
+	statusTopic  = "devices/%s/status"    // payload: "online" or "offline" (retained; the Last Will says offline)
+	commandTopic = "devices/%s/cmd"       // to the device: mqttbridge.CommandPayload (JSON, QoS 1)
+	replyTopic   = "devices/%s/cmd/reply" // from the device: mqttbridge.CommandReply (JSON)
 )
 
 // ReadingPayload is what a device publishes on sensors/{id}/reading:
@@ -115,7 +120,21 @@ type simDevice struct {
 	breachMetric int
 	breachStart  time.Time
 	breachLen    time.Duration
+
+	// Commands (commands.go): received by the MQTT client, applied by run.
+	cmds       chan *paho.Publish // at most cmdBacklog; more are dropped (they expire unanswered)
+	interval   time.Duration      // the reading interval (set_interval); written by run under mu
+	thresholds map[string]float64 // the alert levels set (set_threshold); under mu
+	applied    []string           // the last cmdMemory command IDs applied, oldest first; under mu
 }
+
+// cmdBacklog bounds a device's commands waiting to be applied, and
+// cmdMemory the command IDs it remembers to apply each at most once (QoS 1
+// may deliver one twice).
+const (
+	cmdBacklog = 16
+	cmdMemory  = 64
+)
 
 // NewSimulator prepares cfg.Devices devices publishing to the broker at
 // brokerURL (tcp://host:port or mqtt://host:port) under topic prefix.
@@ -138,13 +157,16 @@ func NewSimulator(cfg SimConfig, brokerURL, prefix string, log *slog.Logger) (*S
 		k := deviceKinds[i%len(deviceKinds)]
 		rng := mrand.New(mrand.NewPCG(seed, uint64(i)))
 		s.devices = append(s.devices, &simDevice{
-			sim:    s,
-			id:     fmt.Sprintf("dev-%02d", i+1),
-			name:   fmt.Sprintf("%s %d", k.kind, i+1),
-			kind:   k.kind,
-			shapes: k.metrics,
-			phase:  rng.Float64() * 2 * math.Pi,
-			rng:    rng,
+			sim:        s,
+			id:         fmt.Sprintf("dev-%02d", i+1),
+			name:       fmt.Sprintf("%s %d", k.kind, i+1),
+			kind:       k.kind,
+			shapes:     k.metrics,
+			phase:      rng.Float64() * 2 * math.Pi,
+			rng:        rng,
+			cmds:       make(chan *paho.Publish, cmdBacklog),
+			interval:   cfg.Interval,
+			thresholds: map[string]float64{},
 		})
 	}
 	return s, nil
@@ -245,18 +267,31 @@ func (d *simDevice) run(ctx context.Context) {
 		},
 		OnConnectionUp: func(cm *autopaho.ConnectionManager, _ *paho.Connack) {
 			d.up.Store(true)
-			// Retained, so a server (re)starting later learns the status.
+			// Subscribe to commands first (a clean session each time), then
+			// say online, retained, so that a server (re)starting later
+			// learns the status and its queued commands find us listening.
 			// Not from this callback's goroutine: it must not block.
 			// run is still running (it waits for cm.Done), so the group's
 			// count is not zero here.
 			d.sim.wg.Go(func() {
 				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 				defer cancel()
+				if _, err := cm.Subscribe(pctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: d.topic(commandTopic), QoS: 1}}}); err != nil {
+					d.sim.log.Debug("simulator: subscribe to commands", "device", d.id, "err", err)
+				}
 				_, _ = cm.Publish(pctx, &paho.Publish{Topic: d.topic(statusTopic), QoS: 1, Retain: true, Payload: []byte(statusOnline)})
 			})
 		},
 		OnConnectionDown: func() bool { d.up.Store(false); return true },
-		ClientConfig:     paho.ClientConfig{ClientID: "iotsim-" + d.id + "-" + hex.EncodeToString(idb[:])},
+		ClientConfig: paho.ClientConfig{ClientID: "iotsim-" + d.id + "-" + hex.EncodeToString(idb[:]),
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				select {
+				case d.cmds <- pr.Packet:
+				default:
+					d.sim.log.Warn("simulator: command backlog full; command dropped", "device", d.id)
+				}
+				return true, nil
+			}}},
 	}
 	// The connection outlives ctx by the goodbye below; Disconnect ends it.
 	cmCtx, cmCancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -266,7 +301,7 @@ func (d *simDevice) run(ctx context.Context) {
 		d.sim.log.Error("simulator: connect", "device", d.id, "err", err)
 		return
 	}
-	t := time.NewTicker(d.sim.cfg.Interval)
+	t := time.NewTicker(d.interval)
 	defer t.Stop()
 	var seq uint64
 	for {
@@ -295,6 +330,8 @@ func (d *simDevice) run(ctx context.Context) {
 			}
 			<-cm.Done()
 			return
+		case p := <-d.cmds:
+			d.command(ctx, cm, t, p)
 		case now := <-t.C:
 			d.maybeDropout()
 			if !d.up.Load() {
@@ -309,7 +346,7 @@ func (d *simDevice) run(ctx context.Context) {
 			topic := d.topic(readingTopic)
 			props := &paho.PublishProperties{}
 			end := d.sim.tracing.sensorSpan(ctx, d.id, topic, cid, &props.User)
-			pctx, cancel := context.WithTimeout(ctx, d.sim.cfg.Interval)
+			pctx, cancel := context.WithTimeout(ctx, d.interval)
 			_, err := cm.Publish(pctx, &paho.Publish{Topic: topic, QoS: 0, Payload: body, Properties: props})
 			cancel()
 			end(err)
@@ -323,7 +360,94 @@ func (d *simDevice) run(ctx context.Context) {
 // chance reports true with probability interval/every (a Poisson process
 // with mean every, sampled each interval).
 func (d *simDevice) chance(every time.Duration) bool {
-	return every > 0 && d.rng.Float64() < float64(d.sim.cfg.Interval)/float64(every)
+	return every > 0 && d.rng.Float64() < float64(d.interval)/float64(every)
+}
+
+// command applies a command (at most once per ID, not after it expired)
+// and replies with the device's settings, or the error.
+func (d *simDevice) command(ctx context.Context, cm *autopaho.ConnectionManager, t *time.Ticker, p *paho.Publish) {
+	var c mqttbridge.CommandPayload
+	if err := json.Unmarshal(p.Payload, &c); err != nil || c.ID == "" {
+		d.sim.log.Warn("simulator: bad command", "device", d.id, "err", err)
+		return
+	}
+	if !c.Expires.IsZero() && time.Now().After(c.Expires) {
+		return // too late: the server has given up on it
+	}
+	d.mu.Lock()
+	seen := slices.Contains(d.applied, c.ID)
+	d.mu.Unlock()
+	if seen {
+		return // a QoS 1 duplicate: applied once already (its reply went out)
+	}
+	var errMsg string
+	switch c.Name {
+	case cmdSetInterval:
+		var a IntervalArgs
+		if err := json.Unmarshal(c.Args, &a); err != nil || a.Seconds < 1 || a.Seconds > 3600 {
+			errMsg = "set_interval: want seconds 1 … 3600"
+			break
+		}
+		d.mu.Lock() // written by run only; read by config under mu
+		d.interval = time.Duration(a.Seconds) * time.Second
+		d.mu.Unlock()
+		t.Reset(d.interval)
+	case cmdSetThreshold:
+		var a ThresholdArgs
+		if err := json.Unmarshal(c.Args, &a); err != nil || a.Metric == "" || math.IsNaN(a.Value) || math.IsInf(a.Value, 0) {
+			errMsg = "set_threshold: want a metric and a finite value"
+			break
+		}
+		d.mu.Lock()
+		d.thresholds[a.Metric] = a.Value
+		d.mu.Unlock()
+	default:
+		errMsg = fmt.Sprintf("unknown command %q", truncate(c.Name, 40))
+	}
+	d.mu.Lock()
+	d.applied = append(d.applied, c.ID)
+	if len(d.applied) > cmdMemory {
+		d.applied = slices.Delete(d.applied, 0, 1)
+	}
+	d.mu.Unlock()
+	rep := mqttbridge.CommandReply{ID: c.ID, Error: errMsg}
+	if errMsg == "" {
+		rep.Result, _ = json.Marshal(d.config())
+	}
+	body, _ := json.Marshal(rep)
+	to := d.topic(replyTopic)
+	if p.Properties != nil && p.Properties.ResponseTopic != "" {
+		to = p.Properties.ResponseTopic
+	}
+	d.sim.log.Info("simulator: command", "device", d.id, "id", c.ID, "name", c.Name, "error", errMsg)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := cm.Publish(pctx, &paho.Publish{Topic: to, QoS: 1, Payload: body,
+		Properties: &paho.PublishProperties{CorrelationData: []byte(c.ID)}}); err != nil && ctx.Err() == nil {
+		// Lost: the server's TTL expires the command ("sent, no reply").
+		d.sim.log.Warn("simulator: command reply", "device", d.id, "id", c.ID, "err", err)
+	}
+}
+
+// config is the device's settings, its reply to a command.
+func (d *simDevice) config() DeviceConfig {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return DeviceConfig{IntervalSeconds: d.interval.Seconds(), Thresholds: maps.Clone(d.thresholds)}
+}
+
+// Applied returns the IDs of the last commands the device applied, oldest
+// first (at most 64), and its settings; ok is false for an unknown device.
+func (s *Simulator) Applied(id string) (ids []string, cfg DeviceConfig, ok bool) {
+	for _, d := range s.devices {
+		if d.id == id {
+			d.mu.Lock()
+			ids = slices.Clone(d.applied)
+			d.mu.Unlock()
+			return ids, d.config(), true
+		}
+	}
+	return nil, DeviceConfig{}, false
 }
 
 func (d *simDevice) maybeDropout() {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/org/rthub/mqttbridge"
 )
 
 // Store keeps what the server knows: devices, readings, alerts, the demo
@@ -77,6 +79,11 @@ type Store interface {
 	AddAudit(ctx context.Context, e AuditEntry) (AuditEntry, error)
 	// Audit returns the latest entries, newest first.
 	Audit(ctx context.Context, limit int) ([]AuditEntry, error)
+
+	// Commands is the queue of commands to devices (commands.go): queued
+	// while a device is offline, sent at most once, finished by its reply
+	// or expired. PGStore's survives a restart of the server.
+	Commands() mqttbridge.CommandStore
 
 	// Close releases the store's resources.
 	Close()
@@ -164,6 +171,7 @@ const (
 	auditOriginDenied = "origin_denied" // a browser handshake from a foreign origin
 	auditDisconnect   = "disconnect"    // an admin closed a user's connections
 	auditAlertAck     = "alert_ack"     // a user acknowledged an alert (alert:ack)
+	auditCommand      = "command"       // an admin sent a command to a device (device:command)
 )
 
 // AuditEntry is one line of the audit log shown in the admin panel; also the

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/org/rthub/mqttbridge"
 )
 
 // MemoryStore is the in-memory [Store]: nothing to set up, nothing kept
@@ -26,6 +28,7 @@ type MemoryStore struct {
 	users     map[string]User
 	audit     []AuditEntry
 	analytics map[string]cachedBody
+	commands  *mqttbridge.MemoryCommandStore
 }
 
 type cachedBody struct {
@@ -47,8 +50,13 @@ func NewMemoryStore(maxPerDevice int) *MemoryStore {
 		readings:     make(map[string][]ReadingEvent),
 		users:        make(map[string]User),
 		analytics:    make(map[string]cachedBody),
+		commands:     mqttbridge.NewMemoryCommandStore(0),
 	}
 }
+
+// Commands implements Store: an mqttbridge.MemoryCommandStore (queued
+// commands are lost with the process).
+func (s *MemoryStore) Commands() mqttbridge.CommandStore { return s.commands }
 
 // Kind implements Store.
 func (s *MemoryStore) Kind() string { return "memory" }

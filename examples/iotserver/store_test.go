@@ -13,6 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/org/rthub/internal/testenv"
+	"github.com/org/rthub/mqttbridge"
+	"github.com/org/rthub/mqttbridge/commandstoretest"
 )
 
 // stores returns the Store implementations under test: memory always,
@@ -506,5 +508,17 @@ func TestPGStore_Migrations(t *testing.T) {
 	}
 	if n != len(ms) || int(maxV) != ms[len(ms)-1].version {
 		t.Fatalf("schema_migrations has %d rows up to %d; want %d up to %d", n, maxV, len(ms), ms[len(ms)-1].version)
+	}
+}
+
+// TestCommandStore runs mqttbridge's CommandStore conformance suite against
+// both stores' command queues (PostgreSQL: a fresh schema per subtest).
+func TestCommandStore(t *testing.T) {
+	t.Parallel()
+	for _, k := range storeKinds {
+		t.Run(k.name, func(t *testing.T) {
+			t.Parallel()
+			commandstoretest.Run(t, func(t *testing.T) mqttbridge.CommandStore { return k.open(t).Commands() })
+		})
 	}
 }

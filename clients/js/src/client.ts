@@ -279,8 +279,8 @@ export class RthubClient<C extends ContractShape = AnyContract> {
 
   /**
    * Calls fn(info) when the client stops because of who it is: a close
-   * 4100–4199 (token refused, identity revoked, user disconnected by the
-   * server) or a token function that threw an error with `fatal` set. The
+   * 4100–4199 (token refused, user disconnected by the server, token
+   * revoked: 4102, info.revoked) or a token function that threw an error with `fatal` set. The
    * page should end its session (sign in again).
    */
   onAuthError(fn: (info: AuthErrorInfo) => void): () => void {
@@ -836,7 +836,7 @@ export class RthubClient<C extends ContractShape = AnyContract> {
     clearInterval(this.tick);
     this.failAll(new RthubError("closed", err.message));
     this.setState("closed");
-    if (auth) this.fire(this.authFns, { code, reason: this.closeReason, error: err });
+    if (auth) this.fire(this.authFns, { code, reason: this.closeReason, revoked: code === 4102, error: err });
   }
 
   // Ping when quiet, "stale" when silent too long, drop the connection when

@@ -30,6 +30,8 @@ export interface AuthErrorInfo {
   code: number;
   /** The close frame's reason (e.g. "token_signature_invalid"), or "". */
   reason: string;
+  /** True for 4102: the token was revoked (a revocation closes the connection, and refuses a handshake with the token, with it); only a new sign-in helps. */
+  revoked: boolean;
   /** The error the client stopped with (also in the "closed" state's info). */
   error: Error;
 }

@@ -70,6 +70,31 @@ test("4101: a user disconnected by the server stops, tells onAuthError and the c
   await assert.rejects(c.ping(), (e) => e.code === "closed");
 });
 
+test("4102: a revoked user stops with info.revoked; the old token is refused in band; a later token works", { skip: noHub }, async (t) => {
+  const hub = await newHub(t);
+  const auth = [];
+  const c = newClient(t, hub, { onAuthError: (info) => auth.push(info) });
+  const other = newClient(t, hub, { sub: "bob" });
+  await live(c);
+  await live(other);
+  const old = await hub.token("alice");
+  assert.equal(await hub.revoke("alice", "stolen laptop"), "1");
+  await until(() => c.state === "closed", "closed");
+  assert.deepEqual(auth.map((i) => [i.code, i.reason, i.revoked]), [[4102, "token revoked: stolen laptop", true]]);
+  assert.deepEqual(c.reasons, ["connect"], "no reconnection");
+  assert.equal(other.state, "live", "the others stay");
+
+  const again = [];
+  const c2 = newClient(t, hub, { tokenFor: () => old, onAuthError: (i) => again.push(i) });
+  c2.connect();
+  await until(() => c2.state === "closed", "closed");
+  assert.deepEqual(again.map((i) => [i.code, i.reason, i.revoked]), [[4102, "token_revoked", true]]);
+
+  await sleep(1100); // iat has a resolution of a second: a token of the next second is not revoked
+  const c3 = newClient(t, hub);
+  await live(c3);
+});
+
 test("4100 in-band: a token with a bad signature stops at once with the refusal's code", { skip: noHub }, async (t) => {
   const hub = await newHub(t);
   const auth = [];

@@ -50,6 +50,7 @@ export async function newHub(t) {
       ctl(`${h}/token?` + new URLSearchParams({ sub, roles, ttl, name, bad: bad ? "1" : "" })),
     publish: (room, event, data, key = "") => ctl(`${h}/publish`, { room, event, data, key }),
     disconnect: (sub, reason = "") => ctl(`${h}/disconnect?` + new URLSearchParams({ sub, reason })),
+    revoke: (sub, reason = "") => ctl(`${h}/revoke?` + new URLSearchParams({ sub, reason })),
     drop: () => ctl(`${h}/drop`),
     freeze: () => ctl(`${h}/freeze`),
     /** The server's writes to every connection wait until thaw (its queues fill). */

@@ -76,6 +76,20 @@ export interface AuditEntry {
   remote_addr: string;
 }
 
+/** Go type main.CommandRequest. */
+export interface CommandRequest {
+  /** pattern ^[A-Za-z0-9_.-]{1,64}$ */
+  device: string;
+  command: "set_threshold" | "set_interval";
+  /** at most 32 characters */
+  metric?: string;
+  value?: number;
+  /** integer; minimum 0; maximum 3600 */
+  seconds?: number;
+  /** integer; minimum 0; maximum 3600 */
+  ttl_s?: number;
+}
+
 /** Go type main.DBState. */
 export interface DBState {
   status: string;
@@ -171,6 +185,25 @@ export interface Refused {
   rate_limited: number;
 }
 
+/** Payload of device:command (Go type mqttbridge.Result). */
+export interface Result {
+  id: string;
+  device: string;
+  name: string;
+  args?: unknown;
+  state: string;
+  /** RFC 3339 time */
+  created: string;
+  /** RFC 3339 time */
+  expires: string;
+  /** RFC 3339 time */
+  sent_at?: string;
+  /** RFC 3339 time */
+  finished_at?: string;
+  reply?: unknown;
+  error?: string;
+}
+
 /** Payload of device:status (Go type main.StatusEvent). */
 export interface StatusEvent {
   device: string;
@@ -191,6 +224,8 @@ export interface Events {
   "analytics:update": Analytics;
   /** An audit log entry: logins, refused handshakes, forbidden joins and emits. Rooms: admin. */
   "audit:entry": AuditEntry;
+  /** A command to a device (RPC device:command) changed state: queued, sent, done, failed or expired. Rooms: device:{id}, staff. */
+  "device:command": Result;
   /** A device went online or offline (its MQTT Last Will); on change only. State key: status:{device}. Rooms: staff, device:{id}. */
   "device:status": StatusEvent;
   /** Every reading of a device, as it arrives over MQTT. State key: reading:{device}. Rooms: device:{id}, staff. */
@@ -205,6 +240,12 @@ export interface Emits {
   "alert:ack": AlertAckRequest;
 }
 
+/** Every RPC of the hub: name → request (req) and result (res) types. */
+export interface Calls {
+  /** Admins: send a device a command (set_threshold, set_interval); answered with the queued command, whose later states arrive as device:command events. Called by admin. */
+  "device:command": { req: CommandRequest; res: Result };
+}
+
 /** Role names of the policy ("*" is written as "*"). */
 export type Role = "admin" | "staff";
 
@@ -212,9 +253,9 @@ export type Role = "admin" | "staff";
  *  the events it may receive (those whose rooms overlap its join patterns) and the events it may emit (with rooms). */
 export interface Roles {
   /** May emit alert:ack to staff. */
-  admin: { join: "staff" | "admin" | `device:${string}`; receive: keyof Events; emit: "alert:ack" };
+  admin: { join: "staff" | "admin" | `device:${string}`; receive: keyof Events; emit: "alert:ack"; call: "device:command" };
   /** May emit alert:ack to staff. */
-  staff: { join: "staff" | `device:${string}`; receive: "alert:acked" | "alert:new" | "alert:resolved" | "analytics:update" | "device:status" | "sensor:data" | "system:health"; emit: "alert:ack" };
+  staff: { join: "staff" | `device:${string}`; receive: "alert:acked" | "alert:new" | "alert:resolved" | "analytics:update" | "device:command" | "device:status" | "sensor:data" | "system:health"; emit: "alert:ack"; call: never };
 }
 
 /** The contract of the whole hub: the type parameter of RthubClient. */
@@ -222,6 +263,7 @@ export interface Contract {
   events: Events;
   emits: Emits;
   rooms: Roles[Role]["join"];
+  calls: Calls;
 }
 
 /** The contract as one role sees it. */
@@ -229,4 +271,5 @@ export type ContractFor<R extends Role> = {
   events: Pick<Events, Roles[R]["receive"]>;
   emits: Pick<Emits, Roles[R]["emit"]>;
   rooms: Roles[R]["join"];
+  calls: Pick<Calls, Roles[R]["call"]>;
 };

@@ -18,6 +18,8 @@ import { sparkline, chart, newSVG } from "./chart.js";
 /** @typedef {import("../contract/contract").Alert} Alert */
 /** @typedef {import("../contract/contract").ReadingEvent} ReadingEvent */
 /** @typedef {import("../contract/contract").StatusEvent} StatusEvent */
+/** @typedef {import("../contract/contract").Result} Command */
+/** @typedef {import("../contract/contract").CommandRequest} CommandRequest */
 
 const $ = (/** @type {string} */ id) => document.getElementById(id);
 const input = (/** @type {string} */ id) => /** @type {HTMLInputElement} */ (document.getElementById(id));
@@ -43,6 +45,9 @@ const app = {
   devices: new Map(), // id → {id, name, kind, status, last, history: Map(metric → [[t, v]])}
   alerts: new Map(), // id → alert
   rules: new Map(), // metric → open threshold
+  // Commands to devices (RPC device:command), by ID, the last 100: the
+  // call's answer (queued) and then the device:command events.
+  commands: /** @type {Map<string, Command>} */ (new Map()),
   selected: "",
   health: null,
   healthAt: 0,
@@ -220,6 +225,7 @@ function start() {
     renderAnalytics();
   });
   c.on("audit:entry", (e) => prependAudit(e));
+  c.on("device:command", (r, m) => m.room === "staff" && onCommand(r));
   const presence = c.presenceRoom("staff");
   app.presence = presence;
   presence.onChange(() => {
@@ -487,11 +493,96 @@ function renderDetail() {
   let i = 0;
   for (const [m, pts] of [...d.history.entries()].sort()) {
     const svg = newSVG("chart");
-    const thr = app.rules.get(m);
+    const thr = deviceLevel(id, m);
     const title = (UNITS[m] ? `${m} (${UNITS[m]})` : m) + (thr !== undefined ? ` · alert at ${thr}` : "");
     box.append(h("div", {}, h("h3", {}, title), svg));
     chart(svg, pts, { threshold: thr, cls: "m" + (i++ % 3) }); // after append: it reads the width
   }
+  renderCommands();
+}
+
+// --- commands to devices ---
+
+// A command's states: queued → sent → done | failed, or → expired. The
+// call's answer (queued) may arrive after the first events: keep the latest.
+const COMMAND_RANK = { queued: 0, sent: 1, done: 2, failed: 2, expired: 2 };
+const commandLabel = (/** @type {string} */ s) => (s === "queued" || s === "sent" ? "pending" : s);
+
+function onCommand(/** @type {Command} */ r) {
+  const cur = app.commands.get(r.id);
+  if (cur && COMMAND_RANK[cur.state] >= COMMAND_RANK[r.state]) return;
+  app.commands.set(r.id, r);
+  while (app.commands.size > 100) app.commands.delete(app.commands.keys().next().value);
+  if (r.device !== app.selected) return;
+  if (r.name === "set_threshold" && r.state === "done") renderDetail(); // the chart's alert line
+  else renderCommands();
+}
+
+// sendCommand calls device:command (typed by the contract's calls; admins
+// only: the hub answers staff with forbidden). The answer is the queued
+// command; the device's acknowledgement arrives as device:command "done".
+async function sendCommand(/** @type {CommandRequest} */ req) {
+  $("cmd-error").textContent = "";
+  try {
+    onCommand(await app.client.call("device:command", req));
+  } catch (e) {
+    $("cmd-error").textContent = `${req.command}: ${e.message}`;
+  }
+}
+
+$("cmd-interval").addEventListener("submit", (e) => {
+  e.preventDefault();
+  sendCommand({ device: app.selected, command: "set_interval", seconds: Number(input("cmd-seconds").value) });
+});
+$("cmd-threshold").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const metric = /** @type {HTMLSelectElement} */ ($("cmd-metric")).value;
+  sendCommand({ device: app.selected, command: "set_threshold", metric, value: Number(input("cmd-value").value) });
+});
+
+// deviceLevel is the alert level of a device's metric: the last
+// set_threshold it acknowledged while this page watched, else the rule's.
+function deviceLevel(/** @type {string} */ id, /** @type {string} */ metric) {
+  let v = app.rules.get(metric);
+  for (const r of app.commands.values()) {
+    const a = /** @type {any} */ (r.args);
+    if (r.device === id && r.name === "set_threshold" && r.state === "done" && a && a.metric === metric) v = a.value;
+  }
+  return v;
+}
+
+function describeCommand(/** @type {Command} */ r) {
+  const a = /** @type {any} */ (r.args) || {};
+  if (r.name === "set_interval") return `reporting interval ${a.seconds} s`;
+  if (r.name === "set_threshold") return `${a.metric} alert at ${a.value}`;
+  return r.name;
+}
+
+function renderCommands() {
+  const id = app.selected;
+  const sel = /** @type {HTMLSelectElement} */ ($("cmd-metric"));
+  const d = app.devices.get(id);
+  const metrics = d ? [...d.history.keys()].filter((m) => app.rules.has(m)).sort() : [];
+  if (sel.dataset.for !== id || sel.options.length !== metrics.length) {
+    sel.dataset.for = id;
+    sel.replaceChildren(...metrics.map((m) => h("option", { value: m }, m)));
+    if (metrics.length) input("cmd-value").value = String(app.rules.get(metrics[0]));
+  }
+  const list = [...app.commands.values()].filter((r) => r.device === id).reverse();
+  $("commands").replaceChildren(
+    ...(list.length
+      ? list.map((r) => {
+          const label = commandLabel(r.state);
+          const why =
+            r.state === "expired"
+              ? r.sent_at ? " (sent, no reply: the device may have applied it)" : " (the device stayed offline)"
+              : r.state === "failed" ? `: ${r.error}` : r.state === "sent" ? " (sent)" : r.state === "queued" ? " (waiting for the device)" : "";
+          return h("li", { "data-command": r.id, "data-name": r.name, "data-state": r.state },
+            h("span", { class: "state " + label }, label), ` ${describeCommand(r)}${why}`,
+            h("small", {}, " " + new Date(r.finished_at || r.sent_at || r.created).toLocaleTimeString()));
+        })
+      : [h("li", { class: "empty" }, "none")]),
+  );
 }
 
 function renderAlerts() {

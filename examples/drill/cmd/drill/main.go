@@ -5,9 +5,9 @@
 // redis-server nginx); every process it starts is its own, on free ports,
 // and is stopped at the end.
 //
-//	go run ./cmd/drill all                          # the four drills, CI size
+//	go run ./cmd/drill all                          # the five drills, CI size
 //	go run ./cmd/drill -clients 5000 -phase 30s all # bigger
-//	go run ./cmd/drill kill9                        # one: kill9, rolling, redis-restart, blip
+//	go run ./cmd/drill kill9                        # one: kill9, rolling, redis-restart, blip, revoke
 //	go run ./cmd/drill bench -nodes 5 -conns 19000 -rate 1 -duration 30s
 //
 // It prints a Markdown table of the results and exits 1 if a drill broke
@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,7 +37,7 @@ func main() {
 
 // options is what the command line asks for.
 type options struct {
-	cmd  string // kill9, rolling, redis-restart, blip, all or bench
+	cmd  string // kill9, rolling, redis-restart, blip, revoke, all or bench
 	cfg  drill.Config
 	bcfg drill.BenchConfig
 	keep bool
@@ -48,7 +49,7 @@ func parseArgs(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("drill", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: drill [flags] kill9|rolling|redis-restart|blip|all\n       drill bench [flags]")
+		fmt.Fprintln(fs.Output(), "usage: drill [flags] kill9|rolling|redis-restart|blip|revoke|all\n       drill bench [flags]")
 		fs.PrintDefaults()
 	}
 	fs.IntVar(&o.cfg.Clients, "clients", 1000, "drills: clients, through nginx")
@@ -88,6 +89,7 @@ func parseArgs(args []string) (options, error) {
 // drills are the commands that run one drill.
 var drills = map[string]func(context.Context, *drill.Env, drill.Config) (drill.Result, error){
 	"kill9": drill.Kill9, "rolling": drill.RollingRestart, "redis-restart": drill.RedisRestart, "blip": drill.RedisBlip,
+	"revoke": drill.Revoke,
 }
 
 func run(args []string) error {
@@ -136,7 +138,7 @@ func run(args []string) error {
 	}
 	names := []string{cmd}
 	if cmd == "all" {
-		names = []string{"kill9", "rolling", "redis-restart", "blip"}
+		names = []string{"kill9", "rolling", "redis-restart", "blip", "revoke"}
 	}
 	var results []drill.Result
 	failed := false
@@ -155,6 +157,9 @@ func run(args []string) error {
 		}
 	}
 	fmt.Print(drill.Table(results...))
+	if ct := drill.ControlTable(results...); strings.Count(ct, "\n") > 2 {
+		fmt.Print("\n" + ct)
+	}
 	if failed {
 		return errors.New("a drill broke its guarantees (FAIL lines above)")
 	}

@@ -15,9 +15,19 @@
 //	GET  /healthz  200 when the broker's subscriptions are up and not deaf and
 //	               the node is not draining, else 503; JSON either way
 //	GET  /stats    JSON: the hub's and the broker's counters
+//	POST /revoke   {"subject","token_id","issued_before","reason"} (RFC 3339
+//	               time, optional), token with role "publisher": Hub.Revoke on
+//	               every node; 200 {"result":{...},"error":"..."}
+//	POST /control  {"subject","kind","room","reason"} (kind: disconnect, join,
+//	               leave, recheck), token with role "publisher":
+//	               Hub.ControlUser; answered like /revoke
 //
 // Policy: role "drill" is joined to the room "bcast" automatically and may
-// join "room:*"; the subject is the connection's user.
+// join "room:*"; role "admin" is joined to "bcast" and "admin"; the subject
+// is the connection's user. A user's current roles (Options.Roles, for a
+// recheck) are the fields of the Redis hash <prefix>roles:<subject> (the
+// application's user store in the drill: field = role), or the token's when
+// the hash does not exist.
 //
 // SIGTERM or SIGINT drains: /healthz turns 503, the hub closes its
 // connections with 1001 over -drain (clients reconnect elsewhere), then the
@@ -107,6 +117,7 @@ func main() {
 // handshake's since parameter) and may join "room:*" (resumed by join).
 var policy = rthub.Policy{Roles: map[string]rthub.RoleRules{
 	"drill": {Join: []string{"room:*"}, AutoJoin: []string{"bcast"}},
+	"admin": {Join: []string{"room:*"}, AutoJoin: []string{"bcast", "admin"}},
 }}
 
 // run serves until ctx ends, then drains.
@@ -121,12 +132,19 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	users, err := newUserStore(cfg.redis[0], cfg.prefix+"roles:")
+	if err != nil {
+		_ = broker.Close(context.Background())
+		return err
+	}
+	defer users.close()
 	hub, err := rthub.New(rthub.Options{
 		Auth:        rthub.AuthOptions{Keys: map[string]any{"": cfg.secret}},
 		Policy:      policy,
 		Broker:      broker,
 		DrainWindow: cfg.drain,
 		Logger:      log,
+		Roles:       users.roles,
 	})
 	if err != nil {
 		_ = broker.Close(context.Background())
@@ -143,6 +161,8 @@ func run(ctx context.Context, cfg config) error {
 	mux.HandleFunc("POST /publish", s.publish)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /stats", s.stats)
+	mux.HandleFunc("POST /revoke", s.revoke)
+	mux.HandleFunc("POST /control", s.control)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }() // owner: run; ends with srv.Shutdown below
