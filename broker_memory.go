@@ -371,6 +371,7 @@ type memoryStore struct {
 	shardBudget int64 // history bytes per shard; -1: no bound
 	evictions   atomic.Uint64
 	shards      [memoryShards]memoryShard
+	relays      memoryRelays // the nodes listening for relayed messages (broker_memory_relay.go)
 }
 
 // Stats returns a snapshot of the streams b shares with its peers.

@@ -28,6 +28,7 @@ type Hub struct {
 	broker   Broker
 	stater   StateBroker      // the broker, when it keeps keyed state; nil if not
 	pstore   PresenceStore    // the broker's, when it keeps cluster-wide presence and Policy.Presence is set
+	relay    NodeRelay        // the broker's, when it relays and Options.HTTPStream is enabled; nil if not
 	resyncCh chan resyncRetry // rooms whose resync read failed, for the resyncer
 	handlers map[string]Handler
 	validate map[string]*jsonschema.Validator // by event; nil without Options.ValidateEmits
@@ -146,6 +147,13 @@ func New(opts Options) (*Hub, error) {
 		stop:     make(chan struct{}),
 		flushCh:  make(chan flushJob, 1<<14),
 		clock:    newDeadlines(),
+	}
+	if r := nodeRelay(h.broker); r != nil && opts.HTTPStream.Enabled {
+		if err := r.ListenRelay(h.nodeID, h.handleRelayed); err != nil {
+			cancel()
+			return nil, fmt.Errorf("rthub: listening for relayed commands: %w", err)
+		}
+		h.relay = r
 	}
 	sctx, scancel := context.WithTimeout(ctx, opts.BrokerTimeout)
 	err = h.broker.Start(sctx, brokerHandler{h})
