@@ -108,6 +108,9 @@ func Run(t *testing.T, newBroker NewBroker) {
 	for _, tc := range s.stateCases() {
 		t.Run(tc.name, tc.fn)
 	}
+	for _, tc := range s.relayCases() {
+		t.Run(tc.name, tc.fn)
+	}
 }
 
 type suite struct {
