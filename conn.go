@@ -60,7 +60,7 @@ type conn struct {
 	ip         netip.Addr // client IP (see Limits.TrustedProxies)
 	deflate    bool
 	hs         *httpStream // the HTTP stream transport's state; nil for a WebSocket
-	limit      *cmdLimit // command rate state, made on the first command; read loop only
+	limit      *cmdLimit   // command rate state, made on the first command; read loop only
 
 	ident     atomic.Pointer[Identity]
 	expiry    deadline     // the token's warning and exp on the hub's clock; removed at teardown
