@@ -422,7 +422,9 @@ func (h *Hub) servePost(w http.ResponseWriter, r *http.Request) {
 		err = h.relay.Relay(ctx, node, appendRelayed(make([]byte, 0, 64+len(session)+len(id.Subject)+len(body)),
 			relayed{session: session, subject: id.Subject, body: body}))
 		cancel()
-		if errors.Is(err, ErrNoNode) {
+		if err == nil {
+			h.stats.relayedPosts.Add(1)
+		} else if errors.Is(err, ErrNoNode) {
 			err = fmt.Errorf("%w: the stream's node is gone", ErrNotFound)
 		} else if err != nil {
 			h.stats.brokerErrors.Add(1)

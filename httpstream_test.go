@@ -349,7 +349,7 @@ func TestHTTPStream_RelayedPost(t *testing.T) {
 	}
 	peer := mb.Peer()
 	ha, urlA := streamHub(t, func(o *Options) { o.Broker = mb })
-	_, urlB := streamHub(t, func(o *Options) { o.Broker = peer })
+	hb, urlB := streamHub(t, func(o *Options) { o.Broker = peer })
 	s := openStream(t, urlA, testToken(t, "eve", time.Hour, "staff"))
 	s.t = t
 	s.read()
@@ -357,6 +357,9 @@ func TestHTTPStream_RelayedPost(t *testing.T) {
 		if r := s.cmd(urlB, "join", map[string]any{"room": fmt.Sprintf("device:%d", i)}); !r.OK {
 			t.Fatalf("join %d through node B: %+v", i, r)
 		}
+	}
+	if n := hb.Stats().RelayedPosts; n != 20 {
+		t.Errorf("node B relayed %d POSTs, want 20", n)
 	}
 	if err := ha.Publish(context.Background(), "device:19", "x", 1); err != nil {
 		t.Fatal(err)

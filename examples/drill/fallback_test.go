@@ -90,6 +90,18 @@ func TestBrowserFallback(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, stderr)
 	}
+	st, err := cl.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var relayed uint64
+	for _, n := range st {
+		relayed += n.Hub.RelayedPosts
+	}
+	t.Logf("POSTs relayed to the stream's node: %d", relayed)
+	if relayed == 0 {
+		t.Error("no POST was relayed: did every one land on the stream's node?")
+	}
 	if n := pub.Errors(); n > 0 {
 		t.Logf("note: %d publications failed (%s): not expected by the page", n, pub.LastError())
 	}
