@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -68,6 +69,10 @@ type httpStream struct {
 	inbox   [][]byte // commands waiting for the runner, bounded by MaxQueuedCommands
 	running bool     // a runner goroutine drains inbox
 	out     net.Buffers
+	// deflate: the response is Content-Encoding: deflate (a zlib stream):
+	// events of compressed frames go out as their shared compressed bytes,
+	// everything else in stored (uncompressed) deflate blocks.
+	deflate bool
 }
 
 // SessionHeader is the request header carrying a stream's session in the
@@ -169,12 +174,14 @@ func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
 	}()
 	var sb [16]byte
 	_, _ = rand.Read(sb[:])
+	deflate := h.opts.Compression.Mode == CompressionAuto && acceptsDeflate(r.Header)
 	c := &conn{
 		hub:        h,
 		id:         h.nodeID + "-" + strconv.FormatUint(h.connSeq.Add(1), 10),
 		remoteAddr: r.RemoteAddr,
 		ip:         ip,
-		hs:         &httpStream{secret: base64.RawURLEncoding.EncodeToString(sb[:])},
+		deflate:    deflate,
+		hs:         &httpStream{secret: base64.RawURLEncoding.EncodeToString(sb[:]), deflate: deflate},
 		writing:    true, // held until setupConn, as for a WebSocket
 	}
 	nc, _, err := http.NewResponseController(w).Hijack()
@@ -188,7 +195,7 @@ func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
 	// Bytes the client sent after its request (it should send none: the
 	// response says Connection: close) are dropped with net/http's reader.
 	_ = nc.SetDeadline(now.Add(h.opts.HandshakeTimeout))
-	if _, err := nc.Write(streamHead(c.id + "." + c.hs.secret)); err != nil {
+	if _, err := nc.Write(streamHead(c.id+"."+c.hs.secret, deflate)); err != nil {
 		_ = nc.Close()
 		return
 	}
@@ -200,7 +207,7 @@ func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
 	c.ident.Store(id)
 	c.lastIn.Store(time.Now().UnixNano())
 	if !h.register(c) {
-		_, _ = nc.Write(streamClose(CloseGoingAway, "server shutting down"))
+		_, _ = nc.Write(c.hs.stored(nil, streamClose(CloseGoingAway, "server shutting down")))
 		_ = nc.Close()
 		h.limits.release(ip, id.Subject)
 		return
@@ -213,14 +220,58 @@ func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
 }
 
 // streamHead is the response head of a stream and its first event, which
-// names the session the client's POSTs carry.
-func streamHead(session string) []byte {
-	return []byte("HTTP/1.1 200 OK\r\n" +
+// names the session the client's POSTs carry. With deflate the body is a
+// zlib stream (RFC 1950) that never ends: it starts with the zlib header.
+func streamHead(session string, deflate bool) []byte {
+	b := []byte("HTTP/1.1 200 OK\r\n" +
 		"Content-Type: text/event-stream; charset=utf-8\r\n" +
 		"Cache-Control: no-store\r\n" +
 		"X-Accel-Buffering: no\r\n" + // nginx: pass each event on at once
-		"Connection: close\r\n\r\n" +
-		"event: session\ndata: " + session + "\n\n")
+		"Connection: close\r\n")
+	ev := []byte("event: session\ndata: " + session + "\n\n")
+	if !deflate {
+		return append(append(b, "\r\n"...), ev...)
+	}
+	b = append(b, "Content-Encoding: deflate\r\nVary: Accept-Encoding\r\n\r\n"...)
+	b = append(b, 0x78, 0x01) // zlib: deflate, 32 KiB window, no dictionary
+	return append(appendStored(b, ev), storedFlush...)
+}
+
+// acceptsDeflate reports whether Accept-Encoding lists deflate (with a
+// non-zero q).
+func acceptsDeflate(hd http.Header) bool {
+	for _, v := range hd.Values("Accept-Encoding") {
+		for part := range strings.SplitSeq(v, ",") {
+			name, params, _ := strings.Cut(part, ";")
+			if strings.EqualFold(strings.TrimSpace(name), "deflate") {
+				q := strings.ReplaceAll(params, " ", "")
+				return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+			}
+		}
+	}
+	return false
+}
+
+// appendStored appends p as stored (uncompressed) deflate blocks, none final.
+func appendStored(dst, p []byte) []byte {
+	for {
+		n := min(len(p), 0xFFFF)
+		dst = append(dst, 0, byte(n), byte(n>>8), ^byte(n), ^byte(n>>8))
+		dst = append(dst, p[:n]...)
+		p = p[n:]
+		if len(p) == 0 {
+			return dst
+		}
+	}
+}
+
+// stored returns p as is, or as stored deflate blocks on a compressed
+// stream; dst is reused if it has room.
+func (s *httpStream) stored(dst, p []byte) []byte {
+	if !s.deflate {
+		return p
+	}
+	return appendStored(dst[:0], p)
 }
 
 // streamReadLoop is a stream connection's owning goroutine: the client sends
@@ -269,14 +320,25 @@ var (
 	sseData      = []byte("data: ")
 	sseEnd       = []byte("\n\n")
 	sseKeepalive = []byte(":\n\n")
+	// The same as stored deflate blocks, for compressed streams.
+	storedData      = appendStored(nil, sseData)
+	storedEnd       = appendStored(nil, sseEnd)
+	storedKeepalive = appendStored(nil, sseKeepalive)
+	// storedFlush is an empty stored block, which ends each write on a
+	// compressed stream: decoders that output only at a sync point (Go's
+	// compress/flate does) pass on everything written so far.
+	storedFlush = []byte{0, 0, 0, 0xff, 0xff}
 )
 
 // encode turns WebSocket frames, as the queue holds them, into the pieces of
 // their events (docs/protocol.md §7): a text frame's payload becomes one
 // "data:" event (split into several data lines if it holds line breaks),
 // the keepalive ping a comment line, the close frame a "close" event. The
-// pieces share the frames' bytes. The returned slice is reused by the next
-// call.
+// pieces share the frames' bytes: on a compressed stream, a compressed
+// frame's payload (compressed once for every connection, RFC 7692 with no
+// context takeover) is a run of deflate blocks that goes out as is, between
+// stored blocks holding "data: " and the end of the event. The returned
+// slice is reused by the next call.
 func (s *httpStream) encode(c *conn, frames net.Buffers) net.Buffers {
 	out := s.out[:0]
 	if cap(out) > 256 {
@@ -286,13 +348,28 @@ func (s *httpStream) encode(c *conn, frames net.Buffers) net.Buffers {
 		op, payload := frameParts(f)
 		switch op {
 		case opText:
-			if bytes.ContainsAny(payload, "\r\n") {
-				out = append(out, splitLines(payload))
-				continue
+			switch {
+			case s.deflate && f[0]&bitRsv1 != 0:
+				out = append(out, storedData, payload, deflateTail, storedEnd)
+			case bytes.ContainsAny(payload, "\r\n"):
+				out = append(out, s.stored(nil, splitLines(payload)))
+			case s.deflate:
+				if len(payload) > 0xFFFF-len(sseData)-len(sseEnd) {
+					out = append(out, appendStored(nil, slices.Concat(sseData, payload, sseEnd)))
+					continue
+				}
+				n := len(sseData) + len(payload) + len(sseEnd)
+				hdr := []byte{0, byte(n), byte(n >> 8), ^byte(n), ^byte(n >> 8)}
+				out = append(out, hdr, sseData, payload, sseEnd)
+			default:
+				out = append(out, sseData, payload, sseEnd)
 			}
-			out = append(out, sseData, payload, sseEnd)
 		case opPing:
-			out = append(out, sseKeepalive)
+			if s.deflate {
+				out = append(out, storedKeepalive)
+			} else {
+				out = append(out, sseKeepalive)
+			}
 			// The stream has no pong: a keepalive written counts as one
 			// (a peer that stopped reading fills the socket, and then the
 			// keepalive is not written).
@@ -302,8 +379,13 @@ func (s *httpStream) encode(c *conn, frames net.Buffers) net.Buffers {
 			if len(payload) >= 2 {
 				code, reason = CloseCode(binary.BigEndian.Uint16(payload)), string(payload[2:])
 			}
-			out = append(out, streamClose(code, reason))
+			// On a compressed stream, no final block follows: the stream
+			// ends with the connection, after the close event (docs/protocol.md §7).
+			out = append(out, s.stored(nil, streamClose(code, reason)))
 		}
+	}
+	if s.deflate && len(out) > 0 {
+		out = append(out, storedFlush)
 	}
 	s.out = out
 	return out

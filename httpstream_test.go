@@ -2,6 +2,8 @@ package rthub
 
 import (
 	"bufio"
+	"bytes"
+	"compress/zlib"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -55,7 +57,7 @@ func openStreamErr(url, token string, hdr ...string) (*streamClient, int, error)
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Transport: &http.Transport{DisableCompression: true}}).Do(req)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -64,7 +66,16 @@ func openStreamErr(url, token string, hdr ...string) (*streamClient, int, error)
 		resp.Body.Close()
 		return nil, resp.StatusCode, fmt.Errorf("%s", b)
 	}
-	s := &streamClient{url: url, token: token, resp: resp, br: bufio.NewReader(resp.Body)}
+	var body io.Reader = resp.Body
+	if resp.Header.Get("Content-Encoding") == "deflate" {
+		zr, err := zlib.NewReader(resp.Body)
+		if err != nil {
+			resp.Body.Close()
+			return nil, resp.StatusCode, err
+		}
+		body = zr
+	}
+	s := &streamClient{url: url, token: token, resp: resp, br: bufio.NewReader(body)}
 	ev, err := s.event()
 	if err != nil || ev.name != "session" {
 		resp.Body.Close()
@@ -237,6 +248,51 @@ func TestHTTPStream_RoomsCommandsAndEvents(t *testing.T) {
 	}
 	if _, err := s.event(); err != io.EOF {
 		t.Fatalf("after the close event: %v, want EOF", err)
+	}
+}
+
+// TestHTTPStream_Compressed: with Accept-Encoding: deflate the stream is a
+// zlib stream, in which each big event is the frame compressed once for
+// every connection (WebSocket or stream) and the rest goes in stored blocks.
+func TestHTTPStream_Compressed(t *testing.T) {
+	t.Parallel()
+	h, url := streamHub(t, nil)
+	tok := testToken(t, "gus", time.Hour, "staff")
+	s := openStream(t, url, tok, "Accept-Encoding", "gzip, deflate, br")
+	s.t = t
+	if ce := s.resp.Header.Get("Content-Encoding"); ce != "deflate" {
+		t.Fatalf("Content-Encoding %q, want deflate", ce)
+	}
+	plain := openStream(t, url, testToken(t, "hal", time.Hour, "staff"))
+	plain.t = t
+	ws := dial(t, "ws"+strings.TrimPrefix(url, "http"), tok)
+	ws.t = t
+	for _, c := range []interface{ readType(string) serverMsg }{s, plain, ws} {
+		c.readType("welcome")
+	}
+	big := map[string]string{"text": strings.Repeat("compressible ", 400)}
+	ctx := context.Background()
+	for _, data := range []any{big, 1, json.RawMessage("[\n1,\n2]"), big} {
+		if err := h.Publish(ctx, "staff", "x", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{`{"text":"compressible`, "1", "[\n1,\n2]", `{"text":"compressible`}
+	for _, c := range []interface{ readType(string) serverMsg }{s, plain, ws} {
+		for i, w := range want {
+			if ev := c.readType("event"); !strings.HasPrefix(string(ev.Data), w) {
+				t.Fatalf("%T: event %d = %.40s, want %.40s", c, i, ev.Data, w)
+			}
+		}
+	}
+	if r := s.cmd("", "ping", nil); !r.OK {
+		t.Fatalf("ping: %+v", r)
+	}
+	st := h.Stats()
+	// The plain stream took 2 big events as they are; the compressed one
+	// (and the WebSocket, if it negotiated permessage-deflate) far less.
+	if st.EventWireBytes*4 > st.EventBytes*3 {
+		t.Errorf("%d event bytes took %d on the wire: the big ones were not compressed for the compressed stream", st.EventBytes, st.EventWireBytes)
 	}
 }
 
@@ -467,31 +523,50 @@ func FuzzParseRelayed(f *testing.F) {
 }
 
 func FuzzEncodeStream(f *testing.F) {
-	f.Add([]byte(`{"type":"event"}`), uint16(1000), "bye")
-	f.Add([]byte("{\r\n}\n"), uint16(4000), "")
-	f.Fuzz(func(t *testing.T, payload []byte, code uint16, reason string) {
-		var s httpStream
+	f.Add([]byte(`{"type":"event"}`), uint16(1000), "bye", false)
+	f.Add([]byte("{\r\n}\n"), uint16(4000), "", true)
+	f.Add([]byte(strings.Repeat("ab", 40000)), uint16(1001), "x", true)
+	comp := newCompressor(1)
+	f.Fuzz(func(t *testing.T, payload []byte, code uint16, reason string, deflate bool) {
+		s := httpStream{deflate: deflate}
 		c := &conn{}
-		frames := [][]byte{textFrame(payload), pingFrame, closeFrame(CloseCode(code), reason)}
-		var b strings.Builder
+		frames := [][]byte{textFrame(payload)}
+		if deflate {
+			p := preparedMessage{payload: payload, comp: comp}
+			frames = append(frames, p.frame(true)) // compressed unless it holds line breaks
+		}
+		frames = append(frames, pingFrame, closeFrame(CloseCode(code), reason))
+		var b bytes.Buffer
+		if deflate {
+			b.Write([]byte{0x78, 0x01})
+		}
 		for _, p := range s.encode(c, frames) {
 			b.Write(p)
 		}
-		out := b.String()
+		var r io.Reader = &b
+		if deflate {
+			zr, err := zlib.NewReader(&b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r = zr // no final block: it ends with io.ErrUnexpectedEOF, after the events
+		}
 		// Every line is a data, event or comment line, and the text frame's
 		// payload comes back when its data lines are joined.
-		sc := &streamClient{br: bufio.NewReader(strings.NewReader(out))}
-		ev, err := sc.event()
-		if err != nil {
-			t.Fatalf("no event in %q: %v", out, err)
-		}
+		sc := &streamClient{br: bufio.NewReader(r)}
 		want := strings.NewReplacer("\r\n", "\n", "\r", "\n").Replace(string(payload))
-		if ev.name != "" || ev.data != want {
-			t.Fatalf("event %+v from payload %q", ev, payload)
+		for range len(frames) - 2 {
+			ev, err := sc.event()
+			if err != nil {
+				t.Fatalf("no event: %v", err)
+			}
+			if ev.name != "" || ev.data != want {
+				t.Fatalf("event %.60q from payload %.60q", ev.data, payload)
+			}
 		}
-		ev, err = sc.event()
+		ev, err := sc.event()
 		if err != nil || ev.name != "close" || !json.Valid([]byte(ev.data)) {
-			t.Fatalf("close event %+v, %v (stream %q)", ev, err, out)
+			t.Fatalf("close event %+v, %v", ev, err)
 		}
 	})
 }
