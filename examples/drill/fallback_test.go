@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,7 +59,8 @@ func TestBrowserFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	proxy := startKillProxy(t, "127.0.0.1:"+strconv.Itoa(cl.Nginx.Port), dist, filepath.Join(jsDir, "test/fallback-page/index.html"))
+	var deflated atomic.Int64 // streams sent compressed (Chromium accepts deflate)
+	proxy := startKillProxy(t, "127.0.0.1:"+strconv.Itoa(cl.Nginx.Port), dist, filepath.Join(jsDir, "test/fallback-page/index.html"), &deflated)
 
 	pubTok, err := drill.Token(cl.Secret, "pub", "publisher")
 	if err != nil {
@@ -68,7 +70,10 @@ func TestBrowserFallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := drill.StartPublisher(drill.PublisherOptions{Targets: cl.Targets, Token: pubTok,
+	// Events of 2 KB: over the hub's compression threshold (1 KiB), so the
+	// compressed stream carries each one as the broadcast's shared
+	// compressed bytes.
+	pub := drill.StartPublisher(drill.PublisherOptions{Targets: cl.Targets, Token: pubTok, Pad: 2000,
 		Rates: map[string]float64{drill.BroadcastRoom: 20, "room:fb": 20}})
 	stopped := false
 	defer func() {
@@ -98,7 +103,10 @@ func TestBrowserFallback(t *testing.T) {
 	for _, n := range st {
 		relayed += n.Hub.RelayedPosts
 	}
-	t.Logf("POSTs relayed to the stream's node: %d", relayed)
+	t.Logf("POSTs relayed to the stream's node: %d; streams compressed: %d", relayed, deflated.Load())
+	if deflated.Load() == 0 {
+		t.Error("no stream was compressed (Content-Encoding: deflate)")
+	}
 	if relayed == 0 {
 		t.Error("no POST was relayed: did every one land on the stream's node?")
 	}
@@ -112,7 +120,7 @@ func TestBrowserFallback(t *testing.T) {
 // its POSTs) through a reverse proxy, WebSocket upgrades byte for byte,
 // each killed 200 ms after the upgrade response came back. It returns the
 // page's URL; the test's cleanup stops it and every connection.
-func startKillProxy(t *testing.T, upstream, dist, page string) string {
+func startKillProxy(t *testing.T, upstream, dist, page string, deflated *atomic.Int64) string {
 	t.Helper()
 	target := &url.URL{Scheme: "http", Host: upstream}
 	rp := &httputil.ReverseProxy{
@@ -121,6 +129,12 @@ func startKillProxy(t *testing.T, upstream, dist, page string) string {
 			pr.Out.Host = pr.In.Host // the hub's origin check compares it with Origin
 		},
 		FlushInterval: -1, // the stream's events pass at once
+		ModifyResponse: func(r *http.Response) error {
+			if r.Header.Get("Content-Encoding") == "deflate" {
+				deflated.Add(1)
+			}
+			return nil
+		},
 	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
