@@ -430,6 +430,28 @@ func TestHTTPStream_RelayedPost(t *testing.T) {
 	}
 }
 
+// wrappedBroker hides the broker's optional interfaces but has Unwrap, as
+// otelrthub's tracing wrapper does.
+type wrappedBroker struct{ Broker }
+
+func (w wrappedBroker) Unwrap() Broker { return w.Broker }
+
+func TestHTTPStream_RelayThroughWrapper(t *testing.T) {
+	t.Parallel()
+	mb, err := NewMemoryBroker(MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, urlA := streamHub(t, func(o *Options) { o.Broker = wrappedBroker{mb} })
+	_, urlB := streamHub(t, func(o *Options) { o.Broker = wrappedBroker{mb.Peer()} })
+	s := openStream(t, urlA, testToken(t, "ivy", time.Hour, "staff"))
+	s.t = t
+	s.read()
+	if r := s.cmd(urlB, "ping", nil); !r.OK {
+		t.Fatalf("ping through node B: %+v", r)
+	}
+}
+
 // TestHTTPStream_SlowConsumer: a stream whose client does not read is
 // closed like a WebSocket's, and its teardown frees everything.
 func TestHTTPStream_SlowConsumer(t *testing.T) {

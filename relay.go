@@ -21,7 +21,9 @@ import (
 // the node holding the stream. The memory broker and the Redis broker
 // implement it. Without it, a POST that reaches another node than its
 // stream's is answered with 404 not_found, and HTTP streams need sticky
-// sessions (or a single node).
+// sessions (or a single node). The hub also finds it on the broker a
+// wrapper returns from an Unwrap() Broker method, so a wrapper need not
+// forward it (relayed messages are then not seen by the wrapper).
 //
 // Delivery is at most once and in order: messages one node relays to
 // another arrive in the order Relay returned for them. A message relayed to
@@ -50,10 +52,21 @@ const MaxRelayBytes = 1 << 20
 // with it).
 var ErrNoNode = errors.New("rthub: no such node")
 
-// nodeRelay returns b's NodeRelay, or nil.
+// nodeRelay returns b's NodeRelay, or nil. A wrapper that does not
+// implement it (otelrthub's tracing broker) is looked through when it has an
+// Unwrap method returning the broker it wraps.
 func nodeRelay(b Broker) NodeRelay {
-	r, _ := b.(NodeRelay)
-	return r
+	for range 8 {
+		if r, ok := b.(NodeRelay); ok {
+			return r
+		}
+		u, ok := b.(interface{ Unwrap() Broker })
+		if !ok {
+			return nil
+		}
+		b = u.Unwrap()
+	}
+	return nil
 }
 
 // relayed is one POST's commands on their way to the node holding the

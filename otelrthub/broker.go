@@ -89,6 +89,10 @@ func end(span trace.Span, err error) {
 	span.End()
 }
 
+// Unwrap returns the broker b wraps: the hub finds optional capabilities
+// that WrapBroker does not forward (rthub.NodeRelay) there.
+func (b *tracedBroker) Unwrap() rthub.Broker { return b.next }
+
 func (b *tracedBroker) Start(ctx context.Context, h rthub.BrokerHandler) error {
 	return b.next.Start(ctx, tracedHandler{next: h, tr: b.tr})
 }
