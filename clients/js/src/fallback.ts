@@ -93,17 +93,21 @@ class Relay implements WebSocketLike {
     watch: { open: () => void; close: () => void },
   ) {
     let closed = false;
+    let opened = false;
     const end = () => {
       if (!closed) watch.close();
       closed = true;
     };
     ws.onopen = (ev) => {
+      opened = true;
       watch.open();
       this.onopen?.(ev);
     };
     ws.onmessage = (ev) => this.onmessage?.(ev);
     ws.onerror = (ev) => {
-      if (ws.readyState === 3) end();
+      // An error before opening is a failure: browsers follow it with a
+      // close event, Node's WebSocket not always.
+      if (!opened || ws.readyState === 3) end();
       this.onerror?.(ev);
     };
     ws.onclose = (ev) => {

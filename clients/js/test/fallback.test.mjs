@@ -78,3 +78,18 @@ test("withFallback switches to the HTTP stream after WebSocket failures, and bac
   await hub.publish("staff", "sensor:data", { n: 2 });
   await until(() => got.length === 2, "an event over WebSocket");
 });
+
+test("withFallback switches when WebSocket never opens", { skip: noHub }, async (t) => {
+  const hub = await newHub(t);
+  // A WebSocket that cannot connect at all (a proxy that refuses upgrades).
+  class Refused extends WebSocket {
+    constructor(_url, protocols) {
+      super("ws://127.0.0.1:9/ws", protocols);
+    }
+  }
+  const ctor = withFallback({ WebSocket: Refused });
+  const c = newClient(t, hub, { WebSocket: ctor });
+  await live(c);
+  assert.equal(ctor.transport, "http");
+  assert.deepEqual(c.reasons.slice(0, 3), ["connect", "handshake-failed", "handshake-failed"]);
+});
