@@ -592,3 +592,28 @@ func FuzzEncodeStream(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseSince: the since parameter and Last-Event-ID header (the same
+// value) never panic, stay within maxRooms, and name only valid rooms.
+func FuzzParseSince(f *testing.F) {
+	for _, s := range []string{"", "e30", base64.RawURLEncoding.EncodeToString([]byte(`{"staff":{"offset":3,"epoch":"e"}}`)), "!!", "eyJhIjp7fX0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		m, err := parseSince(v, 4)
+		if err != nil {
+			if !errors.Is(err, ErrBadRequest) {
+				t.Fatalf("parseSince(%q): %v, not ErrBadRequest", v, err)
+			}
+			return
+		}
+		if len(m) > 4 {
+			t.Fatalf("%d rooms", len(m))
+		}
+		for room := range m {
+			if ValidRoom(room) != nil {
+				t.Fatalf("room %q", room)
+			}
+		}
+	})
+}
