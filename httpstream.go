@@ -19,7 +19,7 @@ import (
 	"time"
 )
 
-// This file holds the HTTP stream transport (docs/protocol.md §7), the
+// This file holds the HTTP stream transport (docs/protocol.md §6), the
 // fallback for clients whose WebSocket does not get through: server messages
 // go down one long GET response as Server-Sent Events, commands go up as
 // POSTs. A stream connection is a conn like any other (same queue, rooms,
@@ -33,7 +33,7 @@ import (
 type HTTPStreamOptions struct {
 	// Enabled makes ServeHTTP answer a GET that asks for text/event-stream
 	// (and is no WebSocket upgrade) with a stream, and a POST with the
-	// commands of a stream (docs/protocol.md §7). Default off: the hub
+	// commands of a stream (docs/protocol.md §6). Default off: the hub
 	// serves WebSocket only.
 	Enabled bool
 	// MaxQueuedCommands bounds the commands of one stream connection waiting
@@ -76,7 +76,7 @@ type httpStream struct {
 }
 
 // SessionHeader is the request header carrying a stream's session in the
-// POSTs of its commands (docs/protocol.md §7).
+// POSTs of its commands (docs/protocol.md §6).
 const SessionHeader = "Rthub-Session"
 
 // maxSessionLen bounds a session: a connection ID (node, "-", sequence),
@@ -187,7 +187,7 @@ func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
 	nc, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		// HTTP/2, or a middleware's ResponseWriter that cannot hijack:
-		// a deployment error (docs/protocol.md §7).
+		// a deployment error (docs/protocol.md §6).
 		h.log.LogAttrs(r.Context(), slog.LevelWarn, "rthub: HTTP stream needs an HTTP/1.1 connection it can take over", slog.String("err", err.Error()))
 		refuse(http.StatusHTTPVersionNotSupported, fmt.Errorf("%w: the HTTP stream needs HTTP/1.1", ErrInternal), id.Subject)
 		return
@@ -331,7 +331,7 @@ var (
 )
 
 // encode turns WebSocket frames, as the queue holds them, into the pieces of
-// their events (docs/protocol.md §7): a text frame's payload becomes one
+// their events (docs/protocol.md §6): a text frame's payload becomes one
 // "data:" event (split into several data lines if it holds line breaks),
 // the keepalive ping a comment line, the close frame a "close" event. The
 // pieces share the frames' bytes: on a compressed stream, a compressed
@@ -380,7 +380,7 @@ func (s *httpStream) encode(c *conn, frames net.Buffers) net.Buffers {
 				code, reason = CloseCode(binary.BigEndian.Uint16(payload)), string(payload[2:])
 			}
 			// On a compressed stream, no final block follows: the stream
-			// ends with the connection, after the close event (docs/protocol.md §7).
+			// ends with the connection, after the close event (docs/protocol.md §6).
 			out = append(out, s.stored(nil, streamClose(code, reason)))
 		}
 	}

@@ -45,7 +45,7 @@ type Options struct {
 	Origin OriginOptions
 	// HTTPStream enables and configures the HTTP stream transport, the
 	// fallback for clients whose WebSocket does not get through
-	// (docs/protocol.md §7). Default off.
+	// (docs/protocol.md §6). Default off.
 	HTTPStream HTTPStreamOptions
 	// Limits bounds commands per connection, connections per user and IP, and
 	// handshake rates; see [Limits] for the defaults.

@@ -1,5 +1,5 @@
 /**
- * @rthub/client/fallback: the HTTP stream transport (protocol §7) for
+ * @rthub/client/fallback: the HTTP stream transport (protocol §6) for
  * networks where WebSocket does not get through, and a WebSocket
  * constructor that falls back to it by itself. Pass it as the client's
  * `WebSocket` option:
@@ -133,7 +133,7 @@ const MAX_BATCH_BYTES = 64 << 10;
 
 /**
  * Returns a WebSocket constructor speaking the HTTP stream transport
- * (protocol §7): server messages come as Server-Sent Events on a GET read
+ * (protocol §6): server messages come as Server-Sent Events on a GET read
  * with fetch (so the token goes in the Authorization header, never in the
  * URL), commands go as POSTs, one at a time and in order, batching what
  * was sent meanwhile. A close event, the end of the stream or a failed POST
