@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // This file holds the HTTP stream transport (docs/protocol.md §6), the
@@ -30,6 +32,12 @@ import (
 
 // HTTPStreamOptions configures the HTTP stream transport, served by
 // [Hub.ServeHTTP] on the same URL as WebSocket connections.
+//
+// POSTs are limited per user and node to 4 × Limits.Commands per second
+// (burst Limits.CommandBurst), checked after the token and before anything
+// else (reading the body, relaying): past it a POST is refused with 429 and
+// the code rate_limited. Each command is then limited on its connection, as
+// a WebSocket's.
 type HTTPStreamOptions struct {
 	// Enabled makes ServeHTTP answer a GET that asks for text/event-stream
 	// (and is no WebSocket upgrade) with a stream, and a POST with the
@@ -467,6 +475,13 @@ func (h *Hub) servePost(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusUnauthorized, err, "")
 		return
 	}
+	if ok, wait := h.limits.allowPost("post:"+id.Subject, time.Now()); !ok {
+		// Before reading the body or relaying anything: a flood of POSTs
+		// costs a token check each, nothing more.
+		w.Header().Set("Retry-After", retryAfter(wait))
+		refuse(http.StatusTooManyRequests, ErrRateLimited, id.Subject)
+		return
+	}
 	session := r.Header.Get(SessionHeader)
 	node, _, _, err := parseSession(session)
 	if err != nil {
@@ -525,6 +540,39 @@ func (h *Hub) servePost(w http.ResponseWriter, r *http.Request) {
 	default:
 		refuse(http.StatusNotFound, err, id.Subject)
 	}
+}
+
+// allowPost takes one POST from the bucket of key (a user): the rate is 4 ×
+// Limits.Commands (a user may have several streams; each command is also
+// limited on its connection), the burst Limits.CommandBurst. Buckets share
+// the handshake table, its bound and its pruning.
+func (l *limiter) allowPost(key string, now time.Time) (bool, time.Duration) {
+	lim := 4 * l.cfg.Commands
+	if lim <= 0 {
+		return true, 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.handshakes[key]
+	if b == nil {
+		if len(l.handshakes) >= maxTrackedKeys {
+			l.pruneLocked(now)
+			if len(l.handshakes) >= maxTrackedKeys {
+				return true, 0
+			}
+		}
+		b = rate.NewLimiter(lim, max(l.cfg.CommandBurst, 1))
+		l.handshakes[key] = b
+	}
+	r := b.ReserveN(now, 1)
+	if !r.OK() {
+		return false, time.Second
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
 }
 
 // parseSession splits a session, "<node>-<seq>.<secret>", into the node

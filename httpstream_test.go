@@ -387,6 +387,22 @@ func TestHTTPStream_Refusals(t *testing.T) {
 	}
 }
 
+// TestHTTPStream_PostRate: a user's POSTs past 4 × Limits.Commands (burst
+// CommandBurst) are refused before their body is read or relayed.
+func TestHTTPStream_PostRate(t *testing.T) {
+	t.Parallel()
+	_, url := streamHub(t, func(o *Options) { o.Limits.Commands = 0.25; o.Limits.CommandBurst = 3 })
+	s := openStream(t, url, testToken(t, "jo", time.Hour, "staff"))
+	s.t = t
+	var got []int
+	for range 5 {
+		got = append(got, s.post(url, `{"op":"ping"}`))
+	}
+	if fmt.Sprint(got) != "[202 202 202 429 429]" {
+		t.Fatalf("statuses %v, want 3 accepted then 429", got)
+	}
+}
+
 func TestHTTPStream_Disabled(t *testing.T) {
 	t.Parallel()
 	_, url := testHub(t, nil)

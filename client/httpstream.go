@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -210,25 +211,42 @@ func (s *streamWire) Read(ctx context.Context) (websocket.MessageType, []byte, e
 	return websocket.MessageText, data, nil
 }
 
-// Write POSTs one command.
+// Write POSTs one command; a POST refused with 429 is sent again after
+// its Retry-After (within ctx).
 func (s *streamWire) Write(ctx context.Context, _ websocket.MessageType, p []byte) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(p))
-	if err != nil {
-		return err
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(p))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", s.auth)
+		req.Header.Set(rthub.SessionHeader, s.session)
+		req.Header.Set("Content-Type", "text/plain")
+		resp, err := s.hc.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusAccepted:
+			return nil
+		case http.StatusTooManyRequests:
+			wait := time.Second
+			if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n > 0 {
+				wait = time.Duration(n) * time.Second
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			case <-t.C:
+			}
+		default:
+			return fmt.Errorf("rthub/client: command refused: HTTP %d", resp.StatusCode)
+		}
 	}
-	req.Header.Set("Authorization", s.auth)
-	req.Header.Set(rthub.SessionHeader, s.session)
-	req.Header.Set("Content-Type", "text/plain")
-	resp, err := s.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("rthub/client: command refused: HTTP %d", resp.StatusCode)
-	}
-	return nil
 }
 
 // Close ends the stream (there is no closing handshake).
