@@ -23,8 +23,13 @@ import (
 // ServeHTTP authenticates the request and upgrades it to a WebSocket
 // connection. Refusals happen before the upgrade, as HTTP errors with a JSON
 // body carrying a code (docs/protocol.md §1): 401 for token problems, 400 for
-// a bad handshake, 503 while shutting down.
+// a bad handshake, 503 while shutting down. With Options.HTTPStream enabled
+// it also serves the HTTP stream transport (docs/protocol.md §6).
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.opts.HTTPStream.Enabled && isStreamRequest(r) {
+		h.serveHTTPStream(w, r)
+		return
+	}
 	ip := h.limits.clientIP(r)
 	refuse := func(status int, err error, sub string) {
 		h.refused(r.Context(), Refusal{Op: "handshake", Code: ErrorCode(err), Status: status,

@@ -377,6 +377,7 @@ type memoryStore struct {
 	evictions   atomic.Uint64
 	shards      [memoryShards]memoryShard
 	ctl         memoryControl
+	relays      memoryRelays // the nodes listening for relayed messages (broker_memory_relay.go)
 }
 
 // Stats returns a snapshot of the streams b shares with its peers.

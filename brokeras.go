@@ -11,7 +11,7 @@ const maxUnwrap = 16
 //	Unwrap() Broker
 //
 // The hub finds a broker's optional extras ([PresenceStore], [StateBroker],
-// [ControlBroker], [IdempotencyStore]) with BrokerAs, so a wrapper need not
+// [ControlBroker], [IdempotencyStore], [NodeRelay]) with BrokerAs, so a wrapper need not
 // repeat the extras it leaves alone: the hub calls them on the wrapped
 // broker. BrokerAs follows at most 16 wrappers; a nil Unwrap ends the chain.
 func BrokerAs[T any](b Broker) (T, bool) {

@@ -59,7 +59,8 @@ type conn struct {
 	remoteAddr string
 	ip         netip.Addr // client IP (see Limits.TrustedProxies)
 	deflate    bool
-	limit      *cmdLimit // command rate state, made on the first command; read loop only
+	hs         *httpStream // the HTTP stream transport's state; nil for a WebSocket
+	limit      *cmdLimit   // command rate state, made on the first command; read loop only
 
 	// callSlots are the running RPC calls, made on the first call; the
 	// pointer is the read loop's.
@@ -438,6 +439,10 @@ func (c *conn) requeueUnwritten(b *batch, rest net.Buffers) net.Buffers {
 // CloseTimeout to answer; if it already did, the server closes TCP first
 // (RFC 6455 §7.1.1), which ends the read loop.
 func (c *conn) closeFrameWritten() {
+	if c.hs != nil {
+		c.streamClosed()
+		return
+	}
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.hub.opts.CloseTimeout))
 	if c.closeSent() {
 		_ = c.nc.Close()
@@ -473,7 +478,9 @@ func (c *conn) flush(w *writev) {
 			return
 		}
 		var bufs net.Buffers
-		lossy := b != nil && b.meta != nil
+		// A stream's frames are written as events: no frame of a batch maps
+		// to one buffer, so its lossy batches are written like the others.
+		lossy := b != nil && b.meta != nil && c.hs == nil
 		switch {
 		case lossy:
 			bufs = slices.Clone(b.bufs) // tryWritev re-slices; b stays intact
@@ -481,6 +488,9 @@ func (c *conn) flush(w *writev) {
 			bufs = b.bufs
 		default:
 			bufs = net.Buffers{cf}
+		}
+		if c.hs != nil {
+			bufs = c.hs.encode(c, bufs)
 		}
 		before := w.syscalls
 		written, rest, err := tryWritev(c.raw, bufs, w)
@@ -536,11 +546,17 @@ func (c *conn) flushBlocking(pending net.Buffers, isClose bool) {
 			}
 			closing, isClose = cl, cf != nil
 			if b != nil {
-				pending = slices.Clone(b.bufs)
-				c.counted(b, 0)
-				releaseBatch(b)
+				pending = b.bufs
 			} else {
 				pending = net.Buffers{cf}
+			}
+			if c.hs != nil {
+				pending = c.hs.encode(c, pending)
+			}
+			pending = slices.Clone(pending)
+			if b != nil {
+				c.counted(b, 0)
+				releaseBatch(b)
 			}
 		}
 		timeout := c.hub.opts.WriteTimeout

@@ -31,6 +31,7 @@ type Hub struct {
 	ctl      ControlBroker    // the broker, when it carries the control plane; nil if not
 	revs     *revocationSet   // this node's replica of the revocations
 	revKick  chan struct{}    // asks the revocation loader to reload (cap 1)
+	relay    NodeRelay        // the broker's, when it relays and Options.HTTPStream is enabled; nil if not
 	resyncCh chan resyncRetry // rooms whose resync read failed, for the resyncer
 	handlers map[string]Handler
 	validate map[string]*jsonschema.Validator // by event; nil without Options.ValidateEmits
@@ -160,6 +161,13 @@ func New(opts Options) (*Hub, error) {
 		stop:     make(chan struct{}),
 		flushCh:  make(chan flushJob, 1<<14),
 		clock:    newDeadlines(),
+	}
+	if r := nodeRelay(h.broker); r != nil && opts.HTTPStream.Enabled {
+		if err := r.ListenRelay(h.nodeID, h.handleRelayed); err != nil {
+			cancel()
+			return nil, fmt.Errorf("rthub: listening for relayed commands: %w", err)
+		}
+		h.relay = r
 	}
 	sctx, scancel := context.WithTimeout(ctx, opts.BrokerTimeout)
 	err = h.broker.Start(sctx, brokerHandler{h})

@@ -31,7 +31,7 @@ import (
 // ~19,900 sockets here, and 10,000 clients plus 10,000 server sockets would not
 // fit; it also keeps the clients' CPU and memory out of the server's numbers.
 
-const fleetEnv = "RTHUB_BENCH_FLEET" // url|count|deflate
+const fleetEnv = "RTHUB_BENCH_FLEET" // url|count|deflate, or url|count|0|http for HTTP streams
 
 // runFleet is the child process: it dials count clients, then reads and
 // discards frames until stdin closes (the parent exits or kills it).
@@ -40,6 +40,9 @@ func runFleet(spec string) {
 	url := parts[0]
 	n, _ := strconv.Atoi(parts[1])
 	deflate := parts[2] == "1"
+	if len(parts) > 3 && parts[3] == "http" {
+		runStreamFleet(url, n) // httpstream_bench_test.go
+	}
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
@@ -112,8 +115,15 @@ func startFleet(tb testing.TB, url string, count int, deflate bool) {
 	if deflate {
 		d = "1"
 	}
+	startFleetSpec(tb, url+"|"+strconv.Itoa(count)+"|"+d)
+}
+
+// startFleetSpec runs the fleet process of spec (see fleetEnv) and waits
+// until its clients are connected.
+func startFleetSpec(tb testing.TB, spec string) {
+	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fleetEnv+"="+url+"|"+strconv.Itoa(count)+"|"+d)
+	cmd.Env = append(os.Environ(), fleetEnv+"="+spec)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		tb.Fatal(err)

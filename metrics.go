@@ -217,6 +217,7 @@ type Stats struct {
 	GapsRecovered  uint64 // live gaps (missed publications) filled from history
 	BrokerErrors   uint64 // failed broker calls (publish, subscribe, history)
 	Reconnects     uint64 // handshakes that carried since positions: clients coming back
+	RelayedPosts   uint64 // POSTs of HTTP stream commands this node relayed to the node holding the stream (see NodeRelay)
 	BytesReceived  uint64 // message bytes read from clients (after inflating)
 	EventBytes     uint64 // event messages queued to connections, uncompressed bytes
 	EventWireBytes uint64 // the same events as frames on the wire (compressed when negotiated): EventWireBytes/EventBytes is the compression ratio
@@ -289,6 +290,7 @@ type hubStats struct {
 	brokerErrors, resumes, unrecovered atomic.Uint64
 	gapsRecovered                      atomic.Uint64
 	reconnects, bytesIn                atomic.Uint64
+	relayedPosts                       atomic.Uint64
 	replyErrors                        [maxReplyCodes]atomic.Uint64 // by replyErrorIndex
 	eventBytes, eventWire              atomic.Uint64
 	writes                             atomic.Uint64
@@ -349,6 +351,7 @@ func (h *Hub) Stats() Stats {
 	s.GapsRecovered = st.gapsRecovered.Load()
 	s.BrokerErrors = st.brokerErrors.Load()
 	s.Reconnects = st.reconnects.Load()
+	s.RelayedPosts = st.relayedPosts.Load()
 	s.BytesReceived = st.bytesIn.Load()
 	s.EventBytes = st.eventBytes.Load()
 	s.EventWireBytes = st.eventWire.Load()

@@ -53,6 +53,10 @@ type Options struct {
 	// Origin says which browser origins may connect; by default only the
 	// hub's own (same-origin). See [OriginOptions].
 	Origin OriginOptions
+	// HTTPStream enables and configures the HTTP stream transport, the
+	// fallback for clients whose WebSocket does not get through
+	// (docs/protocol.md §6). Default off.
+	HTTPStream HTTPStreamOptions
 	// Limits bounds commands per connection, connections per user and IP, and
 	// handshake rates; see [Limits] for the defaults.
 	Limits Limits
@@ -212,6 +216,9 @@ func (o *Options) setDefaults() error {
 		errs = append(errs, err)
 	}
 	if err := o.Origin.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := o.HTTPStream.setDefaults(o.MaxMessageSize); err != nil {
 		errs = append(errs, err)
 	}
 	if err := o.Limits.setDefaults(); err != nil {

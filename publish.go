@@ -1,6 +1,7 @@
 package rthub
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -144,9 +145,14 @@ func (p *preparedMessage) frame(deflate bool) []byte {
 	if deflate && len(p.payload) >= p.threshold {
 		if !p.triedDefl {
 			p.triedDefl = true
-			body, err := p.comp.compress(make([]byte, 0, len(p.payload)/2+16), p.payload)
-			if err == nil && len(body) < len(p.payload) {
-				p.deflated = appendFrame(make([]byte, 0, frameHeaderLen(len(body))+len(body)), opText, true, body)
+			// A payload holding line breaks (only a json.RawMessage can)
+			// is not compressed: an HTTP stream writes a compressed
+			// payload as one event line (see httpStream.encode).
+			if !bytes.ContainsAny(p.payload, "\r\n") {
+				body, err := p.comp.compress(make([]byte, 0, len(p.payload)/2+16), p.payload)
+				if err == nil && len(body) < len(p.payload) {
+					p.deflated = appendFrame(make([]byte, 0, frameHeaderLen(len(body))+len(body)), opText, true, body)
+				}
 			}
 		}
 		if p.deflated != nil {

@@ -11,8 +11,10 @@ import (
 // what [Options.OnRefused] receives, for audit logs and metrics. It never
 // holds a token.
 type Refusal struct {
-	// Op is what was refused: "handshake", "join", "emit", "call" (an
-	// RPC; Event is its name), "presence", "refresh", or "abuse" (a
+	// Op is what was refused: "handshake" (of a WebSocket or an HTTP
+	// stream), "post" (the commands POSTed to an HTTP stream, refused as
+	// a whole), "join", "emit", "call" (an RPC; Event is its name),
+	// "presence", "refresh", or "abuse" (a
 	// connection closed for hammering past its command limit).
 	Op string
 	// Code is the error code the client received ("forbidden",

@@ -117,6 +117,9 @@ func Run(t *testing.T, newBroker NewBroker) {
 	for _, tc := range s.idemCases() {
 		t.Run(tc.name, tc.fn)
 	}
+	for _, tc := range s.relayCases() {
+		t.Run(tc.name, tc.fn)
+	}
 }
 
 type suite struct {

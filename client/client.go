@@ -77,8 +77,14 @@ type Options struct {
 	// goroutine and then from the client's goroutine, never concurrently; it
 	// must not block and must not call [Client.Close].
 	OnState func(State, error)
-	// HTTPClient makes the handshake requests. Default http.DefaultClient.
+	// HTTPClient makes the handshake requests (and, with the HTTP stream,
+	// the stream's GET and the POSTs: give it no Timeout). Default
+	// http.DefaultClient.
 	HTTPClient *http.Client
+	// Transport says how to connect: WebSocket (the default), the HTTP
+	// stream (docs/protocol.md §6), or WebSocket falling back to the HTTP
+	// stream when WebSocket keeps failing (TransportAuto).
+	Transport Transport
 	// Logger receives the client's logs (reconnections, dropped rooms,
 	// undecodable events); nil discards them. Tokens are never logged.
 	Logger *slog.Logger
@@ -183,8 +189,10 @@ type Client struct {
 	// whose events are held while a join with state is pending.
 	stateRooms map[string]bool
 	holds      map[string]*held
-	view       string // what the client views (presence); declared again after a reconnection
-	err        error  // why the client stopped; set before done is closed
+	view       string    // what the client views (presence); declared again after a reconnection
+	err        error     // why the client stopped; set before done is closed
+	wsFailed   int       // TransportAuto: WebSocket failures in a row
+	httpUntil  time.Time // TransportAuto: connect over the HTTP stream until then
 
 	hmu      sync.RWMutex
 	handlers map[string][]func(Event)
@@ -235,6 +243,13 @@ func dial(ctx context.Context, url string, opts Options, setup func(*Client)) (*
 	}
 	c.state(Connecting, nil)
 	cn, err := c.connect(ctx, true)
+	if err != nil && c.opts.Transport == TransportAuto && ctx.Err() == nil {
+		// The first WebSocket failed: try the HTTP stream at once.
+		c.mu.Lock()
+		c.httpUntil = time.Now().Add(autoStayOnHTTP)
+		c.mu.Unlock()
+		cn, err = c.connect(ctx, true)
+	}
 	if err != nil {
 		c.cancel()
 		c.state(Closed, err)
@@ -301,6 +316,9 @@ func (c *Client) run(cn *conn) {
 	defer c.cancel() // after stop recorded why: calls see the client closed
 	for {
 		cause := c.serve(cn)
+		if cn.viaWS {
+			c.wsOutcome(time.Since(cn.born) >= autoShortLived)
+		}
 		c.setConn(nil)
 		if c.ctx.Err() != nil {
 			c.stop(ErrClosed)
@@ -381,20 +399,36 @@ func (c *Client) connect(ctx context.Context, first bool) (*conn, error) {
 		mode = websocket.CompressionNoContextTakeover
 	}
 	cn := newConn(c)
-	ws, resp, err := websocket.Dial(ctx, c.sinceURL(), &websocket.DialOptions{
-		HTTPClient:      c.opts.HTTPClient,
-		HTTPHeader:      hdr,
-		Subprotocols:    []string{rthub.Subprotocol},
-		CompressionMode: mode,
-		OnPingReceived:  cn.onPing,
-	})
-	if err != nil {
-		return nil, handshakeError(resp, err)
+	var ws wire
+	viaWS := !c.useHTTP()
+	if viaWS {
+		wc, resp, err := websocket.Dial(ctx, c.sinceURL(), &websocket.DialOptions{
+			HTTPClient:      c.opts.HTTPClient,
+			HTTPHeader:      hdr,
+			Subprotocols:    []string{rthub.Subprotocol},
+			CompressionMode: mode,
+			OnPingReceived:  cn.onPing,
+		})
+		if err != nil {
+			c.wsOutcome(false)
+			return nil, handshakeError(resp, err)
+		}
+		wc.SetReadLimit(c.opts.MaxMessageSize)
+		ws = wc
+	} else {
+		sw, err := dialStream(ctx, c.opts.HTTPClient, c.sinceURL(), hdr, c.opts.MaxMessageSize, cn.alive)
+		if err != nil {
+			return nil, err
+		}
+		ws = sw
 	}
-	ws.SetReadLimit(c.opts.MaxMessageSize)
+	cn.viaWS = viaWS
 	w, err := readWelcome(ctx, ws)
 	if err != nil {
 		_ = ws.CloseNow()
+		if viaWS {
+			c.wsOutcome(false)
+		}
 		return nil, err
 	}
 	c.mu.Lock()
@@ -450,7 +484,7 @@ func handshakeError(resp *http.Response, err error) error {
 }
 
 // readWelcome reads the server's first message, which must be a welcome.
-func readWelcome(ctx context.Context, ws *websocket.Conn) (*message, error) {
+func readWelcome(ctx context.Context, ws wire) (*message, error) {
 	_, b, err := ws.Read(ctx)
 	if err != nil {
 		return nil, closeCause(err)

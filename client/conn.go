@@ -83,7 +83,8 @@ var (
 // (start) and waits for them (wg) before it moves on.
 type conn struct {
 	c      *Client
-	ws     *websocket.Conn
+	ws     wire                    // *websocket.Conn, or the HTTP stream
+	viaWS  bool                    // ws is a WebSocket (TransportAuto counts its failures)
 	id     string                  // the welcome's conn ID
 	ctx    context.Context         // bounds every read and write; cancelling it drops the connection
 	cancel context.CancelCauseFunc // with errIdle, errClosing or a write error
@@ -119,7 +120,7 @@ func newConn(c *Client) *conn {
 }
 
 // start runs the reader and the writer of the connection that w welcomed.
-func (cn *conn) start(ws *websocket.Conn, w *message) {
+func (cn *conn) start(ws wire, w *message) {
 	cn.ws = ws
 	cn.id = w.Conn
 	cn.idle = cn.c.idleFor(time.Duration(w.Ping) * time.Second)

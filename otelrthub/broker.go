@@ -34,8 +34,9 @@ import (
 // The optional extras of b pass through untraced. The result names b with an
 // Unwrap method, so the hub finds b's [rthub.StateBroker] (keyed latest
 // state), [rthub.ControlBroker] (the control plane: cluster-wide ControlUser
-// and Revoke) and [rthub.IdempotencyStore] (idempotency keys shared by the
-// hubs) through it with [rthub.BrokerAs]; code of your own that looks for
+// and Revoke), [rthub.IdempotencyStore] (idempotency keys shared by the
+// hubs) and [rthub.NodeRelay] (commands POSTed to an HTTP stream on another
+// node) through it with [rthub.BrokerAs]; code of your own that looks for
 // them on the result does the same. An [rthub.PresenceStore] b makes the
 // result one too, as it always has.
 func WrapBroker(b rthub.Broker, opts Options) rthub.Broker {

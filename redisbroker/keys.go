@@ -15,6 +15,7 @@ import (
 //	rthub:{device:42}     channel "1:<offset>:<epoch>:<data>" for each publication, or
 //	                              "2:<offset>:<epoch>:<len>:<metadata><data>" (see message.go)
 //	rthub:node:<id>:<i>   channel a node's liveness probes on its i-th shard
+//	rthub:relay:<node>    channel messages relayed to a hub node (rthub.NodeRelay; relay.go)
 //
 // The braces make the room name a Redis Cluster hash tag, so every key of a
 // room lands in one slot; room names cannot contain braces, so no room's names
@@ -31,6 +32,8 @@ func (n names) channel(room string) string { return n.prefix + "{" + room + "}" 
 func (n names) probe(node string, shard int) string {
 	return n.prefix + "node:" + node + ":" + strconv.Itoa(shard)
 }
+
+func (n names) relay(node string) string { return n.prefix + "relay:" + node }
 
 // room returns the room of a channel name, or "" if it is not a room channel.
 func (n names) room(channel string) string {

@@ -23,6 +23,8 @@ type shard struct {
 	name    string
 	client  rueidis.Client
 	probeCh string
+	relayCh string           // this node's relay channel, if it is on this shard (relay.go); set before Start
+	relayFn func(msg []byte) // its listener
 
 	// mu guards the subscription state. Subscribe and Unsubscribe change
 	// desired and queue an op with the next seq; run sends the queued ops in
@@ -190,6 +192,9 @@ func (s *shard) session(ctx context.Context, resync bool) (upAt time.Time, err e
 	s.mu.Unlock()
 	channels := make([]string, 0, len(rooms)+1)
 	channels = append(channels, s.probeCh)
+	if s.relayCh != "" {
+		channels = append(channels, s.relayCh)
+	}
 	for _, r := range rooms {
 		channels = append(channels, s.b.names.channel(r))
 	}
@@ -366,6 +371,10 @@ func (s *shard) probeBack(msg string) {
 func (s *shard) onMessage(m rueidis.PubSubMessage) {
 	if m.Channel == s.probeCh {
 		s.probeBack(m.Message)
+		return
+	}
+	if s.relayCh != "" && m.Channel == s.relayCh {
+		s.relayFn([]byte(m.Message))
 		return
 	}
 	if !s.open.Load() {

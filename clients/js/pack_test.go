@@ -52,7 +52,7 @@ func TestPack(t *testing.T) {
 	for _, f := range packed[0].Files {
 		files = append(files, f.Path)
 	}
-	for _, want := range []string{"package.json", "README.md", "dist/index.js", "dist/index.d.ts", "dist/client.d.ts", "dist/react.js", "dist/react.d.ts"} {
+	for _, want := range []string{"package.json", "README.md", "dist/index.js", "dist/index.d.ts", "dist/client.d.ts", "dist/react.js", "dist/react.d.ts", "dist/fallback.js", "dist/fallback.d.ts"} {
 		if !slices.Contains(files, want) {
 			t.Errorf("the tarball lacks %s: %v", want, files)
 		}
@@ -75,6 +75,8 @@ import pkg from "@rthub/client/package.json" with { type: "json" };
 if (pkg.name !== "@rthub/client" || pkg.dependencies) throw new Error("package.json: " + JSON.stringify(pkg));
 // The React entry resolves (loading it needs React, which this project lacks: an optional peer).
 if (!import.meta.resolve("@rthub/client/react").endsWith("/dist/react.js")) throw new Error("@rthub/client/react resolves to " + import.meta.resolve("@rthub/client/react"));
+const { withFallback, httpStream } = await import("@rthub/client/fallback");
+if (typeof withFallback() !== "function" || typeof httpStream() !== "function") throw new Error("fallback entry");
 if (backoffDelay(5, { jitter: 0 }) !== 30000 || !shouldReconnect(4002) || shouldReconnect(4101)) throw new Error("helpers");
 if (typeof PresenceRoom !== "function" || new RthubError("forbidden").code !== "forbidden") throw new Error("classes");
 class NoWS { constructor() { throw new Error("no network here"); } }

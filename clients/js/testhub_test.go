@@ -223,6 +223,7 @@ func (h *testHub) newHubInstance() (*rthub.Hub, error) {
 			HandshakesPerIP: 1000, HandshakesPerUser: 1000, HandshakeBurst: 1000,
 		},
 		Broker:       h.store.Peer(),
+		HTTPStream:   rthub.HTTPStreamOptions{Enabled: true}, // test/fallback.test.mjs
 		DrainWindow:  50 * time.Millisecond,
 		CloseTimeout: 500 * time.Millisecond,
 	})

@@ -35,6 +35,10 @@ type ClusterOptions struct {
 	HistorySize int           // the nodes' -history; 0: the broker's default (100)
 	// NoNginx leaves nginx out (the benchmark connects to the nodes).
 	NoNginx bool
+	// HTTPStream enables the nodes' HTTP stream transport (-http-stream).
+	HTTPStream bool
+	// Origins are extra browser origins the nodes allow (-origin).
+	Origins []string
 }
 
 // StartCluster starts redis-server, the nodes and nginx, each on a free port.
@@ -61,6 +65,7 @@ func StartCluster(ctx context.Context, env *Env, opts ClusterOptions) (cl *Clust
 		n := &Node{env: env, ID: fmt.Sprintf("n%d", i+1), args: []string{
 			"-redis", cl.Redis.URL(), "-prefix", "drill:", "-secret", string(cl.Secret),
 			"-drain", opts.DrainWindow.String(), "-history", strconv.Itoa(opts.HistorySize),
+			"-http-stream=" + strconv.FormatBool(opts.HTTPStream), "-origin", strings.Join(opts.Origins, ","),
 		}}
 		cl.Nodes = append(cl.Nodes, n)
 		err := onFreePort(func(port int) (bool, error) {

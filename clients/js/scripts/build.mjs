@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 export const ENTRIES = {
   index: "src/index.ts",
   react: "src/react.ts",
+  fallback: "src/fallback.ts",
 };
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");

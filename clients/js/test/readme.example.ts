@@ -62,3 +62,15 @@ await hub.viewing("device:42"); // what this tab shows; restored after reconnect
 // later: people.close();
 // snippet:end
 
+
+// snippet:begin fallback
+import { withFallback } from "@rthub/client/fallback";
+
+const viaAnyNetwork = new RthubClient("/ws", {
+  token: ({ reason }) => fetchToken(reason),
+  // WebSocket while it works; after 2 failures in a row (not opening, or
+  // closing within 5 s), the HTTP stream for a minute, then WebSocket again.
+  WebSocket: withFallback({ onTransport: (t) => console.log("transport", t) }),
+});
+viaAnyNetwork.connect();
+// snippet:end

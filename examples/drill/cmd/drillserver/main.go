@@ -8,6 +8,7 @@
 // Endpoints:
 //
 //	GET  /ws       the hub (token in "Authorization: Bearer", HS256 with -secret)
+//	POST /ws       the commands of HTTP stream connections (with -http-stream)
 //	POST /publish  {"room","event","data"}, token with role "publisher"; 204,
 //	               or 503 {"error":"closing"} once draining (not published:
 //	               safe to send to another node), or 500 (the broker failed: may
@@ -66,6 +67,8 @@ type config struct {
 	historyTTL  time.Duration
 	drain       time.Duration
 	logLevel    slog.Level
+	httpStream  bool
+	origins     []string
 }
 
 func parseFlags(args []string) (config, error) {
@@ -80,10 +83,15 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&cfg.historyTTL, "history-ttl", 0, "history kept after a room's last publication (0: the default, 5m)")
 	fs.DurationVar(&cfg.drain, "drain", 5*time.Second, "spread the closes of a graceful shutdown over this long")
 	level := fs.String("log", "warn", "log level: debug, info, warn, error")
+	fs.BoolVar(&cfg.httpStream, "http-stream", false, "serve the HTTP stream transport on /ws too (GET text/event-stream, POST commands)")
+	origins := fs.String("origin", "", "extra allowed browser origins, comma-separated host patterns (e.g. 127.0.0.1:*)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
 	cfg.redis = strings.Split(*redisURLs, ",")
+	if *origins != "" {
+		cfg.origins = strings.Split(*origins, ",")
+	}
 	if *secret == "" {
 		*secret = os.Getenv("DRILL_SECRET")
 	}
@@ -145,6 +153,8 @@ func run(ctx context.Context, cfg config) error {
 		DrainWindow: cfg.drain,
 		Logger:      log,
 		Roles:       users.roles,
+		HTTPStream:  rthub.HTTPStreamOptions{Enabled: cfg.httpStream},
+		Origin:      rthub.OriginOptions{Patterns: cfg.origins},
 	})
 	if err != nil {
 		_ = broker.Close(context.Background())
@@ -158,6 +168,7 @@ func run(ctx context.Context, cfg config) error {
 	s := &server{hub: hub, broker: broker, secret: cfg.secret, node: cfg.node, started: time.Now()}
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", hub)
+	mux.Handle("POST /ws", hub) // the HTTP stream's commands (-http-stream)
 	mux.HandleFunc("POST /publish", s.publish)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /stats", s.stats)
