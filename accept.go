@@ -162,6 +162,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.ReadFull(rw.Reader, pre)
 		c.rd = io.MultiReader(bytes.NewReader(pre), nc)
 	}
+	h.attachPoll(c)
 	c.ident.Store(id)
 	c.lastIn.Store(time.Now().UnixNano())
 	if !h.register(c) {
@@ -171,13 +172,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.setupConn(c, since)
-	// A fresh goroutine for the connection's life: the handshake and setup
-	// grew this one's stack, and net/http's per-request state is released when
-	// we return. The read loop parks with a small stack.
-	go func() {
-		defer h.wg.Done() // Add is in register
-		c.readLoop()
-	}()
+	h.startReading(c)
 }
 
 // refuseInBand answers a browser whose token was refused: it upgrades, sends

@@ -58,6 +58,7 @@ type Hub struct {
 	delayed   []*flushList  // publishes waiting out WriteDelay
 	delayKick chan struct{} // wakes the delayer
 	clock     *deadlines
+	poll      *poller        // the epoll read path's sets; nil: every connection has a read goroutine
 	wg        sync.WaitGroup // connections' read loops and overflow flushers
 	bg        sync.WaitGroup // pinger, clock, flush workers
 
@@ -172,6 +173,7 @@ func New(opts Options) (*Hub, error) {
 		h.bg.Go(h.delayer)
 	}
 	h.bg.Go(h.pinger)
+	h.poll = hubPoller(h)
 	return h, nil
 }
 
@@ -274,7 +276,7 @@ func (h *Hub) Close() error {
 			c.code = CloseAbnormal
 		}
 		c.mu.Unlock()
-		_ = c.nc.Close()
+		c.closeSocket()
 		c.cancel() // a read loop waiting on a broker call for the connection returns now
 	}
 	h.wg.Wait()
@@ -285,6 +287,9 @@ func (h *Hub) Close() error {
 func (h *Hub) stopBackground() {
 	h.stopOnce.Do(func() {
 		close(h.stop)
+		if h.poll != nil {
+			h.poll.close() // every connection is torn down: no more removes
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), h.opts.BrokerTimeout)
 		if err := h.broker.Close(ctx); err != nil {
 			h.log.Warn("rthub: closing the broker", slog.Any("err", err))
