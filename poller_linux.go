@@ -208,6 +208,19 @@ func (s *epollSet) ctl(c *conn, op int) error {
 	return nil
 }
 
+// readableNow reports whether the socket has data (or an EOF or an error to
+// report) right now, with a non-blocking one-byte MSG_PEEK that never waits.
+func readableNow(raw syscall.RawConn) bool {
+	var b [1]byte
+	ready := false
+	err := raw.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ready = err != syscall.EAGAIN
+		return true // never wait
+	})
+	return ready || err != nil
+}
+
 // shutdownSocket shuts a socket down both ways (see conn.closeSocket). A
 // socket already closed is left alone.
 func shutdownSocket(raw syscall.RawConn) {

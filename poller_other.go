@@ -20,5 +20,8 @@ func (s *epollSet) add(*conn) error         { panic("unreachable") }
 func (s *epollSet) arm(*conn) error         { panic("unreachable") }
 func (s *epollSet) remove(*conn)            { panic("unreachable") }
 
+// readableNow is never called off Linux.
+func readableNow(syscall.RawConn) bool { panic("unreachable") }
+
 // shutdownSocket is never called off Linux (no connection is in a set).
 func shutdownSocket(syscall.RawConn) { panic("unreachable") }

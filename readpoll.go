@@ -91,11 +91,16 @@ func (c *conn) serveReady() {
 }
 
 // park gives the connection back to the poller. It reports false when the
-// caller must keep reading: the connection is closing (the client's close
-// frame, or the end of the socket, comes within CloseTimeout: a closing
-// connection is read on a goroutine, like the goroutine path, so its read
-// deadline works), or the set would not re-arm it.
+// caller must keep reading: more data is waiting in the socket (a client
+// that pipelines commands is read on without a round trip through the
+// poller), the connection is closing (the client's close frame, or the
+// end of the socket, comes within CloseTimeout: a closing connection is
+// read on a goroutine, like the goroutine path, so its read deadline
+// works), or the set would not re-arm it.
 func (c *conn) park() bool {
+	if readableNow(c.raw) {
+		return false
+	}
 	c.rp.state.Store(pollArmed)
 	if !c.isClosing() {
 		if err := c.rp.set.arm(c); err == nil {
