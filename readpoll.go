@@ -10,9 +10,10 @@ import (
 // (readLoop); it is chosen before the connection is set up and never
 // changes.
 //
-// state says who may read the connection: pollArmed, nobody (the poller
-// starts a reader when the socket is readable); pollReading, exactly one
-// goroutine, the one that moved it there; pollClosed, nobody ever again.
+// state says who may read the connection: pollNew, nobody yet (it is being
+// set up); pollArmed, nobody (the poller starts a reader when the socket is
+// readable); pollReading, exactly one goroutine, the one that moved it
+// there; pollClosed, nobody ever again.
 // Every move to pollReading is a CompareAndSwap from pollArmed, and only the
 // reader moves it back or to pollClosed, so a connection is never read by two
 // goroutines at once and its messages are handled in order.
@@ -23,7 +24,8 @@ type readPoll struct {
 }
 
 const (
-	pollArmed int32 = iota
+	pollNew int32 = iota
+	pollArmed
 	pollReading
 	pollClosed
 )
@@ -48,13 +50,21 @@ func (h *Hub) startReading(c *conn) {
 		c.rp.state.Store(pollArmed)
 		err := c.rp.set.add(c)
 		if err == nil {
+			// A close that began during the setup (OnConnect, a refused
+			// auto-join) found no reader to wake: its closing handshake
+			// needs one.
+			if c.isClosing() {
+				c.wakeReader()
+			}
 			return
+		}
+		if !c.rp.state.CompareAndSwap(pollArmed, pollReading) {
+			return // a close woke a reader meanwhile: it reads to the end
 		}
 		// The epoll set refused the socket (max_user_watches, say): read it
 		// on a goroutine. Closing still goes through closeSocket, which
 		// shuts the socket down, and that ends the goroutine's read too.
 		h.log.Warn("rthub: epoll registration failed; reading on a goroutine", slog.Any("err", err))
-		c.rp.state.Store(pollReading)
 	}
 	// A fresh goroutine for the connection's life: the handshake and setup
 	// grew this one's stack, and net/http's per-request state is released when

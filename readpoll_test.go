@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -379,5 +380,41 @@ func TestReadMode_Validate(t *testing.T) {
 		if m.String() == "" {
 			t.Errorf("ReadMode(%d) has no name", m)
 		}
+	}
+}
+
+// TestReadPoll_CloseDuringSetup: a connection closed before its reader
+// started (here by OnConnect) still finishes its closing handshake and is
+// torn down once: the close found no reader to wake, so startReading wakes
+// one.
+func TestReadPoll_CloseDuringSetup(t *testing.T) {
+	for _, tc := range readModes {
+		t.Run(tc.name, func(t *testing.T) {
+			var hp atomic.Pointer[Hub]
+			h, url := testHub(t, func(o *Options) {
+				o.ReadMode = tc.mode
+				o.CloseTimeout = 300 * time.Millisecond
+				o.OnConnect = func(ctx context.Context, c ConnInfo) {
+					if c.Identity.Subject != "kicked" {
+						return
+					}
+					_, _ = hp.Load().DisconnectUser(ctx, "kicked", "not today")
+					time.Sleep(50 * time.Millisecond) // let a flush worker write the close frame first
+				}
+			})
+			hp.Store(h)
+			for i := range 5 {
+				// A client that answers the close (coder/websocket) and one
+				// that never does (raw).
+				c := dial(t, url, testToken(t, "kicked", time.Hour, "staff"))
+				if code := c.closeCode(); code != int(CloseDisconnected) {
+					t.Fatalf("round %d: close code %d, want %d", i, code, CloseDisconnected)
+				}
+				dialRaw(t, url, rawOpts{token: testToken(t, "kicked", time.Hour, "staff")})
+			}
+			if !waitFor(func() bool { return h.Stats().Connections == 0 }) {
+				t.Fatalf("connections: %d, want 0", h.Stats().Connections)
+			}
+		})
 	}
 }
