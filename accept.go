@@ -166,6 +166,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.ident.Store(id)
 	c.lastIn.Store(time.Now().UnixNano())
 	if !h.register(c) {
+		h.detachPoll(c)
 		_, _ = nc.Write(closeFrame(CloseGoingAway, "server shutting down"))
 		_ = nc.Close()
 		h.limits.release(ip, id.Subject)

@@ -33,7 +33,7 @@ import (
 // goroutines are in h.bg.
 type poller struct {
 	sets []*epollSet
-	next atomic.Uint64 // tokens; a token is never reused
+	next atomic.Uint32 // the last token handed out (see reserve)
 }
 
 // epollSet is one epoll descriptor and the connections in it, by token.
@@ -43,7 +43,7 @@ type epollSet struct {
 	fd int             // the epoll descriptor's number, valid until f.Close
 
 	mu    sync.Mutex
-	conns map[uint64]*conn // bounded by the hub's connections
+	conns map[uint32]*conn // by token; bounded by the hub's connections
 }
 
 // pollEvents is the most events one poll of a set takes.
@@ -85,7 +85,7 @@ func newEpollSet() (*epollSet, error) {
 		_ = f.Close()
 		return nil, err
 	}
-	return &epollSet{f: f, rc: rc, fd: fd, conns: make(map[uint64]*conn)}, nil
+	return &epollSet{f: f, rc: rc, fd: fd, conns: make(map[uint32]*conn)}, nil
 }
 
 // hubPoller makes the hub's poller for opts: one set per GOMAXPROCS (at
@@ -105,11 +105,31 @@ func hubPoller(h *Hub) *poller {
 	return p
 }
 
-// pick returns the set for a new connection and its token.
-func (p *poller) pick() (*epollSet, uint64) {
-	t := p.next.Add(1)
-	return p.sets[t%uint64(len(p.sets))], t
+// reserve gives a new connection a token (never 0), which also names its
+// set, and enters the connection in the set's map. Tokens count up and wrap
+// after 2³² connections; one still in use is skipped. An event queued for a
+// token before it was given again is harmless: it finds the new connection
+// not armed (pollNew), or wakes its reader early (which then waits in its
+// read, as a goroutine with data on the way would).
+func (p *poller) reserve(c *conn) uint32 {
+	for {
+		t := p.next.Add(1)
+		if t == 0 {
+			continue
+		}
+		s := p.set(t)
+		s.mu.Lock()
+		if _, used := s.conns[t]; !used {
+			s.conns[t] = c
+			s.mu.Unlock()
+			return t
+		}
+		s.mu.Unlock()
+	}
 }
+
+// set returns the set of token t.
+func (p *poller) set(t uint32) *epollSet { return p.sets[t%uint32(len(p.sets))] }
 
 // close closes the sets, which ends their goroutines. The hub calls it once
 // every connection is torn down.
@@ -144,7 +164,7 @@ func (s *epollSet) run() {
 		}
 		for i := range events[:n] {
 			ev := &events[i]
-			token := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+			token := uint32(ev.Fd)
 			s.mu.Lock()
 			c := s.conns[token]
 			s.mu.Unlock()
@@ -163,19 +183,9 @@ func (s *epollSet) run() {
 // FIN, hang-up and errors (the last two are always reported), once.
 const pollFlags = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 
-// add registers c (state pollArmed) in the set.
-func (s *epollSet) add(c *conn) error {
-	s.mu.Lock()
-	s.conns[c.rp.token] = c
-	s.mu.Unlock()
-	err := s.ctl(c, syscall.EPOLL_CTL_ADD)
-	if err != nil {
-		s.mu.Lock()
-		delete(s.conns, c.rp.token)
-		s.mu.Unlock()
-	}
-	return err
-}
+// add registers c (state pollArmed, its token reserved) in the set. A
+// connection it fails for keeps its token until its teardown.
+func (s *epollSet) add(c *conn) error { return s.ctl(c, syscall.EPOLL_CTL_ADD) }
 
 // arm re-arms c after a read.
 func (s *epollSet) arm(c *conn) error { return s.ctl(c, syscall.EPOLL_CTL_MOD) }
@@ -184,6 +194,11 @@ func (s *epollSet) arm(c *conn) error { return s.ctl(c, syscall.EPOLL_CTL_MOD) }
 // the socket is closed. A connection not in the set is no error.
 func (s *epollSet) remove(c *conn) {
 	_ = s.ctl(c, syscall.EPOLL_CTL_DEL)
+	s.forget(c)
+}
+
+// forget gives c's token back.
+func (s *epollSet) forget(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c.rp.token)
 	s.mu.Unlock()
@@ -194,7 +209,7 @@ func (s *epollSet) remove(c *conn) {
 // socket fails with an error instead of naming a number the kernel may
 // have given to another connection.
 func (s *epollSet) ctl(c *conn, op int) error {
-	ev := syscall.EpollEvent{Events: pollFlags, Fd: int32(uint32(c.rp.token)), Pad: int32(uint32(c.rp.token >> 32))}
+	ev := syscall.EpollEvent{Events: pollFlags, Fd: int32(c.rp.token)}
 	var errno error
 	err := c.raw.Control(func(fd uintptr) {
 		errno = syscall.EpollCtl(s.fd, op, int(fd), &ev)

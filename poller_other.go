@@ -14,11 +14,13 @@ type epollSet struct{}
 // hubPoller returns nil off Linux.
 func hubPoller(*Hub) *poller { return nil }
 
-func (p *poller) pick() (*epollSet, uint64) { panic("unreachable") }
-func (p *poller) close()                    {}
-func (s *epollSet) add(*conn) error         { panic("unreachable") }
-func (s *epollSet) arm(*conn) error         { panic("unreachable") }
-func (s *epollSet) remove(*conn)            { panic("unreachable") }
+func (p *poller) reserve(*conn) uint32 { panic("unreachable") }
+func (p *poller) set(uint32) *epollSet { panic("unreachable") }
+func (p *poller) close()               {}
+func (s *epollSet) add(*conn) error    { panic("unreachable") }
+func (s *epollSet) arm(*conn) error    { panic("unreachable") }
+func (s *epollSet) remove(*conn)       { panic("unreachable") }
+func (s *epollSet) forget(*conn)       { panic("unreachable") }
 
 // readableNow is never called off Linux.
 func readableNow(syscall.RawConn) bool { panic("unreachable") }

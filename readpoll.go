@@ -6,9 +6,10 @@ import (
 )
 
 // readPoll is a connection's part in the hub's epoll read path (see poller
-// and ReadAuto). set is nil for a connection read by a goroutine of its own
-// (readLoop); it is chosen before the connection is set up and never
-// changes.
+// and ReadAuto). token is the connection's key in its epoll set (which it
+// also names, see poller.set), or 0 for a connection read by a goroutine of
+// its own (readLoop); it is chosen before the connection is set up and never
+// changes. The struct is 8 bytes, so the conn keeps its size class.
 //
 // state says who may read the connection: pollNew, nobody yet (it is being
 // set up); pollArmed, nobody (the poller starts a reader when the socket is
@@ -18,9 +19,8 @@ import (
 // reader moves it back or to pollClosed, so a connection is never read by two
 // goroutines at once and its messages are handled in order.
 type readPoll struct {
-	set   *epollSet
-	token uint64 // the connection's key in set; never reused
 	state atomic.Int32
+	token uint32
 }
 
 const (
@@ -39,16 +39,27 @@ func (h *Hub) attachPoll(c *conn) {
 	if h.poll == nil || c.raw == nil || c.rd != c.nc {
 		return
 	}
-	c.rp.set, c.rp.token = h.poll.pick()
+	c.rp.token = h.poll.reserve(c)
 }
+
+// detachPoll takes back the token of a connection that will not be read
+// (the hub refused to register it).
+func (h *Hub) detachPoll(c *conn) {
+	if c.rp.token != 0 {
+		h.poll.set(c.rp.token).forget(c)
+	}
+}
+
+// pollSet returns the epoll set of a connection of the epoll path.
+func (c *conn) pollSet() *epollSet { return c.hub.poll.set(c.rp.token) }
 
 // startReading hands a connection that was just set up to its reader: the
 // epoll set, or a goroutine of its own. The caller's h.wg.Add (register)
 // is released when the connection is torn down.
 func (h *Hub) startReading(c *conn) {
-	if c.rp.set != nil {
+	if c.rp.token != 0 {
 		c.rp.state.Store(pollArmed)
-		err := c.rp.set.add(c)
+		err := c.pollSet().add(c)
 		if err == nil {
 			// A close that began during the setup (OnConnect, a refused
 			// auto-join) found no reader to wake: its closing handshake
@@ -113,7 +124,7 @@ func (c *conn) park() bool {
 	}
 	c.rp.state.Store(pollArmed)
 	if !c.isClosing() {
-		if err := c.rp.set.arm(c); err == nil {
+		if err := c.pollSet().arm(c); err == nil {
 			return true
 		}
 	}
@@ -126,7 +137,7 @@ func (c *conn) park() bool {
 // closeFrameWritten calls it: the read deadline it sets is only seen by a
 // goroutine that reads.
 func (c *conn) wakeReader() {
-	if c.rp.set != nil && c.rp.state.CompareAndSwap(pollArmed, pollReading) {
+	if c.rp.token != 0 && c.rp.state.CompareAndSwap(pollArmed, pollReading) {
 		c.hub.wg.Go(c.serveReady)
 	}
 }
@@ -146,7 +157,7 @@ func (c *conn) isClosing() bool {
 // shutdown wakes a blocked read with EOF, and a parked connection through
 // the epoll set (EPOLLHUP).
 func (c *conn) closeSocket() {
-	if c.rp.set == nil {
+	if c.rp.token == 0 {
 		_ = c.nc.Close()
 		return
 	}
@@ -156,9 +167,9 @@ func (c *conn) closeSocket() {
 // releaseSocket closes the socket at teardown, after taking it out of the
 // epoll set. Only the connection's reader calls it.
 func (c *conn) releaseSocket() {
-	if c.rp.set != nil {
+	if c.rp.token != 0 {
 		c.rp.state.Store(pollClosed)
-		c.rp.set.remove(c)
+		c.pollSet().remove(c)
 	}
 	_ = c.nc.Close()
 }
