@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"go.uber.org/goleak"
 )
 
@@ -416,5 +418,42 @@ func TestReadPoll_CloseDuringSetup(t *testing.T) {
 				t.Fatalf("connections: %d, want 0", h.Stats().Connections)
 			}
 		})
+	}
+}
+
+// TestReadPoll_TLSFallsBack: a TLS connection (terminated by the
+// http.Server: no raw socket to poll) is read by a goroutine of its own
+// with the default ReadAuto, and works.
+func TestReadPoll_TLSFallsBack(t *testing.T) {
+	h, err := New(Options{
+		Auth:     AuthOptions{Keys: map[string]any{"": testSecret}},
+		Policy:   testPolicy,
+		Handlers: []Handler{testChat.Relay()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewTLSServer(h)
+	defer srv.Close()
+	defer h.Close()
+	base := readerGoroutines()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "wss"+strings.TrimPrefix(srv.URL, "https"), &websocket.DialOptions{
+		HTTPClient:   srv.Client(),
+		HTTPHeader:   http.Header{"Authorization": {"Bearer " + testToken(t, "tls", time.Hour, "staff")}},
+		Subprotocols: []string{Subprotocol},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	wc := &wsClient{t: t, c: c}
+	wc.readType("welcome")
+	if m := wc.cmd("join", map[string]any{"room": "device:tls"}); !m.OK {
+		t.Fatalf("join over TLS: %+v", m.Error)
+	}
+	if !waitFor(func() bool { return readerGoroutines() == base+1 }) {
+		t.Fatalf("reader goroutines: %d, want %d (one read loop for the TLS connection)", readerGoroutines(), base+1)
 	}
 }
