@@ -59,8 +59,8 @@ type Hub struct {
 	delayKick chan struct{} // wakes the delayer
 	clock     *deadlines
 	poll      *poller        // the epoll read path's sets; nil: every connection has a read goroutine
-	wg        sync.WaitGroup // connections' read loops and overflow flushers
-	bg        sync.WaitGroup // pinger, clock, flush workers
+	wg        sync.WaitGroup // connections (from register to teardown), their readers and overflow flushers
+	bg        sync.WaitGroup // pinger, clock, flush workers, epoll sets
 
 	stats   hubStats
 	latency latencyHist // broadcast: queued to members → last member's frame written
