@@ -38,6 +38,12 @@ type Hub struct {
 
 	ctx    context.Context // cancelled by Close; hooks receive it
 	cancel context.CancelFunc
+	// connCtx is the parent of the connections' contexts: ctx's values
+	// without its cancellation. Close cancels every connection's context
+	// itself, and teardown does, so a connection needs no entry in ctx's
+	// list of children (about 44 B per connection, and a lock every
+	// connect and teardown would take).
+	connCtx context.Context
 
 	mu      sync.RWMutex
 	conns   map[string]*conn
@@ -140,6 +146,7 @@ func New(opts Options) (*Hub, error) {
 		nodeID:   hex.EncodeToString(idb[:]),
 		ctx:      ctx,
 		cancel:   cancel,
+		connCtx:  context.WithoutCancel(ctx),
 		conns:    make(map[string]*conn),
 		users:    make(map[string][]*conn),
 		rooms:    make(map[string]*room),
