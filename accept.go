@@ -163,7 +163,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		deflate:    neg.accepted(),
 		writing:    true, // held until setupConn: the welcome goes first, after the auto-joins
 	}
-	c.ctx, c.cancel = context.WithCancel(h.ctx)
+	c.ctx, c.cancel = context.WithCancel(h.connCtx)
 	c.expiry = deadline{idx: -1, fn: c.expiryDue}
 	// Keep bytes the client sent right after its request (pipelined frames)
 	// but not net/http's 4 KiB reader.
@@ -172,9 +172,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.ReadFull(rw.Reader, pre)
 		c.rd = io.MultiReader(bytes.NewReader(pre), nc)
 	}
+	h.attachPoll(c)
 	c.ident.Store(id)
 	c.lastIn.Store(time.Now().UnixNano())
 	if !h.register(c) {
+		h.detachPoll(c)
 		_, _ = nc.Write(closeFrame(CloseGoingAway, "server shutting down"))
 		_ = nc.Close()
 		h.limits.release(ip, id.Subject)
@@ -187,13 +189,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.stats.revokedConns.Add(1)
 		c.closeWith(CloseTokenRevoked, "token revoked")
 	}
-	// A fresh goroutine for the connection's life: the handshake and setup
-	// grew this one's stack, and net/http's per-request state is released when
-	// we return. The read loop parks with a small stack.
-	go func() {
-		defer h.wg.Done() // Add is in register
-		c.readLoop()
-	}()
+	h.startReading(c)
 }
 
 // refuseInBand answers a browser whose token was refused: it upgrades, sends

@@ -43,11 +43,13 @@ type roomRef struct {
 
 // conn is one WebSocket connection.
 //
-// Goroutines: the read loop (one per connection, started after the handshake
-// on a fresh goroutine so the handshake's larger stack is not kept) owns the
-// read side and, at its end, tears the connection down. Writes happen on the
-// hub's flush workers, at most one at a time per connection (c.writing).
-// Both are counted in the hub's WaitGroup.
+// Goroutines: the reader owns the read side and, at the connection's end,
+// tears it down. On the goroutine path (ReadGoroutine, not Linux, TLS) it is
+// the read loop, one per connection, started after the handshake on a fresh
+// goroutine so the handshake's larger stack is not kept. On the epoll path
+// (see readPoll) it is a goroutine that exists only while the connection has
+// data. Writes happen on the hub's flush workers, at most one at a time per
+// connection (c.writing). All are counted in the hub's WaitGroup.
 type conn struct {
 	hub        *Hub
 	ctx        context.Context    // the connection's: cancelled at teardown (and by Hub.Close)
@@ -73,6 +75,7 @@ type conn struct {
 	hdr       [14]byte     // frame header scratch; read loop only
 	readErr   error        // why the read loop ended; read loop only
 	ctrlTAT   int64        // control-frame limit (GCRA theoretical arrival, unix ns); read loop only
+	rp        readPoll     // the epoll read path's state (readpoll.go)
 
 	mu      sync.Mutex
 	queue   *batch    // frames waiting for the writer; nil when empty
@@ -400,7 +403,7 @@ func (c *conn) writeFailed() {
 	c.dropQueueLocked()
 	c.writing = false
 	c.mu.Unlock()
-	_ = c.nc.Close()
+	c.closeSocket()
 }
 
 // requeueUnwritten hands the frames of the lossy batch b (written from a copy,
@@ -445,8 +448,9 @@ func (c *conn) closeFrameWritten() {
 	}
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.hub.opts.CloseTimeout))
 	if c.closeSent() {
-		_ = c.nc.Close()
+		c.closeSocket()
 	}
+	c.wakeReader() // epoll path: a parked connection needs a reader for the deadline
 }
 
 func (c *conn) counted(b *batch, written int64) {
@@ -630,7 +634,7 @@ func (c *conn) readLoop() {
 		if c.raw != nil && c.rd == c.nc {
 			waitReadable(c.raw) // idle connections park here, on a small stack
 		}
-		msg, err := c.readMessage()
+		msg, _, err := c.readMessage(false)
 		if err != nil {
 			c.readErr = err
 			c.closeForReadError(err)
@@ -707,7 +711,7 @@ func (c *conn) awaitClose() {
 }
 
 // teardown removes the connection from the hub and closes the socket. It runs
-// once, at the end of the read loop.
+// once, at the end of the read loop (or of the epoll path's last reader).
 func (c *conn) teardown() {
 	c.mu.Lock()
 	c.closing = true
@@ -716,7 +720,7 @@ func (c *conn) teardown() {
 	c.dropQueueLocked()
 	code := c.code
 	c.mu.Unlock()
-	_ = c.nc.Close()
+	c.releaseSocket()
 	c.hub.clock.cancel(&c.expiry)
 	c.hub.unregister(c)
 	if code == 0 {
@@ -730,10 +734,14 @@ func (c *conn) teardown() {
 // the way. It enforces the protocol: masking, RSV bits, opcodes, fragmentation,
 // the size limit (after inflating too) and UTF-8 (see msgReader, which the
 // conformance echo server shares); binary messages are refused with 1003.
-func (c *conn) readMessage() ([]byte, error) {
+// With yield it returns after a control frame met between messages, with ok
+// false (the epoll path then parks the connection instead of waiting for the
+// next message on a goroutine).
+func (c *conn) readMessage(yield bool) (msg []byte, ok bool, err error) {
 	mr := msgReader{
 		limit:   c.hub.opts.MaxMessageSize,
 		deflate: c.deflate,
+		yield:   yield,
 		frame:   func() { c.lastIn.Store(time.Now().UnixNano()) },
 		control: func(op byte, payload []byte) error {
 			if ok, abusive := c.hub.allowControl(c, time.Now()); abusive {
@@ -744,13 +752,13 @@ func (c *conn) readMessage() ([]byte, error) {
 			return nil
 		},
 	}
-	_, msg, err := mr.read(c.rd, c.hdr[:])
-	if err != nil {
-		return nil, err
+	op, msg, err := mr.read(c.rd, c.hdr[:])
+	if err != nil || op == 0 {
+		return nil, false, err
 	}
 	c.hub.stats.messagesIn.Add(1)
 	c.hub.stats.bytesIn.Add(uint64(len(msg)))
-	return msg, nil
+	return msg, true, nil
 }
 
 // parseClosePayload validates a client close frame's body (RFC 6455 §5.5.1,

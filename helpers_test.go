@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,11 @@ func testHub(t testing.TB, mod func(*Options)) (*Hub, string) {
 		Auth:     AuthOptions{Keys: map[string]any{"": testSecret}},
 		Policy:   testPolicy,
 		Handlers: []Handler{testChat.Relay()},
+	}
+	if os.Getenv("RTHUB_TEST_READMODE") == "goroutine" {
+		// The whole suite on the goroutine read path (the default is
+		// the epoll path on Linux); tests that set ReadMode keep theirs.
+		opts.ReadMode = ReadGoroutine
 	}
 	if mod != nil {
 		mod(&opts)

@@ -44,6 +44,12 @@ type Hub struct {
 
 	ctx    context.Context // cancelled by Close; hooks receive it
 	cancel context.CancelFunc
+	// connCtx is the parent of the connections' contexts: ctx's values
+	// without its cancellation. Close cancels every connection's context
+	// itself, and teardown does, so a connection needs no entry in ctx's
+	// list of children (about 44 B per connection, and a lock every
+	// connect and teardown would take).
+	connCtx context.Context
 
 	mu      sync.RWMutex
 	conns   map[string]*conn
@@ -64,8 +70,9 @@ type Hub struct {
 	delayed   []*flushList  // publishes waiting out WriteDelay
 	delayKick chan struct{} // wakes the delayer
 	clock     *deadlines
-	wg        sync.WaitGroup // connections' read loops and overflow flushers
-	bg        sync.WaitGroup // pinger, clock, flush workers
+	poll      *poller        // the epoll read path's sets; nil: every connection has a read goroutine
+	wg        sync.WaitGroup // connections (from register to teardown), their readers and overflow flushers
+	bg        sync.WaitGroup // pinger, clock, flush workers, epoll sets
 
 	stats   hubStats
 	latency latencyHist // broadcast: queued to members → last member's frame written
@@ -154,6 +161,7 @@ func New(opts Options) (*Hub, error) {
 		nodeID:   hex.EncodeToString(idb[:]),
 		ctx:      ctx,
 		cancel:   cancel,
+		connCtx:  context.WithoutCancel(ctx),
 		conns:    make(map[string]*conn),
 		users:    make(map[string][]*conn),
 		rooms:    make(map[string]*room),
@@ -204,6 +212,7 @@ func New(opts Options) (*Hub, error) {
 		h.bg.Go(h.delayer)
 	}
 	h.bg.Go(h.pinger)
+	h.poll = hubPoller(h)
 	return h, nil
 }
 
@@ -306,7 +315,7 @@ func (h *Hub) Close() error {
 			c.code = CloseAbnormal
 		}
 		c.mu.Unlock()
-		_ = c.nc.Close()
+		c.closeSocket()
 		c.cancel() // a read loop waiting on a broker call for the connection returns now
 	}
 	h.wg.Wait()
@@ -317,6 +326,9 @@ func (h *Hub) Close() error {
 func (h *Hub) stopBackground() {
 	h.stopOnce.Do(func() {
 		close(h.stop)
+		if h.poll != nil {
+			h.poll.close() // every connection is torn down: no more removes
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), h.opts.BrokerTimeout)
 		if err := h.broker.Close(ctx); err != nil {
 			h.log.Warn("rthub: closing the broker", slog.Any("err", err))

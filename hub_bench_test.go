@@ -375,40 +375,73 @@ func measureDeliveries(b *testing.B, subs int, broadcast func()) {
 
 // BenchmarkIdleMemory holds N idle authenticated connections, each in one
 // room, and reports the server's memory per connection: heap+stack from the
-// runtime and RSS from /proc. b.N is irrelevant; run with -benchtime=1x.
+// runtime, RSS from /proc, goroutines, and the kernel's TCP buffer memory
+// (/proc/net/sockstat: the whole machine's, both ends of every loopback
+// connection). Each size runs on both read paths (read=auto is the epoll
+// path on Linux). b.N is irrelevant; run with -benchtime=1x.
 func BenchmarkIdleMemory(b *testing.B) {
 	if os.Getenv("RTHUB_HEAPPROFILE") != "" {
 		runtime.MemProfileRate = 64 // fine-grained: see every connection's allocations
 	}
 	for _, n := range []int{1000, 10000, 19000} {
-		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) {
-			// RTHUB_BENCH_PRESENCE=1 turns presence on in the room: each
-			// connection is then also a person in its presence map.
-			h, url := benchHub(b, func(o *Options) {
-				if os.Getenv("RTHUB_BENCH_PRESENCE") == "1" {
-					o.Policy.Presence = []string{"bench"}
+		for _, rm := range readModes {
+			b.Run(fmt.Sprintf("conns=%d/read=%s", n, rm.name), func(b *testing.B) {
+				// RTHUB_BENCH_PRESENCE=1 turns presence on in the room: each
+				// connection is then also a person in its presence map.
+				h, url := benchHub(b, func(o *Options) {
+					o.ReadMode = rm.mode
+					if os.Getenv("RTHUB_BENCH_PRESENCE") == "1" {
+						o.Policy.Presence = []string{"bench"}
+					}
+				})
+				heap0, stack0, rss0 := memNow()
+				g0, sk0 := runtime.NumGoroutine(), tcpBufferBytes()
+				startFleet(b, url, n, true)
+				waitConns(b, h, n)
+				heap1, stack1, rss1 := memNow()
+				g1, sk1 := runtime.NumGoroutine(), tcpBufferBytes()
+				if path := os.Getenv("RTHUB_HEAPPROFILE"); path != "" {
+					// A heap profile with the connections alive, for pprof.
+					f, err := os.Create(strings.ReplaceAll(path, "MODE", rm.name))
+					if err != nil {
+						b.Fatal(err)
+					}
+					_ = pprof.WriteHeapProfile(f)
+					f.Close()
 				}
+				for b.Loop() {
+				}
+				b.ReportMetric(float64(heap1+stack1-heap0-stack0)/float64(n), "heap+stack-B/conn")
+				b.ReportMetric(float64(stack1-stack0)/float64(n), "stack-B/conn")
+				b.ReportMetric(float64(rss1-rss0)/float64(n), "rss-B/conn")
+				b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/conn")
+				b.ReportMetric(float64(sk1-sk0)/float64(n), "tcpbuf-B/conn")
 			})
-			heap0, stack0, rss0 := memNow()
-			startFleet(b, url, n, true)
-			waitConns(b, h, n)
-			heap1, stack1, rss1 := memNow()
-			if path := os.Getenv("RTHUB_HEAPPROFILE"); path != "" {
-				// A heap profile with the connections alive, for pprof.
-				f, err := os.Create(path)
-				if err != nil {
-					b.Fatal(err)
-				}
-				_ = pprof.WriteHeapProfile(f)
-				f.Close()
-			}
-			for b.Loop() {
-			}
-			b.ReportMetric(float64(heap1+stack1-heap0-stack0)/float64(n), "heap+stack-B/conn")
-			b.ReportMetric(float64(stack1-stack0)/float64(n), "stack-B/conn")
-			b.ReportMetric(float64(rss1-rss0)/float64(n), "rss-B/conn")
-		})
+		}
 	}
+}
+
+// tcpBufferBytes returns the memory of all TCP socket buffers of the
+// machine (the "mem" pages of /proc/net/sockstat), or 0 if unknown.
+func tcpBufferBytes() int64 {
+	b, err := os.ReadFile("/proc/net/sockstat")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		rest, ok := strings.CutPrefix(line, "TCP:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		for i := 0; i+1 < len(f); i += 2 {
+			if f[i] == "mem" {
+				pages, _ := strconv.ParseInt(f[i+1], 10, 64)
+				return pages * int64(os.Getpagesize())
+			}
+		}
+	}
+	return 0
 }
 
 // memNow returns HeapInuse, StackInuse and VmRSS after a full GC.

@@ -36,6 +36,10 @@ type msgReader struct {
 	// 125 bytes, and only valid during the call. An error ends the read with
 	// that error.
 	control func(op byte, payload []byte) error
+	// yield makes read return opcode 0 and no error after a control frame
+	// that came between messages (not inside a fragmented one), so that the
+	// caller need not wait for the next message (the epoll read path).
+	yield bool
 }
 
 // read reads frames from r until one complete data message and returns its opcode
@@ -79,6 +83,9 @@ func (m *msgReader) read(r io.Reader, hdr []byte) (byte, []byte, error) {
 				if err := m.control(h.op, payload); err != nil {
 					return 0, nil, err
 				}
+			}
+			if m.yield && op == 0 {
+				return 0, nil, nil
 			}
 			continue
 		}

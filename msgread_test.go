@@ -20,6 +20,7 @@ func TestMsgReader(t *testing.T) {
 	tests := []struct {
 		name    string
 		binary  bool
+		yield   bool   // msgReader.yield (the epoll read path)
 		stopOn  string // the control callback fails on a ping with this payload
 		send    [][]byte
 		wantOp  byte
@@ -53,6 +54,16 @@ func TestMsgReader(t *testing.T) {
 			text("never read"),
 		}, wantErr: errStop, frames: 2, control: "9:ok 9:flood"},
 		{name: "closeEndsRead", send: [][]byte{cframe(true, 0, opClose, closeBody(4001, "x")), text("never read")}, wantErr: peerClosed{code: 4001}, frames: 1},
+		{name: "yieldAfterControl", yield: true, send: [][]byte{
+			cframe(true, 0, opPong, "a"),
+			text("next"),
+		}, wantOp: 0, wantMsg: "", frames: 1, control: "10:a"},
+		{name: "yieldNotInsideMessage", yield: true, send: [][]byte{
+			cframe(false, 0, opText, "x"),
+			cframe(true, 0, opPing, "b"),
+			cframe(true, 0, opContinuation, "y"),
+		}, wantOp: opText, wantMsg: "xy", frames: 3, control: "9:b"},
+		{name: "yieldDataFirst", yield: true, send: [][]byte{text("hi"), cframe(true, 0, opPing, "b")}, wantOp: opText, wantMsg: "hi", frames: 1},
 		{name: "overLimit", send: [][]byte{text(strings.Repeat("x", 11))}, wantErr: ErrMessageTooBig, frames: 1},
 	}
 	for _, tc := range tests {
@@ -63,6 +74,7 @@ func TestMsgReader(t *testing.T) {
 			mr := msgReader{
 				limit:  10,
 				binary: tc.binary,
+				yield:  tc.yield,
 				frame:  func() { frames++ },
 				control: func(op byte, payload []byte) error {
 					control = append(control, fmt.Sprintf("%d:%s", op, payload))

@@ -169,6 +169,11 @@ type Options struct {
 	// Logger receives the hub's logs; nil discards them. Tokens are never logged.
 	Logger *slog.Logger
 
+	// ReadMode selects how the hub waits for client data. The default,
+	// [ReadAuto], uses an epoll set on Linux, so an idle connection has no
+	// goroutine; [ReadGoroutine] keeps one parked goroutine per connection.
+	ReadMode ReadMode
+
 	testMaxIov int // tests only: frames per writev (1 = no coalescing)
 }
 
@@ -211,6 +216,9 @@ func (o *Options) setDefaults() error {
 	def(&o.BrokerTimeout, 5*time.Second, "BrokerTimeout")
 	if o.PongTimeout > 0 && o.PingInterval > 0 && o.PongTimeout <= o.PingInterval {
 		errs = append(errs, fmt.Errorf("rthub: PongTimeout (%v) must be longer than PingInterval (%v)", o.PongTimeout, o.PingInterval))
+	}
+	if err := o.ReadMode.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := o.Compression.setDefaults(); err != nil {
 		errs = append(errs, err)

@@ -10,7 +10,7 @@ import (
 // syscallConn returns nil off Linux: every write takes the blocking path.
 func syscallConn(net.Conn) syscall.RawConn { return nil }
 
-type writev struct{}
+type writev struct{ syscalls uint64 }
 
 func newWritev(int) *writev { return nil }
 
