@@ -310,9 +310,10 @@ func BenchmarkIdleMemory(b *testing.B) {
 				g1 := runtime.NumGoroutine()
 				for b.Loop() {
 				}
-				b.ReportMetric(float64(m1-m0)/float64(n), "heap+stack-B/conn")
-				b.ReportMetric(float64(s1-s0)/float64(n), "stack-B/conn")
-				b.ReportMetric(float64(rss1-rss0)/float64(n), "rss-B/conn")
+				// Signed: with no goroutine per connection the stack can shrink.
+				b.ReportMetric((float64(m1)-float64(m0))/float64(n), "heap+stack-B/conn")
+				b.ReportMetric((float64(s1)-float64(s0))/float64(n), "stack-B/conn")
+				b.ReportMetric((float64(rss1)-float64(rss0))/float64(n), "rss-B/conn")
 				b.ReportMetric(float64(g1-g0)/float64(n), "goroutines/conn")
 			})
 		}
