@@ -111,10 +111,26 @@ func (d *cmdDevice) connect() {
 	d.publish(cli, d.topic("status"), "online", true)
 }
 
+// publish publishes with QoS 1. A device killed meanwhile (kill drops its
+// connection) loses what it was publishing, as a real one would: the
+// publish ends with the client instead of waiting out testTimeout for a
+// PUBACK that cannot come (a kill right after a reply did that).
 func (d *cmdDevice) publish(cli *paho.Client, topic, payload string, retain bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
+	go func() { // ends with ctx (cancel above) or the client
+		select {
+		case <-cli.Done():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	if _, err := cli.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Retain: retain, Payload: []byte(payload)}); err != nil {
+		select {
+		case <-cli.Done():
+			return
+		default:
+		}
 		d.t.Errorf("device %s publish %s: %v", d.id, topic, err)
 	}
 }
