@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -64,26 +65,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	// The per-IP rate comes before the token check, so a flood costs no
-	// signature verification.
-	if ip.IsValid() {
-		if ok, wait := h.limits.allowHandshake("ip:"+ipKey(ip).String(), h.opts.Limits.HandshakesPerIP, now); !ok {
-			w.Header().Set("Retry-After", retryAfter(wait))
-			refuse(http.StatusTooManyRequests, ErrRateLimited, "")
-			return
-		}
-	}
-	tok, err := h.auth.tokenFromRequest(r)
-	var id *Identity
-	if err == nil {
-		id, err = h.auth.verify(tok, now)
-		if err == nil {
-			if err = h.checkRevoked(id, now); err != nil {
-				h.stats.revokedRefused.Add(1)
-			}
-		}
-	}
-	if err != nil {
+	id := h.handshakeIdentity(w, r, ip, now, refuse, func(err error) {
 		if !h.opts.Auth.HTTPRefusalsForBrowsers && r.Header.Get("Origin") != "" && offersSubprotocol(r.Header) {
 			h.refused(r.Context(), Refusal{Op: "handshake", Code: ErrorCode(err), Status: http.StatusUnauthorized,
 				ClientIP: ip, RemoteAddr: r.RemoteAddr, Origin: truncate(r.Header.Get("Origin"), 128)})
@@ -91,11 +73,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		refuse(http.StatusUnauthorized, err, "")
-		return
-	}
-	if ok, wait := h.limits.allowHandshake("user:"+id.Subject, h.opts.Limits.HandshakesPerUser, now); !ok {
-		w.Header().Set("Retry-After", retryAfter(wait))
-		refuse(http.StatusTooManyRequests, ErrRateLimited, id.Subject)
+	})
+	if id == nil {
 		return
 	}
 	since, err := parseSince(r.URL.Query().Get("since"), h.opts.MaxRoomsPerConn)
@@ -183,12 +162,6 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.setupConn(c, since)
-	// A revocation that came while this handshake was verified has closed
-	// the connections registered then; the replica has it already.
-	if h.revs.revoked(id, time.Now()) {
-		h.stats.revokedConns.Add(1)
-		c.closeWith(CloseTokenRevoked, "token revoked")
-	}
 	h.startReading(c)
 }
 
@@ -287,6 +260,12 @@ func (h *Hub) setupConn(c *conn, since map[string]StreamPosition) {
 	h.schedule(c)
 	if h.opts.OnConnect != nil {
 		h.callHook(c, func() { h.opts.OnConnect(c.ctx, c.info()) })
+	}
+	// A revocation that came while this handshake was verified has closed
+	// the connections registered then; the replica has it already.
+	if h.revs.revoked(id, time.Now()) {
+		h.stats.revokedConns.Add(1)
+		c.closeWith(CloseTokenRevoked, "token revoked")
 	}
 }
 
@@ -413,4 +392,52 @@ func (h *Hub) disconnected(c *conn, ce CloseError, readErr error) {
 	}
 	h.log.LogAttrs(h.ctx, slog.LevelDebug, "rthub: disconnected", slog.String("conn", c.id),
 		slog.String("user", c.ident.Load().Subject), slog.Int("code", int(ce.Code)), slog.Any("read_err", readErr))
+}
+
+// handshakeIdentity runs the checks that every way in (a WebSocket
+// handshake, an HTTP stream) makes before it admits a connection, in this
+// order: the per-IP handshake rate (before the token, so that a flood costs
+// no signature verification), the token, its revocation, the per-user
+// handshake rate. On a refusal it has answered the request — authFail for a
+// token that is missing, invalid or revoked, refuse for the rest — and
+// returns nil. One function, so that the transports cannot drift apart.
+func (h *Hub) handshakeIdentity(w http.ResponseWriter, r *http.Request, ip netip.Addr, now time.Time,
+	refuse func(status int, err error, sub string), authFail func(err error)) *Identity {
+	if ip.IsValid() {
+		if ok, wait := h.limits.allowHandshake("ip:"+ipKey(ip).String(), h.opts.Limits.HandshakesPerIP, now); !ok {
+			w.Header().Set("Retry-After", retryAfter(wait))
+			refuse(http.StatusTooManyRequests, ErrRateLimited, "")
+			return nil
+		}
+	}
+	id, err := h.requestIdentity(r, now)
+	if err != nil {
+		authFail(err)
+		return nil
+	}
+	if ok, wait := h.limits.allowHandshake("user:"+id.Subject, h.opts.Limits.HandshakesPerUser, now); !ok {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		refuse(http.StatusTooManyRequests, ErrRateLimited, id.Subject)
+		return nil
+	}
+	return id
+}
+
+// requestIdentity verifies the token a request carries (see
+// tokenFromRequest) and refuses a revoked one with an error wrapping
+// [ErrTokenRevoked].
+func (h *Hub) requestIdentity(r *http.Request, now time.Time) (*Identity, error) {
+	tok, err := h.auth.tokenFromRequest(r)
+	if err != nil {
+		return nil, err
+	}
+	id, err := h.auth.verify(tok, now)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.checkRevoked(id, now); err != nil {
+		h.stats.revokedRefused.Add(1)
+		return nil, err
+	}
+	return id, nil
 }

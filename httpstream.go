@@ -135,25 +135,8 @@ func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := time.Now()
-	if ip.IsValid() {
-		if ok, wait := h.limits.allowHandshake("ip:"+ipKey(ip).String(), h.opts.Limits.HandshakesPerIP, now); !ok {
-			w.Header().Set("Retry-After", retryAfter(wait))
-			refuse(http.StatusTooManyRequests, ErrRateLimited, "")
-			return
-		}
-	}
-	tok, err := h.auth.tokenFromRequest(r)
-	var id *Identity
-	if err == nil {
-		id, err = h.auth.verify(tok, now)
-	}
-	if err != nil {
-		refuse(http.StatusUnauthorized, err, "")
-		return
-	}
-	if ok, wait := h.limits.allowHandshake("user:"+id.Subject, h.opts.Limits.HandshakesPerUser, now); !ok {
-		w.Header().Set("Retry-After", retryAfter(wait))
-		refuse(http.StatusTooManyRequests, ErrRateLimited, id.Subject)
+	id := h.handshakeIdentity(w, r, ip, now, refuse, func(err error) { refuse(http.StatusUnauthorized, err, "") })
+	if id == nil {
 		return
 	}
 	// Resume: the since parameter, or the same value in Last-Event-ID.
@@ -466,11 +449,7 @@ func (h *Hub) servePost(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusForbidden, errForbiddenOrigin, "")
 		return
 	}
-	tok, err := h.auth.tokenFromRequest(r)
-	var id *Identity
-	if err == nil {
-		id, err = h.auth.verify(tok, time.Now())
-	}
+	id, err := h.requestIdentity(r, time.Now())
 	if err != nil {
 		refuse(http.StatusUnauthorized, err, "")
 		return

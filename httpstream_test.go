@@ -633,3 +633,46 @@ func FuzzParseSince(f *testing.F) {
 		}
 	})
 }
+
+// TestHTTPStream_Revoked: a revoked token closes its stream with 4102, and
+// is refused for a new stream and for POSTs, even to a live stream of the
+// same user opened with another token (the WebSocket handshake's checks
+// and the stream's are one function: handshakeIdentity).
+func TestHTTPStream_Revoked(t *testing.T) {
+	t.Parallel()
+	h, url := streamHub(t, nil)
+	iat := time.Now().Add(-time.Minute)
+	revoked, kept := issued(t, "mallory", iat, "m1", "staff"), issued(t, "mallory", iat, "m2", "staff")
+	gone := openStream(t, url, revoked)
+	gone.t = t
+	gone.readType("welcome")
+	live := openStream(t, url, kept)
+	live.t = t
+	live.readType("welcome")
+	res, err := h.Revoke(t.Context(), Revocation{TokenID: "m1"})
+	if err != nil || res.Connections != 1 {
+		t.Fatalf("Revoke = %+v, %v; want 1 connection", res, err)
+	}
+	for {
+		ev, err := gone.event()
+		if err != nil {
+			t.Fatalf("the revoked stream ended without a close event: %v", err)
+		}
+		if ev.name == "close" {
+			if !strings.Contains(ev.data, `"code":4102`) {
+				t.Fatalf("close event %s, want code 4102", ev.data)
+			}
+			break
+		}
+	}
+	if _, st, _ := openStreamErr(url, revoked); st != http.StatusUnauthorized {
+		t.Errorf("new stream with the revoked token: %d, want 401", st)
+	}
+	c := &streamClient{t: t, token: revoked, session: live.session}
+	if st := c.post(url, `{"op":"ping"}`); st != http.StatusUnauthorized {
+		t.Errorf("POST with the revoked token to the user's live stream: %d, want 401", st)
+	}
+	if st := live.post(url, `{"op":"ping"}`); st != http.StatusAccepted {
+		t.Errorf("POST with the kept token: %d, want 202", st)
+	}
+}
