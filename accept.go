@@ -32,18 +32,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ip := h.limits.clientIP(r)
-	refuse := func(status int, err error, sub string) {
-		h.refused(r.Context(), Refusal{Op: "handshake", Code: ErrorCode(err), Status: status,
-			Subject: sub, ClientIP: ip, RemoteAddr: r.RemoteAddr, Origin: truncate(r.Header.Get("Origin"), 128)})
-		writeHTTPError(w, status, err)
-	}
-	if h.opts.PublishOnly {
-		refuse(http.StatusNotFound, fmt.Errorf("%w: this hub only publishes (Options.PublishOnly)", ErrNotFound), "")
-		return
-	}
-	if h.closing.Load() {
-		w.Header().Set("Retry-After", "1")
-		refuse(http.StatusServiceUnavailable, ErrHubClosed, "")
+	refuse := h.refuser(w, r, "handshake", ip)
+	if !h.serving(w, refuse) {
 		return
 	}
 	if r.Method != http.MethodGet || !headerHasToken(r.Header, "Connection", "upgrade") || !headerHasToken(r.Header, "Upgrade", "websocket") || !validWebSocketKey(r.Header.Get("Sec-WebSocket-Key")) {
@@ -440,4 +430,31 @@ func (h *Hub) requestIdentity(r *http.Request, now time.Time) (*Identity, error)
 		return nil, err
 	}
 	return id, nil
+}
+
+// refuser returns the function that refuses r: it reports the refusal of
+// op ("handshake", "post") to the audit (Options.OnRefusal) and answers
+// with status and err's JSON body.
+func (h *Hub) refuser(w http.ResponseWriter, r *http.Request, op string, ip netip.Addr) func(status int, err error, sub string) {
+	return func(status int, err error, sub string) {
+		h.refused(r.Context(), Refusal{Op: op, Code: ErrorCode(err), Status: status,
+			Subject: sub, ClientIP: ip, RemoteAddr: r.RemoteAddr, Origin: truncate(r.Header.Get("Origin"), 128)})
+		writeHTTPError(w, status, err)
+	}
+}
+
+// serving reports whether the hub takes connections: not when it only
+// publishes (404) or is shutting down (503, Retry-After 1), refused with
+// refuse.
+func (h *Hub) serving(w http.ResponseWriter, refuse func(status int, err error, sub string)) bool {
+	if h.opts.PublishOnly {
+		refuse(http.StatusNotFound, fmt.Errorf("%w: this hub only publishes (Options.PublishOnly)", ErrNotFound), "")
+		return false
+	}
+	if h.closing.Load() {
+		w.Header().Set("Retry-After", "1")
+		refuse(http.StatusServiceUnavailable, ErrHubClosed, "")
+		return false
+	}
+	return true
 }

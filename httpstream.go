@@ -17,8 +17,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // This file holds the HTTP stream transport (docs/protocol.md §6), the
@@ -116,18 +114,8 @@ func (h *Hub) serveHTTPStream(w http.ResponseWriter, r *http.Request) {
 // WebSocket handshake, takes over its connection and serves the stream.
 func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
 	ip := h.limits.clientIP(r)
-	refuse := func(status int, err error, sub string) {
-		h.refused(r.Context(), Refusal{Op: "handshake", Code: ErrorCode(err), Status: status,
-			Subject: sub, ClientIP: ip, RemoteAddr: r.RemoteAddr, Origin: truncate(r.Header.Get("Origin"), 128)})
-		writeHTTPError(w, status, err)
-	}
-	if h.opts.PublishOnly {
-		refuse(http.StatusNotFound, fmt.Errorf("%w: this hub only publishes (Options.PublishOnly)", ErrNotFound), "")
-		return
-	}
-	if h.closing.Load() {
-		w.Header().Set("Retry-After", "1")
-		refuse(http.StatusServiceUnavailable, ErrHubClosed, "")
+	refuse := h.refuser(w, r, "handshake", ip)
+	if !h.serving(w, refuse) {
 		return
 	}
 	if !h.opts.Origin.allowed(r) {
@@ -186,11 +174,6 @@ func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
 	// Bytes the client sent after its request (it should send none: the
 	// response says Connection: close) are dropped with net/http's reader.
 	_ = nc.SetDeadline(now.Add(h.opts.HandshakeTimeout))
-	if _, err := nc.Write(streamHead(c.id+"."+c.hs.secret, deflate)); err != nil {
-		_ = nc.Close()
-		return
-	}
-	_ = nc.SetDeadline(time.Time{})
 	admitted = false // from here the connection owns the slot; teardown releases it
 	c.nc, c.raw, c.rd = nc, syscallConn(nc), nc
 	c.ctx, c.cancel = context.WithCancel(h.ctx)
@@ -198,11 +181,19 @@ func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
 	c.ident.Store(id)
 	c.lastIn.Store(time.Now().UnixNano())
 	if !h.register(c) {
-		_, _ = nc.Write(c.hs.stored(nil, streamClose(CloseGoingAway, "server shutting down")))
+		_, _ = nc.Write(append(streamHead(c.id+"."+c.hs.secret, deflate), c.hs.stored(nil, streamClose(CloseGoingAway, "server shutting down"))...))
 		_ = nc.Close()
 		h.limits.release(ip, id.Subject)
 		return
 	}
+	// The session goes out once the connection is registered, so that a
+	// POST sent as soon as it arrives finds the stream. Nothing else is
+	// written before setupConn (c.writing is held). A failed write ends the
+	// connection through its read loop, like any broken stream.
+	if _, err := nc.Write(streamHead(c.id+"."+c.hs.secret, deflate)); err != nil {
+		c.closeSocket()
+	}
+	_ = nc.SetDeadline(time.Time{})
 	h.setupConn(c, since)
 	go func() { // a fresh goroutine, as for a WebSocket (see ServeHTTP)
 		defer h.wg.Done() // Add is in register
@@ -435,11 +426,7 @@ func frameParts(f []byte) (op byte, payload []byte) {
 // they are queued.
 func (h *Hub) servePost(w http.ResponseWriter, r *http.Request) {
 	ip := h.limits.clientIP(r)
-	refuse := func(status int, err error, sub string) {
-		h.refused(r.Context(), Refusal{Op: "post", Code: ErrorCode(err), Status: status,
-			Subject: sub, ClientIP: ip, RemoteAddr: r.RemoteAddr, Origin: truncate(r.Header.Get("Origin"), 128)})
-		writeHTTPError(w, status, err)
-	}
+	refuse := h.refuser(w, r, "post", ip)
 	if h.closing.Load() {
 		w.Header().Set("Retry-After", "1")
 		refuse(http.StatusServiceUnavailable, ErrHubClosed, "")
@@ -526,32 +513,7 @@ func (h *Hub) servePost(w http.ResponseWriter, r *http.Request) {
 // limited on its connection), the burst Limits.CommandBurst. Buckets share
 // the handshake table, its bound and its pruning.
 func (l *limiter) allowPost(key string, now time.Time) (bool, time.Duration) {
-	lim := 4 * l.cfg.Commands
-	if lim <= 0 {
-		return true, 0
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	b := l.handshakes[key]
-	if b == nil {
-		if len(l.handshakes) >= maxTrackedKeys {
-			l.pruneLocked(now)
-			if len(l.handshakes) >= maxTrackedKeys {
-				return true, 0
-			}
-		}
-		b = rate.NewLimiter(lim, max(l.cfg.CommandBurst, 1))
-		l.handshakes[key] = b
-	}
-	r := b.ReserveN(now, 1)
-	if !r.OK() {
-		return false, time.Second
-	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return false, d
-	}
-	return true, 0
+	return l.allowBucket(key, 4*l.cfg.Commands, max(l.cfg.CommandBurst, 1), now)
 }
 
 // parseSession splits a session, "<node>-<seq>.<secret>", into the node

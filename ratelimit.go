@@ -266,6 +266,12 @@ var errTooManyConns = &ReplyError{Code: "too_many_connections", Message: "too ma
 // still full the handshake is allowed untracked (memory is not the attacker's
 // to grow).
 func (l *limiter) allowHandshake(key string, lim rate.Limit, now time.Time) (bool, time.Duration) {
+	return l.allowBucket(key, lim, l.cfg.HandshakeBurst, now)
+}
+
+// allowBucket spends one token of key's bucket in the handshake table (rate
+// lim, burst), as allowHandshake describes; lim <= 0 allows everything.
+func (l *limiter) allowBucket(key string, lim rate.Limit, burst int, now time.Time) (bool, time.Duration) {
 	if lim <= 0 {
 		return true, 0
 	}
@@ -279,7 +285,7 @@ func (l *limiter) allowHandshake(key string, lim rate.Limit, now time.Time) (boo
 				return true, 0
 			}
 		}
-		b = rate.NewLimiter(lim, l.cfg.HandshakeBurst)
+		b = rate.NewLimiter(lim, burst)
 		l.handshakes[key] = b
 	}
 	r := b.ReserveN(now, 1)
