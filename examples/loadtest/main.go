@@ -41,9 +41,20 @@ type config struct {
 	Client      string        `json:"client"`
 	AllowRemote bool          `json:"allow_remote"`
 	Churn       churnConfig   `json:"churn"`
-	Out         string        `json:"-"`
-	secret      string
-	printToken  bool
+	// Subjects spreads the clients over this many token subjects (users);
+	// 0: one subject per client.
+	Subjects int `json:"subjects"`
+	// Sources are the local addresses the dials bind to, round-robin; empty:
+	// 127.0.0.2–9 when the target is IPv4 loopback.
+	Sources []string `json:"sources,omitempty"`
+	// AdmitWithin and HandshakeP99 are the storm scenario's thresholds.
+	AdmitWithin  time.Duration `json:"admit_within_ns"`
+	HandshakeP99 time.Duration `json:"handshake_p99_ns"`
+	// Spread starts the storm's dials evenly over this time (0: all at once).
+	Spread     time.Duration `json:"spread_ns"`
+	Out        string        `json:"-"`
+	secret     string
+	printToken bool
 }
 
 // scenarioDefaults: users and duration when the flags are not given.
@@ -58,6 +69,7 @@ var scenarioDefaults = map[string]struct {
 	"spike":   {100, 10 * time.Minute},
 	"soak":    {25, 24 * time.Hour},
 	"churn":   {500, 30 * time.Minute}, // users: slots
+	"storm":   {1000, 10 * time.Second},
 }
 
 func main() {
@@ -104,7 +116,7 @@ func main() {
 func parseFlags(args []string) (config, error) {
 	var cfg config
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
-	fs.StringVar(&cfg.Scenario, "scenario", "connect", "connect | fanout | steady | stress | spike | soak | churn")
+	fs.StringVar(&cfg.Scenario, "scenario", "connect", "connect | fanout | steady | stress | spike | soak | churn | storm")
 	fs.StringVar(&cfg.URL, "url", "ws://127.0.0.1:8080/ws", "WebSocket URL of the hub")
 	fs.StringVar(&cfg.HTTPBase, "http", "", "base URL of /publish and /stats (default: from -url)")
 	fs.IntVar(&cfg.Users, "users", 0, "clients (connect, fanout, steady, soak; peak for spike; first step for stress); default per scenario")
@@ -116,7 +128,12 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&cfg.Room, "room", "device:load", "room the clients join and events go to")
 	fs.IntVar(&cfg.Step, "step", 100, "stress: users added per step")
 	fs.DurationVar(&cfg.StepEvery, "step-every", 0, "stress: step length (default duration/10)")
-	fs.DurationVar(&cfg.P99Max, "p99-max", 500*time.Millisecond, "stress: a step whose broadcast p99 exceeds this breaks")
+	fs.DurationVar(&cfg.P99Max, "p99-max", 500*time.Millisecond, "stress: a step whose broadcast p99 exceeds this breaks; storm: the largest broadcast p99")
+	fs.IntVar(&cfg.Subjects, "subjects", 0, "token subjects (users) the clients are spread over, round-robin (0: one per client)")
+	sources := fs.String("sources", "", "local addresses the dials bind to, round-robin: a list (127.0.0.2,127.0.0.3) or a range of the last octet (127.0.0.2-127.0.0.40); default 127.0.0.2-127.0.0.9 for an IPv4 loopback target")
+	fs.DurationVar(&cfg.AdmitWithin, "admit-within", 10*time.Second, "storm: every client must be admitted within this time of the storm's start")
+	fs.DurationVar(&cfg.Spread, "spread", 0, "storm: start the dials evenly over this time, as clients with jittered reconnect delays arrive (0: all at once)")
+	fs.DurationVar(&cfg.HandshakeP99, "handshake-p99", 250*time.Millisecond, "storm: the largest handshake p99")
 	fs.Float64Var(&cfg.MinDelivery, "min-delivery", 99.9, "percent of events that must arrive (fanout, steady, stress, soak)")
 	fs.DurationVar(&cfg.Sample, "sample", 0, "server /stats polling interval (default 1s; soak 1m, or duration/60 if shorter; churn: /debug/memory, 10s, or duration/30 if shorter)")
 	fs.Float64Var(&cfg.SoakTol, "soak-tolerance", 5, "soak: largest RSS growth over the run, by fitted slope, in percent of mean RSS")
@@ -144,10 +161,26 @@ func parseFlags(args []string) (config, error) {
 	if cfg.Scenario == "connect" {
 		cfg.Rate = 0
 	}
+	if cfg.Scenario == "storm" {
+		cfg.Concurrency = cfg.Users // every dial at once
+		if cfg.Spread < 0 || cfg.Spread >= cfg.AdmitWithin {
+			return cfg, fmt.Errorf("-spread %v: want 0 or less than -admit-within %v", cfg.Spread, cfg.AdmitWithin)
+		}
+	}
+	if cfg.Subjects < 0 {
+		return cfg, fmt.Errorf("-subjects %d: want ≥ 0", cfg.Subjects)
+	}
+	if *sources != "" {
+		a, err := parseSources(*sources)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.Sources = a
+	}
 	switch cfg.Client {
 	case "":
 		cfg.Client = "go"
-		if cfg.Scenario == "connect" || cfg.Scenario == "fanout" {
+		if cfg.Scenario == "connect" || cfg.Scenario == "fanout" || cfg.Scenario == "storm" {
 			cfg.Client = "raw"
 		}
 	case "go", "raw":
@@ -237,6 +270,9 @@ func isLoopback(host string) bool {
 // sourceAddrs spreads a child's clients over 127.0.0.2–9 (8 × ~28k
 // ephemeral ports) when the target is IPv4 loopback.
 func (cfg *config) sourceAddrs() []string {
+	if len(cfg.Sources) > 0 {
+		return cfg.Sources
+	}
 	u, _ := url.Parse(cfg.URL)
 	h := u.Hostname()
 	if ip := net.ParseIP(h); ip == nil || ip.To4() == nil || !ip.IsLoopback() {
@@ -247,4 +283,43 @@ func (cfg *config) sourceAddrs() []string {
 		a = append(a, fmt.Sprintf("127.0.0.%d", i))
 	}
 	return a
+}
+
+// maxSources bounds -sources (a range of the last octet has at most 256).
+const maxSources = 1024
+
+// parseSources reads -sources: comma-separated IP addresses, each item
+// either one address or a range a-b of addresses that differ only in the
+// last byte (127.0.0.2-127.0.0.40).
+func parseSources(v string) ([]string, error) {
+	var out []string
+	for item := range strings.SplitSeq(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(item, "-")
+		a := net.ParseIP(strings.TrimSpace(lo)).To4()
+		if a == nil {
+			return nil, fmt.Errorf("-sources: %q is not an IPv4 address", lo)
+		}
+		if !isRange {
+			out = append(out, a.String())
+			continue
+		}
+		b := net.ParseIP(strings.TrimSpace(hi)).To4()
+		if b == nil || !a[:3:3].Equal(b[:3:3]) || b[3] < a[3] {
+			return nil, fmt.Errorf("-sources: range %q: want a-b with the same first three bytes and a ≤ b", item)
+		}
+		for x := int(a[3]); x <= int(b[3]); x++ {
+			out = append(out, net.IPv4(a[0], a[1], a[2], byte(x)).String())
+		}
+		if len(out) > maxSources {
+			break
+		}
+	}
+	if len(out) == 0 || len(out) > maxSources {
+		return nil, fmt.Errorf("-sources %q: want 1 to %d addresses", v, maxSources)
+	}
+	return out, nil
 }

@@ -44,6 +44,7 @@ func (w *worker) dialRaw(s *slot, i int) {
 		return
 	}
 	w.cur.Handshake.Record(time.Since(start))
+	w.cur.LastUp = time.Now().UnixNano()
 	w.mu.Unlock()
 	s.nc.Store(&nc)
 	s.up.Store(true)
@@ -55,10 +56,10 @@ func (w *worker) dialRaw(s *slot, i int) {
 	}
 }
 
-// rawHandshake connects as user load-<worker>-<i>, reads the welcome and
+// rawHandshake connects as client i's subject (workerConfig.subject), reads the welcome and
 // joins the room.
 func (w *worker) rawHandshake(i int) (net.Conn, *bufio.Reader, error) {
-	tok, err := signToken(w.cfg.Secret, fmt.Sprintf("load-%d-%d", w.cfg.ID, i), w.cfg.Roles)
+	tok, err := w.token(i)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -54,13 +54,17 @@ type Result struct {
 	Summary   map[string]any `json:"summary"`
 	Handshake Summary        `json:"handshake"`
 	Latency   Summary        `json:"broadcast_latency"`
-	Reconnect Summary        `json:"reconnect"`
-	Series    []point        `json:"series"`
-	Server    []serverPoint  `json:"server"`
-	Steps     []stepResult   `json:"steps,omitempty"`
-	Verdicts  []verdict      `json:"verdicts"`
-	Pass      bool           `json:"pass"`
-	Errors    []string       `json:"errors,omitempty"`
+	// LatencyStorm and LatencyAfter split the storm scenario's broadcast
+	// latency at the report (1 s) in which the last dial ended.
+	LatencyStorm *Summary      `json:"broadcast_latency_storm,omitempty"`
+	LatencyAfter *Summary      `json:"broadcast_latency_after,omitempty"`
+	Reconnect    Summary       `json:"reconnect"`
+	Series       []point       `json:"series"`
+	Server       []serverPoint `json:"server"`
+	Steps        []stepResult  `json:"steps,omitempty"`
+	Verdicts     []verdict     `json:"verdicts"`
+	Pass         bool          `json:"pass"`
+	Errors       []string      `json:"errors,omitempty"`
 	// SoakFit is the RSS line fitted over the run: bytes per second, bytes at t=0.
 	SoakFit *[2]float64 `json:"rss_fit,omitempty"`
 	// Memory is the churn scenario's /debug/memory samples; its measured
@@ -114,7 +118,7 @@ func run(ctx context.Context, cfg config, log io.Writer) (*Result, error) {
 	for i := range procs {
 		wc := workerConfig{ID: i, URL: cfg.URL, Secret: cfg.secret, Roles: cfg.Roles, Room: cfg.Room,
 			Event: tickEvent, Concurrency: cfg.Concurrency, SourceAddrs: cfg.sourceAddrs(), Compression: cfg.Compression,
-			Raw: cfg.Client == "raw"}
+			Raw: cfg.Client == "raw", Subjects: cfg.Subjects, Workers: procs, Spread: cfg.Spread}
 		if cfg.Procs == 0 {
 			c.fleets = append(c.fleets, startInProcess(wc, c.reports))
 			continue
@@ -304,13 +308,19 @@ func (c *controller) loop(ctx context.Context) *Result {
 		pubStarted = true
 		go func() { defer close(pubDone); c.publisher(pubCtx) }()
 	}
-	// Fixed-size scenarios connect everyone first, then publish.
+	// Fixed-size scenarios connect everyone first, then publish; a storm
+	// publishes while everyone connects at once.
 	fixed := cfg.Scenario != "spike" && cfg.Scenario != "stress"
+	storm := cfg.Scenario == "storm"
 	if fixed {
 		c.setTarget(cfg.Users)
-	} else {
+	}
+	if !fixed || storm {
 		startPub()
 	}
+	stormLat, afterLat := newHist(), newHist()
+	var lastUp int64 // UnixNano of the last successful first dial
+	admitted := false
 	deadline := c.start.Add(cfg.Duration)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -344,6 +354,18 @@ func (c *controller) loop(ctx context.Context) *Result {
 			rec.Merge(r.Reconnect)
 			interval.Merge(r.Latency)
 			stepLat.Merge(r.Latency)
+			if admitted {
+				afterLat.Merge(r.Latency)
+			} else {
+				stormLat.Merge(r.Latency)
+			}
+			lastUp = max(lastUp, r.LastUp)
+			if storm && !admitted && attempts >= cfg.Users {
+				admitted = true
+				deadline = time.Now().Add(cfg.Duration) // publish as long again after the storm
+				c.logf("storm over: %d/%d dials succeeded (the last success %.2f s after the start)", attempts-failures, cfg.Users,
+					float64(max(lastUp-c.start.UnixNano(), 0))/1e9)
+			}
 			for _, e := range r.Errors {
 				if len(res.Errors) < 10 {
 					res.Errors = append(res.Errors, e)
@@ -373,6 +395,11 @@ func (c *controller) loop(ctx context.Context) *Result {
 					c.server = append(c.server, sp)
 				}
 				nextSample = nextSample.Add(cfg.Sample)
+			}
+			if storm && !admitted && now.After(connectWait) {
+				admitted = true // give up waiting: the dials' own timeouts (30 s) have passed
+				deadline = now.Add(cfg.Duration)
+				c.logf("storm: only %d of %d dials ended within 60 s", attempts, cfg.Users)
 			}
 			if fixed && !pubStarted && (attempts >= cfg.Users || now.After(connectWait)) {
 				c.logf("%d/%d connected (%d failed); holding for %v at %g events/s", total, cfg.Users, failures, cfg.Duration, cfg.Rate)
@@ -445,7 +472,9 @@ func (c *controller) loop(ctx context.Context) *Result {
 			failures += r.Failures
 			hs.Merge(r.Handshake)
 			lat.Merge(r.Latency)
+			afterLat.Merge(r.Latency)
 			rec.Merge(r.Reconnect)
+			lastUp = max(lastUp, r.LastUp)
 		case <-stopDone:
 			collecting = false
 		}
@@ -470,6 +499,14 @@ func (c *controller) loop(ctx context.Context) *Result {
 		"server_goroutines_baseline": base.Goroutines, "server_goroutines_loaded": peak.Goroutines, "server_goroutines_end": after.Goroutines,
 		"server_heap_baseline": base.HeapInuse, "server_heap_loaded": peak.HeapInuse, "server_heap_end": after.HeapInuse,
 		"server_bytes_sent": end.BytesSent - base.BytesSent,
+	}
+	if storm {
+		ss, as := stormLat.Summary(), afterLat.Summary()
+		res.LatencyStorm, res.LatencyAfter = &ss, &as
+		sum["admitted"] = attempts - failures
+		if lastUp > 0 {
+			sum["admitted_s"] = float64(lastUp-c.start.UnixNano()) / 1e9
+		}
 	}
 	if attempts > 0 {
 		sum["success_pct"] = 100 * float64(attempts-failures) / float64(attempts)
@@ -536,6 +573,19 @@ func (c *controller) judge(res *Result, delivery float64, attempts, failures int
 		add("delivery", delivery >= cfg.MinDelivery, "%.3f %% delivered, want ≥ %.3f %%", delivery, cfg.MinDelivery)
 	}
 	switch cfg.Scenario {
+	case "storm":
+		within, _ := res.Summary["admitted_s"].(float64)
+		all := failures == 0 && attempts >= cfg.Users
+		add("admitted in time", all && within <= cfg.AdmitWithin.Seconds(),
+			"%d of %d clients admitted, the last %.2f s after the start, want all within %v", attempts-failures, cfg.Users, within, cfg.AdmitWithin)
+		add("handshake p99", res.Handshake.N > 0 && res.Handshake.P99 <= ms(cfg.HandshakeP99),
+			"p50 %.1f ms, p99 %.1f ms, max %.1f ms, want p99 ≤ %v", res.Handshake.P50, res.Handshake.P99, res.Handshake.Max, cfg.HandshakeP99)
+		if cfg.Rate > 0 {
+			st, af := res.LatencyStorm, res.LatencyAfter
+			add("broadcast p99", res.Latency.N > 0 && res.Latency.P99 <= ms(cfg.P99Max),
+				"p99 %.1f ms overall (during the storm %.1f ms of %d, after it %.1f ms of %d), want ≤ %v",
+				res.Latency.P99, st.P99, st.N, af.P99, af.N, cfg.P99Max)
+		}
 	case "stress":
 		best := 0
 		for _, s := range res.Steps {

@@ -32,6 +32,23 @@ type workerConfig struct {
 	SourceAddrs []string `json:"source_addrs"`
 	Compression bool     `json:"compression"`
 	Raw         bool     `json:"raw"` // the light raw client (rawclient.go) instead of the Go client
+	// Subjects > 0 spreads the clients of all Workers workers over that many
+	// token subjects: client i of worker ID is user (i×Workers + ID) mod
+	// Subjects, so the workers share the users evenly.
+	Subjects int `json:"subjects,omitempty"`
+	Workers  int `json:"workers,omitempty"`
+	// Spread starts a batch of new dials evenly over this time instead of
+	// at once (as clients with a jittered reconnect delay arrive); the
+	// handshake time is counted from each dial's own start.
+	Spread time.Duration `json:"spread_ns,omitempty"`
+}
+
+// subject is the token subject of this worker's client i.
+func (c *workerConfig) subject(i int) string {
+	if c.Subjects <= 0 {
+		return fmt.Sprintf("load-%d-%d", c.ID, i)
+	}
+	return fmt.Sprintf("load-u%d", (i*max(c.Workers, 1)+c.ID)%c.Subjects)
 }
 
 const workerEnv = "RTHUB_LOADTEST_WORKER"
@@ -59,8 +76,9 @@ type report struct {
 	Latency   *Hist    `json:"latency"`
 	Errors    []string `json:"errors,omitempty"` // first few dial errors
 	Last      bool     `json:"last,omitempty"`
-	Closes    closes   `json:"closes"`        // churn: how connections ended
-	Cut       int      `json:"cut,omitempty"` // churn: dials cut short by the stop (not in Attempts)
+	Closes    closes   `json:"closes"`            // churn: how connections ended
+	Cut       int      `json:"cut,omitempty"`     // churn: dials cut short by the stop (not in Attempts)
+	LastUp    int64    `json:"last_up,omitempty"` // UnixNano of the interval's last successful first dial
 }
 
 // slot is one simulated user.
@@ -88,6 +106,7 @@ type worker struct {
 	ctx       context.Context
 	cancel    context.CancelFunc
 	churnStop context.CancelFunc // stops the churn slots; nil until a Churn command
+	tokens    sync.Map           // subject → token, when subjects are shared (bounded by Subjects)
 }
 
 func newWorker(cfg workerConfig, out chan<- report) *worker {
@@ -147,16 +166,31 @@ func (w *worker) flush(last bool) {
 func (w *worker) setTarget(n int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	batch, first := n-len(w.slots), len(w.slots)
 	for len(w.slots) < n {
 		s := &slot{ready: make(chan struct{})}
 		w.slots = append(w.slots, s)
 		i := w.next
 		w.next++
-		if w.cfg.Raw {
-			w.wg.Go(func() { w.dialRaw(s, i) })
-		} else {
-			w.wg.Go(func() { w.dial(s, i) })
+		var wait time.Duration
+		if w.cfg.Spread > 0 {
+			wait = time.Duration(len(w.slots)-1-first) * w.cfg.Spread / time.Duration(batch)
 		}
+		w.wg.Go(func() {
+			if wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+				case <-w.ctx.Done():
+					t.Stop()
+				}
+			}
+			if w.cfg.Raw {
+				w.dialRaw(s, i)
+			} else {
+				w.dial(s, i)
+			}
+		})
 	}
 	for len(w.slots) > n {
 		s := w.slots[len(w.slots)-1]
@@ -194,9 +228,8 @@ func (w *worker) dial(s *slot, i int) {
 		},
 		DisableKeepAlives: true,
 	}
-	sub := fmt.Sprintf("load-%d-%d", w.cfg.ID, i)
 	opts := client.Options{
-		TokenFunc:   func(context.Context) (string, error) { return signToken(w.cfg.Secret, sub, w.cfg.Roles) },
+		TokenFunc:   func(context.Context) (string, error) { return w.token(i) },
 		Rooms:       []string{w.cfg.Room},
 		HTTPClient:  &http.Client{Transport: tr},
 		Compression: w.cfg.Compression,
@@ -236,8 +269,26 @@ func (w *worker) dial(s *slot, i int) {
 		return
 	}
 	w.cur.Handshake.Record(d)
+	w.cur.LastUp = time.Now().UnixNano()
 	s.c = c
 	c.On(w.cfg.Event, func(e client.Event) { w.receive(s, e.Data) })
+}
+
+// token returns client i's token: signed once per subject when subjects
+// are shared, else for each dial.
+func (w *worker) token(i int) (string, error) {
+	sub := w.cfg.subject(i)
+	if w.cfg.Subjects <= 0 {
+		return signToken(w.cfg.Secret, sub, w.cfg.Roles)
+	}
+	if t, ok := w.tokens.Load(sub); ok {
+		return t.(string), nil
+	}
+	t, err := signToken(w.cfg.Secret, sub, w.cfg.Roles)
+	if err == nil {
+		w.tokens.Store(sub, t)
+	}
+	return t, err
 }
 
 // tick is the payload the controller publishes.

@@ -88,7 +88,8 @@ func TestProcess_demo(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	for _, kv := range os.Environ() {
 		switch k, _, _ := strings.Cut(kv, "="); k {
-		case "ADDR", "JWT_SECRET", "PUBLISH_INTERVAL", "WATCH", "WRITE_DELAY", "PRESENCE", "DEBUG_ADDR", "DEBUG_REMOTE":
+		case "ADDR", "JWT_SECRET", "PUBLISH_INTERVAL", "WATCH", "WRITE_DELAY", "PRESENCE", "DEBUG_ADDR", "DEBUG_REMOTE",
+			"MAX_CONNS_PER_USER", "MAX_CONNS_PER_IP", "HANDSHAKES_PER_IP", "HANDSHAKES_PER_USER", "HANDSHAKE_BURST":
 		default:
 			cmd.Env = append(cmd.Env, kv)
 		}

@@ -20,6 +20,16 @@
 //	                  (memory after forced GCs, goroutines, RSS, hub connections; JSON)
 //	                  and net/http/pprof under /debug/pprof/
 //	DEBUG_REMOTE      allow a DEBUG_ADDR that is not loopback (false)
+//
+// Connection and handshake limits (rthub.Limits; unset: the hub's defaults,
+// a negative value turns a limit off; see docs/performance.md, "Connect
+// storms", for sizing them):
+//
+//	MAX_CONNS_PER_USER   Limits.MaxConnsPerUser (100)
+//	MAX_CONNS_PER_IP     Limits.MaxConnsPerIP (off)
+//	HANDSHAKES_PER_IP    Limits.HandshakesPerIP, per second (off)
+//	HANDSHAKES_PER_USER  Limits.HandshakesPerUser, per second (2)
+//	HANDSHAKE_BURST      Limits.HandshakeBurst, of both handshake limits (20)
 package main
 
 import (
@@ -44,6 +54,7 @@ import (
 	"github.com/org/rthub/client"
 	"github.com/org/rthub/examples/internal/hubhttp"
 	"github.com/org/rthub/token"
+	"golang.org/x/time/rate"
 )
 
 // Reading is the payload of sensor:data.
@@ -87,6 +98,7 @@ type config struct {
 	delay    time.Duration // rthub.Options.WriteDelay
 	presence []string      // rthub.Policy.Presence
 	debug    string        // debug listener address; "" = off
+	limits   rthub.Limits  // connection and handshake limits from the environment
 }
 
 // configFromEnv reads the settings; getenv is os.Getenv outside tests.
@@ -143,7 +155,46 @@ func configFromEnv(getenv func(string) string) (config, error) {
 		}
 		cfg.debug = v
 	}
-	return cfg, nil
+	return cfg, limitsFromEnv(getenv, &cfg.limits)
+}
+
+// limitsFromEnv reads the connection and handshake limits; unset
+// variables leave the hub's defaults.
+func limitsFromEnv(getenv func(string) string, l *rthub.Limits) error {
+	ints := []struct {
+		name string
+		p    *int
+	}{
+		{"MAX_CONNS_PER_USER", &l.MaxConnsPerUser},
+		{"MAX_CONNS_PER_IP", &l.MaxConnsPerIP},
+		{"HANDSHAKE_BURST", &l.HandshakeBurst},
+	}
+	for _, e := range ints {
+		if v := getenv(e.name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("%s=%q: want an integer (negative: off)", e.name, v)
+			}
+			*e.p = n
+		}
+	}
+	rates := []struct {
+		name string
+		p    *rate.Limit
+	}{
+		{"HANDSHAKES_PER_IP", &l.HandshakesPerIP},
+		{"HANDSHAKES_PER_USER", &l.HandshakesPerUser},
+	}
+	for _, e := range rates {
+		if v := getenv(e.name); v != "" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+				return fmt.Errorf("%s=%q: want a number per second (negative: off)", e.name, v)
+			}
+			*e.p = rate.Limit(f)
+		}
+	}
+	return nil
 }
 
 // checkDebugAddr refuses a debug address that is not loopback unless remote:
@@ -198,6 +249,7 @@ func run(ctx context.Context, cfg config, ready chan<- listening) error {
 		// Busy rooms coalesce their writes (the load tool's throughput runs);
 		// rooms slower than one event per delay are not held.
 		WriteDelay: cfg.delay,
+		Limits:     cfg.limits,
 	})
 	if err != nil {
 		return err

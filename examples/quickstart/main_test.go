@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/org/rthub"
 	"github.com/org/rthub/client"
 )
 
@@ -277,6 +278,45 @@ func TestConfigFromEnv(t *testing.T) {
 			if strings.Join(cfg.presence, "|") != strings.Join(tc.wantPresence, "|") || cfg.debug != tc.wantDebug {
 				t.Errorf("presence %q debug %q, want %q %q", cfg.presence, cfg.debug, tc.wantPresence, tc.wantDebug)
 			}
+		})
+	}
+}
+
+// TestLimitsFromEnv checks the connection and handshake limits read from
+// the environment, and that the hub accepts them.
+func TestLimitsFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		want    rthub.Limits
+		wantErr bool
+	}{
+		{name: "unset"},
+		{name: "storm", env: map[string]string{"MAX_CONNS_PER_USER": "5", "HANDSHAKES_PER_IP": "100", "HANDSHAKE_BURST": "500"},
+			want: rthub.Limits{MaxConnsPerUser: 5, HandshakesPerIP: 100, HandshakeBurst: 500}},
+		{name: "offAndFractional", env: map[string]string{"MAX_CONNS_PER_IP": "-1", "HANDSHAKES_PER_USER": "0.5"},
+			want: rthub.Limits{MaxConnsPerIP: -1, HandshakesPerUser: 0.5}},
+		{name: "badInt", env: map[string]string{"MAX_CONNS_PER_USER": "five"}, wantErr: true},
+		{name: "badRate", env: map[string]string{"HANDSHAKES_PER_IP": "NaN"}, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var l rthub.Limits
+			err := limitsFromEnv(func(k string) string { return tc.env[k] }, &l)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if l.MaxConnsPerUser != tc.want.MaxConnsPerUser || l.MaxConnsPerIP != tc.want.MaxConnsPerIP || l.HandshakesPerIP != tc.want.HandshakesPerIP ||
+				l.HandshakesPerUser != tc.want.HandshakesPerUser || l.HandshakeBurst != tc.want.HandshakeBurst {
+				t.Errorf("limits %+v, want %+v", l, tc.want)
+			}
+			hub, err := rthub.New(rthub.Options{Auth: rthub.AuthOptions{Keys: map[string]any{"": []byte("quickstart-test-secret-0123456789")}}, Policy: policy, Handlers: []rthub.Handler{ChatMessage.Relay()}, Limits: l})
+			if err != nil {
+				t.Fatal(err)
+			}
+			hub.Close()
 		})
 	}
 }
