@@ -1,7 +1,6 @@
 package rthub
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -156,7 +155,6 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hub:        h,
 		nc:         nc,
 		raw:        syscallConn(nc),
-		rd:         nc,
 		id:         h.nodeID + "-" + fmt.Sprint(h.connSeq.Add(1)),
 		remoteAddr: r.RemoteAddr,
 		ip:         ip,
@@ -170,7 +168,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if n := rw.Reader.Buffered(); n > 0 {
 		pre := make([]byte, n)
 		_, _ = io.ReadFull(rw.Reader, pre)
-		c.rd = io.MultiReader(bytes.NewReader(pre), nc)
+		c.pre = &preReader{nc: nc}
+		c.pre.pre.Reset(pre)
 	}
 	h.attachPoll(c)
 	c.ident.Store(id)

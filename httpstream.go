@@ -209,7 +209,7 @@ func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	_ = nc.SetDeadline(time.Time{})
 	admitted = false // from here the connection owns the slot; teardown releases it
-	c.nc, c.raw, c.rd = nc, syscallConn(nc), nc
+	c.nc, c.raw, c.pre = nc, syscallConn(nc), nil
 	c.ctx, c.cancel = context.WithCancel(h.ctx)
 	c.expiry = deadline{idx: -1, fn: c.expiryDue}
 	c.ident.Store(id)
@@ -302,7 +302,7 @@ func (c *conn) streamReadLoop() {
 					c.code = CloseAbnormal
 				}
 			}
-			c.close = nil
+			c.dropCloseLocked()
 			c.dropQueueLocked()
 			c.mu.Unlock()
 			return
