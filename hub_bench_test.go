@@ -389,6 +389,9 @@ func BenchmarkIdleMemory(b *testing.B) {
 			b.Run(fmt.Sprintf("conns=%d/read=%s", n, rm.name), func(b *testing.B) {
 				// RTHUB_BENCH_PRESENCE=1 turns presence on in the room: each
 				// connection is then also a person in its presence map.
+				// RTHUB_BENCH_PRUNED=1 measures after the handshake rate
+				// buckets were pruned (as the keepalive sweep does once they
+				// are full again).
 				h, url := benchHub(b, func(o *Options) {
 					o.ReadMode = rm.mode
 					if os.Getenv("RTHUB_BENCH_PRESENCE") == "1" {
@@ -400,6 +403,12 @@ func BenchmarkIdleMemory(b *testing.B) {
 				g0, sk0 := runtime.NumGoroutine(), tcpBufferBytes()
 				startFleet(b, url, n, true)
 				waitConns(b, h, n)
+				if os.Getenv("RTHUB_BENCH_PRUNED") == "1" {
+					// What an idle fleet costs once its handshake buckets
+					// refilled and the keepalive sweep pruned them (it does
+					// once per PingInterval).
+					h.limits.prune(time.Now().Add(time.Hour))
+				}
 				heap1, stack1, rss1 := memNow()
 				cls1 := memClasses()
 				g1, sk1 := runtime.NumGoroutine(), tcpBufferBytes()
