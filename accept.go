@@ -161,7 +161,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		deflate:    neg.accepted(),
 		writing:    true, // held until setupConn: the welcome goes first, after the auto-joins
 	}
-	c.ctx, c.cancel = context.WithCancel(h.connCtx)
+	c.initContext()
 	c.expiry = deadline{idx: -1, fn: c.expiryDue}
 	// Keep bytes the client sent right after its request (pipelined frames)
 	// but not net/http's 4 KiB reader.

@@ -53,8 +53,8 @@ type roomRef struct {
 // connection (c.writing). All are counted in the hub's WaitGroup.
 type conn struct {
 	hub        *Hub
-	ctx        context.Context    // the connection's: cancelled at teardown (and by Hub.Close)
-	cancel     context.CancelFunc // cancels ctx; teardown calls it after OnDisconnect
+	ctx        context.Context              // the connection's: cancelled at teardown (and by Hub.Close); see connctx.go
+	cx         atomic.Pointer[connCtxState] // ctx's state, made on first use; c.cancel cancels ctx
 	nc         net.Conn
 	raw        syscall.RawConn // for non-blocking writes; nil: blocking only
 	pre        *preReader      // bytes buffered during the handshake followed by nc; nil: read nc

@@ -210,7 +210,7 @@ func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
 	_ = nc.SetDeadline(time.Time{})
 	admitted = false // from here the connection owns the slot; teardown releases it
 	c.nc, c.raw, c.pre = nc, syscallConn(nc), nil
-	c.ctx, c.cancel = context.WithCancel(h.ctx)
+	c.initContextFrom(h.ctx)
 	c.expiry = deadline{idx: -1, fn: c.expiryDue}
 	c.ident.Store(id)
 	c.lastIn.Store(time.Now().UnixNano())
