@@ -1,7 +1,6 @@
 package rthub
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -125,21 +124,21 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hub:        h,
 		nc:         nc,
 		raw:        syscallConn(nc),
-		rd:         nc,
 		id:         h.nodeID + "-" + fmt.Sprint(h.connSeq.Add(1)),
 		remoteAddr: r.RemoteAddr,
 		ip:         ip,
 		deflate:    neg.accepted(),
 		writing:    true, // held until setupConn: the welcome goes first, after the auto-joins
 	}
-	c.ctx, c.cancel = context.WithCancel(h.connCtx)
+	c.initContext()
 	c.expiry = deadline{idx: -1, fn: c.expiryDue}
 	// Keep bytes the client sent right after its request (pipelined frames)
 	// but not net/http's 4 KiB reader.
 	if n := rw.Reader.Buffered(); n > 0 {
 		pre := make([]byte, n)
 		_, _ = io.ReadFull(rw.Reader, pre)
-		c.rd = io.MultiReader(bytes.NewReader(pre), nc)
+		c.pre = &preReader{nc: nc}
+		c.pre.pre.Reset(pre)
 	}
 	h.attachPoll(c)
 	c.ident.Store(id)

@@ -1,6 +1,7 @@
 package rthub
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,27 +53,23 @@ type roomRef struct {
 // connection (c.writing). All are counted in the hub's WaitGroup.
 type conn struct {
 	hub        *Hub
-	ctx        context.Context    // the connection's: cancelled at teardown (and by Hub.Close)
-	cancel     context.CancelFunc // cancels ctx; teardown calls it after OnDisconnect
+	ctx        context.Context              // the connection's: cancelled at teardown (and by Hub.Close); see connctx.go
+	cx         atomic.Pointer[connCtxState] // ctx's state, made on first use; c.cancel cancels ctx
 	nc         net.Conn
 	raw        syscall.RawConn // for non-blocking writes; nil: blocking only
-	rd         io.Reader       // nc, or bytes buffered during the handshake followed by nc
+	pre        *preReader      // bytes buffered during the handshake followed by nc; nil: read nc
 	id         string
 	remoteAddr string
-	ip         netip.Addr // client IP (see Limits.TrustedProxies)
-	deflate    bool
+	ip         netip.Addr  // client IP (see Limits.TrustedProxies)
 	hs         *httpStream // the HTTP stream transport's state; nil for a WebSocket
-	limit      *cmdLimit   // command rate state, made on the first command; read loop only
-
-	// callSlots are the running RPC calls, made on the first call; the
-	// pointer is the read loop's.
-	callSlots *callSlots
+	// rl is the read loop's lazily made state (command rate, running RPC
+	// calls), made on the first command; the pointer is the read loop's.
+	rl *readLoopState
 
 	ident     atomic.Pointer[Identity]
 	expiry    deadline     // the token's warning and exp on the hub's clock; removed at teardown
 	warnedExp atomic.Int64 // the exp (unix seconds) the expiring warning was sent for
 	lastIn    atomic.Int64 // unix nanoseconds of the last frame read
-	hdr       [14]byte     // frame header scratch; read loop only
 	readErr   error        // why the read loop ended; read loop only
 	ctrlTAT   int64        // control-frame limit (GCRA theoretical arrival, unix ns); read loop only
 	rp        readPoll     // the epoll read path's state (readpoll.go)
@@ -83,24 +80,101 @@ type conn struct {
 	flightN int       // frames the writer took and has not finished writing
 	flightB int       // their bytes; both count against the queue bounds
 	gaps    []gapNote // losses of lossy rooms not yet announced (see noteGapLocked)
+	// ctl holds the pending close and pong frames and the read loop's
+	// drained signal, made by the first of them: most connections never
+	// need any (see ctlFrames).
+	ctl     *ctlFrames
+	rooms   []roomRef
+	viewing string // what the client says it is viewing (presence); "" for nothing
+
+	// The small fields last, together: no padding between them (the struct
+	// stays in a smaller size class; see docs/performance.md).
+	hdr  [14]byte  // frame header scratch; read loop only
+	code CloseCode // c.mu
 	// conflatable: a keyed event of a conflate room was queued since the
-	// last conflation pass
+	// last conflation pass (c.mu)
 	conflatable bool
-	writing     bool // a flush worker owns the write side
+	writing     bool // a flush worker owns the write side (c.mu)
 	// slowPeer: the last write found the socket full (the writer's own:
 	// one writer at a time)
 	slowPeer bool
-	closing  bool          // no more data frames; a close frame is queued or sent
-	closed   bool          // teardown done
-	closeTx  bool          // our close frame was written
-	drained  chan struct{} // signalled when the writer takes the queue; made by waitQueue
-	closeRx  bool          // the client's close frame was read
-	close    []byte        // pending close frame
-	pong     []byte        // pending pong: only the latest ping is answered (RFC 6455 §5.5.3)
-	pingDue  bool          // the keepalive ping is pending
-	code     CloseCode
-	rooms    []roomRef
-	viewing  string // what the client says it is viewing (presence); "" for nothing
+	closing  bool // no more data frames; a close frame is queued or sent (c.mu)
+	closed   bool // teardown done (c.mu)
+	closeTx  bool // our close frame was written (c.mu)
+	closeRx  bool // the client's close frame was read
+	pingDue  bool // the keepalive ping is pending (c.mu)
+	deflate  bool
+}
+
+// preReader reads the bytes a client sent right behind its handshake, then
+// the socket (io.MultiReader's behaviour, in 8 bytes of the conn instead of
+// an interface's 16).
+type preReader struct {
+	pre bytes.Reader
+	nc  net.Conn
+}
+
+func (r *preReader) Read(p []byte) (int, error) {
+	if r.pre.Len() > 0 {
+		return r.pre.Read(p)
+	}
+	return r.nc.Read(p)
+}
+
+// reader is what the read loop reads frames from.
+func (c *conn) reader() io.Reader {
+	if c.pre != nil {
+		return c.pre
+	}
+	return c.nc
+}
+
+// readLoopState is what a connection's read loop makes on first use: an
+// idle connection that never sent a command has none of it.
+type readLoopState struct {
+	limit cmdLimit   // command rate state (ratelimit.go)
+	calls *callSlots // the running RPC calls, made on the first call (rpc.go)
+}
+
+// loopState returns c's read loop state, making it. Read loop only.
+func (c *conn) loopState() *readLoopState {
+	if c.rl == nil {
+		c.rl = &readLoopState{}
+	}
+	return c.rl
+}
+
+// ctlFrames are a connection's pending control frames besides the ping and
+// the channel waitQueue waits on, under c.mu. Made on first use and kept: a
+// connection that needed them once may again, and their 56 bytes stay out
+// of every idle connection that never does.
+type ctlFrames struct {
+	close   []byte        // pending close frame
+	pong    []byte        // pending pong: only the latest ping is answered (RFC 6455 §5.5.3)
+	drained chan struct{} // signalled when the writer takes the queue; made by waitQueue
+}
+
+// ctlLocked returns c's control frames, making them. c.mu is held.
+func (c *conn) ctlLocked() *ctlFrames {
+	if c.ctl == nil {
+		c.ctl = &ctlFrames{}
+	}
+	return c.ctl
+}
+
+// pongLocked returns the pending pong, or nil. c.mu is held.
+func (c *conn) pongLocked() []byte {
+	if c.ctl == nil {
+		return nil
+	}
+	return c.ctl.pong
+}
+
+// dropCloseLocked forgets a pending close frame. c.mu is held.
+func (c *conn) dropCloseLocked() {
+	if c.ctl != nil {
+		c.ctl.close = nil
+	}
 }
 
 // batch is a reusable list of frames for one vectored write. meta is nil
@@ -215,8 +289,8 @@ func (c *conn) sendPing() {
 func (c *conn) sendPong(payload []byte) {
 	c.mu.Lock()
 	msgs, grow := 1, frameHeaderLen(len(payload))+len(payload)
-	if c.pong != nil {
-		msgs, grow = 0, grow-len(c.pong)
+	if pong := c.pongLocked(); pong != nil {
+		msgs, grow = 0, grow-len(pong)
 	}
 	if c.closing || !c.fitsLocked(msgs, grow) && !c.shedUntilFitsLocked(msgs, grow) {
 		// Not answered when the queue is full of frames that may not be
@@ -225,7 +299,8 @@ func (c *conn) sendPong(payload []byte) {
 		c.mu.Unlock()
 		return
 	}
-	c.pong = appendFrame(c.pong[:0], opPong, false, payload)
+	ctl := c.ctlLocked()
+	ctl.pong = appendFrame(ctl.pong[:0], opPong, false, payload)
 	start := c.kickLocked()
 	c.mu.Unlock()
 	if start {
@@ -257,9 +332,9 @@ func (c *conn) dropQueueLocked() {
 
 // signalDrainedLocked wakes a read loop waiting in waitQueue.
 func (c *conn) signalDrainedLocked() {
-	if c.drained != nil {
+	if c.ctl != nil && c.ctl.drained != nil {
 		select {
-		case c.drained <- struct{}{}:
+		case c.ctl.drained <- struct{}{}:
 		default:
 		}
 	}
@@ -279,10 +354,11 @@ func (c *conn) waitQueue() {
 			c.mu.Unlock()
 			return
 		}
-		if c.drained == nil {
-			c.drained = make(chan struct{}, 1)
+		ctl := c.ctlLocked()
+		if ctl.drained == nil {
+			ctl.drained = make(chan struct{}, 1)
 		}
-		ch := c.drained
+		ch := ctl.drained
 		c.mu.Unlock()
 		<-ch
 	}
@@ -306,7 +382,7 @@ func (c *conn) startCloseLocked(code CloseCode, reason string) {
 	}
 	c.closing = true
 	c.code = code
-	c.close = closeFrame(code, reason)
+	c.ctlLocked().close = closeFrame(code, reason)
 }
 
 // closeWith starts a server-initiated close. The read loop finishes the
@@ -359,7 +435,7 @@ func (c *conn) takeWork(one bool) (b *batch, cf []byte, closing bool) {
 		c.queued = 0
 	}
 	c.signalDrainedLocked()
-	if c.pingDue || c.pong != nil {
+	if pong := c.pongLocked(); c.pingDue || pong != nil {
 		// The pending control frames go first.
 		if b == nil {
 			b = batchPool.Get().(*batch)
@@ -370,12 +446,13 @@ func (c *conn) takeWork(one bool) (b *batch, cf []byte, closing bool) {
 			ctrl[n] = pingFrame
 			n++
 		}
-		if c.pong != nil {
-			ctrl[n] = c.pong // handed over: the next pong gets a new buffer
+		if pong != nil {
+			ctrl[n] = pong // handed over: the next pong gets a new buffer
 			n++
+			c.ctl.pong = nil
 		}
 		c.flightB += len(ctrl[0]) + len(ctrl[1])
-		c.pingDue, c.pong = false, nil
+		c.pingDue = false
 		b.bufs = slices.Insert(b.bufs, 0, ctrl[:n]...)
 		if b.meta != nil {
 			var zero [2]frameMeta
@@ -385,8 +462,8 @@ func (c *conn) takeWork(one bool) (b *batch, cf []byte, closing bool) {
 	if b != nil {
 		c.flightN = len(b.bufs)
 	}
-	if b == nil && c.close != nil {
-		cf, c.close = c.close, nil
+	if b == nil && c.ctl != nil && c.ctl.close != nil {
+		cf, c.ctl.close = c.ctl.close, nil
 	}
 	if b == nil && cf == nil {
 		c.writing = false
@@ -399,7 +476,7 @@ func (c *conn) takeWork(one bool) (b *batch, cf []byte, closing bool) {
 func (c *conn) writeFailed() {
 	c.mu.Lock()
 	c.closing = true
-	c.close = nil
+	c.dropCloseLocked()
 	c.dropQueueLocked()
 	c.writing = false
 	c.mu.Unlock()
@@ -631,7 +708,7 @@ func (p peerClosed) Error() string { return "rthub: closed by peer" }
 func (c *conn) readLoop() {
 	defer c.teardown()
 	for {
-		if c.raw != nil && c.rd == c.nc {
+		if c.raw != nil && c.pre == nil {
 			waitReadable(c.raw) // idle connections park here, on a small stack
 		}
 		msg, _, err := c.readMessage(false)
@@ -683,7 +760,7 @@ func (c *conn) closeForReadError(err error) {
 			c.closing = true
 			c.code = CloseAbnormal
 		}
-		c.close = nil
+		c.dropCloseLocked()
 		c.dropQueueLocked()
 		c.mu.Unlock()
 	}
@@ -716,7 +793,7 @@ func (c *conn) teardown() {
 	c.mu.Lock()
 	c.closing = true
 	c.closed = true
-	c.close = nil
+	c.dropCloseLocked()
 	c.dropQueueLocked()
 	code := c.code
 	c.mu.Unlock()
@@ -752,7 +829,7 @@ func (c *conn) readMessage(yield bool) (msg []byte, ok bool, err error) {
 			return nil
 		},
 	}
-	op, msg, err := mr.read(c.rd, c.hdr[:])
+	op, msg, err := mr.read(c.reader(), c.hdr[:])
 	if err != nil || op == 0 {
 		return nil, false, err
 	}

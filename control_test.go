@@ -30,7 +30,7 @@ func queueState(h *Hub) (frames, bytes, ctrl int) {
 		if c.pingDue {
 			ctrl++
 		}
-		if c.pong != nil {
+		if c.pongLocked() != nil {
 			ctrl++
 		}
 		c.mu.Unlock()

@@ -175,8 +175,8 @@ func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
 	// response says Connection: close) are dropped with net/http's reader.
 	_ = nc.SetDeadline(now.Add(h.opts.HandshakeTimeout))
 	admitted = false // from here the connection owns the slot; teardown releases it
-	c.nc, c.raw, c.rd = nc, syscallConn(nc), nc
-	c.ctx, c.cancel = context.WithCancel(h.ctx)
+	c.nc, c.raw, c.pre = nc, syscallConn(nc), nil
+	c.initContextFrom(h.ctx)
 	c.expiry = deadline{idx: -1, fn: c.expiryDue}
 	c.ident.Store(id)
 	c.lastIn.Store(time.Now().UnixNano())
@@ -276,7 +276,7 @@ func (c *conn) streamReadLoop() {
 					c.code = CloseAbnormal
 				}
 			}
-			c.close = nil
+			c.dropCloseLocked()
 			c.dropQueueLocked()
 			c.mu.Unlock()
 			return

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -388,6 +389,9 @@ func BenchmarkIdleMemory(b *testing.B) {
 			b.Run(fmt.Sprintf("conns=%d/read=%s", n, rm.name), func(b *testing.B) {
 				// RTHUB_BENCH_PRESENCE=1 turns presence on in the room: each
 				// connection is then also a person in its presence map.
+				// RTHUB_BENCH_PRUNED=1 measures after the handshake rate
+				// buckets were pruned (as the keepalive sweep does once they
+				// are full again).
 				h, url := benchHub(b, func(o *Options) {
 					o.ReadMode = rm.mode
 					if os.Getenv("RTHUB_BENCH_PRESENCE") == "1" {
@@ -395,11 +399,22 @@ func BenchmarkIdleMemory(b *testing.B) {
 					}
 				})
 				heap0, stack0, rss0 := memNow()
+				cls0 := memClasses()
 				g0, sk0 := runtime.NumGoroutine(), tcpBufferBytes()
 				startFleet(b, url, n, true)
 				waitConns(b, h, n)
+				if os.Getenv("RTHUB_BENCH_PRUNED") == "1" {
+					// What an idle fleet costs once its handshake buckets
+					// refilled and the keepalive sweep pruned them (it does
+					// once per PingInterval).
+					h.limits.prune(time.Now().Add(time.Hour))
+				}
 				heap1, stack1, rss1 := memNow()
+				cls1 := memClasses()
 				g1, sk1 := runtime.NumGoroutine(), tcpBufferBytes()
+				if os.Getenv("RTHUB_MEMCLASSES") == "1" {
+					logMemClasses(b, cls0, cls1, rss1-rss0, n)
+				}
 				if path := os.Getenv("RTHUB_HEAPPROFILE"); path != "" {
 					// A heap profile with the connections alive, for pprof.
 					f, err := os.Create(strings.ReplaceAll(path, "MODE", rm.name))
@@ -453,6 +468,36 @@ func memNow() (heap, stack, rss uint64) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse, ms.StackInuse, readRSS()
+}
+
+// memClasses reads the runtime's /memory/classes/ metrics: every byte the
+// runtime maps, by what it holds.
+func memClasses() []metrics.Sample {
+	var s []metrics.Sample
+	for _, d := range metrics.All() {
+		if strings.HasPrefix(d.Name, "/memory/classes/") {
+			s = append(s, metrics.Sample{Name: d.Name})
+		}
+	}
+	metrics.Read(s)
+	return s
+}
+
+// logMemClasses logs, per connection, how each /memory/classes/ metric and
+// the smaps_rollup fields moved while the fleet connected (RTHUB_MEMCLASSES=1):
+// the runtime's account of the RSS difference.
+func logMemClasses(tb testing.TB, before, after []metrics.Sample, rss uint64, n int) {
+	tb.Helper()
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "per connection (%d): rss %+.0f B\n", n, float64(rss)/float64(n))
+	for i := range after {
+		d := float64(int64(after[i].Value.Uint64())-int64(before[i].Value.Uint64())) / float64(n)
+		fmt.Fprintf(&sb, "  %-50s %+8.1f B\n", after[i].Name, d)
+	}
+	if b, err := os.ReadFile("/proc/self/smaps_rollup"); err == nil {
+		sb.Write(b)
+	}
+	fmt.Fprint(os.Stderr, sb.String()) // not tb.Log: benchmark logs are cut at 10 lines
 }
 
 func readRSS() uint64 {

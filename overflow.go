@@ -160,9 +160,9 @@ func (c *conn) queueLoad() (msgs, bytes int) {
 		msgs++
 		bytes += len(pingFrame)
 	}
-	if c.pong != nil {
+	if pong := c.pongLocked(); pong != nil {
 		msgs++
-		bytes += len(c.pong)
+		bytes += len(pong)
 	}
 	return msgs, bytes
 }

@@ -388,10 +388,7 @@ func (h *Hub) allowCommand(c *conn, cmd *command, now time.Time) (ok, abusive bo
 	if n == 0 {
 		return true, false
 	}
-	if c.limit == nil {
-		c.limit = &cmdLimit{}
-	}
-	lim := c.limit
+	lim := &c.loopState().limit
 	if lim.bucket == nil {
 		lim.bucket = rate.NewLimiter(cfg.Commands, cfg.CommandBurst)
 	}
@@ -410,10 +407,7 @@ func (h *Hub) violation(c *conn, now time.Time) (abusive bool) {
 	if cfg.AbuseThreshold < 0 {
 		return false
 	}
-	if c.limit == nil {
-		c.limit = &cmdLimit{}
-	}
-	lim := c.limit
+	lim := &c.loopState().limit
 	if t := now.UnixNano(); t-lim.windowStart > int64(cfg.AbuseWindow) {
 		lim.windowStart, lim.violations = t, 0
 	}

@@ -36,7 +36,7 @@ const (
 // client pipelined behind its handshake). It runs before c is set up, so
 // before any other goroutine looks at c.rp.
 func (h *Hub) attachPoll(c *conn) {
-	if h.poll == nil || c.raw == nil || c.rd != c.nc {
+	if h.poll == nil || c.raw == nil || c.pre != nil {
 		return
 	}
 	c.rp.token = h.poll.reserve(c)

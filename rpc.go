@@ -305,15 +305,16 @@ type callSlots struct {
 var errCallCanceled = fmt.Errorf("rthub: call canceled by the client: %w", context.Canceled)
 
 // calls returns the connection's call slots, making them on first use. Read
-// loop only (it is the only writer of c.callSlots).
+// loop only (it is the only writer of c.rl.calls).
 func (c *conn) calls() *callSlots {
-	if c.callSlots == nil {
-		c.callSlots = &callSlots{
+	rl := c.loopState()
+	if rl.calls == nil {
+		rl.calls = &callSlots{
 			sem:     make(chan struct{}, c.hub.opts.MaxCallsPerConn),
 			running: make(map[uint64]context.CancelCauseFunc),
 		}
 	}
-	return c.callSlots
+	return rl.calls
 }
 
 // clientCall checks a call (docs/protocol.md §2.5) on the read loop and
@@ -457,7 +458,7 @@ func ctxError(ctx context.Context, rpc string, err error) error {
 // answered ok either way: the call itself answers too, typically with the
 // code canceled.
 func (h *Hub) clientCancel(c *conn, cmd command) {
-	if cs := c.callSlots; cs != nil {
+	if cs := c.loopState().calls; cs != nil {
 		cs.mu.Lock()
 		cancel := cs.running[cmd.Call]
 		cs.mu.Unlock()
