@@ -102,11 +102,14 @@ type tokenClaims struct {
 	Roles []string `json:"roles"`
 }
 
-// issueToken signs an HS256 token for u, valid for ttl.
+// issueToken signs an HS256 token for u, valid for ttl. Each token has a
+// random ID (jti), so that two tokens issued to a user in the same second
+// differ and one can be revoked alone (rthub.Revocation.TokenID).
 func issueToken(secret []byte, u User, ttl time.Duration, now time.Time) (string, time.Time, error) {
 	exp := now.Add(ttl).Truncate(time.Second)
 	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, tokenClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
+			ID:        rand.Text(),
 			Subject:   u.Username,
 			IssuedAt:  jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(exp),
