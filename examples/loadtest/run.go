@@ -475,6 +475,11 @@ func (c *controller) loop(ctx context.Context) *Result {
 			afterLat.Merge(r.Latency)
 			rec.Merge(r.Reconnect)
 			lastUp = max(lastUp, r.LastUp)
+			for _, e := range r.Errors { // the last reports' dial errors count too
+				if len(res.Errors) < 10 {
+					res.Errors = append(res.Errors, e)
+				}
+			}
 		case <-stopDone:
 			collecting = false
 		}
