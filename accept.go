@@ -66,17 +66,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if id == nil {
 		return
 	}
-	since, err := parseSince(r.URL.Query().Get("since"), h.opts.MaxRoomsPerConn)
-	if err != nil {
-		refuse(http.StatusBadRequest, err, id.Subject)
-		return
-	}
-	if len(since) > 0 {
-		h.stats.reconnects.Add(1)
-	}
-	if err := h.limits.admit(ip, id.Subject); err != nil {
-		w.Header().Set("Retry-After", "10")
-		refuse(http.StatusTooManyRequests, err, id.Subject)
+	since, ok := h.admitSince(w, ip, id, r.URL.Query().Get("since"), refuse)
+	if !ok {
 		return
 	}
 	admitted := true
@@ -456,4 +447,26 @@ func (h *Hub) serving(w http.ResponseWriter, refuse func(status int, err error, 
 		return false
 	}
 	return true
+}
+
+// admitSince parses a connection's resume positions (sinceArg, the since
+// parameter) and takes a connection slot for ip and id's subject (released
+// by the caller if the connection does not come up). On a refusal it has
+// answered the request with refuse and reports false.
+func (h *Hub) admitSince(w http.ResponseWriter, ip netip.Addr, id *Identity, sinceArg string,
+	refuse func(status int, err error, sub string)) (map[string]StreamPosition, bool) {
+	since, err := parseSince(sinceArg, h.opts.MaxRoomsPerConn)
+	if err != nil {
+		refuse(http.StatusBadRequest, err, id.Subject)
+		return nil, false
+	}
+	if len(since) > 0 {
+		h.stats.reconnects.Add(1)
+	}
+	if err := h.limits.admit(ip, id.Subject); err != nil {
+		w.Header().Set("Retry-After", "10")
+		refuse(http.StatusTooManyRequests, err, id.Subject)
+		return nil, false
+	}
+	return since, true
 }

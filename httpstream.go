@@ -132,17 +132,8 @@ func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
 	if sinceArg == "" {
 		sinceArg = r.Header.Get("Last-Event-ID")
 	}
-	since, err := parseSince(sinceArg, h.opts.MaxRoomsPerConn)
-	if err != nil {
-		refuse(http.StatusBadRequest, err, id.Subject)
-		return
-	}
-	if len(since) > 0 {
-		h.stats.reconnects.Add(1)
-	}
-	if err := h.limits.admit(ip, id.Subject); err != nil {
-		w.Header().Set("Retry-After", "10")
-		refuse(http.StatusTooManyRequests, err, id.Subject)
+	since, ok := h.admitSince(w, ip, id, sinceArg, refuse)
+	if !ok {
 		return
 	}
 	admitted := true
