@@ -136,8 +136,8 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.lastIn.Store(time.Now().UnixNano())
 	if !h.register(c) {
 		h.detachPoll(c)
-		_, _ = nc.Write(closeFrame(CloseGoingAway, "server shutting down"))
-		_ = nc.Close()
+		_, _ = c.nc.Write(closeFrame(CloseGoingAway, "server shutting down"))
+		_ = c.nc.Close()
 		h.limits.release(ip, id.Subject)
 		return
 	}
@@ -242,10 +242,11 @@ func (h *Hub) setupConn(c *conn, since map[string]StreamPosition) {
 		h.callHook(c, func() { h.opts.OnConnect(c.ctx, c.info()) })
 	}
 	// A revocation that came while this handshake was verified has closed
-	// the connections registered then; the replica has it already.
-	if h.revs.revoked(id, time.Now()) {
+	// the connections registered then; the replica has it already. Counted
+	// once: the revocation may have closed this connection itself (the
+	// client read its welcome before this check ran).
+	if h.revs.revoked(id, time.Now()) && c.closeWith(CloseTokenRevoked, "token revoked") {
 		h.stats.revokedConns.Add(1)
-		c.closeWith(CloseTokenRevoked, "token revoked")
 	}
 }
 
