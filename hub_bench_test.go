@@ -391,9 +391,12 @@ func BenchmarkIdleMemory(b *testing.B) {
 				// connection is then also a person in its presence map.
 				// RTHUB_BENCH_PRUNED=1 measures after the handshake rate
 				// buckets were pruned (as the keepalive sweep does once they
-				// are full again).
+				// are full again). RTHUB_BENCH_NETCONN=1 leaves the epoll
+				// path's sockets in the runtime's netpoller (as before the
+				// hub owned them), to compare in one sitting.
 				h, url := benchHub(b, func(o *Options) {
 					o.ReadMode = rm.mode
+					o.testKeepNetConn = os.Getenv("RTHUB_BENCH_NETCONN") == "1"
 					if os.Getenv("RTHUB_BENCH_PRESENCE") == "1" {
 						o.Policy.Presence = []string{"bench"}
 					}

@@ -175,6 +175,9 @@ type Options struct {
 	ReadMode ReadMode
 
 	testMaxIov int // tests only: frames per writev (1 = no coalescing)
+	// testKeepNetConn: tests only: the epoll path leaves sockets in the
+	// runtime's netpoller (as before the hub owned them), for comparisons
+	testKeepNetConn bool
 }
 
 func (o *Options) setDefaults() error {

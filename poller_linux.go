@@ -3,6 +3,7 @@
 package rthub
 
 import (
+	"errors"
 	"log/slog"
 	"os"
 	"runtime"
@@ -23,10 +24,22 @@ import (
 // The sets' goroutines do not block a thread in epoll_wait: each epoll
 // descriptor is itself in the runtime's netpoller (an epoll descriptor is
 // pollable), and the goroutine waits for it to become readable through its
-// RawConn, polling the set with a zero timeout. The runtime keeps its own
-// registration of every socket (edge-triggered); the sets' registrations
-// are independent of it, and the readers read through net.Conn, so the
-// runtime sees every read.
+// RawConn, polling the set with a zero timeout.
+//
+// The hub owns each socket of the path (see socket): it is not in the
+// runtime's netpoller, so the sets also wake the goroutines that wait for
+// one. A reader that must wait (a frame that came in part, the closing
+// handshake) re-arms the connection in its set and sleeps until the set's
+// goroutine signals it; a writer the peer's window holds up arms the socket
+// for EPOLLOUT in the set's write companion (epollSet.w, a second epoll
+// descriptor with a goroutine of its own: one descriptor cannot be in one
+// epoll set twice). Waiters are found by token in the set's waiters map: at
+// most one reader and one writer per connection, so the map is bounded by
+// the hub's connections.
+//
+// A socket the hub could not take from the runtime (see ownSocket) stays a
+// net.Conn: the runtime keeps its own registration (edge-triggered), the
+// set's is independent of it, and its waits are the runtime's.
 //
 // The hub owns the poller: it is made in New and closed by stopBackground,
 // after every connection was torn down (so after every remove), and its
@@ -41,9 +54,11 @@ type epollSet struct {
 	f  *os.File        // the epoll descriptor, for its RawConn and Close
 	rc syscall.RawConn // f's
 	fd int             // the epoll descriptor's number, valid until f.Close
+	w  *epollSet       // the write companion (nil in a companion)
 
-	mu    sync.Mutex
-	conns map[uint32]*conn // by token; bounded by the hub's connections
+	mu      sync.Mutex
+	conns   map[uint32]*conn         // by token; bounded by the hub's connections
+	waiters map[uint32]chan struct{} // goroutines waiting for a socket (see socket.wait)
 }
 
 // pollEvents is the most events one poll of a set takes.
@@ -60,6 +75,10 @@ func newPoller(n int) (*poller, error) {
 			return nil, err
 		}
 		p.sets = append(p.sets, s)
+		if s.w, err = newEpollSet(); err != nil {
+			p.close()
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -85,7 +104,7 @@ func newEpollSet() (*epollSet, error) {
 		_ = f.Close()
 		return nil, err
 	}
-	return &epollSet{f: f, rc: rc, fd: fd, conns: make(map[uint32]*conn)}, nil
+	return &epollSet{f: f, rc: rc, fd: fd, conns: make(map[uint32]*conn), waiters: make(map[uint32]chan struct{})}, nil
 }
 
 // hubPoller makes the hub's poller for opts: one set per GOMAXPROCS (at
@@ -101,6 +120,7 @@ func hubPoller(h *Hub) *poller {
 	}
 	for _, s := range p.sets {
 		h.bg.Go(s.run)
+		h.bg.Go(s.w.run)
 	}
 	return p
 }
@@ -136,11 +156,14 @@ func (p *poller) set(t uint32) *epollSet { return p.sets[t%uint32(len(p.sets))] 
 func (p *poller) close() {
 	for _, s := range p.sets {
 		_ = s.f.Close()
+		if s.w != nil {
+			_ = s.w.f.Close()
+		}
 	}
 }
 
 // run hands the connections of the set that become readable to readers,
-// until the set is closed.
+// or wakes the goroutine waiting for one, until the set is closed.
 func (s *epollSet) run() {
 	events := make([]syscall.EpollEvent, pollEvents)
 	for {
@@ -166,8 +189,12 @@ func (s *epollSet) run() {
 			ev := &events[i]
 			token := uint32(ev.Fd)
 			s.mu.Lock()
-			c := s.conns[token]
+			c, w := s.conns[token], s.waiters[token]
 			s.mu.Unlock()
+			if w != nil {
+				notify(w)
+				continue
+			}
 			// A connection torn down since the event was queued has no
 			// token any more; one being read already (wakeReader got it)
 			// is re-armed by its reader.
@@ -183,9 +210,16 @@ func (s *epollSet) run() {
 // FIN, hang-up and errors (the last two are always reported), once.
 const pollFlags = syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT
 
-// add registers c (state pollArmed, its token reserved) in the set. A
-// connection it fails for keeps its token until its teardown.
-func (s *epollSet) add(c *conn) error { return s.ctl(c, syscall.EPOLL_CTL_ADD) }
+// add registers c (state pollArmed, its token reserved) in the set, or arms
+// it if it is in already (ownSocket put it there). A connection it fails
+// for keeps its token until its teardown.
+func (s *epollSet) add(c *conn) error {
+	err := s.ctl(c, syscall.EPOLL_CTL_ADD)
+	if errors.Is(err, syscall.EEXIST) {
+		err = s.arm(c)
+	}
+	return err
+}
 
 // arm re-arms c after a read.
 func (s *epollSet) arm(c *conn) error { return s.ctl(c, syscall.EPOLL_CTL_MOD) }
@@ -195,6 +229,45 @@ func (s *epollSet) arm(c *conn) error { return s.ctl(c, syscall.EPOLL_CTL_MOD) }
 func (s *epollSet) remove(c *conn) {
 	_ = s.ctl(c, syscall.EPOLL_CTL_DEL)
 	s.forget(c)
+}
+
+// await enters a waiter for token: the set's goroutine signals the channel
+// when the socket it is armed for has an event. The caller calls done.
+func (s *epollSet) await(token uint32) chan struct{} {
+	ch := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.waiters[token] = ch
+	s.mu.Unlock()
+	return ch
+}
+
+// done removes the waiter ch of token.
+func (s *epollSet) done(token uint32, ch chan struct{}) {
+	s.mu.Lock()
+	if s.waiters[token] == ch {
+		delete(s.waiters, token)
+	}
+	s.mu.Unlock()
+}
+
+// wake signals the waiter of token, if any, to look again (a deadline
+// moved, the socket closed).
+func (s *epollSet) wake(token uint32) {
+	s.mu.Lock()
+	ch := s.waiters[token]
+	s.mu.Unlock()
+	if ch != nil {
+		notify(ch)
+	}
+}
+
+// notify sends on a waiter's channel without blocking: one pending signal
+// is enough.
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
 }
 
 // forget gives c's token back.

@@ -27,3 +27,6 @@ func readableNow(syscall.RawConn) bool { panic("unreachable") }
 
 // shutdownSocket is never called off Linux (no connection is in a set).
 func shutdownSocket(syscall.RawConn) { panic("unreachable") }
+
+// ownSocket is never called off Linux (there is no poller).
+func (h *Hub) ownSocket(*conn) bool { panic("unreachable") }

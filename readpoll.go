@@ -40,6 +40,9 @@ func (h *Hub) attachPoll(c *conn) {
 		return
 	}
 	c.rp.token = h.poll.reserve(c)
+	if !h.opts.testKeepNetConn {
+		h.ownSocket(c) // if it fails, the runtime keeps the socket: still the epoll path
+	}
 }
 
 // detachPoll takes back the token of a connection that will not be read
