@@ -29,7 +29,9 @@ type contractPayload struct {
 // sent, Go-marshalled values of every payload type and payloads the schema
 // must refuse; asyncapi.json with @asyncapi/parser (zero errors); and
 // contract.d.ts with tsc --noEmit --strict, which must accept a program
-// using it and reject misspelt events, wrong payload fields and rooms.
+// using it and reject misspelt events, wrong payload fields and rooms. The
+// golden documents of package contract (contract/testdata: recursive and
+// anonymous types, RPCs) go through Ajv and the AsyncAPI parser too.
 func TestContract_Validators(t *testing.T) {
 	t.Parallel()
 	node := need(t, "node", "Node.js runs e2e/contract.mjs")
@@ -114,8 +116,14 @@ func TestContract_Validators(t *testing.T) {
 		}
 	}
 
+	var golden []map[string]string
+	for _, name := range []string{"sample", "rpc"} {
+		base := mustAbs(t, filepath.Join("..", "..", "contract", "testdata", name))
+		golden = append(golden, map[string]string{"schema": base + ".schema.json", "asyncapi": base + ".asyncapi.json"})
+	}
+
 	work := t.TempDir()
-	job, _ := json.Marshal(map[string]any{"contractDir": mustAbs(t, "contract"), "workDir": work, "payloads": payloads})
+	job, _ := json.Marshal(map[string]any{"contractDir": mustAbs(t, "contract"), "workDir": work, "payloads": payloads, "golden": golden})
 	jobFile := filepath.Join(work, "job.json")
 	if err := os.WriteFile(jobFile, job, 0o644); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,9 @@
 //    rejects a program with a misspelt event, a wrong payload field, a
 //    payload field of the wrong type and a room no role may join, each on
 //    the line expected.
+// 4. The golden documents of package contract (job.golden: pairs of
+//    {schema, asyncapi} paths, e.g. contract/testdata/sample.*: recursive
+//    and anonymous types, RPCs) pass the checks of 1 and 2 too.
 // Prints one line per check and PASS at the end; exits 1 on any failure.
 import { readFileSync, writeFileSync, copyFileSync } from "node:fs";
 import { join, dirname } from "node:path";
@@ -141,6 +144,30 @@ void staff.emit("alert:ack", "staff", { id: 1 });
     if (errLines.get(line) === l[1]) ok(`tsc rejects bad.ts:${line} with ${l[1]}: ${l[0]}`);
     else fail(`bad.ts:${line}: want ${l[1]}, got ${errLines.get(line) ?? "no error"}: ${l[0]}\n${out}`);
   });
+}
+
+// 4. The golden documents of package contract.
+for (const g of job.golden ?? []) {
+  const schema = JSON.parse(readFileSync(g.schema, "utf8"));
+  const ajv = new Ajv2020({ strict: true, allErrors: true });
+  addFormats(ajv);
+  if (!ajv.validateSchema(schema)) {
+    fail(`${g.schema} is not a valid 2020-12 schema: ` + ajv.errorsText(ajv.errors));
+  } else {
+    try {
+      ajv.addSchema(schema);
+      ajv.getSchema(schema.$id);
+      ok(`${g.schema} validates against the 2020-12 meta-schema and compiles (Ajv2020 strict)`);
+    } catch (e) {
+      fail(`${g.schema} does not compile: ` + e.message);
+    }
+  }
+  const { document, diagnostics } = await new Parser().parse(readFileSync(g.asyncapi, "utf8"));
+  const errors = diagnostics.filter((d) => d.severity === 0);
+  for (const d of errors) fail(`${g.asyncapi}: ${d.code}: ${d.message} at ${d.path.join("/")}`);
+  if (!document) fail(`${g.asyncapi}: no document`);
+  else if (document.version() !== "3.0.0") fail(`${g.asyncapi}: version ${document.version()}`);
+  else if (errors.length === 0) ok(`${g.asyncapi} parses (AsyncAPI ${document.version()}): ${document.allMessages().length} messages`);
 }
 
 if (failed > 0) {
