@@ -253,3 +253,33 @@ func TestSocket_NoWriteAfterClose(t *testing.T) {
 		}
 	}
 }
+
+// TestReadPoll_OwnsSocket: on the epoll path every connection's socket is
+// the hub's (out of the runtime's netpoller); a command trickled in byte by
+// byte, so its reader waits mid-frame through the set, is still answered;
+// with the comparison knob (testKeepNetConn) the socket stays a net.Conn.
+func TestReadPoll_OwnsSocket(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "owned", true: "netconn"}[keep], func(t *testing.T) {
+			h, url := testHub(t, func(o *Options) { o.ReadMode = ReadAuto; o.testKeepNetConn = keep })
+			rc := dialRaw(t, url, rawOpts{token: testToken(t, "ann", time.Hour, "staff")})
+			if m := rc.next(nil).msg; m.Type != "welcome" {
+				t.Fatalf("first message %q, want welcome", m.Type)
+			}
+			cs := h.snapshotConns(nil)
+			if len(cs) != 1 {
+				t.Fatalf("%d connections", len(cs))
+			}
+			_, owned := cs[0].raw.(*socket)
+			if owned == keep {
+				t.Fatalf("socket owned by the hub: %v, want %v", owned, !keep)
+			}
+			frame := frameBytes(0x81, true, []byte(`{"op":"ping","id":7}`))
+			for _, b := range frame {
+				rc.write([]byte{b})
+				time.Sleep(2 * time.Millisecond)
+			}
+			rc.repliesUntil(7) // fails the test unless reply 7 comes, ok
+		})
+	}
+}
