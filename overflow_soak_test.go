@@ -223,19 +223,33 @@ func TestOverflow_SlowReaderConflates(t *testing.T) {
 		nextOrdered   int
 		worstOver     time.Duration // staleness beyond the reader's own read delay
 		sinceEvent    int           // messages read since the last event of the room
+		// Where the time went, to tell a hub that held an event from a
+		// reader that was itself late: the longest a read waited for data
+		// (the hub had not written, or TCP had not delivered), the longest
+		// a sleep overran, and, for the worst event, the time since the
+		// room's previous event was read.
+		maxBlocked, maxOversleep, lastEventAt = time.Duration(0), time.Duration(0), time.Time{}
+		worstElapsed                          time.Duration
+		worstAt                               time.Time
 	)
 	for {
 		select {
 		case <-pubDone:
 		default:
+			slept := time.Now()
 			time.Sleep(readDelay)
+			woke := time.Now()
+			maxOversleep = max(maxOversleep, woke.Sub(slept)-readDelay)
 			p, err := nextAnswering(fc)
 			if err != nil {
-				t.Fatalf("the reader was disconnected after %d reads: %v", reads, err)
+				st := h.Stats()
+				t.Fatalf("the reader was disconnected after %d reads: %v (hub: %d ping timeouts, %d slow consumers; reader: longest wait for a message %v, longest sleep overrun %v)",
+					reads, err, st.PingTimeouts, st.SlowConsumers, maxBlocked.Round(time.Millisecond), maxOversleep.Round(time.Millisecond))
 			}
 			reads++
 			sinceEvent++
 			at := time.Now()
+			maxBlocked = max(maxBlocked, at.Sub(woke))
 			var m msg
 			if err := json.Unmarshal(p, &m); err != nil {
 				t.Fatalf("bad message %.80q: %v", p, err)
@@ -268,8 +282,12 @@ func TestOverflow_SlowReaderConflates(t *testing.T) {
 					if age > worst {
 						worst, worstKey = age, m.Data.K
 					}
-					worstOver = max(worstOver, age-own)
+					if age-own > worstOver {
+						worstOver = age - own
+						worstElapsed, worstAt = at.Sub(lastEventAt), at
+					}
 				}
+				lastEventAt = at
 			case m.Type == "event" && m.Room == "device:1":
 				if m.Data.N != nextOrdered {
 					t.Fatalf("ordered room: event %d, want %d", m.Data.N, nextOrdered)
@@ -291,6 +309,8 @@ func TestOverflow_SlowReaderConflates(t *testing.T) {
 		run, rate, keys, readDelay, reads, events, gaps, announced, nextOrdered,
 		worst.Round(time.Millisecond), worstKey, worstOver.Round(time.Millisecond), hiMsgs.Load(), hiBytes.Load(), maxMsgs, maxBytes,
 		s.OverflowConflated, s.OverflowDropped, s.GapNotices, float64(ms.HeapAlloc)/(1<<20), procRSS())
+	t.Logf("reader: longest wait for a message %v, longest sleep overrun %v; the worst event came %v after the room's previous one, at %s",
+		maxBlocked.Round(time.Millisecond), maxOversleep.Round(time.Millisecond), worstElapsed.Round(time.Millisecond), worstAt.UTC().Format("15:04:05.000"))
 	if worstOver > 200*time.Millisecond && !raceOn {
 		t.Errorf("a key's view was %v older than the reader's own read delay accounts for, more than 200ms", worstOver)
 	}
