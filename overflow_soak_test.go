@@ -34,6 +34,17 @@ func (l smallSendBuffers) Accept() (net.Conn, error) {
 	return nc, err
 }
 
+// readerRcvBuf is the slow reader's SO_RCVBUF (Linux doubles it: 8 KiB, less
+// than one event of the test, so what the reader has not read stays in the
+// hub's queue, where the overflow policy acts). Not the kernel's minimum (1,
+// giving 2,304 bytes): with a receive buffer that small the reader's TCP
+// window could stay closed after it had read everything (its receive queue
+// empty, the hub's socket holding 2–4 KB, the hub's zero-window probes every
+// 200 ms taking about 300 bytes each), so an 8 KB event took 5 s to arrive
+// whatever the hub did (ss -tinm during a failed run, 2026-12-02 09:53 UTC;
+// such stalls failed about one run in three when two ran at once).
+const readerRcvBuf = 4096
+
 // TestOverflow_SlowReaderConflates is issue #14's test: a reader throttled
 // to 10 messages/s on a conflate room that receives 1,000 keyed events/s
 // stays connected, its view of every key is never older than 200 ms plus its
@@ -61,7 +72,7 @@ func TestOverflow_SlowReaderConflates(t *testing.T) {
 		readDelay = 100 * time.Millisecond
 		maxMsgs   = 64
 		maxBytes  = 512 << 10
-		pad       = 8000 // bytes per event: the kernel's socket buffers hold about one
+		pad       = 12000 // bytes per event: more than the kernel's socket buffers hold (4.5 KiB sent, 8 KiB received)
 	)
 	pol := testPolicy
 	pol.Roles = map[string]RoleRules{"staff": {Join: []string{"telemetry:*", "device:*"}}}
@@ -73,6 +84,11 @@ func TestOverflow_SlowReaderConflates(t *testing.T) {
 		SendQueueBytes:    maxBytes,
 		CloseTimeout:      500 * time.Millisecond,
 		PingInterval:      time.Second, // pings (and the reader's pongs) count against the bounds too
+		// Not the default 2 × PingInterval: a delivery stall of a second
+		// or two (seen under CPU contention) kept the pending ping from the
+		// reader for 2 s and the hub closed it, 4001, which hid the stall;
+		// the staleness check is what judges one.
+		PongTimeout: 10 * time.Second,
 		OnDisconnect: func(_ context.Context, c ConnInfo, err error) {
 			t.Logf("%s disconnected: %v", c.ID, err)
 		},
@@ -95,7 +111,7 @@ func TestOverflow_SlowReaderConflates(t *testing.T) {
 			nd := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 				var serr error
 				err := rc.Control(func(fd uintptr) {
-					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1) // the kernel's minimum
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, readerRcvBuf)
 				})
 				if err != nil {
 					return err
@@ -110,6 +126,7 @@ func TestOverflow_SlowReaderConflates(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
+	t.Logf("reader %v → hub %v", nc.LocalAddr(), nc.RemoteAddr())
 	var rd io.Reader = nc
 	if br != nil { // the welcome came with the handshake response
 		rd = io.MultiReader(br, nc)
@@ -223,19 +240,33 @@ func TestOverflow_SlowReaderConflates(t *testing.T) {
 		nextOrdered   int
 		worstOver     time.Duration // staleness beyond the reader's own read delay
 		sinceEvent    int           // messages read since the last event of the room
+		// Where the time went, to tell a hub that held an event from a
+		// reader that was itself late: the longest a read waited for data
+		// (the hub had not written, or TCP had not delivered), the longest
+		// a sleep overran, and, for the worst event, the time since the
+		// room's previous event was read.
+		maxBlocked, maxOversleep, lastEventAt = time.Duration(0), time.Duration(0), time.Time{}
+		worstElapsed                          time.Duration
+		worstAt                               time.Time
 	)
 	for {
 		select {
 		case <-pubDone:
 		default:
+			slept := time.Now()
 			time.Sleep(readDelay)
+			woke := time.Now()
+			maxOversleep = max(maxOversleep, woke.Sub(slept)-readDelay)
 			p, err := nextAnswering(fc)
 			if err != nil {
-				t.Fatalf("the reader was disconnected after %d reads: %v", reads, err)
+				st := h.Stats()
+				t.Fatalf("the reader was disconnected after %d reads: %v (hub: %d ping timeouts, %d slow consumers; reader: longest wait for a message %v, longest sleep overrun %v)",
+					reads, err, st.PingTimeouts, st.SlowConsumers, maxBlocked.Round(time.Millisecond), maxOversleep.Round(time.Millisecond))
 			}
 			reads++
 			sinceEvent++
 			at := time.Now()
+			maxBlocked = max(maxBlocked, at.Sub(woke))
 			var m msg
 			if err := json.Unmarshal(p, &m); err != nil {
 				t.Fatalf("bad message %.80q: %v", p, err)
@@ -268,8 +299,12 @@ func TestOverflow_SlowReaderConflates(t *testing.T) {
 					if age > worst {
 						worst, worstKey = age, m.Data.K
 					}
-					worstOver = max(worstOver, age-own)
+					if age-own > worstOver {
+						worstOver = age - own
+						worstElapsed, worstAt = at.Sub(lastEventAt), at
+					}
 				}
+				lastEventAt = at
 			case m.Type == "event" && m.Room == "device:1":
 				if m.Data.N != nextOrdered {
 					t.Fatalf("ordered room: event %d, want %d", m.Data.N, nextOrdered)
@@ -291,6 +326,8 @@ func TestOverflow_SlowReaderConflates(t *testing.T) {
 		run, rate, keys, readDelay, reads, events, gaps, announced, nextOrdered,
 		worst.Round(time.Millisecond), worstKey, worstOver.Round(time.Millisecond), hiMsgs.Load(), hiBytes.Load(), maxMsgs, maxBytes,
 		s.OverflowConflated, s.OverflowDropped, s.GapNotices, float64(ms.HeapAlloc)/(1<<20), procRSS())
+	t.Logf("reader: longest wait for a message %v, longest sleep overrun %v; the worst event came %v after the room's previous one, at %s",
+		maxBlocked.Round(time.Millisecond), maxOversleep.Round(time.Millisecond), worstElapsed.Round(time.Millisecond), worstAt.UTC().Format("15:04:05.000"))
 	if worstOver > 200*time.Millisecond && !raceOn {
 		t.Errorf("a key's view was %v older than the reader's own read delay accounts for, more than 200ms", worstOver)
 	}

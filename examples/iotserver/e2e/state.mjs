@@ -52,6 +52,10 @@ try {
   const offs = applied.map((a) => a.offset);
   check(offs.every((o, i) => i === 0 || o > offs[i - 1]), `offsets increase: ${offs}`);
   check(applied[0].via === "snapshot", "the first reading on the card comes from the snapshot");
+  // The snapshot has reading 2, published while the join was held: a hub
+  // that read its state before that publication would show reading 1 here,
+  // and reading 2 would be lost (not only applied twice).
+  check(applied[0].values.temperature === temp(2), `the snapshot's reading is reading 2 (${applied[0].values.temperature})`);
   check(applied.length === 2 && applied[1].via === "event", "then only reading 3, as an event");
   const last = await page.evaluate(() => window.__iot.devices.get("lab-7").last.values.temperature);
   check(last === temp(3), `the card shows reading 3 (${last})`);

@@ -56,7 +56,7 @@ const app = {
   // The readings applied to the cards, in order (the last 500), with where
   // each came from ("snapshot" or "event"): the browser test checks that
   // none is lost or applied twice.
-  applied: /** @type {{device: string, at: string, offset: number, via: string}[]} */ ([]),
+  applied: /** @type {{device: string, at: string, offset: number, via: string, values: {[key: string]: number}}[]} */ ([]),
 };
 /** @type {any} */ (window).__iot = app; // for the browser test and the curious
 
@@ -338,7 +338,7 @@ function onReading(r, offset, via) {
   }
   d.last = r;
   d.fromHub = true;
-  app.applied.push({ device: r.device, at: String(r.at), offset: offset || 0, via });
+  app.applied.push({ device: r.device, at: String(r.at), offset: offset || 0, via, values: r.values });
   if (app.applied.length > 500) app.applied.splice(0, app.applied.length - 500);
   addPoint(d, r);
   app.dirty.add(r.device);
