@@ -174,7 +174,7 @@ func (s *socket) rawIO(f func(fd uintptr) bool, write bool) error {
 			return err
 		}
 		if !s.acquire() {
-			return net.ErrClosed
+			return opError(op(write), net.ErrClosed)
 		}
 		done := f(uintptr(s.fd))
 		s.release()
@@ -190,61 +190,56 @@ func (s *socket) rawIO(f func(fd uintptr) bool, write bool) error {
 // Read reads into p as net.Conn's Read does: it waits for data, bounded by
 // the read deadline, and reports io.EOF at the end of the stream.
 func (c *sockConn) Read(p []byte) (int, error) {
-	s := (*socket)(c)
-	for {
-		if err := s.expired(false); err != nil {
-			return 0, err
-		}
-		if !s.acquire() {
-			return 0, opError("read", net.ErrClosed)
-		}
-		n, err := syscall.Read(int(s.fd), p)
-		s.release()
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			if err := s.wait(false); err != nil {
-				return 0, err
-			}
-			continue
-		case err != nil:
-			return 0, opError("read", os.NewSyscallError("read", err))
-		case n == 0 && len(p) > 0:
-			return 0, io.EOF
-		}
-		return n, nil
+	var n int
+	var errno error
+	if err := (*socket)(c).rawIO(func(fd uintptr) bool {
+		n, errno = retryEINTR(func() (int, error) { return syscall.Read(int(fd), p) })
+		return errno != syscall.EAGAIN
+	}, false); err != nil {
+		return 0, err
 	}
+	switch {
+	case errno != nil:
+		return 0, opError("read", os.NewSyscallError("read", errno))
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 // Write writes all of p, waiting for the peer to take it, bounded by the
 // write deadline.
 func (c *sockConn) Write(p []byte) (int, error) {
-	s := (*socket)(c)
 	written := 0
-	for written < len(p) {
-		if err := s.expired(true); err != nil {
-			return written, err
-		}
-		if !s.acquire() {
-			return written, opError("write", net.ErrClosed)
-		}
-		n, err := syscall.Write(int(s.fd), p[written:])
-		s.release()
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			if err := s.wait(true); err != nil {
-				return written, err
+	var errno error
+	err := (*socket)(c).rawIO(func(fd uintptr) bool {
+		for written < len(p) {
+			var n int
+			n, errno = retryEINTR(func() (int, error) { return syscall.Write(int(fd), p[written:]) })
+			if errno != nil {
+				return errno != syscall.EAGAIN
 			}
-			continue
-		case err != nil:
-			return written, opError("write", os.NewSyscallError("write", err))
+			written += n
 		}
-		written += n
+		return true
+	}, true)
+	switch {
+	case err != nil:
+		return written, err
+	case errno != nil:
+		return written, opError("write", os.NewSyscallError("write", errno))
 	}
 	return written, nil
+}
+
+// retryEINTR runs a system call again while it is interrupted.
+func retryEINTR(call func() (int, error)) (int, error) {
+	for {
+		n, err := call()
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
 }
 
 // expired returns the timeout error if the deadline of the direction has
@@ -255,11 +250,7 @@ func (s *socket) expired(write bool) error {
 		dl = &s.wdl
 	}
 	if d := dl.Load(); d != 0 && time.Now().UnixNano() >= d {
-		op := "read"
-		if write {
-			op = "write"
-		}
-		return opError(op, os.ErrDeadlineExceeded)
+		return opError(op(write), os.ErrDeadlineExceeded)
 	}
 	return nil
 }
@@ -268,14 +259,14 @@ func (s *socket) expired(write bool) error {
 // passes (then it returns the timeout error), the deadline changes or the
 // socket is closed; the caller tries again. Wake-ups may be spurious.
 func (s *socket) wait(write bool) error {
-	set, dl, flags, op := s.set, &s.rdl, uint32(pollFlags), "read"
+	set, dl, flags := s.set, &s.rdl, uint32(pollFlags)
 	if write {
-		set, dl, flags, op = s.set.w, &s.wdl, syscall.EPOLLOUT|syscall.EPOLLONESHOT, "write"
+		set, dl, flags = s.set.w, &s.wdl, syscall.EPOLLOUT|syscall.EPOLLONESHOT
 	}
 	ch := set.await(s.token)
 	defer set.done(s.token, ch)
 	if !s.acquire() {
-		return opError(op, net.ErrClosed)
+		return opError(op(write), net.ErrClosed)
 	}
 	ev := syscall.EpollEvent{Events: flags, Fd: int32(s.token)}
 	err := syscall.EpollCtl(set.fd, syscall.EPOLL_CTL_MOD, int(s.fd), &ev)
@@ -284,7 +275,7 @@ func (s *socket) wait(write bool) error {
 	}
 	s.release()
 	if err != nil {
-		return opError(op, os.NewSyscallError("epoll_ctl", err))
+		return opError(op(write), os.NewSyscallError("epoll_ctl", err))
 	}
 	d := dl.Load()
 	if d == 0 {
@@ -299,6 +290,14 @@ func (s *socket) wait(write bool) error {
 	case <-t.C:
 		return s.expired(write) // nil if the deadline moved meanwhile
 	}
+}
+
+// op names a direction for errors.
+func op(write bool) string {
+	if write {
+		return "write"
+	}
+	return "read"
 }
 
 // opError wraps err as the net package would.
