@@ -33,6 +33,10 @@ type Options struct {
 	// health (the rthub_broker_* families). The redisbroker module's
 	// (*Broker).Stats converts in a few lines; see the package example.
 	Broker func() []BrokerShard
+	// BrokerControl, if set, is called on each scrape for the state of the
+	// broker's control plane (the rthub_broker_control_* families),
+	// converted from the redisbroker module's (*Broker).Stats().Control.
+	BrokerControl func() BrokerControl
 	// Bridge, if set, is called on each scrape for the MQTT bridge's
 	// counters (the rthub_mqtt_* families), converted from the mqttbridge
 	// module's (*Bridge).Stats.
@@ -61,6 +65,15 @@ type BrokerShard struct {
 	Published    uint64        // publish calls
 	PublishErrs  uint64        // failed publish calls
 	Delivered    uint64        // publications delivered to this node
+}
+
+// BrokerControl is the state of a broker's control plane (cluster-wide
+// control calls and revocations) as a [Collector] exports it; the fields
+// mirror redisbroker.ControlStats.
+type BrokerControl struct {
+	Live    bool   // control subscription up, heartbeat renewed
+	Dropped uint64 // control messages dropped at a full queue
+	Resyncs uint64 // control subscriptions put in place, the first included
 }
 
 // BridgeStats is an MQTT bridge's state as a [Collector] exports it; the
@@ -210,6 +223,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if c.opts.Broker != nil {
 		c.collectBroker(ch, c.opts.Broker())
 	}
+	if c.opts.BrokerControl != nil {
+		ctl := c.opts.BrokerControl()
+		c.gauge(ch, mBrokerCtlLive, b2f(ctl.Live))
+		c.counter(ch, mBrokerCtlDropped, ctl.Dropped)
+		c.counter(ch, mBrokerCtlResyncs, ctl.Resyncs)
+	}
 	if c.opts.Bridge != nil {
 		c.collectBridge(ch, c.opts.Bridge())
 	}
@@ -293,6 +312,10 @@ func (c *Collector) collectHub(ch chan<- prometheus.Metric, s rthub.Stats) {
 	c.counter(ch, mRevokedRefused, s.RevokedRefused)
 	c.gauge(ch, mRevocationsKept, float64(s.RevocationsKept))
 	c.counter(ch, mRevocationsDrop, s.RevocationsDropped)
+	c.counter(ch, mCalls, s.Calls)
+	c.counter(ch, mIdemRetries, s.Replayed, "replayed")
+	c.counter(ch, mIdemRetries, s.Joined, "joined")
+	c.counter(ch, mRelayedPosts, s.RelayedPosts)
 
 	l := s.BroadcastLatency
 	buckets := make(map[float64]uint64, len(l.Bounds))

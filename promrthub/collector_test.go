@@ -3,6 +3,7 @@ package promrthub_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -36,11 +37,15 @@ func token(t testing.TB, sub string, roles ...string) string {
 	return s
 }
 
-// fakeSources are the broker and bridge stats a test collector reads.
+// fakeSources are the broker, control plane and bridge stats a test
+// collector reads.
 func fakeSources(opts *promrthub.Options) {
 	opts.Broker = func() []promrthub.BrokerShard {
 		return []promrthub.BrokerShard{{Name: "s0", Connected: true, ProbeRTT: 3 * time.Millisecond,
 			LastProbe: time.Unix(1_700_000_000, 0), Rooms: 2, Resubscribes: 1, Published: 10, Delivered: 9}}
+	}
+	opts.BrokerControl = func() promrthub.BrokerControl {
+		return promrthub.BrokerControl{Live: true, Dropped: 2, Resyncs: 3}
 	}
 	opts.Bridge = func() promrthub.BridgeStats {
 		return promrthub.BridgeStats{Connected: true, Subscribed: true, Connects: 2, Received: 12, InvalidTopic: 3,
@@ -352,4 +357,32 @@ func helpOf(name string) string {
 		}
 	}
 	return ""
+}
+
+// TestCollector_brokerControl: Options.BrokerControl's fields are exported
+// as the rthub_broker_control_* families, without a shard label.
+func TestCollector_brokerControl(t *testing.T) {
+	t.Parallel()
+	ctl := promrthub.BrokerControl{Live: true, Dropped: 2, Resyncs: 3}
+	c := promrthub.New(promrthub.Options{MemoryLimit: -1, Node: "n1", BrokerControl: func() promrthub.BrokerControl { return ctl }})
+	want := func(live, dropped, resyncs int) string {
+		return fmt.Sprintf(`
+# HELP rthub_broker_control_dropped_total %s
+# TYPE rthub_broker_control_dropped_total counter
+rthub_broker_control_dropped_total{node="n1"} %d
+# HELP rthub_broker_control_live %s
+# TYPE rthub_broker_control_live gauge
+rthub_broker_control_live{node="n1"} %d
+# HELP rthub_broker_control_resyncs_total %s
+# TYPE rthub_broker_control_resyncs_total counter
+rthub_broker_control_resyncs_total{node="n1"} %d
+`, helpOf("rthub_broker_control_dropped_total"), dropped, helpOf("rthub_broker_control_live"), live, helpOf("rthub_broker_control_resyncs_total"), resyncs)
+	}
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want(1, 2, 3))); err != nil {
+		t.Error(err)
+	}
+	ctl = promrthub.BrokerControl{Resyncs: 4} // read on every scrape
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want(0, 0, 4))); err != nil {
+		t.Error(err)
+	}
 }

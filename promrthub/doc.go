@@ -4,8 +4,9 @@
 // refusals by reason and disconnects by close code.
 //
 //	col := promrthub.New(promrthub.Options{
-//		Broker: brokerShards(rb), // optional: redisbroker health
-//		Bridge: bridgeStats(br),  // optional: mqttbridge counters
+//		Broker:        brokerShards(rb),  // optional: redisbroker health
+//		BrokerControl: brokerControl(rb), // optional: its control plane
+//		Bridge:        bridgeStats(br),   // optional: mqttbridge counters
 //	})
 //	hub, err := rthub.New(rthub.Options{
 //		// ...
@@ -19,8 +20,9 @@
 //
 // It is its own module, so that the rthub module never depends on
 // client_golang; it does not import the redisbroker and mqttbridge modules
-// either: Options.Broker and Options.Bridge are functions returning this
-// package's mirror types, which a few lines convert (see the example).
+// either: Options.Broker, Options.BrokerControl and Options.Bridge are
+// functions returning this package's mirror types, which a few lines
+// convert (see the README).
 //
 // Every family is named rthub_*; [Metrics] lists them with their HELP text,
 // and docs/metrics.md, generated from that list by go generate, is the

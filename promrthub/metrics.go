@@ -17,8 +17,9 @@ type Metric struct {
 	Labels []string
 	// Source says what feeds it: "hub" (Hub.Stats, on every scrape), "hook"
 	// (Collector.OnRefused or Collector.OnDisconnect installed in the hub's
-	// Options), "broker" (Options.Broker), "bridge" (Options.Bridge) or
-	// "process" (Options.MemoryLimit or the detected limit).
+	// Options), "broker" (Options.Broker or Options.BrokerControl), "bridge"
+	// (Options.Bridge) or "process" (Options.MemoryLimit or the detected
+	// limit).
 	Source string
 }
 
@@ -60,6 +61,9 @@ const (
 	mRevokedRefused    = "rthub_revoked_tokens_refused_total"
 	mRevocationsKept   = "rthub_revocations_kept"
 	mRevocationsDrop   = "rthub_revocations_dropped_total"
+	mCalls             = "rthub_rpc_calls_total"
+	mIdemRetries       = "rthub_idempotent_retries_total"
+	mRelayedPosts      = "rthub_relayed_posts_total"
 
 	mRefusals    = "rthub_refusals_total"
 	mDisconnects = "rthub_disconnects_total"
@@ -73,6 +77,9 @@ const (
 	mBrokerPublishes    = "rthub_broker_publishes_total"
 	mBrokerPublishErrs  = "rthub_broker_publish_errors_total"
 	mBrokerDeliveries   = "rthub_broker_deliveries_total"
+	mBrokerCtlLive      = "rthub_broker_control_live"
+	mBrokerCtlDropped   = "rthub_broker_control_dropped_total"
+	mBrokerCtlResyncs   = "rthub_broker_control_resyncs_total"
 
 	mMQTTConnected     = "rthub_mqtt_connected"
 	mMQTTSubscribed    = "rthub_mqtt_subscribed"
@@ -125,6 +132,9 @@ var catalog = []Metric{
 	{mRevokedRefused, "counter", "Handshakes and token refreshes this hub refused because the token was revoked (token_revoked).", nil, "hub"},
 	{mRevocationsKept, "gauge", "Entries in this hub's replica of the cluster's revocations (bounded by Options.Revocation.MaxEntries).", nil, "hub"},
 	{mRevocationsDrop, "counter", "Revocations this hub could not keep because its replica was at Revocation.MaxEntries: its handshakes accept those tokens (configure the same MaxEntries on every node).", nil, "hub"},
+	{mCalls, "counter", "RPC calls started on this hub (docs/rpc.md), retries answered from the idempotency memory included.", nil, "hub"},
+	{mIdemRetries, "counter", "Emits and calls with an idempotency key answered with the outcome of their first run, without running the handler, by outcome: replayed (the retry came after the first run) or joined (it came during the first run and waited for it).", []string{"outcome"}, "hub"},
+	{mRelayedPosts, "counter", "POSTs of HTTP stream commands this hub relayed through the broker to the node holding the stream (docs/scaling.md).", nil, "hub"},
 	{mLatency, "histogram", "Broadcast latency: a publication reaching this hub to its frame written to the last member's socket.", nil, "hub"},
 
 	{mRefusals, "counter", "Refusals reported to Options.OnRefused, by op (handshake, join, emit, presence, refresh, abuse), error code and HTTP status (empty unless a handshake).", []string{"op", "code", "status"}, "hook"},
@@ -139,6 +149,9 @@ var catalog = []Metric{
 	{mBrokerPublishes, "counter", "Publish calls to the broker shard.", []string{"shard"}, "broker"},
 	{mBrokerPublishErrs, "counter", "Failed publish calls to the broker shard.", []string{"shard"}, "broker"},
 	{mBrokerDeliveries, "counter", "Publications the broker shard delivered to this node.", []string{"shard"}, "broker"},
+	{mBrokerCtlLive, "gauge", "1 while the broker's control plane is live on this node: its control subscription is up and its heartbeat renewed (other nodes' control calls and revocations reach it).", nil, "broker"},
+	{mBrokerCtlDropped, "counter", "Control messages the broker dropped because its queue of unhandled ones was full (their senders see this node missing).", nil, "broker"},
+	{mBrokerCtlResyncs, "counter", "Control subscriptions the broker put in place, the first included (more mean it was lost and restored); each reloads the revocations.", nil, "broker"},
 
 	{mMQTTConnected, "gauge", "1 while the MQTT bridge's connection is up.", nil, "bridge"},
 	{mMQTTSubscribed, "gauge", "1 while the MQTT bridge is connected and every route is subscribed (it is receiving).", nil, "bridge"},

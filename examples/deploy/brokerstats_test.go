@@ -13,9 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// brokerShards converts the Redis broker's stats for the promrthub
-// collector (Options.Broker): promrthub/README.md shows this function, which
-// lives here because this module depends on both.
+// brokerShards and brokerControl convert the Redis broker's stats for the
+// promrthub collector (Options.Broker, Options.BrokerControl):
+// promrthub/README.md shows these functions, which live here because this
+// module depends on both.
 func brokerShards(b *redisbroker.Broker) func() []promrthub.BrokerShard {
 	return func() []promrthub.BrokerShard {
 		st := b.Stats()
@@ -29,10 +30,18 @@ func brokerShards(b *redisbroker.Broker) func() []promrthub.BrokerShard {
 	}
 }
 
+func brokerControl(b *redisbroker.Broker) func() promrthub.BrokerControl {
+	return func() promrthub.BrokerControl {
+		c := b.Stats().Control
+		return promrthub.BrokerControl{Live: c.Live, Dropped: c.Dropped, Resyncs: c.Resyncs}
+	}
+}
+
 // TestBrokerShards runs a hub on the real Redis broker (RTHUB_REDIS_URL)
-// with the collector reading it through brokerShards: once the shard is
-// connected and a probe came back, the rthub_broker_* families show it, and
-// a publication is counted.
+// with the collector reading it through brokerShards and brokerControl: once
+// the shard is connected and a probe came back, the rthub_broker_* families
+// show it, a publication is counted, and the control plane the hub started
+// is live with one subscription in place.
 func TestBrokerShards(t *testing.T) {
 	url := testenv.URL(t, testenv.Redis)
 	prefix := make([]byte, 6)
@@ -45,7 +54,7 @@ func TestBrokerShards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	col := promrthub.New(promrthub.Options{Broker: brokerShards(b)})
+	col := promrthub.New(promrthub.Options{Broker: brokerShards(b), BrokerControl: brokerControl(b)})
 	hub, err := rthub.New(rthub.Options{
 		Auth:   rthub.AuthOptions{Keys: map[string]any{"": []byte("deploy-test-secret-0123456789abcdef")}},
 		Policy: rthub.Policy{Roles: map[string]rthub.RoleRules{"staff": {Join: []string{"staff"}}}},
@@ -62,6 +71,8 @@ func TestBrokerShards(t *testing.T) {
 	if err := hub.Publish(t.Context(), "staff", "deploy:check", map[string]int{"n": 1}); err != nil {
 		t.Fatal(err)
 	}
+	// value is the series of shard r1 of family name, or its only series
+	// when the family has no shard label (the control plane's).
 	value := func(name string) (float64, bool) {
 		mfs, err := reg.Gather()
 		if err != nil {
@@ -72,14 +83,19 @@ func TestBrokerShards(t *testing.T) {
 				continue
 			}
 			for _, m := range mf.GetMetric() {
+				shard := ""
 				for _, l := range m.GetLabel() {
-					if l.GetName() == "shard" && l.GetValue() == "r1" {
-						if g := m.GetGauge(); g != nil {
-							return g.GetValue(), true
-						}
-						return m.GetCounter().GetValue(), true
+					if l.GetName() == "shard" {
+						shard = l.GetValue()
 					}
 				}
+				if shard != "r1" && (shard != "" || len(mf.GetMetric()) != 1) {
+					continue
+				}
+				if g := m.GetGauge(); g != nil {
+					return g.GetValue(), true
+				}
+				return m.GetCounter().GetValue(), true
 			}
 		}
 		return 0, false
@@ -89,15 +105,23 @@ func TestBrokerShards(t *testing.T) {
 		up, _ := value("rthub_broker_connected")
 		probe, _ := value("rthub_broker_last_probe_timestamp_seconds")
 		pubs, _ := value("rthub_broker_publishes_total")
-		if up == 1 && probe > 0 && pubs >= 1 {
+		live, _ := value("rthub_broker_control_live")
+		if up == 1 && probe > 0 && pubs >= 1 && live == 1 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 10 s: rthub_broker_connected %v, last probe %v, publishes %v (shard r1)", up, probe, pubs)
+			t.Fatalf("after 10 s: rthub_broker_connected %v, last probe %v, publishes %v (shard r1), control live %v", up, probe, pubs, live)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	if deaf, ok := value("rthub_broker_deaf"); !ok || deaf != 0 {
 		t.Errorf("rthub_broker_deaf = %v (present %v), want 0", deaf, ok)
+	}
+	// The control subscription was put in place once, and never lost.
+	if n, ok := value("rthub_broker_control_resyncs_total"); !ok || n != 1 {
+		t.Errorf("rthub_broker_control_resyncs_total = %v (present %v), want 1", n, ok)
+	}
+	if n, ok := value("rthub_broker_control_dropped_total"); !ok || n != 0 {
+		t.Errorf("rthub_broker_control_dropped_total = %v (present %v), want 0", n, ok)
 	}
 }

@@ -245,8 +245,9 @@ func TestDashboard_promql(t *testing.T) {
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
 	col := promrthub.New(promrthub.Options{
-		MemoryLimit: 1 << 30,
-		Broker:      func() []promrthub.BrokerShard { return []promrthub.BrokerShard{{Name: "s0"}} },
+		MemoryLimit:   1 << 30,
+		Broker:        func() []promrthub.BrokerShard { return []promrthub.BrokerShard{{Name: "s0"}} },
+		BrokerControl: func() promrthub.BrokerControl { return promrthub.BrokerControl{} },
 		Bridge: func() promrthub.BridgeStats {
 			return promrthub.BridgeStats{Routes: []promrthub.BridgeRoute{{Name: "readings"}}}
 		},

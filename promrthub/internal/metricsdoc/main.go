@@ -27,7 +27,7 @@ func main() {
 var sources = []struct{ key, title, text string }{
 	{"hub", "Hub", "Read from `Hub.Stats()` on every scrape; always exported once the collector has its hub."},
 	{"hook", "Refusals and disconnects", "Counted by `Collector.OnRefused` and `Collector.OnDisconnect`, installed as the hub's `Options.OnRefused` and `Options.OnDisconnect`. A series appears with its first event."},
-	{"broker", "Broker (Redis)", "From `Options.Broker`, converted from `redisbroker.(*Broker).Stats()`; one series per shard."},
+	{"broker", "Broker (Redis)", "From `Options.Broker`, converted from `redisbroker.(*Broker).Stats().Shards`, one series per shard; the `rthub_broker_control_*` families from `Options.BrokerControl`, converted from `redisbroker.(*Broker).Stats().Control` (the control plane, on one shard: no `shard` label)."},
 	{"bridge", "MQTT bridge", "From `Options.Bridge`, converted from `mqttbridge.(*Bridge).Stats()`. `route` is the route's name; an empty route counts messages whose topic matched no route."},
 	{"process", "Process", "For the memory alert, beside the standard `process_*` and `go_*` families of client_golang's collectors."},
 }
