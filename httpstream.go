@@ -39,8 +39,10 @@ import (
 type HTTPStreamOptions struct {
 	// Enabled makes ServeHTTP answer a GET that asks for text/event-stream
 	// (and is no WebSocket upgrade) with a stream, and a POST with the
-	// commands of a stream (docs/protocol.md §6). Default off: the hub
-	// serves WebSocket only.
+	// commands of a stream (docs/protocol.md §6), and the CORS preflights
+	// (OPTIONS) of pages on other origins that Options.Origin allows (§6.2):
+	// a router in front of the hub must pass it all three methods. Default
+	// off: the hub serves WebSocket only.
 	Enabled bool
 	// MaxQueuedCommands bounds the commands of one stream connection waiting
 	// to be handled (they are handled one at a time, in order, like a
