@@ -24,11 +24,20 @@ import (
 // connection. Refusals happen before the upgrade, as HTTP errors with a JSON
 // body carrying a code (docs/protocol.md §1): 401 for token problems, 400 for
 // a bad handshake, 503 while shutting down. With Options.HTTPStream enabled
-// it also serves the HTTP stream transport (docs/protocol.md §6).
+// it also serves the HTTP stream transport (docs/protocol.md §6): GETs
+// asking for text/event-stream, POSTs, and the CORS preflights (OPTIONS) of
+// pages on other origins the hub allows (OriginOptions); a mux in front
+// must route all three methods to it.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.opts.HTTPStream.Enabled && isStreamRequest(r) {
-		h.serveHTTPStream(w, r)
-		return
+	if h.opts.HTTPStream.Enabled {
+		if isStreamRequest(r) {
+			h.serveHTTPStream(w, r)
+			return
+		}
+		if isPreflight(r) {
+			h.servePreflight(w, r)
+			return
+		}
 	}
 	ip := h.limits.clientIP(r)
 	refuse := h.refuser(w, r, "handshake", ip)

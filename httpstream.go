@@ -39,8 +39,10 @@ import (
 type HTTPStreamOptions struct {
 	// Enabled makes ServeHTTP answer a GET that asks for text/event-stream
 	// (and is no WebSocket upgrade) with a stream, and a POST with the
-	// commands of a stream (docs/protocol.md §6). Default off: the hub
-	// serves WebSocket only.
+	// commands of a stream (docs/protocol.md §6), and the CORS preflights
+	// (OPTIONS) of pages on other origins that Options.Origin allows (§6.2):
+	// a router in front of the hub must pass it all three methods. Default
+	// off: the hub serves WebSocket only.
 	Enabled bool
 	// MaxQueuedCommands bounds the commands of one stream connection waiting
 	// to be handled (they are handled one at a time, in order, like a
@@ -101,24 +103,36 @@ func isStreamRequest(r *http.Request) bool {
 	return false
 }
 
-// serveHTTPStream serves a request of the HTTP stream transport.
+// serveHTTPStream serves a request of the HTTP stream transport. A request
+// from an origin the hub allows gets the CORS headers that let a page of
+// that origin read the answer, refusals included (cors.go); one from
+// another origin is refused (403 forbidden_origin) after the checks that
+// come first as for a WebSocket handshake.
 func (h *Hub) serveHTTPStream(w http.ResponseWriter, r *http.Request) {
+	allowed := h.opts.Origin.allowed(r)
+	origin := ""
+	if allowed {
+		origin = corsOrigin(r)
+		setCORS(w.Header(), origin)
+	}
 	if r.Method == http.MethodPost {
-		h.servePost(w, r)
+		h.servePost(w, r, allowed)
 		return
 	}
-	h.serveStream(w, r)
+	h.serveStream(w, r, allowed, origin)
 }
 
 // serveStream authenticates a stream request the way ServeHTTP does a
 // WebSocket handshake, takes over its connection and serves the stream.
-func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
+// allowed is the origin policy's verdict; origin, if not empty, goes in the
+// stream's CORS headers.
+func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request, allowed bool, origin string) {
 	ip := h.limits.clientIP(r)
 	refuse := h.refuser(w, r, "handshake", ip)
 	if !h.serving(w, refuse) {
 		return
 	}
-	if !h.opts.Origin.allowed(r) {
+	if !allowed {
 		refuse(http.StatusForbidden, errForbiddenOrigin, "")
 		return
 	}
@@ -172,7 +186,7 @@ func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
 	c.ident.Store(id)
 	c.lastIn.Store(time.Now().UnixNano())
 	if !h.register(c) {
-		_, _ = nc.Write(append(streamHead(c.id+"."+c.hs.secret, deflate), c.hs.stored(nil, streamClose(CloseGoingAway, "server shutting down"))...))
+		_, _ = nc.Write(append(streamHead(c.id+"."+c.hs.secret, deflate, origin), c.hs.stored(nil, streamClose(CloseGoingAway, "server shutting down"))...))
 		_ = nc.Close()
 		h.limits.release(ip, id.Subject)
 		return
@@ -181,7 +195,7 @@ func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
 	// POST sent as soon as it arrives finds the stream. Nothing else is
 	// written before setupConn (c.writing is held). A failed write ends the
 	// connection through its read loop, like any broken stream.
-	if _, err := nc.Write(streamHead(c.id+"."+c.hs.secret, deflate)); err != nil {
+	if _, err := nc.Write(streamHead(c.id+"."+c.hs.secret, deflate, origin)); err != nil {
 		c.closeSocket()
 	}
 	_ = nc.SetDeadline(time.Time{})
@@ -195,12 +209,17 @@ func (h *Hub) serveStream(w http.ResponseWriter, r *http.Request) {
 // streamHead is the response head of a stream and its first event, which
 // names the session the client's POSTs carry. With deflate the body is a
 // zlib stream (RFC 1950) that never ends: it starts with the zlib header.
-func streamHead(session string, deflate bool) []byte {
+// A non-empty origin (one corsOrigin returned) is named in the CORS headers
+// that let a page of that origin read the stream.
+func streamHead(session string, deflate bool, origin string) []byte {
 	b := []byte("HTTP/1.1 200 OK\r\n" +
 		"Content-Type: text/event-stream; charset=utf-8\r\n" +
 		"Cache-Control: no-store\r\n" +
 		"X-Accel-Buffering: no\r\n" + // nginx: pass each event on at once
 		"Connection: close\r\n")
+	if origin != "" {
+		b = append(b, "Access-Control-Allow-Origin: "+origin+"\r\nAccess-Control-Expose-Headers: "+corsExposeHeaders+"\r\nVary: Origin\r\n"...)
+	}
 	ev := []byte("event: session\ndata: " + session + "\n\n")
 	if !deflate {
 		return append(append(b, "\r\n"...), ev...)
@@ -415,7 +434,9 @@ func frameParts(f []byte) (op byte, payload []byte) {
 // connection, here or on the node that holds it (through the broker's
 // NodeRelay), and answered on the stream; the POST is answered 202 once
 // they are queued.
-func (h *Hub) servePost(w http.ResponseWriter, r *http.Request) {
+//
+// allowed is the origin policy's verdict.
+func (h *Hub) servePost(w http.ResponseWriter, r *http.Request, allowed bool) {
 	ip := h.limits.clientIP(r)
 	refuse := h.refuser(w, r, "post", ip)
 	if h.closing.Load() {
@@ -423,7 +444,7 @@ func (h *Hub) servePost(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusServiceUnavailable, ErrHubClosed, "")
 		return
 	}
-	if !h.opts.Origin.allowed(r) {
+	if !allowed {
 		refuse(http.StatusForbidden, errForbiddenOrigin, "")
 		return
 	}

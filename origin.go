@@ -19,6 +19,12 @@ import (
 // By default only same-origin browser handshakes are accepted: the Origin's
 // host must equal the request's Host. A refused handshake gets 403 with the
 // code "forbidden_origin", before the upgrade and before the token is read.
+//
+// The same rule governs the HTTP stream transport ([HTTPStreamOptions]): its
+// requests from an allowed origin get the CORS headers that let a page of
+// that origin read them, its CORS preflights from an allowed origin are
+// answered 204, and those from another origin are refused like a handshake
+// (docs/protocol.md §6.2).
 type OriginOptions struct {
 	// Patterns are extra allowed origin hosts, matched with [path.Match]
 	// against the Origin's host (and port, if it has one), case-insensitively:
@@ -26,7 +32,9 @@ type OriginOptions struct {
 	Patterns []string
 	// Check, if set, replaces the built-in check entirely: it reports whether
 	// the handshake's Origin (r.Header.Get("Origin"), possibly empty) is
-	// allowed. It must not block.
+	// allowed. It must not block. With the HTTP stream transport it also
+	// sees the stream's requests and their CORS preflights (method
+	// OPTIONS, no token).
 	Check func(r *http.Request) bool
 	// AllowAll accepts every origin. Only for development: it disables the
 	// protection against cross-site WebSocket hijacking.

@@ -12,8 +12,9 @@ import (
 // holds a token.
 type Refusal struct {
 	// Op is what was refused: "handshake" (of a WebSocket or an HTTP
-	// stream), "post" (the commands POSTed to an HTTP stream, refused as
-	// a whole), "join", "emit", "call" (an RPC; Event is its name),
+	// stream, or the CORS preflight of a stream), "post" (the commands
+	// POSTed to an HTTP stream, refused as a whole, or the CORS preflight
+	// of a POST), "join", "emit", "call" (an RPC; Event is its name),
 	// "presence", "refresh", or "abuse" (a
 	// connection closed for hammering past its command limit).
 	Op string

@@ -168,7 +168,8 @@ func run(ctx context.Context, cfg config) error {
 	s := &server{hub: hub, broker: broker, secret: cfg.secret, node: cfg.node, started: time.Now()}
 	mux := http.NewServeMux()
 	mux.Handle("GET /ws", hub)
-	mux.Handle("POST /ws", hub) // the HTTP stream's commands (-http-stream)
+	mux.Handle("POST /ws", hub)    // the HTTP stream's commands (-http-stream)
+	mux.Handle("OPTIONS /ws", hub) // their CORS preflights, from pages on allowed origins
 	mux.HandleFunc("POST /publish", s.publish)
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /stats", s.stats)
