@@ -86,6 +86,11 @@ type testHub struct {
 
 	joins joinCounter // the client joins of all its instances (react_test.go)
 	runs  runCounter  // the RPC and keyed-emit handler runs of all its instances (rpc.test.mjs)
+
+	// slowPosts makes its HTTP stream POSTs few: Limits.Commands 1/12 (so
+	// 4 × 1/12 = one POST every 3 s per user), CommandBurst 8; the 429s
+	// then say Retry-After: 3 (fallback.test.mjs).
+	slowPosts bool
 }
 
 // trackedConn is a TCP connection of the WebSocket listener. Frozen, it
@@ -208,20 +213,24 @@ func startServer(t *testing.T) *testServer {
 
 // newHubInstance starts a hub on h's store.
 func (h *testHub) newHubInstance() (*rthub.Hub, error) {
+	limits := rthub.Limits{
+		Commands: 1000, CommandBurst: 1000, // the tests' fast heartbeats ping often
+		HandshakesPerIP: 1000, HandshakesPerUser: 1000, HandshakeBurst: 1000,
+	}
+	if h.slowPosts {
+		limits.Commands, limits.CommandBurst = 1.0/12, 8
+	}
 	return rthub.New(rthub.Options{
 		Auth: rthub.AuthOptions{
 			Keys:          map[string]any{"": h.srv.secret},
 			Leeway:        -1, // 4002 right at exp: the refresh tests wait less
 			ExpiryWarning: 3 * time.Second,
 		},
-		Policy:   h.joins.policy(testPolicy),
-		Handlers: []rthub.Handler{alertAck.Handle(handleAck), h.runs.emitHandler()},
-		RPCs:     h.runs.rpcHandlers(),
-		Origin:   rthub.OriginOptions{Patterns: []string{"127.0.0.1:*"}},
-		Limits: rthub.Limits{
-			Commands: 1000, CommandBurst: 1000, // the tests' fast heartbeats ping often
-			HandshakesPerIP: 1000, HandshakesPerUser: 1000, HandshakeBurst: 1000,
-		},
+		Policy:       h.joins.policy(testPolicy),
+		Handlers:     []rthub.Handler{alertAck.Handle(handleAck), h.runs.emitHandler()},
+		RPCs:         h.runs.rpcHandlers(),
+		Origin:       rthub.OriginOptions{Patterns: []string{"127.0.0.1:*"}},
+		Limits:       limits,
 		Broker:       h.store.Peer(),
 		HTTPStream:   rthub.HTTPStreamOptions{Enabled: true}, // test/fallback.test.mjs
 		DrainWindow:  50 * time.Millisecond,
@@ -339,7 +348,7 @@ func (s *testServer) serveWS(w http.ResponseWriter, r *http.Request) {
 
 // ctlMux is the control API (all POST, answers text or JSON):
 //
-//	/hub                         → {"id","url"}: a new hub
+//	/hub?slowposts=1             → {"id","url"}: a new hub (slowposts: see testHub.slowPosts)
 //	/hub/{id}/token?sub=&roles=a,b&name=&ttl=4s&bad=1 → a JWT (bad=1: signed with another key)
 //	/hub/{id}/publish            body {"room","event","data","key"} (key: the state key, optional)
 //	/hub/{id}/disconnect?sub=&reason=  → DisconnectUser (4101)
@@ -366,7 +375,7 @@ func (s *testServer) ctlMux() http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		th := &testHub{srv: s, store: store, conns: make(map[*trackedConn]struct{})}
+		th := &testHub{srv: s, store: store, conns: make(map[*trackedConn]struct{}), slowPosts: r.URL.Query().Get("slowposts") == "1"}
 		s.hubs[id] = th
 		s.mu.Unlock()
 		if err := th.restart(r.Context(), true, nil); err != nil {

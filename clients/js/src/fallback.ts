@@ -126,6 +126,21 @@ class Relay implements WebSocketLike {
   }
 }
 
+// retryWait is how long to wait before sending again a POST refused with
+// 429, given the wait its Retry-After asks for in ms (seconds or an HTTP
+// date; 0 or NaN when there is none): at least 1 s, at most 30 s.
+const retryWait = (ms: number) => Math.min(Math.max(ms || 0, 1000), 30000);
+
+// wait resolves after ms, or at once when signal aborts.
+function wait(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((r) => {
+    const done = () => (clearTimeout(t), signal.removeEventListener("abort", done), r());
+    const t = setTimeout(done, ms);
+    signal.addEventListener("abort", done);
+    if (signal.aborted) done();
+  });
+}
+
 // Commands per POST, and bytes: within the server's defaults
 // (HTTPStream.MaxQueuedCommands 64, MaxPostBytes 256 KiB).
 const MAX_BATCH = 32;
@@ -136,9 +151,11 @@ const MAX_BATCH_BYTES = 64 << 10;
  * (protocol §6): server messages come as Server-Sent Events on a GET read
  * with fetch (so the token goes in the Authorization header, never in the
  * URL), commands go as POSTs, one at a time and in order, batching what
- * was sent meanwhile. A close event, the end of the stream or a failed POST
- * closes it as a WebSocket would close (the client then reconnects and
- * resumes as usual).
+ * was sent meanwhile. A POST refused with 429 is sent again after its
+ * `Retry-After` (at least 1 s, at most 30 s), the later commands
+ * waiting behind it. A close event, the end of the stream or another failed
+ * POST (503 included) closes it as a WebSocket would close (the client then
+ * reconnects and resumes as usual).
  */
 export function httpStream(fetchFn?: typeof fetch): WebSocketCtor {
   return class HttpStream implements WebSocketLike {
@@ -251,7 +268,8 @@ export function httpStream(fetchFn?: typeof fetch): WebSocketCtor {
         });
         if (res.status === 429) {
           this.queue.unshift(...batch);
-          await new Promise((r) => setTimeout(r, 1000));
+          const h = res.headers.get("Retry-After") || "";
+          await wait(retryWait(h ? +h * 1000 || Date.parse(h) - Date.now() : 0), this.ctl.signal);
         } else if (!res.ok) throw new Error(`HTTP ${res.status}`);
       } catch {
         // The stream is gone (its node, or the network): reconnect.

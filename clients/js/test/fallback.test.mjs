@@ -93,3 +93,48 @@ test("withFallback switches when WebSocket never opens", { skip: noHub }, async 
   assert.equal(ctor.transport, "http");
   assert.deepEqual(c.reasons.slice(0, 3), ["connect", "handshake-failed", "handshake-failed"]);
 });
+
+test("a POST refused with 429 is sent again after its Retry-After, the commands in order", { skip: noHub }, async (t) => {
+  // One POST every 3 s per user (burst 8): past it, 429 with Retry-After: 3.
+  const hub = await newHub(t, { slowPosts: true });
+  const posts = []; // each POST of the client: when it was sent and answered, its status and Retry-After
+  const recording = async (url, init) => {
+    if (init?.method !== "POST") return fetch(url, init);
+    const p = { sent: Date.now(), body: init.body };
+    const res = await fetch(url, init);
+    posts.push({ ...p, answered: Date.now(), status: res.status, retryAfter: res.headers.get("Retry-After") });
+    return res;
+  };
+  const c = newClient(t, hub, { WebSocket: httpStream(recording), commandTimeout: 15000 });
+  await live(c);
+  // The user's other POSTs (here with no session: 400 once allowed) spend
+  // the bucket until the hub refuses one.
+  const token = await hub.token("alice");
+  let refused = null;
+  for (let i = 0; i < 20 && !refused; i++) {
+    const r = await fetch(hub.url.replace(/^ws/, "http"), { method: "POST", headers: { Authorization: "Bearer " + token }, body: "{}" });
+    if (r.status === 429) refused = r;
+  }
+  assert.ok(refused, "the hub never refused a POST");
+  assert.equal((await refused.json()).error.code, "rate_limited");
+
+  const order = [];
+  const joins = [1, 2, 3, 4, 5].map((n) => c.join(`device:${n}`).then(() => order.push(n)));
+  await Promise.all(joins);
+  assert.deepEqual(order, [1, 2, 3, 4, 5]);
+  assert.deepEqual([...c.rooms].filter((r) => r.startsWith("device:")).sort(), ["device:1", "device:2", "device:3", "device:4", "device:5"]);
+
+  // The first POST was refused and sent again after its Retry-After (not
+  // the 1 s floor), and nothing was sent in between.
+  const first = posts.findIndex((p) => p.status === 429);
+  assert.ok(first >= 0, "no POST of the client was refused: " + JSON.stringify(posts));
+  const [r, next] = [posts[first], posts[first + 1]];
+  const secs = Number(r.retryAfter);
+  assert.ok(secs >= 2, `Retry-After ${r.retryAfter}: too short to tell from the 1 s floor`);
+  assert.ok(next, "no POST after the 429");
+  const waited = next.sent - r.answered;
+  assert.ok(waited >= secs * 1000 - 50 && waited < secs * 1000 + 1000, `waited ${waited} ms after Retry-After: ${secs}`);
+  assert.equal(next.status, 202);
+  // The retry carries the refused commands first, then those sent meanwhile.
+  assert.ok(next.body.startsWith(r.body), "the retry does not start with the refused commands");
+});

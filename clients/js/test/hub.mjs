@@ -37,9 +37,9 @@ export const BrowserWS =
     }
   };
 
-/** A new hub of its own for test t (closed after it). */
-export async function newHub(t) {
-  const { id, url } = JSON.parse(await ctl("/hub"));
+/** A new hub of its own for test t (closed after it); slowPosts: see testHub.slowPosts in testhub_test.go. */
+export async function newHub(t, { slowPosts = false } = {}) {
+  const { id, url } = JSON.parse(await ctl(slowPosts ? "/hub?slowposts=1" : "/hub"));
   t.after(() => ctl(`/hub/${id}/close`).catch(() => {}));
   const h = `/hub/${id}`;
   return {
