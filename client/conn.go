@@ -196,20 +196,14 @@ func (cn *conn) writeLoop() {
 	for {
 		select {
 		case b := <-cn.out:
-			ctx, cancel := context.WithTimeout(cn.ctx, writeTimeout)
-			err := cn.ws.Write(ctx, websocket.MessageText, b)
-			cancel()
-			if err != nil {
+			if err := cn.write(b); err != nil {
 				// Make the reader see the end, then stop.
 				cn.cancel(fmt.Errorf("rthub/client: write: %w", err))
 				return
 			}
 		case id := <-cn.cancels:
 			b, _ := json.Marshal(command{Op: "cancel", Call: id})
-			ctx, cancel := context.WithTimeout(cn.ctx, writeTimeout)
-			err := cn.ws.Write(ctx, websocket.MessageText, b)
-			cancel()
-			if err != nil {
+			if err := cn.write(b); err != nil {
 				cn.cancel(fmt.Errorf("rthub/client: write: %w", err))
 				return
 			}
@@ -222,6 +216,18 @@ func (cn *conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// write writes one message within writeTimeout. The HTTP stream bounds
+// each POST by it instead: its waits after a 429 are the hub's to set
+// (each at most maxRetryWait), and a hub that answers is alive.
+func (cn *conn) write(b []byte) error {
+	if _, ok := cn.ws.(*streamWire); ok {
+		return cn.ws.Write(cn.ctx, websocket.MessageText, b)
+	}
+	ctx, cancel := context.WithTimeout(cn.ctx, writeTimeout)
+	defer cancel()
+	return cn.ws.Write(ctx, websocket.MessageText, b)
 }
 
 // register arranges for fn to receive, on the reader goroutine, the reply to

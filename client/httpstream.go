@@ -211,32 +211,43 @@ func (s *streamWire) Read(ctx context.Context) (websocket.MessageType, []byte, e
 	return websocket.MessageText, data, nil
 }
 
-// Write POSTs one command; a POST refused with 429 is sent again after
-// its Retry-After (within ctx).
+// Bounds of the wait before a POST refused with 429 is sent again.
+const (
+	minRetryWait = time.Second
+	maxRetryWait = 30 * time.Second
+)
+
+// retryWait is how long to wait before sending again a POST refused with
+// 429, given its Retry-After header (seconds or an HTTP date): what it asks
+// for, at least minRetryWait (also without a usable header) and at most
+// maxRetryWait.
+func retryWait(h string, now time.Time) time.Duration {
+	var d time.Duration
+	if n, err := strconv.ParseInt(strings.TrimSpace(h), 10, 64); err == nil {
+		d = time.Duration(min(max(n, 0), int64(maxRetryWait/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(h); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, minRetryWait), maxRetryWait)
+}
+
+// Write POSTs one command, each POST within writeTimeout; a POST refused
+// with 429 is sent again after its Retry-After ([retryWait]), until ctx
+// ends. The commands after it wait (the connection's writer is the only
+// caller), so they reach the hub in order. Any other refusal (503
+// included) is an error: the connection ends, and the client reconnects
+// and resumes as on a WebSocket.
 func (s *streamWire) Write(ctx context.Context, _ websocket.MessageType, p []byte) error {
 	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(p))
+		resp, err := s.post(ctx, p)
 		if err != nil {
 			return err
 		}
-		req.Header.Set("Authorization", s.auth)
-		req.Header.Set(rthub.SessionHeader, s.session)
-		req.Header.Set("Content-Type", "text/plain")
-		resp, err := s.hc.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
 		switch resp.StatusCode {
 		case http.StatusAccepted:
 			return nil
 		case http.StatusTooManyRequests:
-			wait := time.Second
-			if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n > 0 {
-				wait = time.Duration(n) * time.Second
-			}
-			t := time.NewTimer(wait)
+			t := time.NewTimer(retryWait(resp.Header.Get("Retry-After"), time.Now()))
 			select {
 			case <-ctx.Done():
 				t.Stop()
@@ -247,6 +258,27 @@ func (s *streamWire) Write(ctx context.Context, _ websocket.MessageType, p []byt
 			return fmt.Errorf("rthub/client: command refused: HTTP %d", resp.StatusCode)
 		}
 	}
+}
+
+// post sends p in one POST, within writeTimeout, and returns its answer
+// (its body read and closed).
+func (s *streamWire) post(ctx context.Context, p []byte) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(p))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", s.auth)
+	req.Header.Set(rthub.SessionHeader, s.session)
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	return resp, nil
 }
 
 // Close ends the stream (there is no closing handshake).
