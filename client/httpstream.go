@@ -30,8 +30,11 @@ const (
 	// TransportWebSocket, the default, connects over WebSocket only.
 	TransportWebSocket Transport = iota
 	// TransportHTTPStream connects over the HTTP stream only: server
-	// messages as Server-Sent Events down a GET, commands as POSTs. The hub
-	// must enable it (rthub.Options.HTTPStream).
+	// messages as Server-Sent Events down a GET, commands as POSTs, one at
+	// a time and in order. A POST refused with 429 is sent again after its
+	// Retry-After (at least 1 s, at most 30 s); any other refusal ends the
+	// connection, which reconnects and resumes. The hub must enable it
+	// (rthub.Options.HTTPStream).
 	TransportHTTPStream
 	// TransportAuto connects over WebSocket, and over the HTTP stream for
 	// a minute after WebSocket failed more than once in a row (the
