@@ -118,7 +118,10 @@ func (h *Hub) startControl(ctx context.Context) error {
 	return nil
 }
 
-// loadRevocations replaces the replica with the broker's revocations.
+// loadRevocations replaces the replica with the broker's revocations and
+// closes this node's connections whose token it revokes: a revocation
+// pushed while the node's control subscription was down reached no
+// connection here, and the reload after the resync is where it arrives.
 func (h *Hub) loadRevocations(ctx context.Context) error {
 	limit := h.opts.Revocation.MaxEntries
 	raw, err := h.ctl.Revocations(ctx, limit+1)
@@ -138,7 +141,23 @@ func (h *Hub) loadRevocations(ctx context.Context) error {
 		h.log.Error("rthub: the broker keeps more revocations than Revocation.MaxEntries: some revoked tokens would be accepted here",
 			slog.Int("max", limit))
 	}
+	h.closeRevoked(time.Now())
 	return nil
+}
+
+// closeRevoked closes the connections whose token the replica revokes (the
+// ones a push already closed are closing: not counted again).
+func (h *Hub) closeRevoked(now time.Time) {
+	if h.revs.len() == 0 {
+		return
+	}
+	n := 0
+	for _, c := range h.snapshotConns(nil) {
+		if id := c.ident.Load(); id != nil && h.revs.revoked(id, now) && c.closeWith(CloseTokenRevoked, "token revoked") {
+			n++
+		}
+	}
+	h.stats.revokedConns.Add(uint64(n))
 }
 
 // revocationLoader reloads the revocations after a control resync, until

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -234,5 +235,68 @@ func TestControl_NoOrBrokenControlPlane(t *testing.T) {
 			// Enforced here either way.
 			expectRefused(t, url, testToken(t, "bob", time.Hour, "staff"), "token_revoked")
 		})
+	}
+}
+
+// deafControl is a memory broker node whose control subscription can be
+// down: while deaf, control messages never reach its hub (its answers are
+// missing), as with a Redis connection that dropped; hearing again, it
+// tells the hub to resync, as the Redis broker does on reconnecting.
+type deafControl struct {
+	*MemoryBroker
+	deaf atomic.Bool
+	h    ControlHandler
+}
+
+func (d *deafControl) StartControl(ctx context.Context, node string, h ControlHandler) error {
+	d.h = h
+	return d.MemoryBroker.StartControl(ctx, node, deafHandler{d})
+}
+
+type deafHandler struct{ d *deafControl }
+
+func (x deafHandler) HandleControl(ctx context.Context, msg []byte) []byte {
+	if x.d.deaf.Load() {
+		<-ctx.Done() // lost: the caller counts this node missing
+		return nil
+	}
+	return x.d.h.HandleControl(ctx, msg)
+}
+func (x deafHandler) HandleControlResync() { x.d.h.HandleControlResync() }
+
+// TestControlCluster_RevokedDuringOutage: a revocation made while a node's
+// control subscription was down closes that node's connections with the
+// token once the node resyncs (the reload after the resync is where the
+// missed push arrives), and counts them once.
+func TestControlCluster_RevokedDuringOutage(t *testing.T) {
+	t.Parallel()
+	first, hubs, _ := memoryCluster(t, 1, nil)
+	d := &deafControl{MemoryBroker: first.Peer()}
+	b, bURL := testHub(t, func(o *Options) { o.Broker = d })
+	c := dial(t, bURL, issued(t, "mallory", time.Now().Add(-time.Minute), "m1", "staff"))
+	c.readType("welcome")
+	other := dial(t, bURL, issued(t, "mallory", time.Now().Add(-time.Minute), "m2", "staff"))
+	other.readType("welcome")
+
+	d.deaf.Store(true)
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := hubs[0].Revoke(ctx, Revocation{TokenID: "m1"}); !errors.Is(err, ErrIncomplete) {
+		t.Fatalf("Revoke with a deaf node: %v, want ErrIncomplete", err)
+	}
+	if r := c.cmd("ping", nil); !r.OK {
+		t.Fatalf("before the resync the deaf node's connection is open: %+v", r)
+	}
+
+	d.deaf.Store(false)
+	d.h.HandleControlResync()
+	if code := c.closeCode(); code != int(CloseTokenRevoked) {
+		t.Fatalf("after the resync: close code %d, want %d", code, CloseTokenRevoked)
+	}
+	if r := other.cmd("ping", nil); !r.OK {
+		t.Errorf("a connection with another token: %+v", r)
+	}
+	if n := b.Stats().RevokedConns; n != 1 {
+		t.Errorf("RevokedConns = %d, want 1", n)
 	}
 }
