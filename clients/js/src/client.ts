@@ -367,8 +367,11 @@ export class RthubClient<C extends ContractShape = AnyContract> {
       if (left <= 0) return wait > ttl || op == "emit" ? expire() : Promise.reject(new RthubError("timeout", `${op} ${name}`));
       ob.sent++;
       if (attempts++) ob.retries++;
+      // A timeout is this attempt's own deadline unless time is left: the
+      // timer and Date.now() drift apart by a ms or two, and an attempt with
+      // nothing left would only be sent to expire.
       return this.command<T>(op, { ...fields, idem: key, ...(op == "call" && { timeout: left }) }, left, o.signal).catch((e: RthubError) =>
-        e.code == "disconnected" || (e.code == "timeout" && Date.now() < end) ? attempt() : e.code == "timeout" && (wait > ttl || op == "emit") ? expire() : Promise.reject(e),
+        e.code == "disconnected" || (e.code == "timeout" && end - Date.now() > 20) ? attempt() : e.code == "timeout" && (wait > ttl || op == "emit") ? expire() : Promise.reject(e),
       );
     };
     ob.pending++;

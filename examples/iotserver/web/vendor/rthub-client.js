@@ -420,7 +420,7 @@ var RthubClient = class {
       ob.sent++;
       if (attempts++) ob.retries++;
       return this.command(op, { ...fields, idem: key, ...op == "call" && { timeout: left } }, left, o.signal).catch(
-        (e) => e.code == "disconnected" || e.code == "timeout" && Date.now() < end ? attempt() : e.code == "timeout" && (wait > ttl || op == "emit") ? expire() : Promise.reject(e)
+        (e) => e.code == "disconnected" || e.code == "timeout" && end - Date.now() > 20 ? attempt() : e.code == "timeout" && (wait > ttl || op == "emit") ? expire() : Promise.reject(e)
       );
     };
     ob.pending++;
