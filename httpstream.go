@@ -489,7 +489,7 @@ func (h *Hub) servePost(w http.ResponseWriter, r *http.Request, allowed bool) {
 	}
 	switch {
 	case node == h.nodeID:
-		err = h.queueCommands(session, id.Subject, cmds)
+		_, err = h.queueCommands(session, id.Subject, cmds)
 	case h.relay == nil:
 		err = fmt.Errorf("%w: the stream is on another node, and the broker relays nothing", ErrNotFound)
 	default:
@@ -589,11 +589,12 @@ func splitCommands(body []byte, maxSize int64, maxCmds int) ([][]byte, error) {
 // queueCommands queues cmds to the stream connection of session on this
 // node, for a user with subject. They are refused as a whole with
 // ErrRateLimited when they do not fit the connection's bounded inbox, and
-// with ErrNotFound for a session that is not (or no longer) here.
-func (h *Hub) queueCommands(session, subject string, cmds [][]byte) error {
+// with ErrNotFound for a session that is not (or no longer) here. The
+// connection is returned when it was found, refused or not.
+func (h *Hub) queueCommands(session, subject string, cmds [][]byte) (*conn, error) {
 	_, connID, secret, err := parseSession(session)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	notFound := fmt.Errorf("%w: no such stream", ErrNotFound)
 	h.mu.RLock()
@@ -601,16 +602,16 @@ func (h *Hub) queueCommands(session, subject string, cmds [][]byte) error {
 	h.mu.RUnlock()
 	if c == nil || c.hs == nil || subtle.ConstantTimeCompare([]byte(secret), []byte(c.hs.secret)) != 1 ||
 		c.ident.Load().Subject != subject {
-		return notFound
+		return nil, notFound
 	}
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
-		return notFound
+		return nil, notFound
 	}
 	if len(c.hs.inbox)+len(cmds) > h.opts.HTTPStream.MaxQueuedCommands {
 		c.mu.Unlock()
-		return fmt.Errorf("%w: %d commands queued", ErrRateLimited, len(c.hs.inbox))
+		return c, fmt.Errorf("%w: %d commands queued", ErrRateLimited, len(c.hs.inbox))
 	}
 	c.hs.inbox = append(c.hs.inbox, cmds...)
 	start := !c.hs.running
@@ -627,7 +628,7 @@ func (h *Hub) queueCommands(session, subject string, cmds [][]byte) error {
 			c.runCommands()
 		}()
 	}
-	return nil
+	return c, nil
 }
 
 // runCommands handles a stream connection's queued commands one at a time,

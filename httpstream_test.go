@@ -676,3 +676,64 @@ func TestHTTPStream_Revoked(t *testing.T) {
 		t.Errorf("POST with the kept token: %d, want 202", st)
 	}
 }
+
+// TestHTTPStream_RelayedPostRefused: commands relayed to a stream whose
+// inbox is full are answered rate_limited on the stream (their POST was
+// answered 202 by the node that relayed them, so the client is told
+// there), and the stream goes on.
+func TestHTTPStream_RelayedPostRefused(t *testing.T) {
+	t.Parallel()
+	mb, err := NewMemoryBroker(MemoryBrokerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	pol := testPolicy
+	pol.Roles = map[string]RoleRules{"staff": {
+		Join:     []string{"staff", "device:*"},
+		AutoJoin: []string{"staff"},
+		Emit:     []EmitRule{{Events: []string{"test:block"}, Rooms: []string{"staff"}}},
+	}}
+	block := func(o *Options) {
+		o.Policy = pol
+		o.HTTPStream.MaxQueuedCommands = 2
+		o.Handlers = []Handler{testBlock.Handle(func(ctx context.Context, in Incoming[chatMessage]) error {
+			entered <- struct{}{}
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+			return nil
+		})}
+	}
+	_, urlA := streamHub(t, func(o *Options) { o.Broker = mb; block(o) })
+	_, urlB := streamHub(t, func(o *Options) { o.Broker = mb.Peer(); block(o) })
+	s := openStream(t, urlA, testToken(t, "eve", time.Hour, "staff"))
+	s.t = t
+	s.read()
+	// The stream's commands wait behind a handler that blocks.
+	if st := s.post(urlA, `{"id":1,"op":"emit","event":"test:block","room":"staff","data":{"text":"x"}}`); st != http.StatusAccepted {
+		t.Fatalf("post = %d", st)
+	}
+	<-entered
+	// Through node B: two fill the inbox, the third does not fit.
+	if st := s.post(urlB, "{\"id\":2,\"op\":\"ping\"}\n{\"id\":3,\"op\":\"ping\"}"); st != http.StatusAccepted {
+		t.Fatalf("post through B = %d", st)
+	}
+	if st := s.post(urlB, `{"id":4,"op":"ping"}`); st != http.StatusAccepted {
+		t.Fatalf("post through B = %d (B cannot know the inbox is full)", st)
+	}
+	// A reply that never comes fails the test instead of hanging it.
+	stop := time.AfterFunc(20*time.Second, func() { s.resp.Body.Close() })
+	defer stop.Stop()
+	if m := s.readType("reply"); m.ID != 4 || m.OK || m.Error == nil || m.Error.Code != "rate_limited" {
+		t.Fatalf("the refused relayed command's reply: %+v", m)
+	}
+	close(release)
+	for _, id := range []uint64{1, 2, 3} {
+		if m := s.readType("reply"); m.ID != id || !m.OK {
+			t.Fatalf("reply %d after the release: %+v", id, m)
+		}
+	}
+}

@@ -132,10 +132,20 @@ func (h *Hub) handleRelayed(msg []byte) {
 		var cmds [][]byte
 		cmds, err = splitCommands(m.body, h.opts.MaxMessageSize, h.opts.HTTPStream.MaxQueuedCommands)
 		if err == nil {
-			err = h.queueCommands(m.session, m.subject, cmds)
+			var c *conn
+			c, err = h.queueCommands(m.session, m.subject, cmds)
+			if c != nil && err != nil {
+				// The stream is here but its inbox is full: the POST was
+				// answered 202 on the node that relayed it, so the refusal
+				// a local POST gets as 429 goes to each command's reply
+				// instead (at most MaxQueuedCommands of them).
+				for _, cmd := range cmds {
+					c.reply(commandID(cmd), nil, err)
+				}
+			}
 		}
 	}
 	if err != nil {
-		h.log.LogAttrs(h.ctx, slog.LevelDebug, "rthub: relayed commands dropped", slog.Any("err", err))
+		h.log.LogAttrs(h.ctx, slog.LevelDebug, "rthub: relayed commands refused", slog.Any("err", err))
 	}
 }
