@@ -248,6 +248,20 @@ func TestHTTPStreamRetryAfter(t *testing.T) {
 
 	// The POSTs: the first command refused, sent again after its
 	// Retry-After, accepted; then the second, refused and sent again alike.
+	// A reply on the stream can come before its POST's 202 is recorded:
+	// wait for the second accepted POST.
+	accepted := func() int {
+		n := 0
+		for _, p := range rec.list() {
+			if p.status == http.StatusAccepted {
+				n++
+			}
+		}
+		return n
+	}
+	for deadline := time.Now().Add(testWait); accepted() < 2 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	var bodies []string
 	posts := rec.list()
 	for i, p := range posts {
