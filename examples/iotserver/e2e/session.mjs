@@ -113,6 +113,12 @@ try {
   //    that used to leave the page greyed on "disconnected (4100)". The
   //    admin's tab is reloaded after the restart: its first connection
   //    is refused with 4100 too.
+  // The admin's stored session, put back before the reload below: its live
+  // client may reach the new server first (a reconnect that refreshes the
+  // token gets 401) and sign the tab out, and a reload of a signed-out tab
+  // shows a plain sign-in, not the refusal this step is about.
+  const adminSession = await admin.evaluate(() => sessionStorage.getItem("rthub-iot-session"));
+  check(adminSession, "the admin's tab holds its session");
   step("stopping the server");
   check((await ask("@@stop")) === "@@stopped", "server stopped");
   await alice.waitForFunction(() => ["reconnecting", "stale"].includes(document.querySelector("[data-testid=conn-state]").dataset.state), null, { timeout: 10000 });
@@ -126,6 +132,7 @@ try {
 
   const nextIn = await alice.evaluate(() => (window.__iot.client ? Math.max(0, window.__iot.client.nextRetryAt - Date.now()) : 0));
   const aliceDue = Date.now() + nextIn; // her next attempt, refused with 4100
+  await admin.evaluate((s) => sessionStorage.setItem("rthub-iot-session", s), adminSession);
   await admin.reload();
   const refused = await signedOut(admin, "admin", /sign in again/i, refusedCloseDelay + slack);
   step(`admin's reloaded page: sign-in after ${refused.took} ms: "${refused.reason}"`);
