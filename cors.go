@@ -59,9 +59,14 @@ func setCORS(h http.Header, origin string) {
 	if origin == "" {
 		return
 	}
+	allowOrigin(h, origin)
+	h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
+}
+
+// allowOrigin names origin as the one a response is for.
+func allowOrigin(h http.Header, origin string) {
 	h.Set("Access-Control-Allow-Origin", origin)
 	h.Add("Vary", "Origin")
-	h.Set("Access-Control-Expose-Headers", corsExposeHeaders)
 }
 
 // servePreflight answers a CORS preflight for the stream or its POSTs: 204
@@ -90,8 +95,7 @@ func (h *Hub) servePreflight(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	hd := w.Header()
-	hd.Set("Access-Control-Allow-Origin", origin)
-	hd.Add("Vary", "Origin")
+	allowOrigin(hd, origin)
 	hd.Set("Access-Control-Allow-Methods", corsAllowMethods)
 	hd.Set("Access-Control-Allow-Headers", corsAllowHeaders)
 	hd.Set("Access-Control-Max-Age", corsMaxAge)

@@ -689,23 +689,9 @@ func TestHTTPStream_RelayedPostRefused(t *testing.T) {
 	}
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
-	pol := testPolicy
-	pol.Roles = map[string]RoleRules{"staff": {
-		Join:     []string{"staff", "device:*"},
-		AutoJoin: []string{"staff"},
-		Emit:     []EmitRule{{Events: []string{"test:block"}, Rooms: []string{"staff"}}},
-	}}
 	block := func(o *Options) {
-		o.Policy = pol
+		blockingHub(o, entered, release)
 		o.HTTPStream.MaxQueuedCommands = 2
-		o.Handlers = []Handler{testBlock.Handle(func(ctx context.Context, in Incoming[chatMessage]) error {
-			entered <- struct{}{}
-			select {
-			case <-release:
-			case <-ctx.Done():
-			}
-			return nil
-		})}
 	}
 	_, urlA := streamHub(t, func(o *Options) { o.Broker = mb; block(o) })
 	_, urlB := streamHub(t, func(o *Options) { o.Broker = mb.Peer(); block(o) })

@@ -238,31 +238,37 @@ func TestReadPoll_FdReuse(t *testing.T) {
 // testBlock is the event of TestReadPoll_BlockedHandler.
 var testBlock = NewEvent[chatMessage]("test:block")
 
+// blockingHub sets up a hub whose staff may emit test:block in staff, with
+// a handler that reports on entered and holds its connection's commands
+// until release is closed (or the connection ends).
+func blockingHub(o *Options, entered chan<- struct{}, release <-chan struct{}) {
+	pol := testPolicy
+	pol.Roles = map[string]RoleRules{"staff": {
+		Join:     []string{"staff", "device:*"},
+		AutoJoin: []string{"staff"},
+		Emit:     []EmitRule{{Events: []string{"test:block"}, Rooms: []string{"staff"}}},
+	}}
+	o.Policy = pol
+	o.Handlers = []Handler{testBlock.Handle(func(ctx context.Context, in Incoming[chatMessage]) error {
+		entered <- struct{}{}
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	})}
+}
+
 // TestReadPoll_BlockedHandler: a handler that blocks holds up its own
 // connection only.
 func TestReadPoll_BlockedHandler(t *testing.T) {
-	block := testBlock
 	for _, tc := range readModes {
 		t.Run(tc.name, func(t *testing.T) {
 			release := make(chan struct{})
 			entered := make(chan struct{}, 1)
-			pol := testPolicy
-			pol.Roles = map[string]RoleRules{"staff": {
-				Join:     []string{"staff", "device:*"},
-				AutoJoin: []string{"staff"},
-				Emit:     []EmitRule{{Events: []string{"test:block"}, Rooms: []string{"staff"}}},
-			}}
 			_, url := testHub(t, func(o *Options) {
 				o.ReadMode = tc.mode
-				o.Policy = pol
-				o.Handlers = []Handler{block.Handle(func(ctx context.Context, in Incoming[chatMessage]) error {
-					entered <- struct{}{}
-					select {
-					case <-release:
-					case <-ctx.Done():
-					}
-					return nil
-				})}
+				blockingHub(o, entered, release)
 			})
 			a := dial(t, url, testToken(t, "a", time.Hour, "staff"))
 			b := dial(t, url, testToken(t, "b", time.Hour, "staff"))
